@@ -1,0 +1,1 @@
+"""Lumen: alerting for kube-prometheus-stack, driven by LumenAlertPolicy resources."""

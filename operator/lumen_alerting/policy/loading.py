@@ -1,0 +1,217 @@
+"""Build the typed spec from parsed YAML, collecting every structural problem as ``path: reason``.
+
+The checks here are exactly the field declarations of ``policy.model`` (types, patterns, ranges,
+lengths, list keys, CEL mirrors), i.e. what the API server also enforces from the generated CRD.
+Checks that need more than the schema (PromQL, cross references) live in ``policy.validation``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal, TypeVar
+
+from .fields import FieldDoc, field_doc, field_key
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class InvalidPolicy(ValueError):
+    """The policy breaks one or more rules; ``problems`` lists each as ``path: reason``."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def spec_fields(cls: type) -> list[tuple[dataclasses.Field[Any], Any]]:
+    """The declared fields of a spec dataclass with their resolved types."""
+    hints = _hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls) if "lumen" in f.metadata]
+
+
+def optional_inner(tp: Any) -> Any | None:
+    """``X`` for ``X | None``, else None."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return None
+
+
+def load(cls: type[T], data: Any, path: str) -> T:
+    """Build ``cls`` from ``data`` or raise InvalidPolicy with every problem found."""
+    problems: list[Problem] = []
+    value = _load_object(cls, data, path, problems)
+    if problems:
+        raise InvalidPolicy(problems)
+    return value
+
+
+def _load_object(cls: type, data: Any, path: str, problems: list[Problem]) -> Any:
+    if not isinstance(data, dict):
+        problems.append(Problem(path, "must be an object"))
+        return None
+    known = {field_key(f) for f, _ in spec_fields(cls)}
+    for key in data:
+        if key not in known:
+            allowed = ", ".join(sorted(known))
+            problems.append(Problem(_join(path, str(key)), f"unknown field (allowed: {allowed})"))
+    before = len(problems)
+    values: dict[str, Any] = {}
+    for f, tp in spec_fields(cls):
+        key = field_key(f)
+        sub = _join(path, key)
+        if key not in data or data[key] is None:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append(Problem(sub, "required"))
+            continue
+        values[f.name] = _load_value(tp, data[key], sub, field_doc(f), problems)
+    if len(problems) > before:
+        return None
+    obj = cls(**values)
+    for rule in getattr(cls, "__rules__", ()):
+        if rule.check is not None and not rule.check(obj):
+            problems.append(Problem(path, rule.message))
+    return obj
+
+
+def _load_value(tp: Any, data: Any, path: str, doc: FieldDoc, problems: list[Problem]) -> Any:
+    inner = optional_inner(tp)
+    if inner is not None:
+        tp = inner
+    origin = typing.get_origin(tp)
+    before = len(problems)
+    if dataclasses.is_dataclass(tp):
+        value = _load_object(tp, data, path, problems)
+    elif origin is list:
+        value = _load_list(typing.get_args(tp)[0], data, path, doc, problems)
+    elif origin is dict:
+        value = _load_map(typing.get_args(tp)[1], data, path, doc, problems)
+    elif origin is Literal:
+        choices = typing.get_args(tp)
+        if data not in choices:
+            problems.append(Problem(path, f"must be one of {', '.join(map(str, choices))}"))
+        value = data
+    else:
+        value = _load_scalar(tp, data, path, doc, problems)
+    if len(problems) == before:
+        for rule in doc.rules:
+            if rule.check is not None and not rule.check(value):
+                problems.append(Problem(path, rule.message))
+    return value
+
+
+def _load_list(
+    item_tp: Any, data: Any, path: str, doc: FieldDoc, problems: list[Problem]
+) -> list[Any]:
+    if not isinstance(data, list):
+        problems.append(Problem(path, "must be a list"))
+        return []
+    if doc.min_items is not None and len(data) < doc.min_items:
+        problems.append(Problem(path, f"needs at least {doc.min_items} item(s)"))
+    if doc.max_items is not None and len(data) > doc.max_items:
+        problems.append(Problem(path, f"has {len(data)} items, at most {doc.max_items} allowed"))
+    item_doc = FieldDoc(description="")
+    items = [_load_value(item_tp, x, f"{path}[{i}]", item_doc, problems) for i, x in enumerate(data)]
+    if doc.list_map_key:
+        seen: dict[Any, int] = {}
+        for i, item in enumerate(data):
+            key = item.get(doc.list_map_key) if isinstance(item, dict) else None
+            if key is None:
+                continue
+            if key in seen:
+                problems.append(
+                    Problem(
+                        f"{path}[{i}].{doc.list_map_key}",
+                        f"duplicate {doc.list_map_key} {key!r} (also at [{seen[key]}])",
+                    )
+                )
+            seen.setdefault(key, i)
+    return items
+
+
+def _load_map(
+    value_tp: Any, data: Any, path: str, doc: FieldDoc, problems: list[Problem]
+) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        problems.append(Problem(path, "must be a map"))
+        return {}
+    if doc.max_properties is not None and len(data) > doc.max_properties:
+        problems.append(Problem(path, f"has {len(data)} keys, at most {doc.max_properties}"))
+    result = {}
+    value_doc = FieldDoc(description="")
+    for key, value in data.items():
+        sub = f"{path}.{key}"
+        if doc.key_pattern and not (isinstance(key, str) and re.match(doc.key_pattern, key)):
+            problems.append(Problem(sub, f"key must match {doc.key_pattern}"))
+            continue
+        result[key] = _load_value(value_tp, value, sub, value_doc, problems)
+    return result
+
+
+def _load_scalar(tp: type, data: Any, path: str, doc: FieldDoc, problems: list[Problem]) -> Any:
+    ok = isinstance(data, tp) and not (tp is not bool and isinstance(data, bool))
+    if tp is float and isinstance(data, int) and not isinstance(data, bool):
+        data, ok = float(data), True
+    if not ok:
+        problems.append(Problem(path, f"must be {_TYPE_NAMES[tp]}, not {_describe(data)}"))
+        return data
+    if isinstance(data, str):
+        if doc.min_length is not None and len(data) < doc.min_length:
+            problems.append(Problem(path, "must not be empty" if doc.min_length == 1 else
+                                    f"must be at least {doc.min_length} characters"))
+        if doc.max_length is not None and len(data) > doc.max_length:
+            problems.append(Problem(path, f"must be at most {doc.max_length} characters"))
+        if doc.pattern is not None and not re.match(doc.pattern, data):
+            problems.append(Problem(path, f"{data!r} does not match {doc.pattern}"))
+    else:
+        _check_range(data, path, doc, problems)
+    return data
+
+
+def _check_range(value: float, path: str, doc: FieldDoc, problems: list[Problem]) -> None:
+    low, high = doc.minimum, doc.maximum
+    if low is not None and (value <= low if doc.exclusive_minimum else value < low):
+        problems.append(Problem(path, f"must be {'>' if doc.exclusive_minimum else '>='} {low:g}"))
+    if high is not None and (value >= high if doc.exclusive_maximum else value > high):
+        problems.append(Problem(path, f"must be {'<' if doc.exclusive_maximum else '<='} {high:g}"))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a map"
+    return type(value).__name__
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key

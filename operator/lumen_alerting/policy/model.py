@@ -1,0 +1,561 @@
+"""The typed ``LumenAlertPolicy`` spec (``lumen.dev/v1alpha1``).
+
+These dataclasses are the single source of truth for the resource: their field declarations carry
+the descriptions, defaults and constraints from which ``crds/`` is generated (``lumenctl crd``),
+and the loader enforces the same constraints when it builds them from YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from .durations import DURATION_PATTERN
+from .fields import Cel, contains, one_of, spec_field
+
+API_GROUP = "lumen.dev"
+API_VERSION = "v1alpha1"
+KIND = "LumenAlertPolicy"
+PLURAL = "lumenalertpolicies"
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+METRIC_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+HTTP_URL = r"^https?://[^\s/$.?#][^\s]*$"
+EMAIL = r"^[^@\s,]+@[^@\s,]+$"
+HOST_PORT = r"^[^:\s/]+:[0-9]{1,5}$"
+SLACK_CHANNEL = r"^[#@]?[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
+# Longest policy name whose derived names (``lumen-<name>-threader``) stay valid Service names.
+MAX_POLICY_NAME = 48
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    """A key of a Secret in the policy's namespace. Secrets are referenced, never inlined."""
+
+    name: str = spec_field(
+        "Name of a Secret in the policy's namespace.", pattern=DNS_SUBDOMAIN, max_length=253
+    )
+    key: str = spec_field("Key inside that Secret.", pattern=SECRET_KEY, max_length=253)
+
+
+@dataclass(frozen=True)
+class Suppression:
+    enabled: bool = spec_field(
+        "Guard every alert so it cannot fire while the suppression metric equals 1.",
+        default=False,
+    )
+    metric: str = spec_field(
+        "Gauge that mutes the policy's alerts while it is 1 (seed: lumen_alert_suppressed).",
+        default="lumen_alert_suppressed",
+        pattern=METRIC_NAME,
+    )
+    selector: str = spec_field(
+        "Label matchers for the suppression metric. Empty: `{namespace=\"<policy namespace>\"}`; "
+        "`{}` reads it from every namespace.",
+        default="",
+        max_length=1024,
+    )
+
+
+@dataclass(frozen=True)
+class RuleOverride:
+    threshold: float | None = spec_field(
+        "Replaces the preset rule's threshold (the number its expression compares against).",
+        default=None,
+    )
+    for_: str | None = spec_field(
+        "Replaces how long the condition must hold before the alert fires.",
+        default=None,
+        key="for",
+        pattern=DURATION_PATTERN,
+    )
+    severity: str | None = spec_field(
+        "Replaces the preset rule's severity label.", default=None, pattern=LABEL_NAME
+    )
+    enabled: bool = spec_field("Set false to leave this preset rule out.", default=True)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: Literal["gateway", "pipeline"] = spec_field(
+        "Rule pack to include: `gateway` (Lumen Gateway / ION API health, seeds 000-001) or "
+        "`pipeline` (report pipeline stalls, stage failures, integrity, seed 004)."
+    )
+    overrides: dict[str, RuleOverride] = spec_field(
+        "Per-rule changes, keyed by the preset's alert name.",
+        default_factory=dict,
+        key_pattern=LABEL_NAME,
+        max_properties=32,
+    )
+    selector: str = spec_field(
+        "Label matchers that pick the preset's series. Empty: `{namespace=\"<policy "
+        "namespace>\"}`, the namespace the exporter runs in; `{}` reads every namespace (plain "
+        "Prometheus without a namespace label).",
+        default="",
+        max_length=1024,
+    )
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    alert: str = spec_field("Alert name.", pattern=LABEL_NAME, max_length=128)
+    expr: str = spec_field(
+        "PromQL expression; every series it returns becomes a firing alert.",
+        min_length=1,
+        max_length=4096,
+    )
+    for_: str = spec_field(
+        "How long the expression must return a series before the alert fires.",
+        default="0s",
+        key="for",
+        pattern=DURATION_PATTERN,
+    )
+    severity: str = spec_field(
+        "Value of the alert's `severity` label (routes usually match on it).",
+        default="warning",
+        pattern=LABEL_NAME,
+    )
+    summary: str = spec_field(
+        "One-line `summary` annotation. Defaults to the alert name.", default="", max_length=1024
+    )
+    description: str = spec_field(
+        "Longer `description` annotation; may use Prometheus template syntax.",
+        default="",
+        max_length=4096,
+    )
+    runbook: str = spec_field(
+        "Runbook anchor or URL: a full http(s) URL is used as is, anything else is appended to "
+        "`runbookBaseURL` as `#<runbook>`.",
+        default="",
+        max_length=1024,
+    )
+    labels: dict[str, str] = spec_field(
+        "Extra labels for this alert.", default_factory=dict, key_pattern=LABEL_NAME
+    )
+    annotations: dict[str, str] = spec_field(
+        "Extra annotations for this alert.", default_factory=dict, key_pattern=LABEL_NAME
+    )
+
+
+@dataclass(frozen=True)
+class RatioSLI:
+    errors: str = spec_field(
+        "PromQL per-second rate of bad events; must contain `{{window}}` as the range, e.g. "
+        "`sum(rate(http_requests_total{code=~\"5..\"}[{{window}}]))`.",
+        min_length=1,
+        max_length=4096,
+        rules=(contains("{{window}}"),),
+    )
+    total: str = spec_field(
+        "PromQL per-second rate of all events, with `{{window}}` as the range.",
+        min_length=1,
+        max_length=4096,
+        rules=(contains("{{window}}"),),
+    )
+
+
+@dataclass(frozen=True)
+class LatencySLI:
+    metric: str = spec_field(
+        "Base name of a Prometheus histogram (without `_bucket`/`_count`).", pattern=METRIC_NAME
+    )
+    threshold: float = spec_field(
+        "Requests slower than this many seconds are bad; must equal one of the histogram's `le` "
+        "bucket bounds.",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    selector: str = spec_field(
+        "Label matchers selecting the histogram's series, e.g. `{job=\"api\"}`.",
+        default="",
+        max_length=1024,
+    )
+
+
+@dataclass(frozen=True)
+class RunsSLI:
+    success: str = spec_field(
+        "Counter selector of successful runs, e.g. `lumen_pipeline_runs_total{result=\"success\"}`.",
+        min_length=1,
+        max_length=1024,
+    )
+    total: str = spec_field(
+        "Counter selector of all runs, e.g. `lumen_pipeline_runs_total`.",
+        min_length=1,
+        max_length=1024,
+    )
+
+
+@dataclass(frozen=True)
+class SLI:
+    __rules__: ClassVar[tuple[Cel, ...]] = (one_of("ratio", "latency", "runs"),)
+
+    ratio: RatioSLI | None = spec_field(
+        "Event-ratio SLI: bad events over all events.", default=None
+    )
+    latency: LatencySLI | None = spec_field(
+        "Latency SLI over a histogram: requests slower than a threshold are bad.", default=None
+    )
+    runs: RunsSLI | None = spec_field(
+        "Execution-based SLI (seed 004): failed runs over all runs, from run counters.",
+        default=None,
+    )
+
+
+@dataclass(frozen=True)
+class AlertTier:
+    enabled: bool = spec_field("Set false to render no alert for this tier.", default=True)
+    severity: str = spec_field(
+        "Severity label of this tier's alert. Defaults to the tier name (`page` or `ticket`).",
+        default="",
+        pattern=r"^([a-zA-Z_][a-zA-Z0-9_]*)?$",
+    )
+    labels: dict[str, str] = spec_field(
+        "Extra labels on this tier's alert.", default_factory=dict, key_pattern=LABEL_NAME
+    )
+
+
+@dataclass(frozen=True)
+class SLOAlerting:
+    page: AlertTier = spec_field(
+        "Fast burn: 2% of the budget in 1h or 5% in 6h (for a 30d period).",
+        default_factory=AlertTier,
+    )
+    ticket: AlertTier = spec_field(
+        "Slow burn: 10% of the budget in 1d or 10% in 3d (for a 30d period).",
+        default_factory=AlertTier,
+    )
+
+
+@dataclass(frozen=True)
+class SLO:
+    name: str = spec_field("SLO name, unique in the policy.", pattern=DNS_LABEL, max_length=63)
+    objective: float = spec_field(
+        "Target percentage of good events over the period, e.g. 99.9.",
+        minimum=0,
+        maximum=100,
+        exclusive_minimum=True,
+        exclusive_maximum=True,
+    )
+    sli: SLI = spec_field("How good and bad events are counted; exactly one kind.")
+    period: str = spec_field(
+        "Window the objective applies to. Burn-rate factors scale with it.",
+        default="30d",
+        pattern=DURATION_PATTERN,
+    )
+    min_events: int = spec_field(
+        "Do not alert while the alert window saw fewer events than this (no page on low "
+        "traffic). 0 disables the guard.",
+        default=0,
+        minimum=0,
+    )
+    description: str = spec_field("What the SLO promises, for people.", default="")
+    alerting: SLOAlerting = spec_field(
+        "Multi-window, multi-burn-rate alerts.", default_factory=SLOAlerting
+    )
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str = spec_field("Label name.", pattern=LABEL_NAME)
+    value: str = spec_field("Label value (a regular expression for `=~` and `!~`).", default="")
+    match_type: Literal["=", "!=", "=~", "!~"] = spec_field(
+        "How the value is compared.", default="="
+    )
+
+
+@dataclass(frozen=True)
+class Route:
+    receiver: str = spec_field("Receiver that gets matching alerts.", pattern=DNS_LABEL)
+    matchers: list[Matcher] = spec_field(
+        "All must match for the alert to take this route.", default_factory=list, max_items=16
+    )
+    continue_: bool = spec_field(
+        "Keep evaluating later routes after this one matched.", default=False, key="continue"
+    )
+    group_by: list[str] | None = spec_field(
+        "Overrides `routing.groupBy` for this route.", default=None, max_items=16
+    )
+    group_wait: str | None = spec_field(
+        "Overrides `routing.groupWait`.", default=None, pattern=DURATION_PATTERN
+    )
+    group_interval: str | None = spec_field(
+        "Overrides `routing.groupInterval`.", default=None, pattern=DURATION_PATTERN
+    )
+    repeat_interval: str | None = spec_field(
+        "Overrides `routing.repeatInterval`.", default=None, pattern=DURATION_PATTERN
+    )
+
+
+@dataclass(frozen=True)
+class SlackReceiver:
+    channel: str = spec_field(
+        "Slack channel (`#name` or ID). Delivered through the policy's threader, one thread per "
+        "alert.",
+        pattern=SLACK_CHANNEL,
+    )
+    send_resolved: bool = spec_field("Also notify when alerts resolve.", default=True)
+
+
+@dataclass(frozen=True)
+class EmailReceiver:
+    to: str = spec_field("Recipient address.", pattern=EMAIL)
+    from_: str = spec_field("Sender address.", key="from", pattern=EMAIL)
+    smarthost: str = spec_field("SMTP server as host:port.", pattern=HOST_PORT)
+    auth_username: str = spec_field("SMTP user name.", default="")
+    auth_password: SecretKeyRef | None = spec_field("SMTP password.", default=None)
+    require_tls: bool = spec_field("Require STARTTLS.", default=True)
+    send_resolved: bool = spec_field("Also notify when alerts resolve.", default=False)
+
+
+@dataclass(frozen=True)
+class WebhookReceiver:
+    url: str = spec_field("Endpoint that receives Alertmanager's webhook JSON.", pattern=HTTP_URL)
+    bearer_token: SecretKeyRef | None = spec_field(
+        "Sent as `Authorization: Bearer <token>`.", default=None
+    )
+    send_resolved: bool = spec_field("Also notify when alerts resolve.", default=True)
+    max_alerts: int = spec_field(
+        "Most alerts in one message; 0 sends all.", default=0, minimum=0
+    )
+
+
+@dataclass(frozen=True)
+class Receiver:
+    __rules__: ClassVar[tuple[Cel, ...]] = (one_of("slack", "email", "webhook"),)
+
+    name: str = spec_field("Receiver name, unique in the policy.", pattern=DNS_LABEL, max_length=63)
+    slack: SlackReceiver | None = spec_field("Post to Slack through the threader.", default=None)
+    email: EmailReceiver | None = spec_field("Send e-mail.", default=None)
+    webhook: WebhookReceiver | None = spec_field("POST to an HTTP endpoint.", default=None)
+
+
+@dataclass(frozen=True)
+class InhibitRule:
+    source_matchers: list[Matcher] = spec_field(
+        "Alerts matching all of these mute the targets.", min_items=1, max_items=16
+    )
+    target_matchers: list[Matcher] = spec_field(
+        "Alerts matching all of these are muted.", min_items=1, max_items=16
+    )
+    equal: list[str] = spec_field(
+        "Labels that must be equal in source and target.", default_factory=list, max_items=16
+    )
+
+
+@dataclass(frozen=True)
+class Routing:
+    __rules__: ClassVar[tuple[Cel, ...]] = (
+        Cel(
+            rule="self.routes.all(r, self.receivers.exists(x, x.name == r.receiver))",
+            message="every route's receiver must name one of the receivers",
+        ),
+        Cel(
+            rule="self.receiver == '' || self.receivers.exists(x, x.name == self.receiver)",
+            message="receiver must name one of the receivers",
+        ),
+    )
+
+    receiver: str = spec_field(
+        "Receiver for alerts no route matches. Empty: such alerts are dropped.",
+        default="",
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+    )
+    group_by: list[str] = spec_field(
+        "Labels that group alerts into one notification.",
+        default_factory=lambda: ["alertname", "service"],
+        max_items=16,
+    )
+    group_wait: str = spec_field(
+        "Wait before the first notification of a new group.",
+        default="30s",
+        pattern=DURATION_PATTERN,
+    )
+    group_interval: str = spec_field(
+        "Wait before notifying about new alerts in a group.",
+        default="5m",
+        pattern=DURATION_PATTERN,
+    )
+    repeat_interval: str = spec_field(
+        "Wait before repeating a notification that has not changed.",
+        default="4h",
+        pattern=DURATION_PATTERN,
+    )
+    routes: list[Route] = spec_field(
+        "Evaluated in order; the first match wins unless `continue` is set.",
+        default_factory=list,
+        max_items=64,
+    )
+    receivers: list[Receiver] = spec_field(
+        "Where notifications go.", default_factory=list, max_items=64, list_map_key="name"
+    )
+    inhibit_rules: list[InhibitRule] = spec_field(
+        "Extra inhibitions. Lumen always adds: an SLO page alert mutes the ticket alert of the "
+        "same SLO, and a critical alert mutes the warning of the same alert and service.",
+        default_factory=list,
+        max_items=32,
+    )
+
+
+@dataclass(frozen=True)
+class ThreaderStore:
+    type: Literal["file", "redis", "memory"] = spec_field(
+        "Where thread state lives: `file` (one replica, on the pod's volume), `redis` (several "
+        "replicas), `memory` (tests only; lost on restart).",
+        default="file",
+    )
+    url: str = spec_field(
+        "Redis URL for `type: redis`, e.g. `redis://redis:6379/0`.",
+        default="",
+        pattern=r"^(rediss?://\S+)?$",
+    )
+
+
+@dataclass(frozen=True)
+class Incidents:
+    database_url: SecretKeyRef | None = spec_field(
+        "Secret key holding a PostgreSQL URL. Default: SQLite on the pod's volume.", default=None
+    )
+
+
+@dataclass(frozen=True)
+class Threader:
+    __rules__: ClassVar[tuple[Cel, ...]] = (
+        Cel(
+            rule="self.store.type == 'redis' || self.replicas == 1",
+            message="more than one replica needs store.type redis",
+            check=lambda t: t.store.type == "redis" or t.replicas == 1,
+        ),
+        Cel(
+            rule="self.store.type != 'redis' || self.store.url != ''",
+            message="store.type redis needs store.url",
+            check=lambda t: t.store.type != "redis" or t.store.url != "",
+        ),
+    )
+
+    enabled: bool = spec_field("Set false to run no threader.", default=True)
+    bot_token: SecretKeyRef | None = spec_field(
+        "Slack bot token (xoxb-...). Required when a receiver posts to Slack.", default=None
+    )
+    store: ThreaderStore = spec_field("Thread state store.", default_factory=ThreaderStore)
+    incidents: Incidents = spec_field("Incident store.", default_factory=Incidents)
+    replicas: int = spec_field("Pod replicas.", default=1, minimum=1, maximum=10)
+    thread_key: Literal["occurrence", "labels"] = spec_field(
+        "One thread per alert occurrence (fingerprint + startsAt), or per "
+        "alertname|severity|service|cluster|env label set.",
+        default="occurrence",
+    )
+    reply_on_repeat: bool = spec_field(
+        "Reply in the thread when Alertmanager repeats a firing alert.", default=True
+    )
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str = spec_field("Probe name, unique in the policy.", pattern=DNS_LABEL, max_length=63)
+    url: str = spec_field("Health endpoint to GET.", pattern=HTTP_URL)
+    interval: str = spec_field(
+        "Time between probes (never at scrape time).", default="20s", pattern=DURATION_PATTERN
+    )
+    timeout: str = spec_field("Probe timeout.", default="5s", pattern=DURATION_PATTERN)
+    fields: dict[str, str] = spec_field(
+        "Gauges read from the JSON body: metric suffix -> JSONPath, e.g. "
+        "`mock_mode: $.mock` exports `lumen_mock_mode`.",
+        default_factory=dict,
+        key_pattern=LABEL_NAME,
+        max_properties=32,
+    )
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    enabled: bool = spec_field(
+        "Accept pipeline stage results over HTTP and export `lumen_pipeline_*` metrics.",
+        default=False,
+    )
+    token: SecretKeyRef | None = spec_field(
+        "Bearer token CI must send with stage results. Required when enabled.", default=None
+    )
+
+
+@dataclass(frozen=True)
+class Exporter:
+    __rules__: ClassVar[tuple[Cel, ...]] = (
+        Cel(
+            rule="!self.pipeline.enabled || has(self.pipeline.token)",
+            message="pipeline.enabled needs pipeline.token",
+            check=lambda e: not e.pipeline.enabled or e.pipeline.token is not None,
+        ),
+    )
+
+    enabled: bool = spec_field("Set false to run no exporter.", default=True)
+    probes: list[Probe] = spec_field(
+        "HTTP health probes.", default_factory=list, max_items=32, list_map_key="name"
+    )
+    pipeline: Pipeline = spec_field("Pipeline-run metrics endpoint.", default_factory=Pipeline)
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    __rules__: ClassVar[tuple[Cel, ...]] = (
+        Cel(
+            rule="!has(self.routing) || !self.routing.receivers.exists(r, has(r.slack)) || "
+            "(has(self.threader) && self.threader.enabled && has(self.threader.botToken))",
+            message="Slack receivers are delivered through the threader: set threader.botToken",
+        ),
+    )
+
+    service: str = spec_field(
+        "Service the alerts are about; becomes the `service` label of every alert.",
+        pattern=r"^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$",
+        max_length=63,
+    )
+    labels: dict[str, str] = spec_field(
+        "Labels added to every alert.", default_factory=dict, key_pattern=LABEL_NAME
+    )
+    runbook_base_url: str = spec_field(
+        "Base URL that rule `runbook` anchors are appended to.",
+        default="",
+        key="runbookBaseURL",
+        pattern=r"^(https?://\S+)?$",
+    )
+    suppression: Suppression = spec_field(
+        "Mute every alert while a metric is 1 (seed 004's toggle).", default_factory=Suppression
+    )
+    presets: list[Preset] = spec_field(
+        "Rule packs from Lumen's source documents.",
+        default_factory=list,
+        max_items=8,
+        list_map_key="name",
+    )
+    rules: list[AlertRule] = spec_field(
+        "Free-form alert rules.", default_factory=list, max_items=256
+    )
+    slos: list[SLO] = spec_field(
+        "Service level objectives with multi-window burn-rate alerts.",
+        default_factory=list,
+        max_items=32,
+        list_map_key="name",
+    )
+    routing: Routing | None = spec_field(
+        "Alertmanager routing, rendered as an AlertmanagerConfig.", default=None
+    )
+    threader: Threader | None = spec_field(
+        "The Slack threader and incident store.", default=None
+    )
+    exporter: Exporter | None = spec_field(
+        "Health probes and pipeline-run metrics.", default=None
+    )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A policy as the renderer needs it: identity plus spec."""
+
+    name: str
+    namespace: str
+    spec: PolicySpec
+    uid: str = ""  # set when rendered by the operator: children get an ownerReference

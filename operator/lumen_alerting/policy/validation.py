@@ -1,0 +1,164 @@
+"""Checks beyond the schema: PromQL that parses, references that resolve, SLOs that can alert.
+
+The schema-level checks (types, patterns, ranges, unique names) already ran in the loader; these
+need the whole policy or a PromQL parser, so the API server cannot do them. The operator reports
+them in the policy's status; ``lumenctl validate`` prints them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import promql_parser
+
+from ..burnrate import TIERS, error_budget, tier_windows
+from ..presets import PACKS
+from .durations import parse_duration
+from .loading import Problem
+from .model import SLO, Policy, PolicySpec
+from .sli import sli_queries
+
+# Labels Lumen sets on every alert; a policy may not set them by hand.
+RESERVED_LABELS = frozenset({"namespace", "lumen_policy", "service", "severity"})
+LONGEST_PERIOD = 365 * 86400
+
+
+def semantic_problems(policy: Policy) -> list[Problem]:
+    spec = policy.spec
+    return [
+        *_label_problems(spec),
+        *_rule_problems(spec),
+        *_preset_problems(spec),
+        *_slo_problems(spec),
+        *_routing_problems(spec),
+        *_selector_problems(spec),
+    ]
+
+
+def promql_problem(path: str, expr: str) -> Problem | None:
+    try:
+        promql_parser.parse(expr)
+    except (ValueError, TypeError) as error:
+        return Problem(path, f"invalid PromQL: {error}")
+    return None
+
+
+def _label_problems(spec: PolicySpec) -> Iterator[Problem]:
+    for key in sorted(RESERVED_LABELS & spec.labels.keys()):
+        yield Problem(f"spec.labels.{key}", "is set by Lumen and cannot be overridden")
+    for i, rule in enumerate(spec.rules):
+        for key in sorted(RESERVED_LABELS & rule.labels.keys()):
+            yield Problem(
+                f"spec.rules[{i}].labels.{key}",
+                "is set by Lumen (use the rule's own field where there is one)",
+            )
+
+
+def _rule_problems(spec: PolicySpec) -> Iterator[Problem]:
+    for i, rule in enumerate(spec.rules):
+        problem = promql_problem(f"spec.rules[{i}].expr", rule.expr)
+        if problem:
+            yield problem
+        if rule.runbook and not rule.runbook.startswith(("http://", "https://")):
+            if not spec.runbook_base_url:
+                yield Problem(
+                    f"spec.rules[{i}].runbook",
+                    "is an anchor but spec.runbookBaseURL is not set (give a full URL or set it)",
+                )
+
+
+def _preset_problems(spec: PolicySpec) -> Iterator[Problem]:
+    for i, preset in enumerate(spec.presets):
+        pack = PACKS[preset.name]
+        for alert, override in preset.overrides.items():
+            path = f"spec.presets[{i}].overrides.{alert}"
+            rule = pack.rule(alert)
+            if rule is None:
+                known = ", ".join(r.alert for r in pack.rules)
+                yield Problem(path, f"preset {preset.name} has no rule {alert} (it has: {known})")
+            elif override.threshold is not None and rule.threshold is None:
+                yield Problem(f"{path}.threshold", f"{alert} has no threshold to override")
+
+
+def _slo_problems(spec: PolicySpec) -> Iterator[Problem]:
+    for i, slo in enumerate(spec.slos):
+        path = f"spec.slos[{i}]"
+        period = parse_duration(slo.period)
+        longest = max(w.long for w in tier_windows("ticket"))
+        if not longest <= period <= LONGEST_PERIOD:
+            yield Problem(f"{path}.period", "must be between 3d (the longest alert window) and 365d")
+            continue
+        yield from _sli_parse_problems(slo, path)
+        yield from _reachability_problems(slo, period, path)
+
+
+def _sli_parse_problems(slo: SLO, path: str) -> Iterator[Problem]:
+    """Every query Lumen will build from the SLI must parse (checked on the 5m window)."""
+    for key, query in sli_queries(slo.sli, "5m").items():
+        problem = promql_problem(f"{path}.sli.{key}", query)
+        if problem:
+            yield problem
+            return
+
+
+def _reachability_problems(slo: SLO, period: int, path: str) -> Iterator[Problem]:
+    budget = error_budget(slo.objective)
+    for tier in TIERS:
+        if not getattr(slo.alerting, tier).enabled:
+            continue
+        for window in tier_windows(tier):
+            threshold = window.factor(period) * budget
+            if threshold >= 1:
+                yield Problem(
+                    f"{path}.alerting.{tier}",
+                    f"can never fire: objective {slo.objective:g}% over {slo.period} needs an "
+                    f"error ratio of {float(threshold):.3g} (> 100%); raise the objective or "
+                    f"set enabled: false",
+                )
+                break
+
+
+def _routing_problems(spec: PolicySpec) -> Iterator[Problem]:
+    routing = spec.routing
+    if routing is None:
+        return
+    names = {r.name for r in routing.receivers}
+    if routing.receiver and routing.receiver not in names:
+        yield Problem("spec.routing.receiver", f"no receiver named {routing.receiver!r}")
+    for i, route in enumerate(routing.routes):
+        if route.receiver not in names:
+            yield Problem(
+                f"spec.routing.routes[{i}].receiver", f"no receiver named {route.receiver!r}"
+            )
+        for j, matcher in enumerate(route.matchers):
+            yield from _matcher_problems(f"spec.routing.routes[{i}].matchers[{j}]", matcher)
+    threader = spec.threader
+    for i, receiver in enumerate(routing.receivers):
+        if receiver.slack is None:
+            continue
+        path = f"spec.routing.receivers[{i}].slack"
+        if threader is None or not threader.enabled:
+            yield Problem(path, "Slack is delivered through the threader: set spec.threader")
+        elif threader.bot_token is None:
+            yield Problem(path, "needs spec.threader.botToken (the Slack bot token Secret)")
+
+
+def _matcher_problems(path: str, matcher: object) -> Iterator[Problem]:
+    match_type = getattr(matcher, "match_type", "=")
+    value = getattr(matcher, "value", "")
+    if match_type in ("=~", "!~"):
+        problem = promql_problem(path, f'{{__name__=~".+", x{match_type}"{_escape(value)}"}}')
+        if problem:
+            yield Problem(f"{path}.value", f"invalid regular expression {value!r}")
+
+
+def _selector_problems(spec: PolicySpec) -> Iterator[Problem]:
+    selectors = [(f"spec.presets[{i}].selector", p.selector) for i, p in enumerate(spec.presets)]
+    selectors.append(("spec.suppression.selector", spec.suppression.selector))
+    for path, selector in selectors:
+        if selector and promql_problem(path, f"up{selector}") is not None:
+            yield Problem(path, f"{selector!r} is not a label selector like {{job=\"x\"}}")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')

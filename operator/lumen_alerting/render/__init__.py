@@ -1,0 +1,41 @@
+"""Pure rendering: a validated policy in, the Kubernetes objects it stands for out.
+
+Nothing in this package does I/O, reads a clock or draws random numbers: the same policy always
+renders byte-identical objects in the same order, so Argo CD diffs stay clean and the operator can
+compare desired with actual state.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ..policy.model import Policy
+from .objects import Manifest, RenderOptions
+from .prometheus_rule import prometheus_rule
+from .routing import alertmanager_config
+from .workloads import exporter_objects, threader_objects
+
+ObjectGroup = Literal["prometheusrule", "alertmanagerconfig", "workloads"]
+OBJECT_GROUPS: tuple[ObjectGroup, ...] = ("prometheusrule", "alertmanagerconfig", "workloads")
+
+
+def render_policy(
+    policy: Policy,
+    options: RenderOptions | None = None,
+    only: ObjectGroup | None = None,
+) -> list[Manifest]:
+    """Every object of ``policy``: PrometheusRule, AlertmanagerConfig, threader, exporter."""
+    options = options or RenderOptions()
+    objects: list[Manifest] = []
+    if only in (None, "prometheusrule"):
+        rule = prometheus_rule(policy, options)
+        objects += [rule] if rule else []
+    if only in (None, "alertmanagerconfig"):
+        config = alertmanager_config(policy, options)
+        objects += [config] if config else []
+    if only in (None, "workloads"):
+        objects += threader_objects(policy, options) + exporter_objects(policy, options)
+    return objects
+
+
+__all__ = ["OBJECT_GROUPS", "Manifest", "ObjectGroup", "RenderOptions", "render_policy"]

@@ -1,0 +1,91 @@
+"""Names, labels and ownership shared by every object rendered for a policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..policy.model import API_GROUP, API_VERSION, KIND, Policy
+
+Manifest = dict[str, Any]
+
+POLICY_LABEL = "lumen.dev/policy"
+DEFAULT_KPS_RELEASE = "kube-prometheus-stack"
+DEFAULT_IMAGE = "ghcr.io/lumen-alerting/lumen:0.1.0"
+THREADER_PORT = 8080
+EXPORTER_PORT = 9108
+# Every SLO burn-rate alert has this name; labels `slo` and `tier` (page|ticket) tell them apart.
+SLO_ALERT = "LumenSLOErrorBudgetBurn"
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """What the renderer needs to know beyond the policy: the cluster it renders for."""
+
+    kps_release: str = DEFAULT_KPS_RELEASE
+    threader_image: str = DEFAULT_IMAGE
+    exporter_image: str = DEFAULT_IMAGE
+    managed_by: str = "lumenctl"
+
+
+@dataclass(frozen=True)
+class ChildNames:
+    """Names of the objects rendered for one policy (all in the policy's namespace)."""
+
+    rules: str
+    alertmanager_config: str
+    threader: str
+    threader_secret: str
+    exporter: str
+
+    @classmethod
+    def of(cls, policy: Policy) -> ChildNames:
+        base = f"lumen-{policy.name}"
+        return cls(
+            rules=base,
+            alertmanager_config=base,
+            threader=f"{base}-threader",
+            # Holds the webhook and admin tokens; created by the operator, never rendered.
+            threader_secret=f"{base}-threader",
+            exporter=f"{base}-exporter",
+        )
+
+
+def common_labels(policy: Policy, options: RenderOptions) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/managed-by": options.managed_by,
+        "app.kubernetes.io/part-of": "lumen",
+        POLICY_LABEL: policy.name,
+    }
+
+
+def metadata(
+    policy: Policy,
+    options: RenderOptions,
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Object metadata: namespace, Lumen's labels and, from the operator, the owner."""
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": policy.namespace,
+        "labels": {**common_labels(policy, options), **(labels or {})},
+    }
+    if policy.uid:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": KIND,
+                "name": policy.name,
+                "uid": policy.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return meta
+
+
+def service_url(policy: Policy, name: str, port: int, path: str = "") -> str:
+    """In-cluster URL of one of the policy's Services."""
+    return f"http://{name}.{policy.namespace}.svc:{port}{path}"
