@@ -44,7 +44,7 @@ def upstream_crd_dir() -> Path:
 
 
 def _go_patterns_to_python(node: Any) -> Any:
-    """Go RE2 allows ``(?i)`` mid-pattern; Python only at the start (slightly looser, see SOURCE.md)."""
+    """Go RE2 allows ``(?i)`` mid-pattern, Python only at the start (a bit looser; SOURCE.md)."""
     if isinstance(node, dict):
         out = {k: _go_patterns_to_python(v) for k, v in node.items()}
         pattern = out.get("pattern")
@@ -56,18 +56,20 @@ def _go_patterns_to_python(node: Any) -> Any:
     return node
 
 
+# OpenAPI v3.0 schemas are JSON Schema draft 4 in the parts that matter here (a boolean
+# exclusiveMinimum); newer drafts would misread them.
 @cache
-def crd_validator(path: Path) -> tuple[str, str, jsonschema.Draft202012Validator]:
+def crd_validator(path: Path) -> tuple[str, str, jsonschema.Draft4Validator]:
     """(group/version, kind, validator) of the served version of a CRD file."""
-    crd = yaml.load(path.read_text(), Loader=_CrdLoader)  # noqa: S506 - SafeLoader subclass
+    crd = yaml.load(path.read_text(), Loader=_CrdLoader)
     spec = crd["spec"]
     (version,) = [v for v in spec["versions"] if v.get("served", True)][:1]
     schema = _go_patterns_to_python(version["schema"]["openAPIV3Schema"])
-    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft4Validator.check_schema(schema)
     return (
         f"{spec['group']}/{version['name']}",
         spec["names"]["kind"],
-        jsonschema.Draft202012Validator(schema),
+        jsonschema.Draft4Validator(schema),
     )
 
 
@@ -78,7 +80,9 @@ def validate_against_crd(obj: dict[str, Any], crd_path: Path) -> None:
     errors = sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors]
-        raise AssertionError(f"{kind} {obj['metadata'].get('name')} is invalid:\n" + "\n".join(lines))
+        raise AssertionError(
+            f"{kind} {obj['metadata'].get('name')} is invalid:\n" + "\n".join(lines)
+        )
 
 
 def validate_object(obj: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@
 
 An SLO with objective O has error budget B = 1 - O. Over a long window L an alert fires when the
 error ratio over L and over its short window S = L/12 both exceed k·B, where
-k = (fraction of the budget consumed) × period / L. For a 30-day period that gives the workbook's
+k = (fraction of the budget consumed) * period / L. For a 30-day period that gives the workbook's
 14.4 / 6 (page) and 3 / 1 (ticket); other periods scale k with the period.
 
 Exact fractions keep the factors and thresholds free of float noise (14.4, not 14.399999999999999).

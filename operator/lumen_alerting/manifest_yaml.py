@@ -14,7 +14,11 @@ class _ManifestDumper(yaml.SafeDumper):
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value and not any(line != line.rstrip() for line in value.split("\n")) else None
+    style = (
+        "|"
+        if "\n" in value and not any(line != line.rstrip() for line in value.split("\n"))
+        else None
+    )
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

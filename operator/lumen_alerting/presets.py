@@ -209,7 +209,7 @@ PIPELINE = PresetPack(
             for_="1m",
             severity="page",
             summary="Remote integrity hash mismatch",
-            description="lumen_remote_integrity_ok is 0: the remote copy differs from the local one.",
+            description="lumen_remote_integrity_ok is 0: the remote copy differs from the local.",
             runbook="integrity",
         ),
     ),

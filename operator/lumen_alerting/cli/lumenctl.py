@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     render.set_defaults(run=_render)
 
-    validate = commands.add_parser("validate", help="check policies; print problems as path: reason")
+    validate = commands.add_parser(
+        "validate", help="check policies; print problems as path: reason"
+    )
     _add_files(validate)
     validate.set_defaults(run=_validate)
 

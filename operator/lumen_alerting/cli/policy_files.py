@@ -34,7 +34,9 @@ def _sources(paths: list[str]) -> list[tuple[str, str]]:
             found.append(("<stdin>", sys.stdin.read()))
             continue
         target = Path(path)
-        files = sorted([*target.glob("*.yaml"), *target.glob("*.yml")]) if target.is_dir() else [target]
+        files = (
+            sorted([*target.glob("*.yaml"), *target.glob("*.yml")]) if target.is_dir() else [target]
+        )
         for file in files:
             found.append((str(file), file.read_text(encoding="utf-8")))
     return found
@@ -47,7 +49,9 @@ def load_policies(paths: list[str], default_namespace: str = "default") -> Loade
     try:
         sources = _sources(paths)
     except OSError as error:
-        return LoadedPolicies([], [FileProblem(str(error.filename), Problem("<file>", error.strerror or str(error)))])
+        return LoadedPolicies(
+            [], [FileProblem(str(error.filename), Problem("<file>", error.strerror or str(error)))]
+        )
     seen: dict[tuple[str, str], str] = {}
     for name, text in sources:
         try:
@@ -65,8 +69,13 @@ def load_policies(paths: list[str], default_namespace: str = "default") -> Loade
             key = (policy.namespace, policy.name)
             if key in seen:
                 problems.append(
-                    FileProblem(source, Problem("metadata.name", f"{policy.namespace}/{policy.name} "
-                                                f"is also defined in {seen[key]}"))
+                    FileProblem(
+                        source,
+                        Problem(
+                            "metadata.name",
+                            f"{policy.namespace}/{policy.name} is also defined in {seen[key]}",
+                        ),
+                    )
                 )
                 continue
             seen[key] = source

@@ -52,4 +52,3 @@ def _name_problems(path: str, value: Any, longest: int) -> list[Problem]:
     if not re.match(DNS_LABEL, value):
         return [Problem(path, f"{value!r} must be a DNS label (lower-case letters, digits, '-')")]
     return []
-

@@ -134,7 +134,9 @@ def _load_list(
     if doc.max_items is not None and len(data) > doc.max_items:
         problems.append(Problem(path, f"has {len(data)} items, at most {doc.max_items} allowed"))
     item_doc = FieldDoc(description="")
-    items = [_load_value(item_tp, x, f"{path}[{i}]", item_doc, problems) for i, x in enumerate(data)]
+    items = [
+        _load_value(item_tp, x, f"{path}[{i}]", item_doc, problems) for i, x in enumerate(data)
+    ]
     if doc.list_map_key:
         seen: dict[Any, int] = {}
         for i, item in enumerate(data):
@@ -180,8 +182,14 @@ def _load_scalar(tp: type, data: Any, path: str, doc: FieldDoc, problems: list[P
         return data
     if isinstance(data, str):
         if doc.min_length is not None and len(data) < doc.min_length:
-            problems.append(Problem(path, "must not be empty" if doc.min_length == 1 else
-                                    f"must be at least {doc.min_length} characters"))
+            problems.append(
+                Problem(
+                    path,
+                    "must not be empty"
+                    if doc.min_length == 1
+                    else f"must be at least {doc.min_length} characters",
+                )
+            )
         if doc.max_length is not None and len(data) > doc.max_length:
             problems.append(Problem(path, f"must be at most {doc.max_length} characters"))
         if doc.pattern is not None and not re.match(doc.pattern, data):

@@ -53,7 +53,7 @@ class Suppression:
         pattern=METRIC_NAME,
     )
     selector: str = spec_field(
-        "Label matchers for the suppression metric. Empty: `{namespace=\"<policy namespace>\"}`; "
+        'Label matchers for the suppression metric. Empty: `{namespace="<policy namespace>"}`; '
         "`{}` reads it from every namespace.",
         default="",
         max_length=1024,
@@ -92,7 +92,7 @@ class Preset:
     )
     selector: str = spec_field(
         "Label matchers that pick the preset's series. Empty: `{namespace=\"<policy "
-        "namespace>\"}`, the namespace the exporter runs in; `{}` reads every namespace (plain "
+        'namespace>"}`, the namespace the exporter runs in; `{}` reads every namespace (plain '
         "Prometheus without a namespace label).",
         default="",
         max_length=1024,
@@ -144,7 +144,7 @@ class AlertRule:
 class RatioSLI:
     errors: str = spec_field(
         "PromQL per-second rate of bad events; must contain `{{window}}` as the range, e.g. "
-        "`sum(rate(http_requests_total{code=~\"5..\"}[{{window}}]))`.",
+        '`sum(rate(http_requests_total{code=~"5.."}[{{window}}]))`.',
         min_length=1,
         max_length=4096,
         rules=(contains("{{window}}"),),
@@ -169,7 +169,7 @@ class LatencySLI:
         exclusive_minimum=True,
     )
     selector: str = spec_field(
-        "Label matchers selecting the histogram's series, e.g. `{job=\"api\"}`.",
+        'Label matchers selecting the histogram\'s series, e.g. `{job="api"}`.',
         default="",
         max_length=1024,
     )
@@ -178,7 +178,7 @@ class LatencySLI:
 @dataclass(frozen=True)
 class RunsSLI:
     success: str = spec_field(
-        "Counter selector of successful runs, e.g. `lumen_pipeline_runs_total{result=\"success\"}`.",
+        'Counter selector of successful runs, e.g. `lumen_pipeline_runs_total{result="success"}`.',
         min_length=1,
         max_length=1024,
     )
@@ -318,9 +318,7 @@ class WebhookReceiver:
         "Sent as `Authorization: Bearer <token>`.", default=None
     )
     send_resolved: bool = spec_field("Also notify when alerts resolve.", default=True)
-    max_alerts: int = spec_field(
-        "Most alerts in one message; 0 sends all.", default=0, minimum=0
-    )
+    max_alerts: int = spec_field("Most alerts in one message; 0 sends all.", default=0, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -417,7 +415,9 @@ class ThreaderStore:
 @dataclass(frozen=True)
 class Incidents:
     database_url: SecretKeyRef | None = spec_field(
-        "Secret key holding a PostgreSQL URL. Default: SQLite on the pod's volume.", default=None
+        "Secret key holding a PostgreSQL URL. Default: SQLite on the pod's volume.",
+        default=None,
+        key="databaseURL",
     )
 
 
@@ -543,12 +543,8 @@ class PolicySpec:
     routing: Routing | None = spec_field(
         "Alertmanager routing, rendered as an AlertmanagerConfig.", default=None
     )
-    threader: Threader | None = spec_field(
-        "The Slack threader and incident store.", default=None
-    )
-    exporter: Exporter | None = spec_field(
-        "Health probes and pipeline-run metrics.", default=None
-    )
+    threader: Threader | None = spec_field("The Slack threader and incident store.", default=None)
+    exporter: Exporter | None = spec_field("Health probes and pipeline-run metrics.", default=None)
 
 
 @dataclass(frozen=True)

@@ -108,14 +108,22 @@ def _status_schema() -> Schema:
         "required": ["type", "status"],
         "properties": {
             "type": {"type": "string", "description": "`Ready` or `Valid`."},
-            "status": {"type": "string", "enum": ["True", "False", "Unknown"],
-                       "description": "Whether the condition holds."},
+            "status": {
+                "type": "string",
+                "enum": ["True", "False", "Unknown"],
+                "description": "Whether the condition holds.",
+            },
             "reason": {"type": "string", "description": "Machine-readable cause, CamelCase."},
             "message": {"type": "string", "description": "What happened, for people."},
-            "lastTransitionTime": {"type": "string", "format": "date-time",
-                                   "description": "When status last changed."},
-            "observedGeneration": {"type": "integer",
-                                   "description": "Spec generation the condition refers to."},
+            "lastTransitionTime": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When status last changed.",
+            },
+            "observedGeneration": {
+                "type": "integer",
+                "description": "Spec generation the condition refers to.",
+            },
         },
     }
     child = {
@@ -130,15 +138,23 @@ def _status_schema() -> Schema:
         "type": "object",
         "description": "Written by the operator only.",
         "properties": {
-            "observedGeneration": {"type": "integer",
-                                   "description": "Last spec generation the operator acted on."},
-            "conditions": {"type": "array", "items": condition,
-                           "x-kubernetes-list-type": "map",
-                           "x-kubernetes-list-map-keys": ["type"],
-                           "description": "`Valid`: the spec passed validation. `Ready`: every "
-                           "child object is applied."},
-            "children": {"type": "array", "items": child,
-                         "description": "Objects the operator applies for this policy."},
+            "observedGeneration": {
+                "type": "integer",
+                "description": "Last spec generation the operator acted on.",
+            },
+            "conditions": {
+                "type": "array",
+                "items": condition,
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+                "description": "`Valid`: the spec passed validation. `Ready`: every "
+                "child object is applied.",
+            },
+            "children": {
+                "type": "array",
+                "items": child,
+                "description": "Objects the operator applies for this policy.",
+            },
             "rules": {"type": "integer", "description": "Alerting rules rendered."},
             "slos": {"type": "integer", "description": "SLOs rendered."},
         },
@@ -170,8 +186,11 @@ def crd() -> dict[str, Any]:
         ],
     }
     columns = [
-        {"name": "Ready", "type": "string",
-         "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {
+            "name": "Ready",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        },
         {"name": "Rules", "type": "integer", "jsonPath": ".status.rules"},
         {"name": "SLOs", "type": "integer", "jsonPath": ".status.slos"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

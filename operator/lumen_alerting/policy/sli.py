@@ -29,7 +29,9 @@ def window_queries(sli: SLI, window: str) -> WindowQueries:
     if sli.latency is not None:
         total = f"sum(rate({sli.latency.metric}_count{_inner(sli.latency.selector)}[{window}]))"
         good = f"sum(rate({sli.latency.metric}_bucket{_bucket_selector(sli.latency)}[{window}]))"
-        events = f"sum(increase({sli.latency.metric}_count{_inner(sli.latency.selector)}[{window}]))"
+        events = (
+            f"sum(increase({sli.latency.metric}_count{_inner(sli.latency.selector)}[{window}]))"
+        )
         return WindowQueries(f"({total} - {good})\n/\n{total}", events)
     assert sli.runs is not None, "the loader guarantees exactly one SLI kind"
     success = f"sum(increase({sli.runs.success}[{window}]))"
@@ -56,7 +58,7 @@ def _inner(selector: str) -> str:
 
 def _bucket_selector(latency: LatencySLI) -> str:
     threshold = latency.threshold
-    # Go clients write le="1", Python and Prometheus 3 write le="1.0": accept both for whole numbers.
+    # Go clients write le="1", Python and Prometheus 3 le="1.0": accept both for whole numbers.
     if threshold == int(threshold):
         le = f'le=~"{int(threshold)}(\\\\.0)?"'
     else:

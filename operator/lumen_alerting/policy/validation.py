@@ -59,12 +59,12 @@ def _rule_problems(spec: PolicySpec) -> Iterator[Problem]:
         problem = promql_problem(f"spec.rules[{i}].expr", rule.expr)
         if problem:
             yield problem
-        if rule.runbook and not rule.runbook.startswith(("http://", "https://")):
-            if not spec.runbook_base_url:
-                yield Problem(
-                    f"spec.rules[{i}].runbook",
-                    "is an anchor but spec.runbookBaseURL is not set (give a full URL or set it)",
-                )
+        is_anchor = rule.runbook and not rule.runbook.startswith(("http://", "https://"))
+        if is_anchor and not spec.runbook_base_url:
+            yield Problem(
+                f"spec.rules[{i}].runbook",
+                "is an anchor but spec.runbookBaseURL is not set (give a full URL or set it)",
+            )
 
 
 def _preset_problems(spec: PolicySpec) -> Iterator[Problem]:
@@ -86,7 +86,9 @@ def _slo_problems(spec: PolicySpec) -> Iterator[Problem]:
         period = parse_duration(slo.period)
         longest = max(w.long for w in tier_windows("ticket"))
         if not longest <= period <= LONGEST_PERIOD:
-            yield Problem(f"{path}.period", "must be between 3d (the longest alert window) and 365d")
+            yield Problem(
+                f"{path}.period", "must be between 3d (the longest alert window) and 365d"
+            )
             continue
         yield from _sli_parse_problems(slo, path)
         yield from _reachability_problems(slo, period, path)
@@ -157,7 +159,7 @@ def _selector_problems(spec: PolicySpec) -> Iterator[Problem]:
     selectors.append(("spec.suppression.selector", spec.suppression.selector))
     for path, selector in selectors:
         if selector and promql_problem(path, f"up{selector}") is not None:
-            yield Problem(path, f"{selector!r} is not a label selector like {{job=\"x\"}}")
+            yield Problem(path, f'{selector!r} is not a label selector like {{job="x"}}')
 
 
 def _escape(value: str) -> str:

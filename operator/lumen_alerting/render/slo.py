@@ -49,9 +49,7 @@ def sli_recording_rules(policy: Policy, slo: SLO) -> list[Rule]:
     for seconds in all_window_lengths():
         window = format_duration(seconds)
         queries = window_queries(slo.sli, window)
-        rules.append(
-            _record(ERROR_RATIO.format(window=window), queries.error_ratio, policy, slo)
-        )
+        rules.append(_record(ERROR_RATIO.format(window=window), queries.error_ratio, policy, slo))
     if slo.min_events > 0:
         for seconds in sorted({w.long for w in WINDOWS}):
             window = format_duration(seconds)
@@ -75,9 +73,7 @@ def metadata_rules(policy: Policy, slo: SLO) -> list[Rule]:
         _record(OBJECTIVE, f"vector({number(1 - error_budget(slo.objective))})", policy, slo),
         _record(ERROR_BUDGET, f"vector({budget})", policy, slo),
         _record(PERIOD_SECONDS, f"vector({int(parse_duration(slo.period))})", policy, slo),
-        _record(
-            BUDGET_REMAINING, f"1 - {PERIOD_ERROR_RATIO}{selector} / {budget}", policy, slo
-        ),
+        _record(BUDGET_REMAINING, f"1 - {PERIOD_ERROR_RATIO}{selector} / {budget}", policy, slo),
         _record(
             CURRENT_BURN_RATE,
             f"{ERROR_RATIO.format(window=shortest)}{selector} / {budget}",
@@ -137,12 +133,14 @@ def _summary(slo: SLO, tier: Tier) -> str:
 
 
 def _description(slo: SLO, tier: Tier) -> str:
-    windows = " or ".join(
-        f"{format_duration(w.long)}/{format_duration(w.short)}" for w in tier_windows(tier)
+    period = int(parse_duration(slo.period))
+    speeds = " or ".join(
+        f"{float(w.factor(period)):.4g}x over {format_duration(w.long)}/{format_duration(w.short)}"
+        for w in tier_windows(tier)
     )
     text = (
-        f"Error ratio {{{{ $value | humanizePercentage }}}} over the {windows} windows would "
-        f"spend the {slo.period} error budget of objective {slo.objective:g}% too soon."
+        f"The error budget of objective {slo.objective:g}% over {slo.period} is burning "
+        f"faster than sustainable: {speeds}."
     )
     return f"{slo.description} {text}" if slo.description else text
 

@@ -1,0 +1,375 @@
+"""Alertmanager routing: a policy's AlertmanagerConfig, and the same as plain alertmanager.yml.
+
+``alertmanager_config`` renders the ``monitoring.coreos.com/v1alpha1`` AlertmanagerConfig that
+kube-prometheus-stack's Alertmanager picks up. ``alertmanager_yaml`` renders, for plain
+Alertmanager (``lumenctl render --format alertmanager``), the configuration prometheus-operator
+generates from those AlertmanagerConfigs with the ``OnNamespace`` matcher strategy. It is built
+*from the rendered AlertmanagerConfigs*, converting them the way prometheus-operator does, so both
+outputs cannot drift apart:
+
+- root route: receiver ``null`` (no configs), one child route per AlertmanagerConfig, sorted by
+  ``<namespace>/<name>``, with ``namespace="<ns>"`` appended to its matchers and ``continue: true``;
+- receiver names become ``<namespace>/<config name>/<receiver>``;
+- inhibit rules get ``namespace="<ns>"`` appended to their source and target matchers;
+- matchers use the ``matchers:`` string syntax (``name="value"``), never deprecated ``match``.
+
+Secrets are never inlined. prometheus-operator reads Secret values into the generated config; the
+plain file instead points at files where kube-prometheus-stack mounts the Secrets listed in
+``alertmanager.alertmanagerSpec.secrets``: ``/etc/alertmanager/secrets/<secret>/<key>``.
+Alertmanager 0.25 (checked with ``amtool check-config`` 0.25) accepts both fields used for that:
+
+- ``http_config.authorization.credentials_file`` (webhook bearer tokens, the threader token);
+- ``email_configs[].auth_password_file`` (SMTP password).
+
+No field had to be left out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from ..policy.model import (
+    EmailReceiver,
+    InhibitRule,
+    Matcher,
+    Policy,
+    Receiver,
+    Route,
+    Routing,
+    SecretKeyRef,
+    SlackReceiver,
+    WebhookReceiver,
+)
+from .objects import (
+    SLO_ALERT,
+    THREADER_PORT,
+    ChildNames,
+    Manifest,
+    RenderOptions,
+    metadata,
+    service_url,
+)
+
+ALERTMANAGER_CONFIG_API = "monitoring.coreos.com/v1alpha1"
+# Receiver without configs: alerts routed to it are dropped (kube-prometheus-stack's root receiver).
+NULL_RECEIVER = "null"
+# Where kube-prometheus-stack mounts `alertmanager.alertmanagerSpec.secrets` in Alertmanager.
+SECRETS_DIR = "/etc/alertmanager/secrets"
+# Key of the threader Secret holding the token Alertmanager presents to the threader.
+THREADER_TOKEN_KEY = "webhook-token"
+# The label prometheus-operator's OnNamespace strategy matches on.
+NAMESPACE_LABEL = "namespace"
+# Root of the plain alertmanager.yml, as in kube-prometheus-stack's default `alertmanager.config`.
+ROOT_ROUTE: dict[str, Any] = {
+    "group_by": ["namespace"],
+    "group_wait": "30s",
+    "group_interval": "5m",
+    "repeat_interval": "12h",
+}
+
+Obj = dict[str, Any]
+
+
+# --- AlertmanagerConfig ----------------------------------------------------------------------
+
+
+def alertmanager_config(policy: Policy, options: RenderOptions) -> Manifest | None:
+    """The policy's AlertmanagerConfig; None when the policy has no ``routing``."""
+    routing = policy.spec.routing
+    if routing is None:
+        return None
+    return {
+        "apiVersion": ALERTMANAGER_CONFIG_API,
+        "kind": "AlertmanagerConfig",
+        "metadata": metadata(policy, options, ChildNames.of(policy).alertmanager_config),
+        "spec": {
+            "route": route_tree(routing),
+            "receivers": receivers(policy, routing),
+            "inhibitRules": inhibit_rules(routing),
+        },
+    }
+
+
+def default_receiver(routing: Routing) -> str:
+    """Receiver of alerts no route matches: ``routing.receiver`` or a config-less one (drop)."""
+    if routing.receiver:
+        return routing.receiver
+    taken = {receiver.name for receiver in routing.receivers}
+    name = NULL_RECEIVER
+    while name in taken:  # a user receiver may be called "null" itself
+        name = f"lumen-{name}"
+    return name
+
+
+def route_tree(routing: Routing) -> Obj:
+    """The CR's top route: the policy-wide grouping and the ordered child routes."""
+    top: Obj = {
+        "receiver": default_receiver(routing),
+        "groupBy": _unique(routing.group_by),
+        "groupWait": routing.group_wait,
+        "groupInterval": routing.group_interval,
+        "repeatInterval": routing.repeat_interval,
+    }
+    if routing.routes:
+        top["routes"] = [child_route(route) for route in routing.routes]
+    return top
+
+
+def child_route(route: Route) -> Obj:
+    """One route; grouping fields only when the route overrides them (None inherits)."""
+    out: Obj = {"receiver": route.receiver}
+    if route.matchers:
+        out["matchers"] = [cr_matcher(m) for m in route.matchers]
+    out["continue"] = route.continue_
+    overrides = {
+        "groupBy": None if route.group_by is None else _unique(route.group_by),
+        "groupWait": route.group_wait,
+        "groupInterval": route.group_interval,
+        "repeatInterval": route.repeat_interval,
+    }
+    out.update({key: value for key, value in overrides.items() if value is not None})
+    return out
+
+
+def cr_matcher(matcher: Matcher) -> Obj:
+    return {"name": matcher.name, "value": matcher.value, "matchType": matcher.match_type}
+
+
+def receivers(policy: Policy, routing: Routing) -> list[Obj]:
+    """The policy's receivers in spec order, plus the drop receiver when it is the default."""
+    out = [receiver_configs(policy, receiver) for receiver in routing.receivers]
+    if not routing.receiver:
+        out.append({"name": default_receiver(routing)})
+    return out
+
+
+def receiver_configs(policy: Policy, receiver: Receiver) -> Obj:
+    """One receiver: Slack goes to the threader as a webhook, e-mail and webhook as they are."""
+    out: Obj = {"name": receiver.name}
+    if receiver.slack is not None:
+        out["webhookConfigs"] = [threader_webhook(policy, receiver.slack)]
+    if receiver.email is not None:
+        out["emailConfigs"] = [email_config(receiver.email)]
+    if receiver.webhook is not None:
+        out["webhookConfigs"] = [webhook_config(receiver.webhook)]
+    return out
+
+
+def threader_webhook(policy: Policy, slack: SlackReceiver) -> Obj:
+    """Alertmanager -> threader (one Slack thread per alert), bearer token from its Secret."""
+    names = ChildNames.of(policy)
+    path = "/alert?channel=" + quote(slack.channel, safe="")
+    return {
+        "url": service_url(policy, names.threader, THREADER_PORT, path),
+        "httpConfig": bearer(SecretKeyRef(name=names.threader_secret, key=THREADER_TOKEN_KEY)),
+        "sendResolved": slack.send_resolved,
+    }
+
+
+def email_config(email: EmailReceiver) -> Obj:
+    out: Obj = {"to": email.to, "from": email.from_, "smarthost": email.smarthost}
+    if email.auth_username:
+        out["authUsername"] = email.auth_username
+    if email.auth_password is not None:
+        out["authPassword"] = secret_ref(email.auth_password)
+    out["requireTLS"] = email.require_tls
+    out["sendResolved"] = email.send_resolved
+    return out
+
+
+def webhook_config(webhook: WebhookReceiver) -> Obj:
+    out: Obj = {"url": webhook.url}
+    if webhook.bearer_token is not None:
+        out["httpConfig"] = bearer(webhook.bearer_token)
+    out["sendResolved"] = webhook.send_resolved
+    if webhook.max_alerts:
+        out["maxAlerts"] = webhook.max_alerts
+    return out
+
+
+def bearer(ref: SecretKeyRef) -> Obj:
+    return {"authorization": {"type": "Bearer", "credentials": secret_ref(ref)}}
+
+
+def secret_ref(ref: SecretKeyRef) -> Obj:
+    return {"name": ref.name, "key": ref.key}
+
+
+def builtin_inhibit_rules() -> list[InhibitRule]:
+    """Always present: an SLO page mutes the ticket of the same SLO; critical mutes warning."""
+    return [
+        InhibitRule(
+            source_matchers=[Matcher("alertname", SLO_ALERT), Matcher("tier", "page")],
+            target_matchers=[Matcher("alertname", SLO_ALERT), Matcher("tier", "ticket")],
+            equal=["slo", "lumen_policy"],
+        ),
+        InhibitRule(
+            source_matchers=[Matcher("severity", "critical")],
+            target_matchers=[Matcher("severity", "warning")],
+            equal=["alertname", "service"],
+        ),
+    ]
+
+
+def inhibit_rules(routing: Routing) -> list[Obj]:
+    """Built-in rules first, then the policy's own, as CR inhibit rules."""
+    return [cr_inhibit_rule(rule) for rule in [*builtin_inhibit_rules(), *routing.inhibit_rules]]
+
+
+def cr_inhibit_rule(rule: InhibitRule) -> Obj:
+    out: Obj = {
+        "sourceMatch": [cr_matcher(m) for m in rule.source_matchers],
+        "targetMatch": [cr_matcher(m) for m in rule.target_matchers],
+    }
+    if rule.equal:
+        out["equal"] = list(rule.equal)
+    return out
+
+
+# --- plain alertmanager.yml --------------------------------------------------------------------
+
+
+def alertmanager_yaml(policies: list[Policy]) -> dict[str, Any]:
+    """A complete alertmanager.yml equivalent to what kps generates from the policies' configs.
+
+    Policies without routing contribute nothing. Raises ValueError when two policies share a
+    namespace and name (their receivers would collide).
+    """
+    configs = [c for c in (alertmanager_config(p, RenderOptions()) for p in policies) if c]
+    return operator_config(configs)
+
+
+def operator_config(configs: list[Manifest]) -> dict[str, Any]:
+    """Convert AlertmanagerConfig objects as prometheus-operator does (OnNamespace strategy)."""
+    by_key = {}
+    for config in configs:
+        key = config_key(config)
+        if key in by_key:
+            raise ValueError(f"AlertmanagerConfig {key} appears twice")
+        by_key[key] = config
+    ordered = [by_key[key] for key in sorted(by_key)]
+    receivers_out = [
+        am_receiver(config, r) for config in ordered for r in config["spec"]["receivers"]
+    ]
+    return {
+        "global": {"resolve_timeout": "5m"},
+        "route": {
+            "receiver": NULL_RECEIVER,
+            **ROOT_ROUTE,
+            "routes": [namespace_route(config) for config in ordered],
+        },
+        "receivers": [{"name": NULL_RECEIVER}, *sorted(receivers_out, key=lambda r: r["name"])],
+        "inhibit_rules": [
+            am_inhibit_rule(rule, config["metadata"]["namespace"])
+            for config in ordered
+            for rule in config["spec"].get("inhibitRules", [])
+        ],
+    }
+
+
+def config_key(config: Manifest) -> str:
+    return f"{config['metadata']['namespace']}/{config['metadata']['name']}"
+
+
+def namespace_route(config: Manifest) -> Obj:
+    """The config's top route, restricted to its namespace; later configs still see the alert."""
+    route = am_route(config["spec"]["route"], config_key(config))
+    namespace = config["metadata"]["namespace"]
+    route["matchers"] = [
+        *route.get("matchers", []),
+        matcher_string(NAMESPACE_LABEL, "=", namespace),
+    ]
+    route["continue"] = True
+    return _reorder(route, ["receiver", "matchers", "continue"])
+
+
+def am_route(route: Obj, prefix: str) -> Obj:
+    """A CR route in alertmanager.yml form; receiver names prefixed with ``<ns>/<config>/``."""
+    out: Obj = {"receiver": f"{prefix}/{route['receiver']}"}
+    if route.get("matchers"):
+        out["matchers"] = [am_matcher(m) for m in route["matchers"]]
+    if route.get("continue"):
+        out["continue"] = True
+    fields = {
+        "groupBy": "group_by",
+        "groupWait": "group_wait",
+        "groupInterval": "group_interval",
+        "repeatInterval": "repeat_interval",
+    }
+    out.update({am: route[cr] for cr, am in fields.items() if cr in route})
+    if route.get("routes"):
+        out["routes"] = [am_route(child, prefix) for child in route["routes"]]
+    return out
+
+
+def am_matcher(matcher: Obj) -> str:
+    return matcher_string(matcher["name"], matcher.get("matchType", "="), matcher.get("value", ""))
+
+
+def matcher_string(name: str, match_type: str, value: str) -> str:
+    """``name="value"`` as prometheus-operator writes it (Go strconv.Quote of the value)."""
+    return f"{name}{match_type}{json.dumps(value, ensure_ascii=False)}"
+
+
+def am_receiver(config: Manifest, receiver: Obj) -> Obj:
+    out: Obj = {"name": f"{config_key(config)}/{receiver['name']}"}
+    if "emailConfigs" in receiver:
+        out["email_configs"] = [am_email(c) for c in receiver["emailConfigs"]]
+    if "webhookConfigs" in receiver:
+        out["webhook_configs"] = [am_webhook(c) for c in receiver["webhookConfigs"]]
+    return out
+
+
+def am_email(email: Obj) -> Obj:
+    out: Obj = {"to": email["to"], "from": email["from"], "smarthost": email["smarthost"]}
+    if "authUsername" in email:
+        out["auth_username"] = email["authUsername"]
+    if "authPassword" in email:
+        out["auth_password_file"] = secret_file(email["authPassword"])
+    out["require_tls"] = email["requireTLS"]
+    out["send_resolved"] = email["sendResolved"]
+    return out
+
+
+def am_webhook(webhook: Obj) -> Obj:
+    out: Obj = {"url": webhook["url"]}
+    authorization = webhook.get("httpConfig", {}).get("authorization")
+    if authorization:
+        out["http_config"] = {
+            "authorization": {
+                "type": authorization["type"],
+                "credentials_file": secret_file(authorization["credentials"]),
+            }
+        }
+    out["send_resolved"] = webhook["sendResolved"]
+    if webhook.get("maxAlerts"):
+        out["max_alerts"] = webhook["maxAlerts"]
+    return out
+
+
+def secret_file(ref: Obj) -> str:
+    """Path of a Secret key listed in ``alertmanagerSpec.secrets``, as kps mounts it."""
+    return f"{SECRETS_DIR}/{ref['name']}/{ref['key']}"
+
+
+def am_inhibit_rule(rule: Obj, namespace: str) -> Obj:
+    """A CR inhibit rule, scoped to its namespace as prometheus-operator does."""
+    scope = matcher_string(NAMESPACE_LABEL, "=", namespace)
+    out: Obj = {
+        "source_matchers": [*(am_matcher(m) for m in rule["sourceMatch"]), scope],
+        "target_matchers": [*(am_matcher(m) for m in rule["targetMatch"]), scope],
+    }
+    if rule.get("equal"):
+        out["equal"] = list(rule["equal"])
+    return out
+
+
+def _unique(items: list[str]) -> list[str]:
+    """Order-preserving de-duplication (CR ``groupBy`` is a list-type set)."""
+    return list(dict.fromkeys(items))
+
+
+def _reorder(obj: Obj, first: list[str]) -> Obj:
+    return {**{k: obj[k] for k in first if k in obj}, **obj}

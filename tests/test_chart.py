@@ -1,0 +1,98 @@
+"""The repository root is a Helm chart: it lints, renders and packages without Python sources."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Top-level paths that must never end up in the packaged chart.
+EXCLUDED_TOP = {
+    "operator",
+    "tests",
+    "bench",
+    "docs",
+    "examples",
+    "tools",
+    ".venv",
+    ".tools",
+    ".cache",
+    ".ci",
+    ".git",
+    "Makefile",
+    "pytest.ini",
+}
+
+
+def helm() -> str:
+    path = shutil.which("helm") or shutil.which("helm", path=str(ROOT / ".tools" / "bin"))
+    if path is None:
+        pytest.fail(
+            "helm is not on PATH; run the tests through `make test` (installs .tools/bin/helm)"
+        )
+    return path
+
+
+def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [helm(), *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, (
+        f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    )
+    return proc
+
+
+def test_helm_lint_strict() -> None:
+    proc = run_helm("lint", "--strict", ".")
+    assert "0 chart(s) failed" in proc.stdout + proc.stderr
+
+
+def test_helm_template_renders() -> None:
+    proc = run_helm("template", "t", ".", "--namespace", "lumen")
+    # NOTES.txt is not rendered by `helm template`; the output must still be valid (possibly empty)
+    # YAML documents, never an error.
+    assert "Error" not in proc.stderr
+
+
+def test_helm_template_rejects_values_outside_schema() -> None:
+    proc = subprocess.run(
+        [helm(), "template", "t", ".", "--set", "image.pullPolicy=Sometimes"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode != 0, "values.schema.json must reject an invalid image.pullPolicy"
+
+
+def test_helm_package_excludes_sources(tmp_path: Path) -> None:
+    run_helm("package", ".", "--destination", str(tmp_path))
+    chart = ROOT / "Chart.yaml"
+    version = next(
+        line.split(":", 1)[1].strip().strip("\"'")
+        for line in chart.read_text().splitlines()
+        if line.startswith("version:")
+    )
+    tgz = tmp_path / f"lumen-{version}.tgz"
+    assert tgz.is_file(), sorted(p.name for p in tmp_path.iterdir())
+
+    with tarfile.open(tgz) as tar:
+        names = tar.getnames()
+    assert all(n.startswith("lumen/") for n in names), names
+    rel = [n.split("/", 1)[1] for n in names if "/" in n]
+    tops = {r.split("/", 1)[0] for r in rel}
+
+    assert {"Chart.yaml", "values.yaml", "values.schema.json"} <= tops, sorted(tops)
+    leaked = sorted(tops & EXCLUDED_TOP)
+    assert not leaked, f"packaged chart contains excluded paths: {leaked}"
+    py = [r for r in rel if r.endswith((".py", ".pyc", ".toml", ".lock"))]
+    assert not py, f"packaged chart contains Python/build files: {py}"
+    md = [r for r in rel if r.endswith(".md") and r != "README.md"]
+    assert not md, f"packaged chart contains docs: {md}"

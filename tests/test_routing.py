@@ -1,0 +1,501 @@
+"""Routing: the AlertmanagerConfig (upstream schema) and the plain alertmanager.yml (real amtool and
+a real Alertmanager process) rendered from ``tests/policies/routing-*.yaml``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lumen_alerting.policy.document import policy_from_manifest
+from lumen_alerting.policy.model import Policy
+from lumen_alerting.render.objects import SLO_ALERT, ChildNames, RenderOptions
+from lumen_alerting.render.routing import (
+    SECRETS_DIR,
+    alertmanager_config,
+    alertmanager_yaml,
+    builtin_inhibit_rules,
+)
+from tests.schemas import validate_object
+
+POLICY_DIR = Path(__file__).parent / "policies"
+POLICY_FILES = sorted(POLICY_DIR.glob("routing-*.yaml"))
+AMTOOL = shutil.which("amtool")
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+needs_amtool = pytest.mark.skipif(AMTOOL is None, reason="amtool (prometheus-alertmanager) missing")
+
+# policy file stem -> [(alert labels, receivers amtool must resolve them to, in tree order)].
+# The policy's namespace label is added unless the labels set one.
+EXPECTED_ROUTES: dict[str, list[tuple[dict[str, str], list[str]]]] = {
+    "routing-severity-slack": [
+        ({"severity": "critical"}, ["lumen/lumen-gateway/slack-critical"]),
+        ({"severity": "warning"}, ["lumen/lumen-gateway/slack-warnings"]),
+        ({"severity": "info"}, ["lumen/lumen-gateway/slack-info"]),
+        ({"severity": "page"}, ["lumen/lumen-gateway/null"]),  # no route: dropped
+        ({"severity": "critical", "namespace": "other"}, ["null"]),
+    ],
+    "routing-page-ticket": [
+        ({"severity": "page"}, ["pipeline/lumen-reports/oncall"]),
+        ({"severity": "ticket"}, ["pipeline/lumen-reports/backlog"]),
+        ({"severity": "critical"}, ["pipeline/lumen-reports/default"]),
+        ({"severity": "page", "namespace": "lumen-other"}, ["null"]),
+    ],
+    "routing-matchers": [
+        ({"severity": "critical"}, ["payments/lumen-api/slack-critical"]),
+        (
+            {"severity": "page", "env": "prod"},
+            ["payments/lumen-api/slack-critical", "payments/lumen-api/oncall"],
+        ),
+        ({"severity": "page", "env": "staging"}, ["payments/lumen-api/slack-critical"]),
+        ({"severity": "info", "alertname": "DiskFilling"}, ["payments/lumen-api/quiet"]),
+        ({"severity": "info", "alertname": "Watchdog"}, ["payments/lumen-api/slack-default"]),
+        ({"severity": "warning"}, ["payments/lumen-api/slack-default"]),
+    ],
+    "routing-slo-tiers": [
+        (
+            {"alertname": SLO_ALERT, "tier": "page", "slo": "availability"},
+            ["shop/lumen-checkout/pager", "shop/lumen-checkout/slack-shop"],
+        ),
+        ({"alertname": "CheckoutDown", "tier": "page"}, ["shop/lumen-checkout/slack-shop"]),
+        ({"alertname": SLO_ALERT, "tier": "ticket"}, ["shop/lumen-checkout/tickets"]),
+        ({"severity": "warning"}, ["shop/lumen-checkout/slack-shop"]),
+    ],
+    "routing-null-name": [
+        ({"severity": "critical"}, ["default/lumen-minimal/null"]),
+        ({"severity": "warning"}, ["default/lumen-minimal/lumen-null"]),
+    ],
+}
+
+
+def load_policy(path: Path) -> Policy:
+    return policy_from_manifest(yaml.safe_load(path.read_text()))
+
+
+@pytest.fixture(scope="module")
+def policies() -> dict[str, Policy]:
+    return {path.stem: load_policy(path) for path in POLICY_FILES}
+
+
+def dump(obj: Any) -> str:
+    return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True)
+
+
+def write_config(tmp_path: Path, policies: list[Policy], name: str = "alertmanager.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(dump(alertmanager_yaml(policies)))
+    return path
+
+
+def amtool(*args: str) -> subprocess.CompletedProcess[str]:
+    assert AMTOOL is not None
+    return subprocess.run([AMTOOL, *args], check=False, capture_output=True, text=True, timeout=60)
+
+
+def route_args(policy: Policy, labels: dict[str, str]) -> list[str]:
+    labels = {"namespace": policy.namespace, **labels}
+    return [f"{name}={value}" for name, value in labels.items()]
+
+
+def walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    yield path, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from walk(value, f"{path}[{i}]")
+
+
+def test_every_routing_policy_has_expectations() -> None:
+    assert len(POLICY_FILES) >= 5
+    assert {p.stem for p in POLICY_FILES} == set(EXPECTED_ROUTES)
+
+
+# --- AlertmanagerConfig ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.stem)
+def test_alertmanager_config_validates_against_upstream_schema(path: Path) -> None:
+    policy = load_policy(path)
+    for owned in (policy, dataclasses.replace(policy, uid="0b1c2d3e-0000-4000-8000-000000000001")):
+        config = alertmanager_config(owned, RenderOptions())
+        assert config is not None
+        validate_object(config)
+        assert config["metadata"]["name"] == ChildNames.of(policy).alertmanager_config
+        assert config["metadata"]["namespace"] == policy.namespace
+
+
+def test_no_routing_renders_no_config(policies: dict[str, Policy]) -> None:
+    policy = policies["routing-page-ticket"]
+    bare = dataclasses.replace(policy, spec=dataclasses.replace(policy.spec, routing=None))
+    assert alertmanager_config(bare, RenderOptions()) is None
+    assert alertmanager_yaml([bare])["route"]["routes"] == []
+
+
+def test_every_route_receiver_exists(policies: dict[str, Policy]) -> None:
+    for policy in policies.values():
+        config = alertmanager_config(policy, RenderOptions())
+        assert config is not None
+        names = [r["name"] for r in config["spec"]["receivers"]]
+        assert len(names) == len(set(names))
+        route = config["spec"]["route"]
+        used = {route["receiver"]} | {child["receiver"] for child in route.get("routes", [])}
+        assert used <= set(names)
+
+
+def test_empty_default_receiver_drops(policies: dict[str, Policy]) -> None:
+    config = alertmanager_config(policies["routing-severity-slack"], RenderOptions())
+    assert config is not None
+    assert config["spec"]["route"]["receiver"] == "null"
+    assert {"name": "null"} in config["spec"]["receivers"]
+    # A user receiver called "null" keeps its name; the drop receiver steps aside.
+    config = alertmanager_config(policies["routing-null-name"], RenderOptions())
+    assert config is not None
+    assert config["spec"]["route"]["receiver"] == "lumen-null"
+    assert {"name": "lumen-null"} in config["spec"]["receivers"]
+
+
+def test_set_default_receiver_adds_no_drop_receiver(policies: dict[str, Policy]) -> None:
+    config = alertmanager_config(policies["routing-page-ticket"], RenderOptions())
+    assert config is not None
+    assert config["spec"]["route"]["receiver"] == "default"
+    assert [r["name"] for r in config["spec"]["receivers"]] == ["default", "oncall", "backlog"]
+
+
+def test_slack_goes_through_threader(policies: dict[str, Policy]) -> None:
+    policy = policies["routing-matchers"]
+    config = alertmanager_config(policy, RenderOptions())
+    assert config is not None
+    names = ChildNames.of(policy)
+    (webhook,) = next(r for r in config["spec"]["receivers"] if r["name"] == "slack-default")[
+        "webhookConfigs"
+    ]
+    assert webhook == {
+        "url": f"http://{names.threader}.payments.svc:8080/alert?channel=%23payments",
+        "httpConfig": {
+            "authorization": {
+                "type": "Bearer",
+                "credentials": {"name": names.threader_secret, "key": "webhook-token"},
+            }
+        },
+        "sendResolved": True,
+    }
+
+
+def test_route_overrides_only_when_set(policies: dict[str, Policy]) -> None:
+    config = alertmanager_config(policies["routing-matchers"], RenderOptions())
+    assert config is not None
+    critical, oncall, quiet = config["spec"]["route"]["routes"]
+    assert critical == {
+        "receiver": "slack-critical",
+        "matchers": [{"name": "severity", "value": "critical|page", "matchType": "=~"}],
+        "continue": True,
+    }
+    assert oncall["groupBy"] == ["alertname"]
+    assert oncall["groupWait"] == "0s"
+    assert oncall["repeatInterval"] == "1h"
+    assert "groupInterval" not in oncall
+    assert set(quiet) == {"receiver", "matchers", "continue", "groupInterval"}
+
+
+def test_builtin_inhibit_rules_always_present(policies: dict[str, Policy]) -> None:
+    slo_rule = {
+        "sourceMatch": [
+            {"name": "alertname", "value": SLO_ALERT, "matchType": "="},
+            {"name": "tier", "value": "page", "matchType": "="},
+        ],
+        "targetMatch": [
+            {"name": "alertname", "value": SLO_ALERT, "matchType": "="},
+            {"name": "tier", "value": "ticket", "matchType": "="},
+        ],
+        "equal": ["slo", "lumen_policy"],
+    }
+    severity_rule = {
+        "sourceMatch": [{"name": "severity", "value": "critical", "matchType": "="}],
+        "targetMatch": [{"name": "severity", "value": "warning", "matchType": "="}],
+        "equal": ["alertname", "service"],
+    }
+    assert len(builtin_inhibit_rules()) == 2
+    for policy in policies.values():
+        config = alertmanager_config(policy, RenderOptions())
+        assert config is not None
+        rules = config["spec"]["inhibitRules"]
+        assert rules[:2] == [slo_rule, severity_rule]
+        assert len(rules) == 2 + len(policy.spec.routing.inhibit_rules)  # type: ignore[union-attr]
+
+
+def test_plain_config_has_one_namespaced_route_per_policy(policies: dict[str, Policy]) -> None:
+    """As prometheus-operator: sorted by namespace/name, namespace matcher last, continue."""
+    plain = alertmanager_yaml(list(policies.values()))
+    assert plain["route"]["receiver"] == "null"
+    assert plain["receivers"][0] == {"name": "null"}
+    names = [r["name"] for r in plain["receivers"]]
+    assert names == ["null", *sorted(names[1:])]
+    routes = plain["route"]["routes"]
+    keys = sorted(
+        f"{p.namespace}/{ChildNames.of(p).alertmanager_config}" for p in policies.values()
+    )
+    assert [r["receiver"].rsplit("/", 1)[0] for r in routes] == keys
+    for route, key in zip(routes, keys, strict=True):
+        assert route["matchers"][-1] == f'namespace="{key.split("/")[0]}"'
+        assert route["continue"] is True
+        assert all(child["receiver"].startswith(key + "/") for child in route.get("routes", []))
+    assert "match" not in dump(plain).replace("matchers", "")
+
+
+def test_plain_inhibit_rules_are_scoped_to_the_namespace(policies: dict[str, Policy]) -> None:
+    plain = alertmanager_yaml([policies["routing-matchers"]])
+    assert plain["inhibit_rules"][1] == {
+        "source_matchers": ['severity="critical"', 'namespace="payments"'],
+        "target_matchers": ['severity="warning"', 'namespace="payments"'],
+        "equal": ["alertname", "service"],
+    }
+    assert plain["inhibit_rules"][2]["target_matchers"] == [
+        'alertname=~"Payments.*Latency"',
+        'namespace="payments"',
+    ]
+
+
+# --- secrets -----------------------------------------------------------------------------------
+
+
+def test_config_references_secrets_only(policies: dict[str, Policy]) -> None:
+    for policy in policies.values():
+        config = alertmanager_config(policy, RenderOptions())
+        for path, node in walk(config):
+            if path.endswith((".credentials", ".authPassword")):
+                assert isinstance(node, dict), path
+                assert set(node) == {"name", "key"}, path
+
+
+def test_plain_config_never_inlines_secrets(policies: dict[str, Policy]) -> None:
+    plain = alertmanager_yaml(list(policies.values()))
+    forbidden = {"credentials", "auth_password", "auth_secret", "bearer_token", "password"}
+    files = []
+    for path, node in walk(plain):
+        key = path.rsplit(".", 1)[-1]
+        assert key not in forbidden, path
+        if key.endswith("_file"):
+            files.append(node)
+    assert files, "expected secret file references"
+    assert all(f.startswith(f"{SECRETS_DIR}/") for f in files)
+    assert f"{SECRETS_DIR}/smtp/password" in files
+    assert f"{SECRETS_DIR}/lumen-gateway-threader/webhook-token" in files
+    text = dump(plain)
+    assert "credentials:" not in text
+    assert "auth_password:" not in text
+
+
+# --- determinism -------------------------------------------------------------------------------
+
+
+def test_render_twice_is_identical(policies: dict[str, Policy]) -> None:
+    fresh = {path.stem: load_policy(path) for path in POLICY_FILES}
+    for stem, policy in policies.items():
+        first = alertmanager_config(policy, RenderOptions())
+        second = alertmanager_config(fresh[stem], RenderOptions())
+        assert dump(first) == dump(second)
+        assert json.dumps(first) == json.dumps(second)  # key order too
+    forward = dump(alertmanager_yaml(list(policies.values())))
+    backward = dump(alertmanager_yaml(list(reversed(list(fresh.values())))))
+    assert forward == backward
+
+
+def test_same_policy_twice_is_refused(policies: dict[str, Policy]) -> None:
+    policy = policies["routing-page-ticket"]
+    with pytest.raises(ValueError, match="pipeline/lumen-reports"):
+        alertmanager_yaml([policy, policy])
+
+
+# --- real amtool -------------------------------------------------------------------------------
+
+
+@needs_amtool
+@pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.stem)
+def test_amtool_accepts_each_policy(path: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, [load_policy(path)])
+    result = amtool("check-config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_amtool
+def test_amtool_accepts_all_policies_together(policies: dict[str, Policy], tmp_path: Path) -> None:
+    config = write_config(tmp_path, list(policies.values()))
+    result = amtool("check-config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    receivers = sum(len(p.spec.routing.receivers) for p in policies.values())  # type: ignore[union-attr]
+    drops = sum(1 for p in policies.values() if not p.spec.routing.receiver)  # type: ignore[union-attr]
+    assert f"{receivers + drops + 1} receivers" in result.stdout
+
+
+def route_cases() -> Iterator[tuple[str, dict[str, str], list[str]]]:
+    for stem, cases in EXPECTED_ROUTES.items():
+        for labels, expected in cases:
+            yield stem, labels, expected
+
+
+@needs_amtool
+@pytest.mark.parametrize(("stem", "labels", "expected"), list(route_cases()))
+@pytest.mark.parametrize("together", [False, True], ids=["alone", "together"])
+def test_amtool_routes(
+    policies: dict[str, Policy],
+    tmp_path: Path,
+    stem: str,
+    labels: dict[str, str],
+    expected: list[str],
+    together: bool,
+) -> None:
+    policy = policies[stem]
+    config = write_config(tmp_path, list(policies.values()) if together else [policy])
+    result = amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={config}",
+        f"--verify.receivers={','.join(expected)}",
+        *route_args(policy, labels),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_amtool
+def test_amtool_verify_catches_a_wrong_receiver(
+    policies: dict[str, Policy], tmp_path: Path
+) -> None:
+    """Guard: amtool really fails on a mismatch, so the route tests above can fail."""
+    policy = policies["routing-severity-slack"]
+    config = write_config(tmp_path, [policy])
+    result = amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={config}",
+        "--verify.receivers=lumen/lumen-gateway/slack-warnings",
+        *route_args(policy, {"severity": "critical"}),
+    )
+    assert result.returncode != 0
+
+
+# --- real Alertmanager -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(url: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+@pytest.fixture
+def alertmanager(policies: dict[str, Policy], tmp_path: Path) -> Iterator[str]:
+    if ALERTMANAGER is None:
+        pytest.skip("prometheus-alertmanager missing")
+    config = write_config(tmp_path, list(policies.values()))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            ALERTMANAGER,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "alertmanager.log").open("w"),
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/-/ready", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log = (tmp_path / "alertmanager.log").read_text()
+                    pytest.fail(f"alertmanager did not start:\n{log}")
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_real_alertmanager_routes_and_inhibits(alertmanager: str) -> None:
+    alerts = {
+        "GatewayCritical": {"namespace": "lumen", "severity": "critical", "service": "gw"},
+        "GatewayWarning": {"namespace": "lumen", "severity": "warning", "service": "gw"},
+        "PipelinePage": {"namespace": "pipeline", "severity": "page"},
+        "PaymentsProdPage": {"namespace": "payments", "severity": "page", "env": "prod"},
+        "ForeignCritical": {"namespace": "kube-system", "severity": "critical"},
+    }
+    # Same alert and service at both severities: the built-in rule mutes the warning one.
+    inhibition = {"alertname": "Dup", "namespace": "lumen", "service": "gw"}
+    # SLO page mutes the SLO ticket of the same SLO and policy.
+    slo = {
+        "alertname": SLO_ALERT,
+        "namespace": "shop",
+        "slo": "availability",
+        "lumen_policy": "checkout",
+    }
+    posted = [{"labels": {"alertname": name, **labels}} for name, labels in alerts.items()]
+    posted += [
+        {"labels": {**inhibition, "severity": "critical"}},
+        {"labels": {**inhibition, "severity": "warning"}},
+        {"labels": {**slo, "tier": "page", "severity": "page"}},
+        {"labels": {**slo, "tier": "ticket", "severity": "ticket"}},
+    ]
+    http(f"{alertmanager}/api/v2/alerts", posted)
+
+    landed: dict[str, set[str]] = {}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        landed = {}
+        for group in http(f"{alertmanager}/api/v2/alerts/groups"):
+            for alert in group["alerts"]:
+                landed.setdefault(alert["labels"]["alertname"], set()).add(
+                    group["receiver"]["name"]
+                )
+        if set(alerts) <= set(landed):
+            break
+        time.sleep(0.2)
+    assert landed["GatewayCritical"] == {"lumen/lumen-gateway/slack-critical"}
+    assert landed["GatewayWarning"] == {"lumen/lumen-gateway/slack-warnings"}
+    assert landed["PipelinePage"] == {"pipeline/lumen-reports/oncall"}
+    assert landed["PaymentsProdPage"] == {
+        "payments/lumen-api/slack-critical",
+        "payments/lumen-api/oncall",
+    }
+    assert landed["ForeignCritical"] == {"null"}
+
+    def inhibited(labels: dict[str, str]) -> bool:
+        for alert in http(f"{alertmanager}/api/v2/alerts"):
+            if alert["labels"] == labels:
+                return bool(alert["status"]["inhibitedBy"])
+        raise AssertionError(f"alert {labels} not found")
+
+    assert inhibited({**inhibition, "severity": "warning"})
+    assert not inhibited({**inhibition, "severity": "critical"})
+    assert inhibited({**slo, "tier": "ticket", "severity": "ticket"})
+    assert not inhibited({**slo, "tier": "page", "severity": "page"})

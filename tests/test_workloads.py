@@ -1,0 +1,430 @@
+"""Threader and exporter workloads: valid objects, wiring between them, hardening, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lumen_alerting.policy.document import policy_from_manifest
+from lumen_alerting.policy.model import Policy
+from lumen_alerting.render.objects import (
+    EXPORTER_PORT,
+    THREADER_PORT,
+    ChildNames,
+    RenderOptions,
+)
+from lumen_alerting.render.workloads import (
+    CONFIG_HASH_ANNOTATION,
+    SecretRequest,
+    exporter_objects,
+    threader_objects,
+    threader_secret,
+)
+from tests.schemas import validate_object
+
+POLICIES = sorted((Path(__file__).parent / "policies").glob("workloads-*.yaml"))
+OPTIONS = RenderOptions(
+    kps_release="kps-test",
+    threader_image="registry.example/lumen:1.2.3",
+    exporter_image="registry.example/lumen:1.2.3",
+    managed_by="lumen-operator",
+)
+Manifest = dict[str, Any]
+
+
+def load(name: str, uid: str = "") -> Policy:
+    manifest = yaml.safe_load((Path(__file__).parent / "policies" / name).read_text())
+    return dataclasses.replace(policy_from_manifest(manifest), uid=uid)
+
+
+def render(policy: Policy, options: RenderOptions = OPTIONS) -> list[Manifest]:
+    return threader_objects(policy, options) + exporter_objects(policy, options)
+
+
+def by_kind(objects: list[Manifest], kind: str) -> list[Manifest]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def one(objects: list[Manifest], kind: str) -> Manifest:
+    (found,) = by_kind(objects, kind)
+    return found
+
+
+def rendered_policies() -> list[Any]:
+    return [pytest.param(path.name, id=path.stem) for path in POLICIES]
+
+
+def containers(deployment: Manifest) -> list[Manifest]:
+    pod = deployment["spec"]["template"]["spec"]
+    return pod.get("initContainers", []) + pod["containers"]
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_policy_files_cover_the_cases() -> None:
+    policies = [load(path.name) for path in POLICIES]
+    assert len(policies) >= 4
+    threaders = [p.spec.threader for p in policies if p.spec.threader]
+    exporters = [p.spec.exporter for p in policies if p.spec.exporter]
+    assert any(t.store.type == "redis" and t.replicas == 3 for t in threaders)
+    assert any(t.store.type == "file" for t in threaders)
+    assert any(t.incidents.database_url for t in threaders)
+    assert any(len(e.probes) > 1 and e.pipeline.enabled for e in exporters)
+    assert any(not e.enabled for e in exporters)
+    assert any(p.spec.threader is None for p in policies)
+
+
+@pytest.mark.parametrize("name", rendered_policies())
+@pytest.mark.parametrize("uid", ["", "0b6f2a8e-4c1d-4e57-9d0a-7f3c2b1e5a90"])
+def test_every_object_validates(name: str, uid: str) -> None:
+    objects = render(load(name, uid))
+    for obj in objects:
+        validate_object(obj)
+        assert obj["metadata"]["namespace"] == load(name).namespace
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "lumen"
+        assert labels["app.kubernetes.io/managed-by"] == "lumen-operator"
+        assert labels["lumen.dev/policy"] == load(name).name
+        assert bool(obj["metadata"].get("ownerReferences")) == bool(uid)
+
+
+def test_kinds_and_order() -> None:
+    both = render(load("workloads-memory-both.yaml"))
+    assert [o["kind"] for o in both] == [
+        "Deployment", "Service", "ServiceMonitor",
+        "ConfigMap", "Deployment", "Service", "ServiceMonitor",
+    ]  # fmt: skip
+    names = ChildNames.of(load("workloads-memory-both.yaml"))
+    assert [o["metadata"]["name"] for o in both] == [names.threader] * 3 + [names.exporter] * 4
+
+
+def test_nothing_rendered_when_absent_or_disabled() -> None:
+    quiet = load("workloads-disabled.yaml")
+    assert threader_objects(quiet, OPTIONS) == []
+    assert exporter_objects(quiet, OPTIONS) == []
+    assert threader_secret(quiet) is None
+    exporter_only = load("workloads-exporter-only.yaml")
+    assert exporter_only.spec.threader is None
+    assert threader_objects(exporter_only, OPTIONS) == []
+    assert threader_secret(exporter_only) is None
+    assert exporter_objects(load("workloads-redis-ha.yaml"), OPTIONS) == []
+    assert exporter_objects(load("workloads-file-store.yaml"), OPTIONS) == []
+
+
+@pytest.mark.parametrize("name", rendered_policies())
+def test_selectors_match_pod_labels(name: str) -> None:
+    for deployment in by_kind(render(load(name)), "Deployment"):
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert matches(selector, pod_labels)
+        assert set(selector) == {
+            "app.kubernetes.io/name", "app.kubernetes.io/instance", "lumen.dev/policy",
+        }  # fmt: skip
+
+
+def test_selector_labels_are_stable_across_spec_and_options_changes() -> None:
+    policy = load("workloads-memory-both.yaml")
+    assert policy.spec.threader is not None
+    changed = dataclasses.replace(
+        policy,
+        spec=dataclasses.replace(
+            policy.spec,
+            threader=dataclasses.replace(policy.spec.threader, thread_key="labels"),
+        ),
+    )
+    other = RenderOptions(kps_release="x", threader_image="a:2", exporter_image="b:3")
+    for left, right in zip(render(policy), render(changed, other), strict=True):
+        if left["kind"] == "Deployment":
+            assert left["spec"]["selector"] == right["spec"]["selector"]
+        if left["kind"] == "Service":
+            assert left["spec"]["selector"] == right["spec"]["selector"]
+
+
+@pytest.mark.parametrize("name", rendered_policies())
+def test_services_select_the_pods_and_target_the_named_port(name: str) -> None:
+    objects = render(load(name))
+    for deployment in by_kind(objects, "Deployment"):
+        (svc,) = [
+            s
+            for s in by_kind(objects, "Service")
+            if s["metadata"]["name"] == deployment["metadata"]["name"]
+        ]
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert matches(svc["spec"]["selector"], pod_labels)
+        (container,) = containers(deployment)
+        (container_port,) = container["ports"]
+        (port,) = svc["spec"]["ports"]
+        assert port["name"] == "http"
+        assert port["targetPort"] == container_port["name"] == "http"
+        threader = deployment["metadata"]["name"].endswith("-threader")
+        expected = THREADER_PORT if threader else EXPORTER_PORT
+        assert port["port"] == container_port["containerPort"] == expected
+        assert f"0.0.0.0:{expected}" in container["args"]
+
+
+@pytest.mark.parametrize("name", rendered_policies())
+def test_service_monitors_select_their_service_for_kps(name: str) -> None:
+    objects = render(load(name))
+    monitors = by_kind(objects, "ServiceMonitor")
+    assert len(monitors) == len(by_kind(objects, "Service"))
+    for monitor in monitors:
+        assert monitor["metadata"]["labels"]["release"] == "kps-test"
+        (svc,) = [
+            s
+            for s in by_kind(objects, "Service")
+            if s["metadata"]["name"] == monitor["metadata"]["name"]
+        ]
+        assert matches(monitor["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"])
+        # ...and no other Service of the policy.
+        for other in by_kind(objects, "Service"):
+            if other is not svc:
+                assert not matches(
+                    monitor["spec"]["selector"]["matchLabels"], other["metadata"]["labels"]
+                )
+        assert monitor["spec"]["namespaceSelector"] == {
+            "matchNames": [svc["metadata"]["namespace"]]
+        }
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["port"] == svc["spec"]["ports"][0]["name"]
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["interval"] == "30s"
+
+
+def test_default_release_label() -> None:
+    objects = render(load("workloads-memory-both.yaml"), RenderOptions())
+    for monitor in by_kind(objects, "ServiceMonitor"):
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+@pytest.mark.parametrize("name", rendered_policies())
+def test_every_container_is_hardened(name: str) -> None:
+    for deployment in by_kind(render(load(name)), "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in containers(deployment):
+            security = container["securityContext"]
+            assert security["runAsNonRoot"] is True
+            assert security["runAsUser"] == 65532
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"] == {"drop": ["ALL"]}
+            assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= resources["requests"].keys()
+            assert "memory" in resources["limits"]
+            assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+            assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+            mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            for path in ("/var/lib/lumen", "/tmp"):
+                assert "emptyDir" in volumes[mounts[path]["name"]]
+            for mount in mounts.values():
+                if "emptyDir" not in volumes[mount["name"]]:
+                    assert mount["readOnly"] is True
+
+
+def exporter_deployment(policy: Policy) -> Manifest:
+    return one(exporter_objects(policy, OPTIONS), "Deployment")
+
+
+def with_probe_interval(policy: Policy, interval: str) -> Policy:
+    exporter = policy.spec.exporter
+    assert exporter is not None
+    probes = [dataclasses.replace(exporter.probes[0], interval=interval), *exporter.probes[1:]]
+    return dataclasses.replace(
+        policy,
+        spec=dataclasses.replace(
+            policy.spec, exporter=dataclasses.replace(exporter, probes=probes)
+        ),
+    )
+
+
+def test_config_hash_is_the_sha256_of_the_config_map() -> None:
+    objects = exporter_objects(load("workloads-exporter-only.yaml"), OPTIONS)
+    config = one(objects, "ConfigMap")["data"]["config.yaml"]
+    annotations = one(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[CONFIG_HASH_ANNOTATION] == hashlib.sha256(config.encode()).hexdigest()
+
+
+def test_config_change_changes_only_the_config_hash() -> None:
+    policy = load("workloads-exporter-only.yaml")
+    before = exporter_deployment(policy)
+    after = exporter_deployment(with_probe_interval(policy, "45s"))
+    old = before["spec"]["template"]["metadata"]["annotations"].pop(CONFIG_HASH_ANNOTATION)
+    new = after["spec"]["template"]["metadata"]["annotations"].pop(CONFIG_HASH_ANNOTATION)
+    assert old != new
+    assert before == after
+
+
+def test_exporter_config_content() -> None:
+    policy = load("workloads-exporter-only.yaml")
+    config_text = one(exporter_objects(policy, OPTIONS), "ConfigMap")["data"]["config.yaml"]
+    config = yaml.safe_load(config_text)
+    assert config["pipeline"] == {"enabled": True}
+    assert [p["name"] for p in config["probes"]] == ["ion-api", "gateway", "creative"]
+    assert config["probes"][0] == {
+        "name": "ion-api",
+        "url": "http://ion-api:8080/health",
+        "interval": "20s",
+        "timeout": "5s",
+        "fields": {
+            "confidence": "$.confidence",
+            "mock_mode": "$.mock",
+            "phase_diff": "$.resonance.phase_diff",
+        },
+    }
+    assert config["probes"][1]["timeout"] == "5s"  # the model's default
+    assert config_text == yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+
+
+def env_and_volume_secret_refs(deployment: Manifest) -> tuple[list[Manifest], list[Manifest]]:
+    pod = deployment["spec"]["template"]["spec"]
+    env = [e for c in containers(deployment) for e in c.get("env", [])]
+    sources = [
+        s["secret"]
+        for v in pod["volumes"]
+        for s in v.get("projected", {}).get("sources", [])
+        if "secret" in s
+    ] + [v["secret"] for v in pod["volumes"] if "secret" in v]
+    return env, sources
+
+
+@pytest.mark.parametrize("name", rendered_policies())
+def test_secrets_are_only_referenced(name: str) -> None:
+    objects = render(load(name))
+    assert by_kind(objects, "Secret") == []
+    text = json.dumps(objects)
+    for secret_value_hint in ("xoxb-", "stringData", "postgres://"):
+        assert secret_value_hint not in text
+    for deployment in by_kind(objects, "Deployment"):
+        env, _ = env_and_volume_secret_refs(deployment)
+        for var in env:
+            assert "value" not in var, var
+            assert set(var["valueFrom"]) == {"secretKeyRef"}
+
+
+def test_threader_secret_references() -> None:
+    policy = load("workloads-redis-ha.yaml")
+    names = ChildNames.of(policy)
+    deployment = one(threader_objects(policy, OPTIONS), "Deployment")
+    env, sources = env_and_volume_secret_refs(deployment)
+    assert env == [
+        {
+            "name": "SLACK_BOT_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "slack-bot", "key": "token"}},
+        }
+    ]
+    assert {"name": names.threader_secret, "items": [
+        {"key": "admin-token", "path": "admin-token"},
+        {"key": "webhook-token", "path": "webhook-token"},
+    ]} in sources  # fmt: skip
+    assert {"name": "lumen-db", "items": [{"key": "url", "path": "database-url"}]} in sources
+    assert threader_secret(policy) == SecretRequest(
+        name=names.threader_secret, namespace="lumen", keys=("admin-token", "webhook-token")
+    )
+
+
+def test_threader_arguments() -> None:
+    (ha,) = containers(
+        one(threader_objects(load("workloads-redis-ha.yaml"), OPTIONS), "Deployment")
+    )
+    assert ha["command"] == ["lumen-threader"]
+    assert ha["image"] == "registry.example/lumen:1.2.3"
+    assert ha["args"] == [
+        "--listen", "0.0.0.0:8080",
+        "--store", "redis://redis.lumen.svc:6379/0",
+        "--webhook-token-file", "/etc/lumen/threader/webhook-token",
+        "--admin-token-file", "/etc/lumen/threader/admin-token",
+        "--thread-key", "labels",
+        "--no-reply-on-repeat",
+        "--database-url-file", "/etc/lumen/threader/database-url",
+    ]  # fmt: skip
+    file_deployment = one(
+        threader_objects(load("workloads-file-store.yaml"), OPTIONS), "Deployment"
+    )
+    (single,) = containers(file_deployment)
+    assert single["args"] == [
+        "--listen", "0.0.0.0:8080",
+        "--store", "file:/var/lib/lumen/threads",
+        "--webhook-token-file", "/etc/lumen/threader/webhook-token",
+        "--admin-token-file", "/etc/lumen/threader/admin-token",
+        "--thread-key", "occurrence",
+        "--database-url", "sqlite:////var/lib/lumen/incidents.db",
+    ]  # fmt: skip
+    (memory,) = containers(
+        one(threader_objects(load("workloads-memory-both.yaml"), OPTIONS), "Deployment")
+    )
+    assert memory["args"][3] == "memory"
+
+
+def test_exporter_arguments_and_pipeline_token() -> None:
+    policy = load("workloads-exporter-only.yaml")
+    deployment = exporter_deployment(policy)
+    (container,) = containers(deployment)
+    assert container["command"] == ["lumen-exporter"]
+    assert container["args"] == [
+        "--listen", "0.0.0.0:9108",
+        "--config", "/etc/lumen/exporter/config.yaml",
+        "--state-dir", "/var/lib/lumen",
+        "--pipeline-token-file", "/etc/lumen/exporter/pipeline-token",
+    ]  # fmt: skip
+    _, sources = env_and_volume_secret_refs(deployment)
+    assert sources == [
+        {"name": "pipeline-ci", "items": [{"key": "token", "path": "pipeline-token"}]}
+    ]
+    config_sources = [
+        s["configMap"]
+        for v in deployment["spec"]["template"]["spec"]["volumes"]
+        for s in v.get("projected", {}).get("sources", [])
+        if "configMap" in s
+    ]
+    assert config_sources == [
+        {
+            "name": ChildNames.of(policy).exporter,
+            "items": [{"key": "config.yaml", "path": "config.yaml"}],
+        }
+    ]
+    # Pipeline disabled: no token flag and no token file, even though a token is configured.
+    quiet = exporter_deployment(load("workloads-memory-both.yaml"))
+    (quiet_container,) = containers(quiet)
+    assert "--pipeline-token-file" not in quiet_container["args"]
+    assert env_and_volume_secret_refs(quiet)[1] == []
+
+
+@pytest.mark.parametrize("name", rendered_policies())
+def test_render_twice_is_identical(name: str) -> None:
+    first = render(load(name, "uid-1"))
+    second = render(load(name, "uid-1"))
+    assert first == second
+    assert yaml.safe_dump_all(first, sort_keys=False) == yaml.safe_dump_all(second, sort_keys=False)
+
+
+def test_file_store_recreates_a_single_replica() -> None:
+    deployment = one(threader_objects(load("workloads-file-store.yaml"), OPTIONS), "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_redis_store_rolls_three_spread_replicas() -> None:
+    deployment = one(threader_objects(load("workloads-redis-ha.yaml"), OPTIONS), "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    (spread,) = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_exporter_runs_one_replica() -> None:
+    deployment = exporter_deployment(load("workloads-exporter-only.yaml"))
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
