@@ -278,10 +278,12 @@ def test_exporter_config_content() -> None:
         "interval": "20s",
         "timeout": "5s",
         "fields": {
-            "confidence": "$.confidence",
-            "mock_mode": "$.mock",
-            "phase_diff": "$.resonance.phase_diff",
+            "lumen_ion_confidence": "$.confidence",
+            "lumen_ion_mock_mode": "$.mock",
+            "lumen_phase_diff": "$.resonance.phase_diff",
         },
+        "health_metric": "lumen_probe_up",
+        "response_time_metric": "lumen_probe_response_time_ms",
     }
     assert config["probes"][1]["timeout"] == "5s"  # the model's default
     assert config_text == yaml.safe_dump(config, sort_keys=True, default_flow_style=False)

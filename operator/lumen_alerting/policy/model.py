@@ -461,11 +461,22 @@ class Probe:
         "Time between probes (never at scrape time).", default="20s", pattern=DURATION_PATTERN
     )
     timeout: str = spec_field("Probe timeout.", default="5s", pattern=DURATION_PATTERN)
+    health_metric: str = spec_field(
+        "Gauge set to 1 while the endpoint answers 2xx in time, else 0 (seed 001: "
+        "`lumen_ion_health`).",
+        default="lumen_probe_up",
+        pattern=METRIC_NAME,
+    )
+    response_time_metric: str = spec_field(
+        "Gauge of the last response time in milliseconds (seed 001: `lumen_ion_response_time_ms`).",
+        default="lumen_probe_response_time_ms",
+        pattern=METRIC_NAME,
+    )
     fields: dict[str, str] = spec_field(
-        "Gauges read from the JSON body: metric suffix -> JSONPath, e.g. "
-        "`mock_mode: $.mock` exports `lumen_mock_mode`.",
+        "Gauges read from the JSON body: metric name -> JSONPath, e.g. "
+        "`lumen_ion_mock_mode: $.mock`. Booleans export as 1/0.",
         default_factory=dict,
-        key_pattern=LABEL_NAME,
+        key_pattern=METRIC_NAME,
         max_properties=32,
     )
 

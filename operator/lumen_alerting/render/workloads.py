@@ -398,6 +398,8 @@ def exporter_config(exporter: Exporter) -> str:
                 "url": probe.url,
                 "interval": probe.interval,
                 "timeout": probe.timeout,
+                "health_metric": probe.health_metric,
+                "response_time_metric": probe.response_time_metric,
                 "fields": dict(probe.fields),
             }
             for probe in exporter.probes

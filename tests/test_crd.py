@@ -1,0 +1,210 @@
+"""The LumenAlertPolicy CRD: generated from the model, valid for Kubernetes, documented, and its
+schema and CEL rules agree with the Python loader on valid and invalid policies."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import celpy
+import kubernetes_validate
+import pytest
+import yaml
+
+from lumen_alerting.manifest_yaml import to_yaml
+from lumen_alerting.policy import InvalidPolicy, policy_from_manifest
+from lumen_alerting.policy.schema import crd
+from tests.schemas import REPO, validate_object
+
+CRD_FILE = REPO / "crds" / "lumen.dev_lumenalertpolicies.yaml"
+POLICY_FILES = sorted([*REPO.glob("examples/*.yaml"), *REPO.glob("tests/policies/*.yaml")])
+
+
+def _root_schema() -> dict[str, Any]:
+    return yaml.safe_load(CRD_FILE.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def test_committed_crd_is_generated_from_the_model():
+    assert CRD_FILE.read_text() == to_yaml(crd()), "run `make crds` and commit the result"
+
+
+def test_crd_is_a_valid_kubernetes_object():
+    kubernetes_validate.validate(yaml.safe_load(CRD_FILE.read_text()), "1.32", strict=True)
+
+
+def test_crd_names_columns_and_status():
+    version = yaml.safe_load(CRD_FILE.read_text())["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Ready",
+        "Rules",
+        "SLOs",
+        "Age",
+    ]
+    names = yaml.safe_load(CRD_FILE.read_text())["spec"]["names"]
+    assert names["shortNames"] and names["plural"] == "lumenalertpolicies"
+
+
+def _walk(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, schema
+    for key, sub in schema.get("properties", {}).items():
+        yield from _walk(sub, f"{path}.{key}")
+    if isinstance(schema.get("items"), dict):
+        yield from _walk(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from _walk(schema["additionalProperties"], f"{path}.*")
+
+
+def test_every_spec_and_status_field_has_a_description():
+    root = _root_schema()
+    missing = [
+        path
+        for part in ("spec", "status")
+        for path, node in _walk(root["properties"][part], part)
+        if not path.endswith(("[]", ".*")) and not node.get("description")
+    ]
+    assert missing == []
+
+
+def test_defaults_are_valid_for_their_own_schema():
+    """The API server rejects a CRD whose defaults break its own patterns."""
+    import re
+
+    for path, node in _walk(_root_schema(), ""):
+        if isinstance(node.get("default"), str) and "pattern" in node:
+            assert re.match(node["pattern"], node["default"]), path
+
+
+# --- the API server's view: structural defaulting, schema, CEL -------------------------------
+
+
+def apply_defaults(value: Any, schema: dict[str, Any]) -> Any:
+    """What the API server does before validating: fill in defaults, recursively."""
+    if isinstance(value, dict):
+        value = dict(value)
+        for key, sub in schema.get("properties", {}).items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = apply_defaults(value[key], sub)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            value = {k: apply_defaults(v, extra) for k, v in value.items()}
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        value = [apply_defaults(v, schema["items"]) for v in value]
+    return value
+
+
+_CEL = celpy.Environment()
+
+
+def broken_cel_rules(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Every x-kubernetes-validations rule that evaluates to false, and every duplicate key of a
+    ``x-kubernetes-list-type: map`` list, as ``path: message``."""
+    broken = []
+    if schema.get("x-kubernetes-list-type") == "map" and isinstance(value, list):
+        keys = [tuple(item.get(k) for k in schema["x-kubernetes-list-map-keys"]) for item in value]
+        if len(set(keys)) != len(keys):
+            broken.append(f"{path}: Duplicate value")
+    for rule in schema.get("x-kubernetes-validations", []):
+        program = _CEL.program(_CEL.compile(rule["rule"]))
+        if not program.evaluate({"self": celpy.json_to_cel(value)}):
+            broken.append(f"{path or '<root>'}: {rule['message']}")
+    if isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                broken += broken_cel_rules(value[key], sub, f"{path}.{key}".lstrip("."))
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, item in value.items():
+                broken += broken_cel_rules(item, extra, f"{path}.{key}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            broken += broken_cel_rules(item, schema["items"], f"{path}[{i}]")
+    return broken
+
+
+def api_server_problems(manifest: dict[str, Any]) -> list[str]:
+    """Schema errors and broken CEL rules for ``manifest`` as the API server would see them."""
+    root = _root_schema()
+    defaulted = apply_defaults(manifest, root)
+    try:
+        validate_object(defaulted)
+    except AssertionError as error:
+        return [str(error)]
+    return broken_cel_rules(defaulted, root)
+
+
+@pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.name)
+def test_valid_policies_pass_schema_and_every_cel_rule(path: Path):
+    manifest = yaml.safe_load(path.read_text())
+    assert api_server_problems(manifest) == []
+
+
+def _policy(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "lumen.dev/v1alpha1",
+        "kind": "LumenAlertPolicy",
+        "metadata": {"name": "p", "namespace": "ns"},
+        "spec": {"service": "api", **spec},
+    }
+
+
+_RATIO = {"errors": "sum(rate(e[{{window}}]))", "total": "sum(rate(t[{{window}}]))"}
+_SLO = {"name": "a", "objective": 99.9, "sli": {"ratio": _RATIO}}
+
+# Policies both the API server (schema + CEL) and the loader must reject.
+REJECTED = {
+    "two SLI kinds": _policy(
+        slos=[{**_SLO, "sli": {"ratio": _RATIO, "runs": {"success": "s", "total": "t"}}}]
+    ),
+    "no SLI kind": _policy(slos=[{**_SLO, "sli": {}}]),
+    "ratio without window": _policy(
+        slos=[{**_SLO, "sli": {"ratio": {**_RATIO, "total": "sum(rate(t[5m]))"}}}]
+    ),
+    "objective 100": _policy(slos=[{**_SLO, "objective": 100}]),
+    "duplicate SLO names": _policy(slos=[_SLO, _SLO]),
+    "receiver of two kinds": _policy(
+        routing={
+            "receivers": [
+                {
+                    "name": "r",
+                    "webhook": {"url": "http://x.example.com"},
+                    "email": {"to": "a@b.c", "from": "a@b.c", "smarthost": "smtp.b.c:25"},
+                }
+            ]
+        }
+    ),
+    "route to unknown receiver": _policy(
+        routing={
+            "routes": [{"receiver": "nope"}],
+            "receivers": [{"name": "r", "webhook": {"url": "http://x.example.com"}}],
+        }
+    ),
+    "slack without threader": _policy(
+        routing={"receivers": [{"name": "r", "slack": {"channel": "#a"}}]}
+    ),
+    "redis without url": _policy(threader={"store": {"type": "redis"}}),
+    "two replicas on a file store": _policy(threader={"replicas": 2}),
+    "pipeline without token": _policy(exporter={"pipeline": {"enabled": True}}),
+    "bad label key": _policy(labels={"team-name": "x"}),
+    "bad duration": _policy(rules=[{"alert": "A", "expr": "up == 0", "for": "5 min"}]),
+    "unknown preset": _policy(presets=[{"name": "database"}]),
+    "inline secret": _policy(threader={"botToken": "xoxb-123"}),
+    "name too long": {**_policy(), "metadata": {"name": "a" * 49, "namespace": "ns"}},
+}
+
+
+@pytest.mark.parametrize("manifest", REJECTED.values(), ids=REJECTED.keys())
+def test_api_server_and_loader_reject_the_same_policies(manifest):
+    assert api_server_problems(manifest) != []
+    with pytest.raises(InvalidPolicy):
+        policy_from_manifest(manifest)
+
+
+def test_a_minimal_policy_passes_both():
+    manifest = _policy(slos=[_SLO])
+    assert api_server_problems(manifest) == []
+    policy_from_manifest(manifest)

@@ -1,0 +1,275 @@
+"""Invalid policies: ``lumenctl validate`` and ``render`` exit 1, name the exact path and reason,
+and print nothing to stdout (a pipe into kubectl never applies half a render)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lumen_alerting.cli.lumenctl import main
+
+VALID = yaml.safe_load(
+    """
+apiVersion: lumen.dev/v1alpha1
+kind: LumenAlertPolicy
+metadata: {name: api, namespace: shop}
+spec:
+  service: api
+  runbookBaseURL: https://runbooks.example.com/api
+  presets: [{name: gateway}]
+  rules:
+    - alert: QueueBacklog
+      expr: sum(queue_depth) > 1000
+      for: 10m
+  slos:
+    - name: availability
+      objective: 99.9
+      sli:
+        ratio:
+          errors: sum(rate(http_requests_total{code=~"5.."}[{{window}}]))
+          total: sum(rate(http_requests_total[{{window}}]))
+  routing:
+    receiver: tickets
+    routes:
+      - receiver: oncall
+        matchers: [{name: severity, value: page}]
+    receivers:
+      - name: oncall
+        email: {to: oncall@example.com, from: lumen@example.com, smarthost: "smtp.example.com:587"}
+      - name: tickets
+        webhook: {url: "https://tickets.example.com/api", bearerToken: {name: tickets, key: token}}
+"""
+)
+
+
+def changed(path: str, value: Any, base: dict[str, Any] = VALID) -> dict[str, Any]:
+    """``base`` with dotted ``path`` set to ``value`` (``...`` deletes it); [i] indexes lists."""
+    manifest = copy.deepcopy(base)
+    *parents, last = path.replace("[", ".").replace("]", "").split(".")
+    node: Any = manifest
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    key: Any = int(last) if last.isdigit() else last
+    if value is ...:
+        del node[key]
+    elif isinstance(node, list) and key == len(node):
+        node.append(value)
+    else:
+        node[key] = value
+    return manifest
+
+
+DURATION = r"^((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?$"
+
+# (what is wrong, manifest, the exact line after "<file>: ")
+INVALID = [
+    ("service missing", changed("spec.service", ...), "spec.service: required"),
+    (
+        "objective of 100%",
+        changed("spec.slos[0].objective", 100),
+        "spec.slos[0].objective: must be < 100",
+    ),
+    ("objective of 0", changed("spec.slos[0].objective", 0), "spec.slos[0].objective: must be > 0"),
+    (
+        "objective as text",
+        changed("spec.slos[0].objective", "99.9%"),
+        "spec.slos[0].objective: must be a number, not a string",
+    ),
+    (
+        "ratio query without {{window}}",
+        changed("spec.slos[0].sli.ratio.errors", "sum(rate(errors_total[5m]))"),
+        "spec.slos[0].sli.ratio.errors: must contain {{window}}",
+    ),
+    (
+        "rule expression that does not parse",
+        changed("spec.rules[0].expr", "sum(queue_depth > 1000"),
+        "spec.rules[0].expr: invalid PromQL: unclosed left parenthesis",
+    ),
+    (
+        "SLI query that does not parse",
+        changed("spec.slos[0].sli.ratio.total", "sum(rate(http_requests_total[{{window}}])"),
+        "spec.slos[0].sli.ratio.total: invalid PromQL: unclosed left parenthesis",
+    ),
+    (
+        "two SLOs with one name",
+        changed("spec.slos[1]", copy.deepcopy(VALID["spec"]["slos"][0])),
+        "spec.slos[1].name: duplicate name 'availability' (also at [0])",
+    ),
+    (
+        "route to a receiver that does not exist",
+        changed("spec.routing.routes[0].receiver", "pager"),
+        "spec.routing.routes[0].receiver: no receiver named 'pager'",
+    ),
+    (
+        "default receiver that does not exist",
+        changed("spec.routing.receiver", "nobody"),
+        "spec.routing.receiver: no receiver named 'nobody'",
+    ),
+    (
+        "duration in words",
+        changed("spec.rules[0].for", "10 minutes"),
+        f"spec.rules[0].for: '10 minutes' does not match {DURATION}",
+    ),
+    (
+        "SLO period that is no duration",
+        changed("spec.slos[0].period", "month"),
+        f"spec.slos[0].period: 'month' does not match {DURATION}",
+    ),
+    (
+        "period shorter than the longest alert window",
+        changed("spec.slos[0].period", "1d"),
+        "spec.slos[0].period: must be between 3d (the longest alert window) and 365d",
+    ),
+    (
+        "inline secret instead of a reference",
+        changed("spec.routing.receivers[1].webhook.bearerToken", "s3cr3t"),
+        "spec.routing.receivers[1].webhook.bearerToken: must be an object",
+    ),
+    (
+        "receiver with two kinds",
+        changed("spec.routing.receivers[0].webhook", {"url": "https://x.example.com"}),
+        "spec.routing.receivers[0]: set exactly one of `slack`, `email`, `webhook`",
+    ),
+    (
+        "SLI with two kinds",
+        changed(
+            "spec.slos[0].sli.latency", {"metric": "http_request_duration_seconds", "threshold": 1}
+        ),
+        "spec.slos[0].sli: set exactly one of `ratio`, `latency`, `runs`",
+    ),
+    (
+        "unknown field (a typo)",
+        changed("spec.slo", []),
+        "spec.slo: unknown field (allowed: exporter, labels, presets, routing, rules, "
+        "runbookBaseURL, service, slos, suppression, threader)",
+    ),
+    (
+        "unknown preset",
+        changed("spec.presets[0].name", "database"),
+        "spec.presets[0].name: must be one of gateway, pipeline",
+    ),
+    (
+        "override of a rule the preset does not have",
+        changed("spec.presets[0].overrides", {"IONDown": {"threshold": 1}}),
+        "spec.presets[0].overrides.IONDown: preset gateway has no rule IONDown (it has: "
+        "IONAPIDown, IONMockModeEnabled, GatewayDown, GatewayUnlocked, IONHighResponseTime, "
+        "IONHighP95ResponseTime, IONUnstableResponseTime, IONHighConfidenceVariance, "
+        "LowResonancePhase, HighResonancePhase, LowEntropyRate, HighEntropyRate)",
+    ),
+    (
+        "objective too low for the page tier to ever fire",
+        changed("spec.slos[0].objective", 90),
+        "spec.slos[0].alerting.page: can never fire: objective 90% over 30d needs an error ratio "
+        "of 1.44 (> 100%); raise the objective or set enabled: false",
+    ),
+    (
+        "Slack receiver without a threader",
+        changed("spec.routing.receivers[0]", {"name": "oncall", "slack": {"channel": "#oncall"}}),
+        "spec.routing.receivers[0].slack: Slack is delivered through the threader: "
+        "set spec.threader",
+    ),
+    (
+        "label Lumen sets itself",
+        changed("spec.labels", {"namespace": "other"}),
+        "spec.labels.namespace: is set by Lumen and cannot be overridden",
+    ),
+    (
+        "name that is no DNS label",
+        changed("metadata.name", "Checkout_API"),
+        "metadata.name: 'Checkout_API' must be a DNS label (lower-case letters, digits, '-')",
+    ),
+    (
+        "name too long for its children's names",
+        changed("metadata.name", "a" * 49),
+        "metadata.name: must be at most 48 characters",
+    ),
+    ("wrong kind", changed("kind", "PrometheusRule"), "kind: must be LumenAlertPolicy"),
+    (
+        "Redis store without a URL",
+        changed("spec.threader", {"store": {"type": "redis"}, "replicas": 2}),
+        "spec.threader: store.type redis needs store.url",
+    ),
+    (
+        "invalid regular expression in a matcher",
+        changed(
+            "spec.routing.routes[0].matchers", [{"name": "a", "value": "(", "matchType": "=~"}]
+        ),
+        "spec.routing.routes[0].matchers[0].value: invalid regular expression '('",
+    ),
+    (
+        "runbook anchor without a base URL",
+        changed("spec.rules[0].runbook", "queue-backlog", base=changed("spec.runbookBaseURL", ...)),
+        "spec.rules[0].runbook: is an anchor but spec.runbookBaseURL is not set "
+        "(give a full URL or set it)",
+    ),
+]
+
+
+def test_the_base_policy_is_valid(tmp_path, capsys):
+    path = tmp_path / "valid.yaml"
+    path.write_text(yaml.safe_dump(VALID))
+    assert main(["validate", "-f", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: shop/api valid:")
+
+
+def test_there_are_at_least_15_distinct_invalid_policies():
+    reasons = {expected for _, _, expected in INVALID}
+    assert len(reasons) == len(INVALID) >= 15
+
+
+@pytest.mark.parametrize("command", ["validate", "render"])
+@pytest.mark.parametrize(
+    ("manifest", "expected"),
+    [pytest.param(m, e, id=what) for what, m, e in INVALID],
+)
+def test_invalid_policy_is_reported_and_nothing_rendered(
+    tmp_path: Path, capsys, command, manifest, expected
+):
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    assert main([command, "-f", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"{path}: {expected}" in err.splitlines(), err
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path, capsys):
+    manifest = changed("spec.service", ...)
+    manifest["spec"]["slos"][0]["objective"] = 100
+    manifest["spec"]["rules"][0]["for"] = "soon"
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    assert main(["validate", "-f", str(path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3, err
+
+
+def test_one_bad_document_stops_the_whole_render(tmp_path, capsys):
+    good = yaml.safe_dump(VALID)
+    bad = yaml.safe_dump(changed("spec.service", ...))
+    path = tmp_path / "two.yaml"
+    path.write_text(good + "---\n" + bad)
+    assert main(["render", "-f", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"{path}[1]: spec.service: required" in err
+
+
+def test_yaml_syntax_error_and_missing_file(tmp_path, capsys):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("spec: [unclosed\n")
+    assert main(["validate", "-f", str(broken)]) == 1
+    assert f"{broken}: <yaml>: while parsing a flow sequence" in capsys.readouterr().err
+    assert main(["validate", "-f", str(tmp_path / "missing.yaml")]) == 1
+    assert "No such file or directory" in capsys.readouterr().err
+
+
+def test_same_policy_twice_is_rejected(tmp_path, capsys):
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_text(yaml.safe_dump(VALID))
+    assert main(["render", "-f", str(tmp_path)]) == 1
+    assert f"shop/api is also defined in {tmp_path / 'a.yaml'}" in capsys.readouterr().err
