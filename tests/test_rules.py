@@ -157,7 +157,7 @@ def test_every_seed_metric_appears_where_the_seed_puts_it():
     gateway = load(REPO / "examples" / "gateway.yaml")
     rules_text = to_yaml(rules_file([gateway]))
     exporter_config = next(o for o in render_policy(gateway) if o["kind"] == "ConfigMap")["data"][
-        "config.yaml"
+        "config.json"
     ]
     seed_001_metrics = [
         "lumen_ion_health",

@@ -251,7 +251,7 @@ def with_probe_interval(policy: Policy, interval: str) -> Policy:
 
 def test_config_hash_is_the_sha256_of_the_config_map() -> None:
     objects = exporter_objects(load("workloads-exporter-only.yaml"), OPTIONS)
-    config = one(objects, "ConfigMap")["data"]["config.yaml"]
+    config = one(objects, "ConfigMap")["data"]["config.json"]
     annotations = one(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations[CONFIG_HASH_ANNOTATION] == hashlib.sha256(config.encode()).hexdigest()
 
@@ -268,7 +268,7 @@ def test_config_change_changes_only_the_config_hash() -> None:
 
 def test_exporter_config_content() -> None:
     policy = load("workloads-exporter-only.yaml")
-    config_text = one(exporter_objects(policy, OPTIONS), "ConfigMap")["data"]["config.yaml"]
+    config_text = one(exporter_objects(policy, OPTIONS), "ConfigMap")["data"]["config.json"]
     config = yaml.safe_load(config_text)
     assert config["pipeline"] == {"enabled": True}
     assert [p["name"] for p in config["probes"]] == ["ion-api", "gateway", "creative"]
@@ -286,7 +286,7 @@ def test_exporter_config_content() -> None:
         "response_time_metric": "lumen_probe_response_time_ms",
     }
     assert config["probes"][1]["timeout"] == "5s"  # the model's default
-    assert config_text == yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+    assert config_text == json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
 def env_and_volume_secret_refs(deployment: Manifest) -> tuple[list[Manifest], list[Manifest]]:
@@ -376,7 +376,7 @@ def test_exporter_arguments_and_pipeline_token() -> None:
     assert container["command"] == ["lumen-exporter"]
     assert container["args"] == [
         "--listen", "0.0.0.0:9108",
-        "--config", "/etc/lumen/exporter/config.yaml",
+        "--config", "/etc/lumen/exporter/config.json",
         "--state-dir", "/var/lib/lumen",
         "--pipeline-token-file", "/etc/lumen/exporter/pipeline-token",
     ]  # fmt: skip
@@ -393,7 +393,7 @@ def test_exporter_arguments_and_pipeline_token() -> None:
     assert config_sources == [
         {
             "name": ChildNames.of(policy).exporter,
-            "items": [{"key": "config.yaml", "path": "config.yaml"}],
+            "items": [{"key": "config.json", "path": "config.json"}],
         }
     ]
     # Pipeline disabled: no token flag and no token file, even though a token is configured.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cache
 from typing import Literal
 
 Tier = Literal["page", "ticket"]
@@ -43,11 +44,19 @@ WINDOWS: tuple[BurnWindow, ...] = (
 TIERS: tuple[Tier, ...] = ("page", "ticket")
 
 
+@cache
 def error_budget(objective_percent: float) -> Fraction:
     """B for an objective given in percent (99.9 -> 1/1000), exact for decimal input."""
     return 1 - Fraction(str(objective_percent)) / 100
 
 
+@cache
+def burn_threshold(window: BurnWindow, period: int, objective_percent: float) -> Fraction:
+    """k·B: the error ratio above which ``window`` alerts."""
+    return window.factor(period) * error_budget(objective_percent)
+
+
+@cache
 def tier_windows(tier: Tier) -> tuple[BurnWindow, ...]:
     return tuple(w for w in WINDOWS if w.tier == tier)
 

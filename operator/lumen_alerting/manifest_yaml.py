@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 
-class _ManifestDumper(yaml.SafeDumper):
+class _ManifestDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml: ~20x faster
     def ignore_aliases(self, data: Any) -> bool:
         return True
 

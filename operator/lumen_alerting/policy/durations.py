@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 
 # Prometheus' own duration grammar: units in descending order, each at most once.
 DURATION_PATTERN = r"^((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?$"
@@ -10,6 +11,7 @@ _DURATION = re.compile(DURATION_PATTERN)
 _UNIT_SECONDS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 
 
+@cache
 def parse_duration(text: str) -> float:
     """Seconds in a Prometheus duration; ValueError for anything Prometheus would reject."""
     match = _DURATION.match(text)
@@ -19,6 +21,7 @@ def parse_duration(text: str) -> float:
     return sum(int(n) * unit for n, unit in zip(amounts, _UNIT_SECONDS, strict=True) if n)
 
 
+@cache
 def format_duration(seconds: float) -> str:
     """The shortest Prometheus duration for a whole number of seconds (``7200`` -> ``2h``)."""
     whole = int(seconds)

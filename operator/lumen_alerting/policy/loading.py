@@ -41,14 +41,36 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a b
 
 
 @cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def spec_fields(cls: type) -> list[tuple[dataclasses.Field[Any], Any]]:
     """The declared fields of a spec dataclass with their resolved types."""
-    hints = _hints(cls)
+    hints = typing.get_type_hints(cls)
     return [(f, hints[f.name]) for f in dataclasses.fields(cls) if "lumen" in f.metadata]
+
+
+@dataclass(frozen=True)
+class _FieldPlan:
+    """How to load one field, worked out once per class (loading runs for every policy)."""
+
+    name: str
+    key: str
+    type: Any
+    doc: FieldDoc
+    required: bool
+
+
+@cache
+def _plan(cls: type) -> tuple[tuple[_FieldPlan, ...], frozenset[str]]:
+    plans = tuple(
+        _FieldPlan(
+            name=f.name,
+            key=field_key(f),
+            type=optional_inner(tp) or tp,
+            doc=field_doc(f),
+            required=f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f, tp in spec_fields(cls)
+    )
+    return plans, frozenset(p.key for p in plans)
 
 
 def optional_inner(tp: Any) -> Any | None:
@@ -73,21 +95,20 @@ def _load_object(cls: type, data: Any, path: str, problems: list[Problem]) -> An
     if not isinstance(data, dict):
         problems.append(Problem(path, "must be an object"))
         return None
-    known = {field_key(f) for f, _ in spec_fields(cls)}
+    plans, known = _plan(cls)
     for key in data:
         if key not in known:
             allowed = ", ".join(sorted(known))
             problems.append(Problem(_join(path, str(key)), f"unknown field (allowed: {allowed})"))
     before = len(problems)
     values: dict[str, Any] = {}
-    for f, tp in spec_fields(cls):
-        key = field_key(f)
-        sub = _join(path, key)
-        if key not in data or data[key] is None:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                problems.append(Problem(sub, "required"))
+    for plan in plans:
+        value = data.get(plan.key)
+        if value is None:
+            if plan.required:
+                problems.append(Problem(_join(path, plan.key), "required"))
             continue
-        values[f.name] = _load_value(tp, data[key], sub, field_doc(f), problems)
+        values[plan.name] = _load_value(plan.type, value, _join(path, plan.key), plan.doc, problems)
     if len(problems) > before:
         return None
     obj = cls(**values)
@@ -97,26 +118,38 @@ def _load_object(cls: type, data: Any, path: str, problems: list[Problem]) -> An
     return obj
 
 
-def _load_value(tp: Any, data: Any, path: str, doc: FieldDoc, problems: list[Problem]) -> Any:
-    inner = optional_inner(tp)
-    if inner is not None:
-        tp = inner
+@cache
+def _shape(tp: Any) -> tuple[str, Any]:
+    """What kind of value a type annotation asks for, and its parameter (resolved once)."""
+    tp = optional_inner(tp) or tp
     origin = typing.get_origin(tp)
-    before = len(problems)
     if dataclasses.is_dataclass(tp):
-        value = _load_object(tp, data, path, problems)
-    elif origin is list:
-        value = _load_list(typing.get_args(tp)[0], data, path, doc, problems)
-    elif origin is dict:
-        value = _load_map(typing.get_args(tp)[1], data, path, doc, problems)
-    elif origin is Literal:
-        choices = typing.get_args(tp)
-        if data not in choices:
-            problems.append(Problem(path, f"must be one of {', '.join(map(str, choices))}"))
+        return "object", tp
+    if origin is list:
+        return "list", typing.get_args(tp)[0]
+    if origin is dict:
+        return "map", typing.get_args(tp)[1]
+    if origin is Literal:
+        return "choice", typing.get_args(tp)
+    return "scalar", tp
+
+
+def _load_value(tp: Any, data: Any, path: str, doc: FieldDoc, problems: list[Problem]) -> Any:
+    kind, arg = _shape(tp)
+    before = len(problems)
+    if kind == "object":
+        value = _load_object(arg, data, path, problems)
+    elif kind == "list":
+        value = _load_list(arg, data, path, doc, problems)
+    elif kind == "map":
+        value = _load_map(arg, data, path, doc, problems)
+    elif kind == "choice":
+        if data not in arg:
+            problems.append(Problem(path, f"must be one of {', '.join(map(str, arg))}"))
         value = data
     else:
-        value = _load_scalar(tp, data, path, doc, problems)
-    if len(problems) == before:
+        value = _load_scalar(arg, data, path, doc, problems)
+    if doc.rules and len(problems) == before:
         for rule in doc.rules:
             if rule.check is not None and not rule.check(value):
                 problems.append(Problem(path, rule.message))

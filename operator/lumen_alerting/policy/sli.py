@@ -7,6 +7,7 @@ bad events / all events over that window, however long the window is.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .durations import parse_duration
 from .model import SLI, LatencySLI
@@ -20,6 +21,7 @@ class WindowQueries:
     events: str  # how many events the window saw (for the low-traffic guard)
 
 
+@lru_cache(maxsize=4096)  # the same SLI is rendered for 7 windows on every reconcile
 def window_queries(sli: SLI, window: str) -> WindowQueries:
     if sli.ratio is not None:
         errors = sli.ratio.errors.replace(WINDOW_PLACEHOLDER, window)

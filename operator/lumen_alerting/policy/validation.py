@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import promql_parser
 
-from ..burnrate import TIERS, error_budget, tier_windows
+from ..burnrate import TIERS, burn_threshold, tier_windows
 from ..presets import PACKS
 from .durations import parse_duration
 from .loading import Problem
@@ -104,12 +104,11 @@ def _sli_parse_problems(slo: SLO, path: str) -> Iterator[Problem]:
 
 
 def _reachability_problems(slo: SLO, period: int, path: str) -> Iterator[Problem]:
-    budget = error_budget(slo.objective)
     for tier in TIERS:
         if not getattr(slo.alerting, tier).enabled:
             continue
         for window in tier_windows(tier):
-            threshold = window.factor(period) * budget
+            threshold = burn_threshold(window, period, slo.objective)
             if threshold >= 1:
                 yield Problem(
                     f"{path}.alerting.{tier}",

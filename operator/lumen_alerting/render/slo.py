@@ -6,6 +6,9 @@ Recording rules per window keep the alert expressions cheap. Every series they w
 
 from __future__ import annotations
 
+from functools import cache
+
+from .. import burnrate
 from ..burnrate import (
     TIERS,
     WINDOWS,
@@ -110,8 +113,7 @@ def burn_rate_alerts(policy: Policy, slo: SLO) -> list[Rule]:
 
 def burn_threshold(slo: SLO, window: BurnWindow) -> str:
     """k·B for one window of this SLO, as a PromQL literal."""
-    period = int(parse_duration(slo.period))
-    return number(window.factor(period) * error_budget(slo.objective))
+    return number(burnrate.burn_threshold(window, int(parse_duration(slo.period)), slo.objective))
 
 
 def _window_pair(policy: Policy, slo: SLO, window: BurnWindow) -> str:
@@ -133,16 +135,19 @@ def _summary(slo: SLO, tier: Tier) -> str:
 
 
 def _description(slo: SLO, tier: Tier) -> str:
-    period = int(parse_duration(slo.period))
-    speeds = " or ".join(
+    text = (
+        f"The error budget of objective {slo.objective:g}% over {slo.period} is burning "
+        f"faster than sustainable: {_speeds(tier, int(parse_duration(slo.period)))}."
+    )
+    return f"{slo.description} {text}" if slo.description else text
+
+
+@cache
+def _speeds(tier: Tier, period: int) -> str:
+    return " or ".join(
         f"{float(w.factor(period)):.4g}x over {format_duration(w.long)}/{format_duration(w.short)}"
         for w in tier_windows(tier)
     )
-    text = (
-        f"The error budget of objective {slo.objective:g}% over {slo.period} is burning "
-        f"faster than sustainable: {speeds}."
-    )
-    return f"{slo.description} {text}" if slo.description else text
 
 
 def slo_rule_group(policy: Policy, slo: SLO, group_name: str) -> dict:

@@ -9,10 +9,9 @@ describes it so the operator can create it once, with random tokens, when it is 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
-
-import yaml
 
 from ..policy.model import Exporter, Policy, SecretKeyRef, Threader
 from .objects import (
@@ -34,7 +33,7 @@ SCRAPE_INTERVAL = "30s"
 STATE_DIR = "/var/lib/lumen"
 THREADER_DIR = "/etc/lumen/threader"
 EXPORTER_DIR = "/etc/lumen/exporter"
-EXPORTER_CONFIG_KEY = "config.yaml"
+EXPORTER_CONFIG_KEY = "config.json"
 DATABASE_URL_FILE = "database-url"
 PIPELINE_TOKEN_FILE = "pipeline-token"
 FILE_STORE = f"file:{STATE_DIR}/threads"
@@ -390,7 +389,10 @@ def enabled_exporter(policy: Policy) -> Exporter | None:
 
 
 def exporter_config(exporter: Exporter) -> str:
-    """``config.yaml`` of the exporter: probes and pipeline switch, serialised deterministically."""
+    """``config.json`` of the exporter: probes and pipeline switch, serialised deterministically.
+
+    JSON (which YAML readers read too) because it is two orders of magnitude cheaper to write
+    than YAML, and this runs on every reconcile."""
     document = {
         "probes": [
             {
@@ -406,7 +408,7 @@ def exporter_config(exporter: Exporter) -> str:
         ],
         "pipeline": {"enabled": exporter.pipeline.enabled},
     }
-    return yaml.safe_dump(document, sort_keys=True, default_flow_style=False)
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def config_hash(config: str) -> str:
