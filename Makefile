@@ -13,7 +13,7 @@ VPIP := $(VENV)/bin/pip
 LOCK := operator/requirements.lock
 UPSTREAM_CRDS := $(CURDIR)/$(CACHE)/upstream-crds
 SHARED_CRDS := $(abspath $(CURDIR)/../shared/upstream-crds)
-LINT_PATHS := $(wildcard operator tests bench)
+LINT_PATHS := $(wildcard operator tests bench tools)
 
 # root needs no sudo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -26,7 +26,7 @@ STAMP_VENV := $(VENV)/.stamp-deps
 STAMP_HELM := $(TOOLS)/.stamp-helm
 STAMP_CRDS := $(CACHE)/upstream-crds/.stamp
 
-.PHONY: help setup test lint lock crds clean
+.PHONY: help setup test lint bench lock crds docs clean
 
 help: ## show this help
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | \
@@ -34,12 +34,15 @@ help: ## show this help
 
 setup: $(STAMP_APT) $(STAMP_VENV) $(STAMP_HELM) $(STAMP_CRDS) ## install everything tests need (idempotent)
 
-test: setup ## lint + full pytest run (the single test command)
-	$(VENV)/bin/ruff check --config operator/pyproject.toml $(LINT_PATHS)
+test: setup lint ## lint + full pytest run (the single test command)
 	$(VENV)/bin/pytest
 
-lint: $(STAMP_VENV) ## ruff check
+lint: $(STAMP_VENV) ## ruff check and format check
 	$(VENV)/bin/ruff check --config operator/pyproject.toml $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check --config operator/pyproject.toml $(LINT_PATHS)
+
+bench: setup ## run the benchmarks (numbers go to docs/PERFORMANCE.md)
+	$(VPY) bench/render.py
 
 # Debian packages providing promtool and amtool (skipped when both are on PATH).
 $(STAMP_APT):
@@ -84,6 +87,9 @@ crds: $(STAMP_VENV) ## regenerate crds/ from the Python model (lumenctl crd)
 	@mkdir -p crds
 	$(VENV)/bin/lumenctl crd > crds/lumen.dev_lumenalertpolicies.yaml.tmp
 	mv crds/lumen.dev_lumenalertpolicies.yaml.tmp crds/lumen.dev_lumenalertpolicies.yaml
+
+docs: $(STAMP_VENV) ## regenerate docs/policy-reference.md from the model
+	$(VPY) tools/policy_reference.py
 
 clean: ## remove venv, tools, caches and build output
 	rm -rf $(VENV) $(TOOLS) $(CACHE) .pytest_cache .ruff_cache build dist

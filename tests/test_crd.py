@@ -188,6 +188,9 @@ REJECTED = {
     ),
     "redis without url": _policy(threader={"store": {"type": "redis"}}),
     "two replicas on a file store": _policy(threader={"replicas": 2}),
+    "two replicas without a shared incident database": _policy(
+        threader={"store": {"type": "redis", "url": "redis://r:6379/0"}, "replicas": 2}
+    ),
     "pipeline without token": _policy(exporter={"pipeline": {"enabled": True}}),
     "bad label key": _policy(labels={"team-name": "x"}),
     "bad duration": _policy(rules=[{"alert": "A", "expr": "up == 0", "for": "5 min"}]),

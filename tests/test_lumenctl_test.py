@@ -288,18 +288,24 @@ def test_ratio_shapes_and_guards_pass_promtool(capsys, tmp_path):
     assert "passed: 5 SLO(s)" in out
 
 
-def test_a_threshold_too_close_to_one_is_reported_not_tested():
-    slo = {
-        "name": "loose",
-        "objective": 90,
-        "period": "90d",
-        "sli": {"runs": {"success": 'jobs_total{ok="true"}', "total": "jobs_total"}},
-    }
-    (tests,) = slo_unit_tests([policy_from_manifest(_manifest([slo]))]).slos
-    assert {c.tier for c in tests.cases} == {"ticket"}
-    assert list(tests.test_files) == ["ticket"]
-    assert any("page 1h/5m: threshold 4.32 is too close to 1" in n for n in tests.notes)
-    assert tests.problems == ()
+def test_thresholds_near_one_are_tested_at_ratio_one_or_reported():
+    """Above a threshold of 0.936 the case uses ratio 1 (x1.068); 0.9936 leaves no room."""
+
+    def slo(name: str, objective: float) -> dict:
+        runs = {"success": 'jobs_total{ok="true"}', "total": "jobs_total"}
+        return {"name": name, "objective": objective, "sli": {"runs": runs}}
+
+    policy = policy_from_manifest(_manifest([slo("roomy", 93.5), slo("tight", 93.1)]))
+    roomy, tight = slo_unit_tests([policy]).slos
+    above = [c for c in roomy.cases if c.window == "1h/5m" and c.margin > 1]
+    assert [c.describe() for c in above] == ["1h/5m above (x1.06838) -> page,ticket"]
+    # the silent side is still tested
+    assert [c.describe() for c in tight.cases if c.window == "1h/5m"] == [
+        "1h/5m below (x0.9) -> ticket"
+    ]
+    assert len(tight.cases) == 7
+    assert tight.notes == ("page 1h/5m: threshold 0.9936 is too close to 1 to test above it",)
+    assert roomy.problems == tight.problems == ()
 
 
 def test_generation_is_pure_and_deterministic():

@@ -201,6 +201,26 @@ INVALID = [
         "spec.routing.routes[0].matchers[0].value: invalid regular expression '('",
     ),
     (
+        "threader replicas sharing no incident database",
+        changed(
+            "spec.threader", {"store": {"type": "redis", "url": "redis://r:6379/0"}, "replicas": 2}
+        ),
+        "spec.threader: more than one replica needs incidents.databaseURL (a shared PostgreSQL)",
+    ),
+    (
+        "invalid regular expression in an inhibit rule",
+        changed(
+            "spec.routing.inhibitRules",
+            [
+                {
+                    "sourceMatchers": [{"name": "severity", "value": "critical"}],
+                    "targetMatchers": [{"name": "alertname", "value": "[a-", "matchType": "!~"}],
+                }
+            ],
+        ),
+        "spec.routing.inhibitRules[0].targetMatchers[0].value: invalid regular expression '[a-'",
+    ),
+    (
         "runbook anchor without a base URL",
         changed("spec.rules[0].runbook", "queue-backlog", base=changed("spec.runbookBaseURL", ...)),
         "spec.rules[0].runbook: is an anchor but spec.runbookBaseURL is not set "

@@ -22,12 +22,24 @@ URL = (
     f"{TAG}/example/prometheus-operator-crd/{{name}}"
 )
 PINNED = {
-    "monitoring.coreos.com_prometheusrules.yaml": "78be98554b9c8506ab2b4f4feb91c5f3a56e536a0a510f3a8e876a459970d56d",
-    "monitoring.coreos.com_alertmanagerconfigs.yaml": "fed47c462483a47a4d1912bf8a7a3767618644cfdee86dc73d7624c55d6a8b9d",
-    "monitoring.coreos.com_servicemonitors.yaml": "a99047972c9dd7679ce2050b9968e8a08773492e671b3e17abd476d42aa78a32",
-    "monitoring.coreos.com_podmonitors.yaml": "45a93443daa687d3654f7e9631909ff7edcdf3ec09c5e60251b74aa2722aee5d",
-    "monitoring.coreos.com_prometheuses.yaml": "c0eed4b2c38a58e3a5be7e2f5846df067804c694b0c9316b35029ab68fa183a4",
-    "monitoring.coreos.com_alertmanagers.yaml": "0e8eccd22699818c93f619c8fe2d92dbbd783a7e9232827a886dedeac1fb5dc1",
+    "monitoring.coreos.com_prometheusrules.yaml": (
+        "78be98554b9c8506ab2b4f4feb91c5f3a56e536a0a510f3a8e876a459970d56d"
+    ),
+    "monitoring.coreos.com_alertmanagerconfigs.yaml": (
+        "fed47c462483a47a4d1912bf8a7a3767618644cfdee86dc73d7624c55d6a8b9d"
+    ),
+    "monitoring.coreos.com_servicemonitors.yaml": (
+        "a99047972c9dd7679ce2050b9968e8a08773492e671b3e17abd476d42aa78a32"
+    ),
+    "monitoring.coreos.com_podmonitors.yaml": (
+        "45a93443daa687d3654f7e9631909ff7edcdf3ec09c5e60251b74aa2722aee5d"
+    ),
+    "monitoring.coreos.com_prometheuses.yaml": (
+        "c0eed4b2c38a58e3a5be7e2f5846df067804c694b0c9316b35029ab68fa183a4"
+    ),
+    "monitoring.coreos.com_alertmanagers.yaml": (
+        "0e8eccd22699818c93f619c8fe2d92dbbd783a7e9232827a886dedeac1fb5dc1"
+    ),
 }
 
 

@@ -307,7 +307,7 @@ class EmailReceiver:
     smarthost: str = spec_field("SMTP server as host:port.", pattern=HOST_PORT)
     auth_username: str = spec_field("SMTP user name.", default="")
     auth_password: SecretKeyRef | None = spec_field("SMTP password.", default=None)
-    require_tls: bool = spec_field("Require STARTTLS.", default=True)
+    require_tls: bool = spec_field("Require STARTTLS.", default=True, key="requireTLS")
     send_resolved: bool = spec_field("Also notify when alerts resolve.", default=False)
 
 
@@ -433,6 +433,12 @@ class Threader:
             rule="self.store.type != 'redis' || self.store.url != ''",
             message="store.type redis needs store.url",
             check=lambda t: t.store.type != "redis" or t.store.url != "",
+        ),
+        # Each replica would otherwise keep its own SQLite file and see a part of the incidents.
+        Cel(
+            rule="self.replicas == 1 || has(self.incidents.databaseURL)",
+            message="more than one replica needs incidents.databaseURL (a shared PostgreSQL)",
+            check=lambda t: t.replicas == 1 or t.incidents.database_url is not None,
         ),
     )
 

@@ -15,7 +15,7 @@ from ..burnrate import TIERS, burn_threshold, tier_windows
 from ..presets import PACKS
 from .durations import parse_duration
 from .loading import Problem
-from .model import SLO, Policy, PolicySpec
+from .model import SLO, Matcher, Policy, PolicySpec
 from .sli import sli_queries
 
 # Labels Lumen sets on every alert; a policy may not set them by hand.
@@ -133,6 +133,11 @@ def _routing_problems(spec: PolicySpec) -> Iterator[Problem]:
             )
         for j, matcher in enumerate(route.matchers):
             yield from _matcher_problems(f"spec.routing.routes[{i}].matchers[{j}]", matcher)
+    for i, rule in enumerate(routing.inhibit_rules):
+        for side, matchers in (("source", rule.source_matchers), ("target", rule.target_matchers)):
+            for j, matcher in enumerate(matchers):
+                path = f"spec.routing.inhibitRules[{i}].{side}Matchers[{j}]"
+                yield from _matcher_problems(path, matcher)
     threader = spec.threader
     for i, receiver in enumerate(routing.receivers):
         if receiver.slack is None:
@@ -144,13 +149,12 @@ def _routing_problems(spec: PolicySpec) -> Iterator[Problem]:
             yield Problem(path, "needs spec.threader.botToken (the Slack bot token Secret)")
 
 
-def _matcher_problems(path: str, matcher: object) -> Iterator[Problem]:
-    match_type = getattr(matcher, "match_type", "=")
-    value = getattr(matcher, "value", "")
-    if match_type in ("=~", "!~"):
-        problem = promql_problem(path, f'{{__name__=~".+", x{match_type}"{_escape(value)}"}}')
-        if problem:
-            yield Problem(f"{path}.value", f"invalid regular expression {value!r}")
+def _matcher_problems(path: str, matcher: Matcher) -> Iterator[Problem]:
+    """Regex matchers must compile (Prometheus' parser checks them as RE2 would)."""
+    if matcher.match_type in ("=~", "!~"):
+        selector = f'{{__name__=~".+", x{matcher.match_type}"{_escape(matcher.value)}"}}'
+        if promql_problem(path, selector):
+            yield Problem(f"{path}.value", f"invalid regular expression {matcher.value!r}")
 
 
 def _selector_problems(spec: PolicySpec) -> Iterator[Problem]:
