@@ -221,6 +221,14 @@ INVALID = [
         "spec.routing.inhibitRules[0].targetMatchers[0].value: invalid regular expression '[a-'",
     ),
     (
+        "latency selector without braces",
+        changed(
+            "spec.slos[0].sli",
+            {"latency": {"metric": "h", "threshold": 0.3, "selector": 'job="api"'}},
+        ),
+        "spec.slos[0].sli.latency.selector: 'job=\"api\"' does not match ^(\\{.*\\})?$",
+    ),
+    (
         "runbook anchor without a base URL",
         changed("spec.rules[0].runbook", "queue-backlog", base=changed("spec.runbookBaseURL", ...)),
         "spec.rules[0].runbook: is an anchor but spec.runbookBaseURL is not set "

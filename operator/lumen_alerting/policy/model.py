@@ -172,6 +172,7 @@ class LatencySLI:
         'Label matchers selecting the histogram\'s series, e.g. `{job="api"}`.',
         default="",
         max_length=1024,
+        pattern=r"^(\{.*\})?$",
     )
 
 

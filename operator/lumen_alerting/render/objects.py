@@ -14,6 +14,9 @@ DEFAULT_KPS_RELEASE = "kube-prometheus-stack"
 DEFAULT_IMAGE = "ghcr.io/lumen-alerting/lumen:0.1.0"
 THREADER_PORT = 8080
 EXPORTER_PORT = 9108
+# Keys of the threader's token Secret (created by the operator, referenced by the renderer).
+WEBHOOK_TOKEN_KEY = "webhook-token"  # Alertmanager presents it to the threader
+ADMIN_TOKEN_KEY = "admin-token"  # guards the threader's /cache endpoints
 # Every SLO burn-rate alert has this name; labels `slo` and `tier` (page|ticket) tell them apart.
 SLO_ALERT = "LumenSLOErrorBudgetBurn"
 

@@ -45,6 +45,7 @@ from ..policy.model import (
 from .objects import (
     SLO_ALERT,
     THREADER_PORT,
+    WEBHOOK_TOKEN_KEY,
     ChildNames,
     Manifest,
     RenderOptions,
@@ -57,8 +58,6 @@ ALERTMANAGER_CONFIG_API = "monitoring.coreos.com/v1alpha1"
 NULL_RECEIVER = "null"
 # Where kube-prometheus-stack mounts `alertmanager.alertmanagerSpec.secrets` in Alertmanager.
 SECRETS_DIR = "/etc/alertmanager/secrets"
-# Key of the threader Secret holding the token Alertmanager presents to the threader.
-THREADER_TOKEN_KEY = "webhook-token"
 # The label prometheus-operator's OnNamespace strategy matches on.
 NAMESPACE_LABEL = "namespace"
 # Root of the plain alertmanager.yml, as in kube-prometheus-stack's default `alertmanager.config`.
@@ -163,7 +162,7 @@ def threader_webhook(policy: Policy, slack: SlackReceiver) -> Obj:
     path = "/alert?channel=" + quote(slack.channel, safe="")
     return {
         "url": service_url(policy, names.threader, THREADER_PORT, path),
-        "httpConfig": bearer(SecretKeyRef(name=names.threader_secret, key=THREADER_TOKEN_KEY)),
+        "httpConfig": bearer(SecretKeyRef(name=names.threader_secret, key=WEBHOOK_TOKEN_KEY)),
         "sendResolved": slack.send_resolved,
     }
 

@@ -15,17 +15,17 @@ from typing import Any
 
 from ..policy.model import Exporter, Policy, SecretKeyRef, Threader
 from .objects import (
+    ADMIN_TOKEN_KEY,
     EXPORTER_PORT,
     POLICY_LABEL,
     THREADER_PORT,
+    WEBHOOK_TOKEN_KEY,
     ChildNames,
     Manifest,
     RenderOptions,
     metadata,
 )
 
-WEBHOOK_TOKEN_KEY = "webhook-token"
-ADMIN_TOKEN_KEY = "admin-token"
 CONFIG_HASH_ANNOTATION = "lumen.dev/config-hash"
 RUN_AS = 65532
 PORT_NAME = "http"
