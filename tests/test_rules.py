@@ -77,6 +77,22 @@ def test_promtool_accepts_all_policies_in_one_file(tmp_path, capsys):
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.name)
+def test_amtool_accepts_the_alertmanager_file(tmp_path, path, capsys):
+    assert main(["render", "-f", str(path), "--format", "alertmanager"]) == 0
+    (tmp_path / "alertmanager.yml").write_text(capsys.readouterr().out)
+    result = subprocess.run(
+        ["amtool", "check-config", "alertmanager.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
 def test_promtool_rejects_a_broken_rule_file(tmp_path):
     """The check above can fail: promtool catches what the PrometheusRule schema cannot."""
     broken = rules_file([load(REPO / "examples" / "gateway.yaml")])
