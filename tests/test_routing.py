@@ -493,3 +493,11 @@ def test_real_alertmanager_routes_and_inhibits(alertmanager: str) -> None:
     assert not inhibited({**inhibition, "severity": "critical"})
     assert inhibited({**slo, "tier": "ticket", "severity": "ticket"})
     assert not inhibited({**slo, "tier": "page", "severity": "page"})
+
+
+def test_alertmanager_config_carries_the_kps_release_label(policies: dict[str, Policy]) -> None:
+    for policy in policies.values():
+        config = alertmanager_config(policy, RenderOptions(kps_release="kps"))
+        assert config is not None
+        assert config["metadata"]["labels"]["release"] == "kps"
+        assert config["metadata"]["labels"]["lumen.dev/policy"] == policy.name

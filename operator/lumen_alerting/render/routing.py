@@ -82,7 +82,14 @@ def alertmanager_config(policy: Policy, options: RenderOptions) -> Manifest | No
     return {
         "apiVersion": ALERTMANAGER_CONFIG_API,
         "kind": "AlertmanagerConfig",
-        "metadata": metadata(policy, options, ChildNames.of(policy).alertmanager_config),
+        # kps selects every AlertmanagerConfig by default; the release label serves installs whose
+        # alertmanagerConfigSelector matches on it, as their rule and monitor selectors do.
+        "metadata": metadata(
+            policy,
+            options,
+            ChildNames.of(policy).alertmanager_config,
+            labels={"release": options.kps_release},
+        ),
         "spec": {
             "route": route_tree(routing),
             "receivers": receivers(policy, routing),
