@@ -90,6 +90,11 @@ INVALID = [
         "spec.rules[0].expr: invalid PromQL: unclosed left parenthesis",
     ),
     (
+        "objective that is not a number (YAML .nan)",
+        changed("spec.slos[0].objective", float("nan")),
+        "spec.slos[0].objective: must be a finite number, not nan",
+    ),
+    (
         "SLI query that does not parse",
         changed("spec.slos[0].sli.ratio.total", "sum(rate(http_requests_total[{{window}}])"),
         "spec.slos[0].sli.ratio.total: invalid PromQL: unclosed left parenthesis",

@@ -8,6 +8,7 @@ Checks that need more than the schema (PromQL, cross references) live in ``polic
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -174,7 +175,7 @@ def _load_list(
         seen: dict[Any, int] = {}
         for i, item in enumerate(data):
             key = item.get(doc.list_map_key) if isinstance(item, dict) else None
-            if key is None:
+            if not isinstance(key, str):  # missing or mistyped: reported on the item itself
                 continue
             if key in seen:
                 problems.append(
@@ -212,6 +213,10 @@ def _load_scalar(tp: type, data: Any, path: str, doc: FieldDoc, problems: list[P
         data, ok = float(data), True
     if not ok:
         problems.append(Problem(path, f"must be {_TYPE_NAMES[tp]}, not {_describe(data)}"))
+        return data
+    if isinstance(data, float) and not math.isfinite(data):
+        # YAML has .nan and .inf; JSON (and so the API server) has neither.
+        problems.append(Problem(path, f"must be a finite number, not {data}"))
         return data
     if isinstance(data, str):
         if doc.min_length is not None and len(data) < doc.min_length:
