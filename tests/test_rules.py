@@ -222,10 +222,23 @@ def run_unit_tests(tmp_path: Path, policy: Policy, tests: list[dict[str, Any]]) 
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def expected(policy: Policy, alert: str, **extra: str) -> dict[str, Any]:
-    """The labels and annotations of ``alert`` as rendered, plus the series' own labels."""
+def expected(
+    policy: Policy, alert: str, templates: dict[str, str] | None = None, **series: str
+) -> dict[str, Any]:
+    """The labels and annotations of ``alert`` as rendered, plus the series' own labels, with
+    each template in ``templates`` replaced by the text promtool expands it to."""
+
+    def expand(text: str) -> str:
+        for template, value in (templates or {}).items():
+            text = text.replace(template, value)
+        return text
+
     rule = next(r for r in all_rules(policy) if r.get("alert") == alert)
-    return {"exp_labels": {**extra, **rule["labels"]}, "exp_annotations": rule["annotations"]}
+    labels = {**series, **rule["labels"]}
+    return {
+        "exp_labels": {k: expand(v) for k, v in labels.items()},
+        "exp_annotations": {k: expand(v) for k, v in rule["annotations"].items()},
+    }
 
 
 def test_ion_api_down_fires_when_the_exporter_stops(tmp_path):
@@ -262,10 +275,7 @@ def test_ion_api_down_fires_when_the_exporter_stops(tmp_path):
 def test_threshold_override_moves_the_alert(tmp_path):
     policy = load(REPO / "tests" / "policies" / "rules-overrides.yaml")  # 800 ms for 10m
     series = 'lumen_ion_response_time_ms{job="lumen-gateway"}'
-    fired = expected(policy, "IONHighResponseTime", job="lumen-gateway")
-    fired["exp_annotations"] = {
-        k: v.replace("{{ $value }}", "900") for k, v in fired["exp_annotations"].items()
-    }
+    fired = expected(policy, "IONHighResponseTime", {"{{ $value }}": "900"}, job="lumen-gateway")
     tests = [
         {
             "interval": "1m",
@@ -310,16 +320,10 @@ def test_suppression_toggle_mutes_alerts(tmp_path):
 
 def test_stage_failure_and_stalled_pipeline(tmp_path):
     policy = load(REPO / "examples" / "pipeline.yaml")
-    stage = expected(policy, "LumenStageFailed", stage="pdf")
-    stage["exp_labels"]["stage"] = "pdf"
-    stage["exp_annotations"] = {
-        k: v.replace("{{ $labels.stage }}", "pdf") for k, v in stage["exp_annotations"].items()
-    }
-    stalled = expected(policy, "LumenPipelineStalled")
-    stalled["exp_annotations"] = {
-        k: v.replace("{{ $value | humanizeDuration }}", "3h 10m 0s")
-        for k, v in stalled["exp_annotations"].items()
-    }
+    stage = expected(policy, "LumenStageFailed", {"{{ $labels.stage }}": "pdf"}, stage="pdf")
+    stalled = expected(
+        policy, "LumenPipelineStalled", {"{{ $value | humanizeDuration }}": "3h 10m 0s"}
+    )
     tests = [
         {
             "interval": "1m",

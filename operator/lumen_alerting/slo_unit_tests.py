@@ -46,7 +46,7 @@ from typing import Any
 
 import promql_parser
 
-from .burnrate import TIERS, WINDOWS, BurnWindow, Tier, error_budget, tier_windows
+from .burnrate import TIERS, WINDOWS, BurnWindow, Tier, burn_threshold, tier_windows
 from .policy.durations import format_duration, parse_duration
 from .policy.model import SLI, SLO, Policy, RatioSLI
 from .policy.sli import WINDOW_PLACEHOLDER
@@ -287,7 +287,7 @@ def _window_name(window: BurnWindow) -> str:
 
 
 def _threshold(slo: SLO, window: BurnWindow) -> Fraction:
-    return window.factor(int(parse_duration(slo.period))) * error_budget(slo.objective)
+    return burn_threshold(window, int(parse_duration(slo.period)), slo.objective)
 
 
 # --- traffic and what each window sees ---------------------------------------------------------
