@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -26,6 +25,7 @@ from lumen_alerting.render.routing import (
     alertmanager_yaml,
     builtin_inhibit_rules,
 )
+from tests.polling import free_port
 from tests.schemas import validate_object
 
 POLICY_DIR = Path(__file__).parent / "policies"
@@ -382,12 +382,6 @@ def test_amtool_verify_catches_a_wrong_receiver(
 
 
 # --- real Alertmanager -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http(url: str, body: Any = None) -> Any:

@@ -157,6 +157,12 @@ def _status_schema() -> Schema:
             },
             "rules": {"type": "integer", "description": "Alerting rules rendered."},
             "slos": {"type": "integer", "description": "SLOs rendered."},
+            "kopf": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+                "description": "The operator framework's (kopf) own bookkeeping: handler "
+                "progress and the last handled spec.",
+            },
         },
     }
 

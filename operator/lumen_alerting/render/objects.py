@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..policy.model import API_GROUP, API_VERSION, KIND, Policy
@@ -20,6 +21,17 @@ ADMIN_TOKEN_KEY = "admin-token"  # guards the threader's /cache endpoints
 # Every SLO burn-rate alert has this name; labels `slo` and `tier` (page|ticket) tell them apart.
 SLO_ALERT = "LumenSLOErrorBudgetBurn"
 
+# A container's `resources`: {"requests": {"cpu": "50m", ...}, "limits": {...}}.
+ResourceRequirements = Mapping[str, Mapping[str, str]]
+DEFAULT_THREADER_RESOURCES: ResourceRequirements = {
+    "requests": {"cpu": "50m", "memory": "96Mi"},
+    "limits": {"cpu": "500m", "memory": "256Mi"},
+}
+DEFAULT_EXPORTER_RESOURCES: ResourceRequirements = {
+    "requests": {"cpu": "20m", "memory": "64Mi"},
+    "limits": {"cpu": "200m", "memory": "192Mi"},
+}
+
 
 @dataclass(frozen=True)
 class RenderOptions:
@@ -28,6 +40,12 @@ class RenderOptions:
     kps_release: str = DEFAULT_KPS_RELEASE
     threader_image: str = DEFAULT_IMAGE
     exporter_image: str = DEFAULT_IMAGE
+    threader_resources: ResourceRequirements = field(
+        default_factory=lambda: DEFAULT_THREADER_RESOURCES
+    )
+    exporter_resources: ResourceRequirements = field(
+        default_factory=lambda: DEFAULT_EXPORTER_RESOURCES
+    )
     managed_by: str = "lumenctl"
 
 

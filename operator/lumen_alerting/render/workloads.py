@@ -23,6 +23,7 @@ from .objects import (
     ChildNames,
     Manifest,
     RenderOptions,
+    ResourceRequirements,
     metadata,
 )
 
@@ -39,15 +40,6 @@ PIPELINE_TOKEN_FILE = "pipeline-token"
 FILE_STORE = f"file:{STATE_DIR}/threads"
 DEFAULT_DATABASE_URL = f"sqlite:///{STATE_DIR}/incidents.db"
 SECRET_FILE_MODE = 0o440  # readable by the pod's fsGroup only
-
-THREADER_RESOURCES = {
-    "requests": {"cpu": "50m", "memory": "96Mi"},
-    "limits": {"cpu": "500m", "memory": "256Mi"},
-}
-EXPORTER_RESOURCES = {
-    "requests": {"cpu": "20m", "memory": "64Mi"},
-    "limits": {"cpu": "200m", "memory": "192Mi"},
-}
 
 
 @dataclass(frozen=True)
@@ -73,6 +65,10 @@ def selector_labels(policy: Policy, app: str) -> dict[str, str]:
 
 def workload_labels(policy: Policy, app: str, component: str) -> dict[str, str]:
     return {**selector_labels(policy, app), "app.kubernetes.io/component": component}
+
+
+def _resources(requirements: ResourceRequirements) -> dict[str, Any]:
+    return {part: dict(amounts) for part, amounts in requirements.items()}
 
 
 def container_security() -> dict[str, Any]:
@@ -343,7 +339,7 @@ def threader_container(policy: Policy, options: RenderOptions, threader: Threade
         threader_args(threader),
         env=env,
         mounts=mounts,
-        resources=THREADER_RESOURCES,
+        resources=_resources(options.threader_resources),
     )
 
 
@@ -453,7 +449,7 @@ def exporter_container(options: RenderOptions, exporter: Exporter) -> Manifest:
         exporter_args(exporter),
         env=[],
         mounts=mounts,
-        resources=EXPORTER_RESOURCES,
+        resources=_resources(options.exporter_resources),
     )
 
 

@@ -1,0 +1,244 @@
+"""Operator settings from flags, each with a ``LUMEN_OPERATOR_*`` environment form.
+
+A flag wins over its environment variable; the variable wins over the default. The variable's
+name is the flag's, upper-cased with dashes as underscores: ``--kps-release`` is
+``LUMEN_OPERATOR_KPS_RELEASE``. Lists (``--namespace``) take commas in the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from ..render.objects import DEFAULT_KPS_RELEASE, RenderOptions, ResourceRequirements
+from ..settings import Setting, flag_or_environment, parse_or_exit
+
+ENV_PREFIX = "LUMEN_OPERATOR_"
+MANAGED_BY = "lumen-operator"
+LogFormat = Literal["plain", "json"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+# A Kubernetes resource quantity: 500m, 1.5, 256Mi, 1e3.
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Everything the operator is told at start-up."""
+
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    standalone: bool = False
+    peering: str = "lumen-operator"
+    priority: int | None = None  # None: a random priority, so two replicas never tie
+    # The cluster the objects are rendered for: release label, images, container resources.
+    rendering: RenderOptions = field(default_factory=lambda: RenderOptions(managed_by=MANAGED_BY))
+    drift_interval: float = 300.0
+    metrics_port: int = 8000
+    liveness_port: int = 8080
+    log_format: LogFormat = "plain"
+    log_level: LogLevel = "info"
+    context: str | None = None
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+
+def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> OperatorConfig:
+    """Settings from ``argv`` and ``environ``; exits with a usage message on bad input."""
+    return parse_or_exit(
+        _parser(), argv, lambda args: _config(args, flag_or_environment(args, environ, ENV_PREFIX))
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lumen-operator",
+        description="Reconcile LumenAlertPolicy objects into PrometheusRules, "
+        "AlertmanagerConfigs and the threader and exporter workloads.",
+        epilog="Every flag can also be set as LUMEN_OPERATOR_<FLAG> in the environment, e.g. "
+        "LUMEN_OPERATOR_KPS_RELEASE=monitoring; lists take commas.",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", default=None,
+        help="watch policies in every namespace (the default when no --namespace is given)",
+    )  # fmt: skip
+    scope.add_argument(
+        "-n", "--namespace", action="append", metavar="NS", dest="namespace",
+        help="watch policies in this namespace only; repeat for several",
+    )  # fmt: skip
+    parser.add_argument(
+        "--standalone", action="store_true", default=None,
+        help="run without kopf peering (only when a single replica runs)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--peering", metavar="NAME",
+        help="name of the KopfPeering/ClusterKopfPeering object replicas coordinate through "
+        "(default: lumen-operator)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--priority", metavar="N",
+        help="peering priority; the highest live replica works, the others wait "
+        "(default: random, so replicas never tie)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--kps-release", metavar="NAME",
+        help=f"the kube-prometheus-stack release label (default: {DEFAULT_KPS_RELEASE})",
+    )  # fmt: skip
+    parser.add_argument("--threader-image", metavar="IMAGE", help="image of threader pods")
+    parser.add_argument("--exporter-image", metavar="IMAGE", help="image of exporter pods")
+    parser.add_argument(
+        "--threader-resources", metavar="JSON",
+        help='container resources of threader pods, e.g. {"requests":{"cpu":"50m"}}',
+    )  # fmt: skip
+    parser.add_argument(
+        "--exporter-resources", metavar="JSON", help="container resources of exporter pods"
+    )
+    parser.add_argument(
+        "--drift-interval", metavar="SECONDS",
+        help="how often every policy is re-checked against the cluster (default: 300)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics-port", metavar="PORT",
+        help="port of the Prometheus /metrics endpoint; 0 disables it (default: 8000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--liveness-port", metavar="PORT",
+        help="port of the /healthz liveness endpoint; 0 disables it (default: 8080)",
+    )  # fmt: skip
+    parser.add_argument("--log-format", metavar="plain|json", help="log format (default: plain)")
+    parser.add_argument(
+        "--log-level", metavar="LEVEL", help="debug, info, warning or error (default: info)"
+    )
+    parser.add_argument(
+        "--context", metavar="NAME", help="kubeconfig context outside a cluster (default: current)"
+    )
+    return parser
+
+
+def _config(args: argparse.Namespace, setting: Setting) -> OperatorConfig:
+    if args.all_namespaces or args.namespace:  # a scope flag wins over both variables
+        namespaces = args.namespace or []
+    else:
+        all_namespaces = _boolean("all-namespaces", setting("all-namespaces"))
+        namespaces = _split(setting("namespace") or "")
+        if all_namespaces and namespaces:
+            raise ValueError(
+                "LUMEN_OPERATOR_ALL_NAMESPACES and LUMEN_OPERATOR_NAMESPACE exclude each other"
+            )
+    for namespace in namespaces:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+            raise ValueError(f"--namespace: {namespace!r} is not a namespace name")
+    defaults = OperatorConfig()
+    rendering = defaults.rendering
+    return OperatorConfig(
+        namespaces=tuple(dict.fromkeys(namespaces)),
+        standalone=_boolean("standalone", setting("standalone")),
+        peering=_text("peering", setting("peering"), defaults.peering),
+        priority=_integer("priority", setting("priority"), None, low=-(2**31), high=2**31 - 1),
+        rendering=replace(
+            rendering,
+            kps_release=_text("kps-release", setting("kps-release"), rendering.kps_release),
+            threader_image=_text(
+                "threader-image", setting("threader-image"), rendering.threader_image
+            ),
+            exporter_image=_text(
+                "exporter-image", setting("exporter-image"), rendering.exporter_image
+            ),
+            threader_resources=_resources(
+                "threader-resources", setting("threader-resources"), rendering.threader_resources
+            ),
+            exporter_resources=_resources(
+                "exporter-resources", setting("exporter-resources"), rendering.exporter_resources
+            ),
+        ),
+        drift_interval=_seconds("drift-interval", setting("drift-interval"), 300.0),
+        metrics_port=_port("metrics-port", setting("metrics-port"), defaults.metrics_port),
+        liveness_port=_port("liveness-port", setting("liveness-port"), defaults.liveness_port),
+        log_format=_choice("log-format", setting("log-format"), ("plain", "json"), "plain"),
+        log_level=_choice(
+            "log-level", setting("log-level"), ("debug", "info", "warning", "error"), "info"
+        ),
+        context=setting("context") or None,
+    )
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _boolean(flag: str, value: bool | str | None) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    word = value.strip().lower()
+    if word in TRUE_WORDS | FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ValueError(f"--{flag}: {value!r} is not true or false")
+
+
+def _text(flag: str, value: str | None, default: str) -> str:
+    if value is None:
+        return default
+    if not value.strip():
+        raise ValueError(f"--{flag}: must not be empty")
+    return value.strip()
+
+
+def _integer(flag: str, value: str | None, default: int | None, *, low: int, high: int) -> Any:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"--{flag}: {value!r} is not a whole number") from None
+    if not low <= number <= high:
+        raise ValueError(f"--{flag}: {number} is outside {low}..{high}")
+    return number
+
+
+def _port(flag: str, value: str | None, default: int) -> int:
+    port: int = _integer(flag, value, default, low=0, high=65535)
+    return port
+
+
+def _seconds(flag: str, value: str | None, default: float) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"--{flag}: {value!r} is not a number of seconds") from None
+    if not 10 <= seconds <= 86400:
+        raise ValueError(f"--{flag}: {value} must be between 10 and 86400 seconds")
+    return seconds
+
+
+def _choice(flag: str, value: str | None, choices: tuple[str, ...], default: str) -> Any:
+    if value is None or value == "":
+        return default
+    if value.lower() not in choices:
+        raise ValueError(f"--{flag}: {value!r} is not one of {', '.join(choices)}")
+    return value.lower()
+
+
+def _resources(flag: str, value: str | None, default: ResourceRequirements) -> ResourceRequirements:
+    if value is None or value == "":
+        return default
+    try:
+        parsed = json.loads(value)
+    except ValueError as error:
+        raise ValueError(f"--{flag}: not JSON ({error})") from None
+    if not isinstance(parsed, dict) or not parsed or set(parsed) - {"requests", "limits"}:
+        raise ValueError(f'--{flag}: must be an object with "requests" and/or "limits"')
+    for part, amounts in parsed.items():
+        if not isinstance(amounts, dict) or not amounts:
+            raise ValueError(f"--{flag}: {part} must map resource names to quantities")
+        for resource, amount in amounts.items():
+            if not isinstance(amount, str) or not QUANTITY.match(amount):
+                raise ValueError(f"--{flag}: {part}.{resource}: {amount!r} is not a quantity")
+    return parsed

@@ -1,0 +1,235 @@
+"""The kopf registry: thin handlers around the reconcile engine.
+
+Create, update (of ``spec``), resume and a drift timer all run the same level-triggered
+reconcile, one at a time per policy. kopf keeps its own bookkeeping in ``status.kopf`` (never in
+annotations) so the operator writes nothing but ``status``, plus the finalizer kopf puts on
+objects that have a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from .config import OperatorConfig
+from .kinds import POLICY
+from .kube import ClusterAccess, KubeClient
+from .metrics import OperatorMetrics
+from .reconcile import Reconciler, TransientFailure
+from .status import READY, VALID, Condition, Observation, next_status, status_changes
+
+FINALIZER = "lumen.dev/operator"
+# Retry delays of transient failures (seconds), and after how many the status shows it.
+RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
+RETRIES_BEFORE_REPORTING = 3
+WATCH_TIMEOUT = 300  # seconds a watch request lasts before kopf renews it
+
+
+@dataclass
+class _PolicyMemory:
+    """Per-policy state of this process: the reconcile lock and the last status we chose."""
+
+    lock: asyncio.Lock
+    status: dict[str, Any] | None = None
+
+
+class _Engine:
+    """One reconcile of one policy, as every handler runs it: the engine under the policy's
+    lock, then status, metrics and events. Made on the operator's event loop at start-up
+    (the HTTP client belongs to that loop)."""
+
+    def __init__(self, config: OperatorConfig, access: ClusterAccess, metrics: OperatorMetrics):
+        self.client = KubeClient(access)
+        self._reconciler = Reconciler(self.client, config.rendering)
+        self._metrics = metrics
+
+    async def run(
+        self,
+        body: kopf.Body,
+        memo: kopf.Memo,
+        patch: kopf.Patch,
+        logger: Any,
+        *,
+        retry: int,
+        fresh: bool,
+    ) -> None:
+        memory = _memory_of(memo)
+        started = time.monotonic()
+        async with memory.lock:
+            current = memory.status or dict(body.get("status") or {})
+            try:
+                result = await self._reconciler.reconcile(
+                    body, logger, new=fresh and memory.status is None
+                )
+            except TransientFailure as failure:
+                self._metrics.reconciles.labels("retry").inc()
+                if retry + 1 >= RETRIES_BEFORE_REPORTING:
+                    _write_status(patch, memory, current, _retrying(body, current, str(failure)))
+                delay = failure.delay or RETRY_DELAYS[min(retry, len(RETRY_DELAYS) - 1)]
+                raise kopf.TemporaryError(f"Will retry: {failure}", delay=delay) from None
+            _write_status(patch, memory, current, result.observation)
+        seen = result.observation
+        self._metrics.reconcile_seconds.observe(time.monotonic() - started)
+        self._metrics.reconciles.labels(result.outcome).inc()
+        self._metrics.policies.set(
+            body["metadata"]["namespace"], body["metadata"]["name"], seen.state
+        )
+        _report_transitions(body, _conditions(current), seen)
+
+
+def build_registry(
+    config: OperatorConfig, access: ClusterAccess, metrics: OperatorMetrics
+) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    policies = (POLICY.group, POLICY.version, POLICY.plural)
+    engines: list[_Engine] = []  # exactly one once started
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(access)
+
+    @kopf.on.startup(registry=registry)
+    async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings, config)
+        engines.append(_Engine(config, access, metrics))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(**_: Any) -> None:
+        for engine in engines:
+            await engine.client.aclose()
+
+    @kopf.on.probe(id="policies", registry=registry)
+    def probe(**_: Any) -> int:
+        return len(metrics.policies)
+
+    async def reconcile(
+        body: kopf.Body,
+        memo: kopf.Memo,
+        patch: kopf.Patch,
+        logger: Any,
+        retry: int = 0,
+        reason: str | None = None,
+        **_: Any,
+    ) -> None:
+        fresh = reason == kopf.Reason.CREATE  # nothing of a just-created policy exists yet
+        await engines[0].run(body, memo, patch, logger, retry=retry, fresh=fresh)
+
+    # One handler id per cause, so kopf's per-handler progress never mixes them up.
+    kopf.on.create(*policies, id="create", registry=registry)(reconcile)
+    kopf.on.update(*policies, id="update", field="spec", registry=registry)(reconcile)
+    kopf.on.resume(*policies, id="resume", registry=registry)(reconcile)
+    kopf.timer(
+        *policies,
+        id="drift",
+        interval=config.drift_interval,
+        initial_delay=_spread(config.drift_interval),
+        registry=registry,
+    )(reconcile)
+
+    @kopf.on.event(*policies, registry=registry)
+    def forget(event: Mapping[str, Any], namespace: str, name: str, **_: Any) -> None:
+        if event.get("type") == "DELETED":
+            metrics.policies.forget(namespace, name)
+
+    return registry
+
+
+def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+    """kopf settings the operator relies on (see the module docstring)."""
+    # Peering is used when its CRD exists; without it kopf warns and runs alone (not mandatory,
+    # so a local `make run` without the peering CRDs does not sit paused).
+    settings.peering.name = config.peering
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
+        field="status.kopf.lastHandledConfiguration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.WARNING  # events: our warnings only, not every success
+    settings.posting.reporting_component = "lumen-operator"
+    settings.watching.server_timeout = WATCH_TIMEOUT
+    settings.watching.client_timeout = WATCH_TIMEOUT + 30
+    settings.networking.error_backoffs = RETRY_DELAYS
+
+
+def connection_info(access: ClusterAccess) -> kopf.ConnectionInfo:
+    token = access.bearer_token()
+    basic = access.basic_auth()
+    return kopf.ConnectionInfo(
+        server=access.server,
+        ca_path=access.ca_path,
+        insecure=access.insecure,
+        scheme="Bearer" if token else None,
+        token=token,
+        username=basic[0] if basic else None,
+        password=basic[1] if basic else None,
+        certificate_path=access.client_cert,
+        private_key_path=access.client_key,
+        default_namespace=access.default_namespace,
+    )
+
+
+def _memory_of(memo: kopf.Memo) -> _PolicyMemory:
+    memory = memo.get("lumen")
+    if memory is None:
+        memory = memo["lumen"] = _PolicyMemory(lock=asyncio.Lock())
+    return memory
+
+
+def _write_status(
+    patch: kopf.Patch, memory: _PolicyMemory, current: dict[str, Any], seen: Observation
+) -> None:
+    wanted = next_status(current, seen, datetime.now(UTC))
+    for key, value in status_changes(current, wanted).items():
+        patch.status[key] = value
+    memory.status = {**current, **wanted}
+
+
+def _retrying(body: kopf.Body, current: Mapping[str, Any], message: str) -> Observation:
+    """Ready=False while transient errors persist; Valid is untouched by API trouble."""
+    valid = _conditions(current).get(VALID)
+    return Observation(
+        generation=int(body["metadata"].get("generation") or 0),
+        valid=Condition(VALID, *valid) if valid else Condition(VALID, "Unknown", "NotChecked", ""),
+        ready=Condition(READY, "False", "Retrying", message),
+    )
+
+
+def _conditions(status: Mapping[str, Any]) -> dict[str, tuple[str, str, str]]:
+    """(status, reason, message) of each condition, by type."""
+    return {
+        c.get("type"): (c.get("status"), c.get("reason"), c.get("message"))
+        for c in status.get("conditions") or []
+        if isinstance(c, dict)
+    }
+
+
+def _report_transitions(
+    body: kopf.Body, before: dict[str, tuple[str, str, str]], seen: Observation
+) -> None:
+    """A Warning event when the policy turns bad or its complaint changes; not on every resync."""
+    if seen.valid.status == "False":
+        complaint = seen.valid
+    elif seen.ready.status == "False":
+        complaint = seen.ready
+    else:
+        return
+    if before.get(complaint.type) != (complaint.status, complaint.reason, complaint.message):
+        kopf.warn(body, reason=complaint.reason, message=complaint.message)
+
+
+def _spread(interval: float) -> Any:
+    """First drift check in (interval/2, interval], fixed per policy: no thundering herd."""
+
+    def initial_delay(uid: str, **_: Any) -> float:
+        fraction = int(hashlib.sha256(uid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        return interval * (0.5 + fraction / 2)
+
+    return initial_delay

@@ -1,0 +1,238 @@
+"""A small asyncio Kubernetes API client on httpx: just the calls the operator makes.
+
+Login works like kubectl's: the in-cluster service account when running in a pod, otherwise
+``KUBECONFIG`` or ``~/.kube/config`` (the ``kubernetes`` package reads the file, including exec
+plugins and token refresh). kopf logs in with the same ``ClusterAccess``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .kinds import ResourceKind
+
+FIELD_MANAGER = "lumen-operator"
+IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+# Statuses worth retrying: an expired token (the next call refreshes it), conflicts of
+# optimistic concurrency, throttling and server trouble.
+TRANSIENT_STATUSES = frozenset({401, 409, 429, 500, 502, 503, 504})
+UNREACHABLE = 0  # ApiError.status when no HTTP answer came back
+
+
+@dataclass
+class ClusterAccess:
+    """Where the API server is and how to prove who we are."""
+
+    server: str
+    ca_path: str | None = None
+    insecure: bool = False
+    client_cert: str | None = None
+    client_key: str | None = None
+    default_namespace: str | None = None
+    # The kubernetes package's configuration, kept for its token refresh hook (exec plugins,
+    # rotated service-account tokens). None when the access was built by hand (tests).
+    configuration: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_environment(cls, context: str | None = None) -> ClusterAccess:
+        """In-cluster service account if we run in a pod, else the kubeconfig (like kubectl)."""
+        from kubernetes import client, config  # imported lazily: only real logins need it
+
+        configuration = client.Configuration()
+        namespace = None
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(IN_CLUSTER_TOKEN):
+            config.load_incluster_config(client_configuration=configuration)
+            namespace_file = os.path.join(os.path.dirname(IN_CLUSTER_TOKEN), "namespace")
+            if os.path.exists(namespace_file):
+                with open(namespace_file, encoding="utf-8") as handle:
+                    namespace = handle.read().strip()
+        else:
+            config.load_kube_config(context=context, client_configuration=configuration)
+        return cls(
+            server=configuration.host,
+            ca_path=configuration.ssl_ca_cert,
+            insecure=not configuration.verify_ssl,
+            client_cert=configuration.cert_file,
+            client_key=configuration.key_file,
+            default_namespace=namespace,
+            configuration=configuration,
+        )
+
+    def bearer_token(self) -> str | None:
+        """The current bearer token, refreshed first if it is about to expire."""
+        configuration = self.configuration
+        if configuration is None:
+            return None
+        if configuration.refresh_api_key_hook is not None:
+            configuration.refresh_api_key_hook(configuration)
+        value = configuration.api_key.get("authorization") or configuration.api_key.get(
+            "BearerToken"
+        )
+        if not value:
+            return None
+        return value.split(" ", 1)[1] if value.lower().startswith("bearer ") else value
+
+    def basic_auth(self) -> tuple[str, str] | None:
+        configuration = self.configuration
+        if configuration is not None and configuration.username and configuration.password:
+            return configuration.username, configuration.password
+        return None
+
+
+class _AccessAuth(httpx.Auth):
+    """Adds the current bearer token to every request (tokens rotate under a long-lived client)."""
+
+    def __init__(self, access: ClusterAccess) -> None:
+        self._access = access
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self._access.bearer_token()
+        if token:
+            request.headers["Authorization"] = f"Bearer {token}"
+        elif basic := self._access.basic_auth():
+            pair = base64.b64encode(":".join(basic).encode()).decode()
+            request.headers["Authorization"] = f"Basic {pair}"
+        yield request
+
+
+class ApiError(Exception):
+    """A failed API call, with the server's Status reason and message."""
+
+    def __init__(
+        self, status: int, reason: str, message: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"{status} {reason}: {message}" if status else f"{reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying as is: the same call may succeed later without anyone changing it."""
+        return self.status == UNREACHABLE or self.status in TRANSIENT_STATUSES
+
+
+class KubeClient:
+    """The operator's API calls. One instance shares its connections between reconciles."""
+
+    def __init__(
+        self, access: ClusterAccess, *, timeout: float = 30.0, max_connections: int = 10
+    ) -> None:
+        verify: Any = False if access.insecure else (access.ca_path or True)
+        cert = (access.client_cert, access.client_key) if access.client_cert else None
+        self._http = httpx.AsyncClient(
+            base_url=access.server,
+            auth=_AccessAuth(access),
+            verify=verify,
+            cert=cert,
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={"Accept": "application/json", "User-Agent": FIELD_MANAGER},
+            trust_env=False,  # like kopf's own client: no proxy variables for the API server
+        )
+        # Requests beyond the pool wait here, cheaply: httpcore's own queue costs time
+        # quadratic in its length when hundreds of policies reconcile at once.
+        self._slots = asyncio.Semaphore(max_connections)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def list(
+        self, kind: ResourceKind, namespace: str, label_selector: str
+    ) -> list[dict[str, Any]]:
+        """Objects of ``kind`` in ``namespace`` matching the label selector."""
+        body = await self._call(
+            "GET", kind.path(namespace), params={"labelSelector": label_selector}
+        )
+        # Items of built-in lists come without apiVersion and kind; complete them as kubectl does.
+        identity = {"apiVersion": kind.api_version, "kind": kind.kind}
+        return [{**item, **identity} for item in body.get("items") or []]
+
+    async def get(self, kind: ResourceKind, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None if it does not exist."""
+        try:
+            return await self._call("GET", kind.path(namespace, name))
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def create(self, kind: ResourceKind, manifest: dict[str, Any]) -> dict[str, Any]:
+        namespace = manifest["metadata"]["namespace"]
+        return await self._call("POST", kind.path(namespace), json_body=manifest)
+
+    async def apply(self, kind: ResourceKind, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply as ``lumen-operator``, taking over conflicting fields."""
+        meta = manifest["metadata"]
+        return await self._call(
+            "PATCH",
+            kind.path(meta["namespace"], meta["name"]),
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content=json.dumps(manifest, separators=(",", ":")),  # JSON is YAML
+            content_type="application/apply-patch+yaml",
+        )
+
+    async def delete(self, kind: ResourceKind, namespace: str, name: str, uid: str) -> bool:
+        """Delete the object if it is still the one we saw (same uid); False if already gone."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+        try:
+            await self._call("DELETE", kind.path(namespace, name), json_body=body)
+        except ApiError as error:
+            # 404: gone already. 409: replaced by a newer object that is not ours to delete.
+            if error.status in (404, 409):
+                return False
+            raise
+        return True
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+        content: str | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        if json_body is not None:
+            content = json.dumps(json_body, separators=(",", ":"))
+        headers = {"Content-Type": content_type} if content is not None else None
+        try:
+            async with self._slots:
+                response = await self._http.request(
+                    method, path, params=params, content=content, headers=headers
+                )
+        except httpx.TransportError as error:
+            raise ApiError(UNREACHABLE, type(error).__name__, str(error) or "no answer") from error
+        if response.is_success:
+            return response.json() if response.content else {}
+        raise _api_error(response)
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    reason, message = response.reason_phrase, response.text[:500]
+    try:
+        status = response.json()
+    except ValueError:
+        status = None
+    if isinstance(status, dict) and status.get("kind") == "Status":
+        reason = status.get("reason") or reason
+        message = status.get("message") or message
+    retry_after = None
+    if "Retry-After" in response.headers:
+        try:
+            retry_after = float(response.headers["Retry-After"])
+        except ValueError:
+            retry_after = None
+    return ApiError(response.status_code, reason, message, retry_after)
