@@ -26,11 +26,11 @@ STAMP_VENV := $(VENV)/.stamp-deps
 STAMP_HELM := $(TOOLS)/.stamp-helm
 STAMP_CRDS := $(CACHE)/upstream-crds/.stamp
 
-.PHONY: help setup test lint bench lock crds docs clean
+.PHONY: help setup test lint bench bench-render bench-operator bench-threader lock crds docs rbac run clean
 
 help: ## show this help
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | \
-	  awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	  awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 setup: $(STAMP_APT) $(STAMP_VENV) $(STAMP_HELM) $(STAMP_CRDS) ## install everything tests need (idempotent)
 
@@ -41,20 +41,30 @@ lint: $(STAMP_VENV) ## ruff check and format check
 	$(VENV)/bin/ruff check --config operator/pyproject.toml $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check --config operator/pyproject.toml $(LINT_PATHS)
 
-bench: setup ## run the benchmarks (numbers go to docs/PERFORMANCE.md)
+bench: bench-render bench-operator bench-threader ## run every benchmark (numbers: docs/PERFORMANCE.md)
+
+bench-render: setup ## render throughput (bench/render.py)
 	$(VPY) bench/render.py
 
-# Debian packages providing promtool and amtool (skipped when both are on PATH).
+bench-operator: setup ## 200 policies at once until Ready, idle CPU (bench/operator.py)
+	$(VPY) bench/operator.py
+
+bench-threader: setup ## webhook acknowledgements/s and latency vs a floor (bench/threader.py)
+	$(VPY) bench/threader.py
+
+# Debian packages providing promtool, amtool and redis-server (skipped when all are on PATH;
+# the threader's fault tests start private redis-servers).
 $(STAMP_APT):
 	@mkdir -p $(@D)
-	@if command -v promtool >/dev/null && command -v amtool >/dev/null; then \
-	  echo ">> promtool/amtool present"; \
+	@if command -v promtool >/dev/null && command -v amtool >/dev/null \
+	    && command -v redis-server >/dev/null; then \
+	  echo ">> promtool/amtool/redis-server present"; \
 	else \
-	  echo ">> apt-get install prometheus prometheus-alertmanager"; \
+	  echo ">> apt-get install prometheus prometheus-alertmanager redis-server"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-	    prometheus prometheus-alertmanager; \
-	  command -v promtool && command -v amtool; \
+	    prometheus prometheus-alertmanager redis-server; \
+	  command -v promtool && command -v amtool && command -v redis-server; \
 	fi
 	@touch $@
 
@@ -90,6 +100,13 @@ crds: $(STAMP_VENV) ## regenerate crds/ from the Python model (lumenctl crd)
 
 docs: $(STAMP_VENV) ## regenerate docs/policy-reference.md from the model
 	$(VPY) tools/policy_reference.py
+
+rbac: $(STAMP_VENV) ## regenerate files/operator-rbac.yaml from the operator's rules
+	$(VPY) tools/operator_rbac.py
+
+# ARGS passes flags through, e.g. make run ARGS="-n shop --log-format json".
+run: $(STAMP_VENV) ## run the operator against the current kubeconfig context
+	$(VENV)/bin/lumen-operator $(ARGS)
 
 clean: ## remove venv, tools, caches and build output
 	rm -rf $(VENV) $(TOOLS) $(CACHE) .pytest_cache .ruff_cache build dist

@@ -1,0 +1,152 @@
+"""Threader acknowledge throughput and latency, against a floor.
+
+Run: ``make bench-threader`` (or ``.venv/bin/python bench/threader.py [--notifications N]``).
+
+``lumen-threader`` runs as its own process with the Redis store (the machine's Redis, a database
+of its own) and a zero-latency Slack double. A load generator (this process, aiohttp client)
+posts Alertmanager notifications of one new alert each, from 1 and from 16 concurrent senders,
+and times every answer: the threader answers only once the alert is durably in the outbox.
+The floor is the same stack doing the least work: an aiohttp handler that does one Redis write
+per request (``bench/floor_server.py``), measured the same way in the same run.
+Targets (issue 4): at least 500 notifications/s, p99 under 50 ms, within 3x of the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import redis
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.polling import free_port  # noqa: E402
+from tests.slack_api import SlackDouble  # noqa: E402
+from tests.threader_run import WEBHOOK_TOKEN, ThreaderProcess, alert, notification  # noqa: E402
+
+REDIS_DB = 13
+
+
+def bodies(count: int, offset: int) -> list[bytes]:
+    return [
+        json.dumps(notification([alert(offset + n)], group_key=f"bench-{offset + n}")).encode()
+        for n in range(count)
+    ]
+
+
+async def load(url: str, payloads: list[bytes], senders: int) -> tuple[float, list[float]]:
+    """Post every payload with ``senders`` concurrent clients; (seconds, latencies)."""
+    headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for payload in payloads:
+        queue.put_nowait(payload)
+    connector = aiohttp.TCPConnector(limit=senders)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def sender() -> None:
+            while not queue.empty():
+                payload = queue.get_nowait()
+                started = time.perf_counter()
+                async with session.post(url, data=payload) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise SystemExit(f"{url} answered {response.status}")
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(senders)))
+        return time.perf_counter() - started, latencies
+
+
+def summary(seconds: float, latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "per_second": len(ordered) / seconds,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[max(0, round(0.99 * len(ordered)) - 1)] * 1000,
+    }
+
+
+def measure(url: str, count: int, senders: int, offset: int) -> dict[str, float]:
+    asyncio.run(load(url, bodies(200, offset + 10_000_000), senders))  # warm-up
+    seconds, latencies = asyncio.run(load(url, bodies(count, offset), senders))
+    return summary(seconds, latencies)
+
+
+def start_floor(redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "floor_server.py"), str(port), redis_url]
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process, f"http://127.0.0.1:{port}/alert"
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("the floor server did not start")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notifications", type=int, default=5000)
+    args = parser.parse_args()
+    redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    results: dict[str, dict[str, float]] = {}
+    with SlackDouble(rate_limit=False) as slack, tempfile.TemporaryDirectory():
+        threader = ThreaderProcess(slack.url, redis_url, log_level="warning").start()
+        floor, floor_url = start_floor(redis_url)
+        try:
+            for senders in (1, 16):
+                offset = senders * 1_000_000
+                results[f"threader, {senders} sender(s)"] = measure(
+                    f"{threader.url}/alert", args.notifications, senders, offset
+                )
+                results[f"floor, {senders} sender(s)"] = measure(
+                    floor_url, args.notifications, senders, offset
+                )
+        finally:
+            threader.stop()
+            floor.terminate()
+            floor.wait(10)
+            client.flushdb()
+    print(f"{args.notifications} notifications of one new alert each, Redis store, per run")
+    print(f"{'run':<26} {'notif/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, numbers in results.items():
+        print(
+            f"{name:<26} {numbers['per_second']:>9.0f} "
+            f"{numbers['p50_ms']:>8.2f} {numbers['p99_ms']:>8.2f}"
+        )
+    ok = True
+    for senders in (1, 16):
+        mine, floor_numbers = (
+            results[f"threader, {senders} sender(s)"],
+            results[f"floor, {senders} sender(s)"],
+        )
+        ratio = floor_numbers["per_second"] / mine["per_second"]
+        print(f"{senders:>2} sender(s): floor/threader throughput = {ratio:.2f}x (target <= 3x)")
+        ok &= ratio <= 3
+    best = results["threader, 16 sender(s)"]
+    ok &= best["per_second"] >= 500 and best["p99_ms"] < 50
+    print("targets met" if ok else "TARGETS MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The threader's HTTP endpoints (aiohttp).
+
+``POST /alert`` answers 2xx only once every alert of the notification is durably in the store's
+outbox; a store that cannot be written gives 503, and Alertmanager sends again. Bad input gets a
+4xx with a message that says what is wrong, and stores nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .config import CHANNEL, ThreaderConfig
+from .metrics import ThreaderMetrics
+from .store import Acceptance, StoreUnavailable, ThreadStore
+from .webhook import InvalidNotification, alert_to_json, delivery_id, parse_notification, thread_key
+
+log = logging.getLogger("lumen.threader.http")
+
+MAX_BODY = 1024 * 1024  # Alertmanager's notifications are far smaller; 1 MiB is the cap
+
+
+def make_app(
+    config: ThreaderConfig, store: ThreadStore, metrics: ThreaderMetrics
+) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    endpoints = _Endpoints(config, store, metrics)
+    app.router.add_post("/alert", endpoints.alert)
+    app.router.add_get("/health", endpoints.health)
+    app.router.add_get("/ready", endpoints.ready)
+    app.router.add_get("/metrics", endpoints.metrics_text)
+    app.router.add_get("/stats", endpoints.stats)
+    app.router.add_get("/cache", endpoints.cache)
+    app.router.add_delete("/cache", endpoints.clear_cache)
+    return app
+
+
+class _Endpoints:
+    def __init__(self, config: ThreaderConfig, store: ThreadStore, metrics: ThreaderMetrics):
+        self._config = config
+        self._store = store
+        self._metrics = metrics
+        self._started = time.time()
+
+    async def alert(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        response = await self._alert(request)
+        self._metrics.acknowledge_seconds.observe(time.perf_counter() - started)
+        return response
+
+    async def _alert(self, request: web.Request) -> web.Response:
+        if not _bearer_matches(request, self._config.webhook_token):
+            self._metrics.notifications.labels("unauthorized").inc()
+            return _error(
+                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            self._metrics.notifications.labels("too_large").inc()
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self._metrics.notifications.labels("too_large").inc()
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        channel = request.query.get("channel") or self._config.default_channel
+        if not channel:
+            self._metrics.notifications.labels("invalid").inc()
+            return _error(400, "no channel: add ?channel=#name or start with --default-channel")
+        if not CHANNEL.match(channel):
+            self._metrics.notifications.labels("invalid").inc()
+            return _error(400, f"channel {channel!r} is not #name or a channel id")
+        try:
+            notification = parse_notification(body)
+        except InvalidNotification as invalid:
+            self._metrics.notifications.labels("invalid").inc()
+            return _error(400, "invalid notification", problems=[str(p) for p in invalid.problems])
+        acceptances = [
+            Acceptance(
+                delivery_id=delivery_id(notification.group_key, alert),
+                # Per channel: two receivers routing one alert to two channels get a thread each.
+                thread_key=f"{channel}/{thread_key(alert, self._config.thread_key)}",
+                status=alert.status,
+                channel=channel,
+                alert=alert_to_json(alert),
+                reply_on_repeat=self._config.reply_on_repeat,
+            )
+            for alert in notification.alerts
+        ]
+        try:
+            dispositions = await self._store.accept(acceptances)
+        except StoreUnavailable as error:
+            self._metrics.notifications.labels("unavailable").inc()
+            log.warning("Refused a notification, the store is unavailable: %s", error)
+            return _error(503, "store unavailable; retry later", headers={"Retry-After": "5"})
+        counts = {d: dispositions.count(d) for d in ("queued", "duplicate", "skipped")}
+        for disposition, count in counts.items():
+            if count:
+                self._metrics.alerts.labels(disposition).inc(count)
+        self._metrics.notifications.labels("accepted").inc()
+        return web.json_response({"ok": True, "alerts": len(acceptances), **counts})
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "store": self._store.kind})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        try:
+            await self._store.ping()
+        except StoreUnavailable as error:
+            return web.json_response({"ready": False, "error": str(error)}, status=503)
+        return web.json_response({"ready": True})
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(self._metrics.registry))
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return response
+
+    async def stats(self, request: web.Request) -> web.Response:
+        try:
+            stats = await self._store.stats()
+        except StoreUnavailable as error:
+            return _error(503, str(error))
+        return web.json_response(
+            {
+                **stats,
+                "thread_key": self._config.thread_key,
+                "uptime_seconds": time.time() - self._started,
+            }
+        )
+
+    async def cache(self, request: web.Request) -> web.Response:
+        if not self._config.admin_token or not _bearer_matches(request, self._config.admin_token):
+            return _error(
+                401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        try:
+            threads = await self._store.threads()
+        except StoreUnavailable as error:
+            return _error(503, str(error))
+        return web.json_response({"threads": threads, "count": len(threads)})
+
+    async def clear_cache(self, request: web.Request) -> web.Response:
+        if not self._config.admin_token or not _bearer_matches(request, self._config.admin_token):
+            return _error(
+                401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        try:
+            removed = await self._store.clear_threads()
+        except StoreUnavailable as error:
+            return _error(503, str(error))
+        log.warning("Thread cache cleared by an admin request: %d threads forgotten.", removed)
+        return web.json_response({"ok": True, "removed": removed})
+
+
+def _bearer_matches(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    # Constant time: the comparison must not tell an attacker how much of a guess was right.
+    return hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+def _error(
+    status: int,
+    message: str,
+    *,
+    problems: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error": message}
+    if problems:
+        body["problems"] = problems
+    return web.Response(
+        status=status, text=json.dumps(body), content_type="application/json", headers=headers
+    )

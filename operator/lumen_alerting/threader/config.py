@@ -1,0 +1,181 @@
+"""Threader settings from flags, each with a ``LUMEN_THREADER_*`` environment form (see
+``lumen_alerting.settings``).
+
+The Slack bot token is read from ``SLACK_BOT_TOKEN`` only, and the tokens the threader checks
+come from files (mounted Secrets), so no secret is ever a command-line argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from ..settings import Setting, flag_or_environment, parse_or_exit
+
+ENV_PREFIX = "LUMEN_THREADER_"
+DEFAULT_SLACK_API = "https://slack.com/api"
+ThreadKeyMode = Literal["occurrence", "labels"]
+CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CDG][A-Z0-9]{5,})$")
+
+
+@dataclass(frozen=True)
+class ThreaderConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    store: str = "memory"  # memory | file:PATH | redis://HOST:PORT/DB
+    slack_api_url: str = DEFAULT_SLACK_API
+    slack_token: str = ""
+    default_channel: str | None = None
+    webhook_token: str = ""
+    admin_token: str = ""
+    thread_key: ThreadKeyMode = "occurrence"
+    reply_on_repeat: bool = True
+    channel_interval: float = 1.0
+    dedupe_window: float = 3600.0
+    consumer: str = ""
+    database_url: str | None = None
+    log_format: Literal["plain", "json"] = "plain"
+    log_level: str = "info"
+
+
+def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ThreaderConfig:
+    """Settings from ``argv`` and ``environ``; exits with a usage message on bad input."""
+    return parse_or_exit(
+        _parser(),
+        argv,
+        lambda args: _config(flag_or_environment(args, environ, ENV_PREFIX), environ),
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lumen-threader",
+        description="Receive Alertmanager webhooks and keep one Slack thread per alert.",
+        epilog="Every flag can also be set as LUMEN_THREADER_<FLAG>; the Slack bot token comes "
+        "from SLACK_BOT_TOKEN.",
+    )
+    add = parser.add_argument
+    add("--listen", metavar="HOST:PORT", help="address to serve on (default: 0.0.0.0:8080)")
+    add(
+        "--store",
+        metavar="STORE",
+        help="memory, file:PATH or redis://HOST:PORT/DB (default: memory)",
+    )
+    add("--slack-api-url", metavar="URL", help=f"Slack Web API base (default: {DEFAULT_SLACK_API})")
+    add("--default-channel", metavar="CHANNEL", help="channel when a request names none")
+    add("--webhook-token-file", metavar="FILE", help="bearer token Alertmanager must present")
+    add("--admin-token-file", metavar="FILE", help="bearer token of the /cache endpoints")
+    add(
+        "--thread-key", metavar="occurrence|labels",
+        help="one thread per alert occurrence (fingerprint + start, default) or per the seed's "
+        "label key alertname|severity|service|cluster|env",
+    )  # fmt: skip
+    add(
+        "--no-reply-on-repeat", action="store_true", default=None,
+        help="do not reply in the thread when Alertmanager repeats a firing alert",
+    )  # fmt: skip
+    add(
+        "--channel-interval",
+        metavar="SECONDS",
+        help="pause between messages to one channel (default: 1)",
+    )
+    add(
+        "--dedupe-window", metavar="SECONDS",
+        help="how long the same alert of the same notification counts as a duplicate (default: "
+        "3600; keep it below Alertmanager's repeat_interval)",
+    )  # fmt: skip
+    add(
+        "--consumer",
+        metavar="NAME",
+        help="this replica's outbox consumer name (default: host name)",
+    )
+    add("--database-url", metavar="URL", help="incident store database (not used yet)")
+    add("--database-url-file", metavar="FILE", help="file holding --database-url (not used yet)")
+    add("--log-format", metavar="plain|json", help="log format (default: plain)")
+    add("--log-level", metavar="LEVEL", help="debug, info, warning or error (default: info)")
+    return parser
+
+
+def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
+    host, port = _listen(setting("listen") or "0.0.0.0:8080")
+    store = setting("store") or "memory"
+    if not (store == "memory" or store.startswith(("file:", "redis://", "rediss://"))):
+        raise ValueError(f"--store: {store!r} is not memory, file:PATH or redis://HOST:PORT/DB")
+    if store.startswith("file:") and not store[5:]:
+        raise ValueError("--store: file: needs a path")
+    channel = setting("default-channel") or None
+    if channel is not None and not CHANNEL.match(channel):
+        raise ValueError(f"--default-channel: {channel!r} is not #name or a channel id")
+    thread_key = setting("thread-key") or "occurrence"
+    if thread_key not in ("occurrence", "labels"):
+        raise ValueError(f"--thread-key: {thread_key!r} is not occurrence or labels")
+    no_repeat = (setting("no-reply-on-repeat") or "false").lower() in ("1", "true", "yes", "on")
+    try:
+        interval = float(setting("channel-interval") or "1")
+    except ValueError:
+        raise ValueError("--channel-interval: not a number of seconds") from None
+    if not 0 <= interval <= 60:
+        raise ValueError("--channel-interval: must be between 0 and 60 seconds")
+    try:
+        dedupe_window = float(setting("dedupe-window") or "3600")
+    except ValueError:
+        raise ValueError("--dedupe-window: not a number of seconds") from None
+    if not 1 <= dedupe_window <= 7 * 86400:
+        raise ValueError("--dedupe-window: must be between 1 second and 7 days")
+    log_format = (setting("log-format") or "plain").lower()
+    if log_format not in ("plain", "json"):
+        raise ValueError(f"--log-format: {log_format!r} is not plain or json")
+    database_url = setting("database-url")
+    if database_url_file := setting("database-url-file"):
+        database_url = _secret_file("database-url-file", database_url_file)
+    webhook_token = _token("webhook-token-file", setting("webhook-token-file"))
+    if not webhook_token:
+        raise ValueError("--webhook-token-file: required; Alertmanager must authenticate")
+    return ThreaderConfig(
+        host=host,
+        port=port,
+        store=store,
+        slack_api_url=setting("slack-api-url") or DEFAULT_SLACK_API,
+        slack_token=environ.get("SLACK_BOT_TOKEN", ""),
+        default_channel=channel,
+        webhook_token=webhook_token,
+        admin_token=_token("admin-token-file", setting("admin-token-file")),
+        thread_key=thread_key,  # type: ignore[arg-type]
+        reply_on_repeat=not no_repeat,
+        channel_interval=interval,
+        dedupe_window=dedupe_window,
+        consumer=setting("consumer") or socket.gethostname(),
+        database_url=database_url,
+        log_format=log_format,  # type: ignore[arg-type]
+        log_level=(setting("log-level") or "info").lower(),
+    )
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--listen: {value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _token(flag: str, path: str | None) -> str:
+    """A token from a file; empty when no file is given."""
+    if not path:
+        return ""
+    token = _secret_file(flag, path)
+    if len(token) < 16:
+        raise ValueError(f"--{flag}: the token in {path} is shorter than 16 characters")
+    return token
+
+
+def _secret_file(flag: str, path: str) -> str:
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as error:
+        raise ValueError(f"--{flag}: cannot read {path}: {error.strerror}") from None

@@ -1,0 +1,268 @@
+"""The delivery worker: empties the outbox into Slack, one channel at a time, at Slack's pace.
+
+- Every channel has its own queue and sends at most one message per ``channel_interval``
+  (Slack allows about one per second per channel); a 429 pauses that channel for Retry-After.
+- A reply waits until its parent has a ts: an entry whose parent is still queued is postponed,
+  never posted first.
+- Temporary failures (throttling, 5xx, network) are postponed with capped exponential backoff;
+  permanent ones (a missing channel, a rejected message) go to the dead letters, with a metric
+  and a log line.
+- Exactly once: before a post the worker notes that it is sending. If it finds that note on a
+  later attempt (it crashed, or the answer was lost), it first looks in Slack for the message,
+  by the delivery id in the message's metadata, and only posts if it is not there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from .messages import (
+    METADATA_EVENT_TYPE,
+    parent_message,
+    repeat_reply,
+    resolved_parent_update,
+    resolved_reply,
+)
+from .metrics import ThreaderMetrics
+from .pacing import ChannelPace
+from .slack import MessageRef, SlackClient, SlackError
+from .store import Delivery, OutboxEntry, StoreUnavailable, ThreadStore
+from .webhook import Alert, alert_from_json
+
+log = logging.getLogger("lumen.threader.delivery")
+
+BACKOFF_START = 1.0
+BACKOFF_CAP = 300.0
+# How long a reply may wait for its parent (attempts, about a second apart at first).
+PARENT_WAIT_ATTEMPTS = 600
+# Entries a worker holds at most; the rest waits in the outbox, where another replica can
+# take it.
+MAX_IN_HAND = 1000
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        store: ThreadStore,
+        slack: SlackClient,
+        metrics: ThreaderMetrics,
+        *,
+        consumer: str,
+        channel_interval: float = 1.0,
+        stale_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._slack = slack
+        self._metrics = metrics
+        self._consumer = consumer
+        self._stale_after = stale_after
+        self._clock = clock
+        self._queues: dict[str, asyncio.Queue[OutboxEntry]] = {}
+        self._senders: dict[str, asyncio.Task[None]] = {}
+        self._pace = ChannelPace(channel_interval, clock=clock)
+        self._in_hand: set[str] = set()  # entry ids queued or being delivered here
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Take entries until ``stop`` is set, then let the channel queues drain briefly."""
+        last_claim = 0.0
+        while not stop.is_set():
+            entries: list[OutboxEntry] = []
+            try:
+                if self._clock() - last_claim >= self._stale_after / 3:
+                    last_claim = self._clock()
+                    # What waits here for its channel's turn is not stale: keep it ours, then
+                    # take over what a dead replica left.
+                    await self._store.keep(self._consumer, sorted(self._in_hand))
+                    room = MAX_IN_HAND - len(self._in_hand)
+                    if room > 0:
+                        entries += await self._store.claim_stale(
+                            self._consumer, self._stale_after, min(50, room)
+                        )
+                room = MAX_IN_HAND - len(self._in_hand) - len(entries)
+                if room > 0:
+                    entries += await self._store.take(self._consumer, min(50, room), 0.5)
+                else:  # Slack's pace is the bottleneck: the rest waits in the outbox
+                    await _sleep_or_stop(stop, 0.5)
+            except StoreUnavailable as error:
+                log.warning("Outbox unavailable, retrying in 1 s: %s", error)
+                await _sleep_or_stop(stop, 1.0)
+                continue
+            for entry in entries:
+                if entry.entry_id not in self._in_hand:
+                    self._in_hand.add(entry.entry_id)
+                    self._queue(entry.delivery.channel).put_nowait(entry)
+        await self._drain(timeout=5.0)
+
+    def _queue(self, channel: str) -> asyncio.Queue[OutboxEntry]:
+        if channel not in self._queues:
+            self._queues[channel] = asyncio.Queue()
+            self._senders[channel] = asyncio.create_task(self._send_loop(channel))
+        return self._queues[channel]
+
+    async def _drain(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(queue.join() for queue in self._queues.values())), timeout
+            )
+        for task in self._senders.values():
+            task.cancel()
+        await asyncio.gather(*self._senders.values(), return_exceptions=True)
+
+    async def _send_loop(self, channel: str) -> None:
+        queue = self._queues[channel]
+        while True:
+            entry = await queue.get()
+            try:
+                await self._deliver(entry)
+            except StoreUnavailable as error:
+                # Left in the outbox (not completed): taken again once the store is back.
+                log.warning("Store unavailable while delivering %s: %s", entry.entry_id, error)
+            except Exception:
+                log.exception("Unexpected failure delivering %s", entry.entry_id)
+            finally:
+                self._in_hand.discard(entry.entry_id)
+                queue.task_done()
+
+    async def _deliver(self, entry: OutboxEntry) -> None:
+        delivery = entry.delivery
+        alert = alert_from_json(delivery.alert)
+        try:
+            if delivery.kind in ("parent", "resolved_alone"):
+                posted = await self._post(delivery, alert, None)
+                if delivery.kind == "parent":
+                    await self._store.record_parent(
+                        delivery.thread_key, delivery.generation, posted.encode()
+                    )
+            else:
+                recorded = await self._store.parent(delivery.thread_key, delivery.generation)
+                if recorded is None:
+                    await self._wait_for_parent(entry)
+                    return
+                parent = MessageRef.decode(recorded)
+                await self._post(delivery, alert, parent)
+                if delivery.kind == "resolve":
+                    async with self._pace.slot(delivery.channel):
+                        await self._slack.update_message(
+                            resolved_parent_update(alert, parent.channel_id, parent.ts)
+                        )
+                    self._metrics.slack_calls.labels("chat.update", "ok").inc()
+        except SlackError as error:
+            await self._failed(entry, error)
+            return
+        await self._store.complete(entry)
+        self._metrics.deliveries.labels(delivery.kind, "delivered").inc()
+        self._metrics.delivery_seconds.observe(max(0.0, time.time() - delivery.accepted_at))
+
+    async def _post(
+        self, delivery: Delivery, alert: Alert, parent: MessageRef | None
+    ) -> MessageRef:
+        """Post the delivery's message once, even across crashes (see the module docstring)."""
+        message_id = delivery.delivery_id if parent is None else f"{delivery.delivery_id}/reply"
+        if not await self._store.mark_sending(message_id):
+            found = await self._find(delivery, message_id, parent)
+            if found is not None:
+                log.info("Delivery %s is already in Slack; not posting it again.", message_id)
+                return found
+        body = _message(delivery, alert, parent.ts if parent else None)
+        body["metadata"] = {
+            "event_type": METADATA_EVENT_TYPE,
+            "event_payload": {"thread_key": delivery.thread_key, "delivery_id": message_id},
+        }
+        try:
+            async with self._pace.slot(delivery.channel):
+                posted = await self._slack.post_message(body)
+        except SlackError as error:
+            if not error.maybe_delivered:
+                # Certainly not posted: the next attempt need not look in Slack first.
+                await self._store.forget_sending(message_id)
+            self._metrics.slack_calls.labels("chat.postMessage", error.error).inc()
+            raise
+        self._metrics.slack_calls.labels("chat.postMessage", "ok").inc()
+        await self._store.remember_channel(delivery.channel, posted.channel_id)
+        return posted
+
+    async def _find(
+        self, delivery: Delivery, message_id: str, parent: MessageRef | None
+    ) -> MessageRef | None:
+        """The message an earlier attempt may have posted. Looking needs the channel's id: for
+        a channel never posted to before, it is unknown and the message is posted again."""
+        channel_id = parent.channel_id if parent else await self._channel_id(delivery.channel)
+        if channel_id is None:
+            return None
+        ts = await self._slack.find_delivery(
+            channel_id,
+            message_id,
+            oldest=delivery.accepted_at - 60,
+            thread_ts=parent.ts if parent else None,
+        )
+        return MessageRef(channel_id, ts) if ts is not None else None
+
+    async def _channel_id(self, channel: str) -> str | None:
+        if not channel.startswith("#"):
+            return channel  # configured as an id already
+        return await self._store.channel_id(channel)
+
+    async def _failed(self, entry: OutboxEntry, error: SlackError) -> None:
+        delivery = entry.delivery
+        if not error.temporary:
+            log.error(
+                "Dead letter: %s of %s to %s: Slack said %s.",
+                delivery.kind,
+                delivery.thread_key,
+                delivery.channel,
+                error.error,
+            )
+            self._metrics.deliveries.labels(delivery.kind, "dead_letter").inc()
+            self._metrics.dead_letters.labels(error.error).inc()
+            await self._store.dead_letter(entry, error.error)
+            return
+        delay = min(BACKOFF_CAP, BACKOFF_START * 2**entry.attempts)
+        if error.retry_after is not None:
+            delay = error.retry_after
+            # The whole channel waits: every message to it would be refused the same way.
+            self._pace.pause(delivery.channel, error.retry_after)
+        self._metrics.deliveries.labels(delivery.kind, "retry").inc()
+        await self._store.postpone(entry, delay)
+
+    async def _wait_for_parent(self, entry: OutboxEntry) -> None:
+        if entry.attempts >= PARENT_WAIT_ATTEMPTS:
+            self._metrics.deliveries.labels(entry.delivery.kind, "dead_letter").inc()
+            self._metrics.dead_letters.labels("parent_never_posted").inc()
+            await self._store.dead_letter(entry, "parent_never_posted")
+            return
+        self._metrics.deliveries.labels(entry.delivery.kind, "waiting_for_parent").inc()
+        await self._store.postpone(entry, min(5.0, 0.2 * (entry.attempts + 1)))
+
+
+def _message(delivery: Delivery, alert: Alert, thread_ts: str | None) -> dict[str, Any]:
+    if delivery.kind == "parent":
+        return parent_message(
+            alert,
+            delivery.channel,
+            thread_key=delivery.thread_key,
+            delivery_id=delivery.delivery_id,
+        )
+    if delivery.kind == "resolved_alone":
+        return parent_message(
+            alert,
+            delivery.channel,
+            thread_key=delivery.thread_key,
+            delivery_id=delivery.delivery_id,
+            now_resolved=True,
+        )
+    assert thread_ts is not None
+    if delivery.kind == "repeat":
+        return repeat_reply(alert, delivery.channel, thread_ts, now=datetime.now(UTC))
+    return resolved_reply(alert, delivery.channel, thread_ts)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,0 +1,155 @@
+"""A small Slack Web API client on httpx: the four methods the threader calls.
+
+Slack answers HTTP 200 with ``{"ok": false, "error": ...}`` for most failures; throttling is
+HTTP 429 with ``Retry-After``. ``SlackError.temporary`` sorts the errors: throttling and server
+trouble are retried, everything that would fail the same way again (a missing channel, a bad
+token, a rejected message) is not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+# https://api.slack.com/methods/chat.postMessage#errors and the common errors of every method.
+TEMPORARY_ERRORS = frozenset(
+    {
+        "ratelimited",
+        "rate_limited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "team_added_to_org",
+    }
+)
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """A posted message: Slack's channel id (updates and lookups need the id, not #name) and ts."""
+
+    channel_id: str
+    ts: str
+
+    def encode(self) -> str:
+        return f"{self.channel_id}/{self.ts}"
+
+    @classmethod
+    def decode(cls, text: str) -> MessageRef:
+        channel_id, _, ts = text.partition("/")
+        return cls(channel_id, ts)
+
+
+class SlackError(Exception):
+    def __init__(
+        self,
+        error: str,
+        *,
+        temporary: bool,
+        retry_after: float | None = None,
+        maybe_delivered: bool = False,
+    ) -> None:
+        super().__init__(error)
+        self.error = error
+        self.temporary = temporary
+        self.retry_after = retry_after
+        # The request went out but no answer came back: Slack may have acted on it.
+        self.maybe_delivered = maybe_delivered
+
+
+class SlackClient:
+    """chat.postMessage, chat.update and the two lookups that make delivery exactly-once."""
+
+    def __init__(self, api_url: str, token: str, *, timeout: float = 10.0) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=api_url.rstrip("/") + "/",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def post_message(self, body: dict[str, Any]) -> MessageRef:
+        answer = await self._call("chat.postMessage", body)
+        return MessageRef(str(answer["channel"]), str(answer["ts"]))
+
+    async def update_message(self, body: dict[str, Any]) -> None:
+        await self._call("chat.update", body)
+
+    async def find_delivery(
+        self, channel: str, delivery_id: str, *, oldest: float, thread_ts: str | None = None
+    ) -> str | None:
+        """The ts of a message we posted for ``delivery_id`` (found by its metadata), if any.
+
+        Used after a crash between posting and recording: a second post would be a duplicate.
+        """
+        method = "conversations.replies" if thread_ts else "conversations.history"
+        cursor = None
+        while True:
+            query: dict[str, Any] = {
+                "channel": channel,
+                "oldest": f"{oldest:.6f}",
+                "include_all_metadata": "true",
+                "limit": "200",
+            }
+            if thread_ts:
+                query["ts"] = thread_ts
+            if cursor:
+                query["cursor"] = cursor
+            answer = await self._call(method, query, form=True)
+            for message in answer.get("messages") or []:
+                payload = (message.get("metadata") or {}).get("event_payload") or {}
+                if payload.get("delivery_id") == delivery_id:
+                    return str(message["ts"])
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+            if not answer.get("has_more") or not cursor:
+                return None
+
+    async def _call(
+        self, method: str, body: dict[str, Any], *, form: bool = False
+    ) -> dict[str, Any]:
+        # Write methods take JSON; Slack's read methods only take form fields.
+        try:
+            if form:
+                response = await self._http.post(method, data=body)
+            else:
+                response = await self._http.post(
+                    method,
+                    content=json.dumps(body, ensure_ascii=False).encode(),
+                    headers={"Content-Type": "application/json; charset=utf-8"},
+                )
+        except httpx.TransportError as error:
+            unsent = isinstance(
+                error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+            )
+            raise SlackError(
+                type(error).__name__, temporary=True, maybe_delivered=not unsent
+            ) from error
+        if response.status_code == 429:
+            raise SlackError("ratelimited", temporary=True, retry_after=_seconds(response.headers))
+        if response.status_code >= 500:
+            raise SlackError(f"HTTP {response.status_code}", temporary=True)
+        try:
+            answer = response.json()
+        except ValueError:
+            raise SlackError(f"HTTP {response.status_code}: not JSON", temporary=True) from None
+        if not isinstance(answer, dict):
+            raise SlackError("answer is not an object", temporary=True)
+        if not answer.get("ok"):
+            error = str(answer.get("error") or f"HTTP {response.status_code}")
+            raise SlackError(error, temporary=error in TEMPORARY_ERRORS)
+        return answer
+
+
+def _seconds(headers: httpx.Headers) -> float:
+    try:
+        return max(0.0, float(headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0

@@ -1,0 +1,429 @@
+"""The threader end to end: ``lumen-threader`` processes against the Slack double, with the
+machine's Redis (each test under its own database prefix) or a private redis-server."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.document_mutation import mutations
+from tests.polling import eventually
+from tests.slack_api import SlackDouble
+from tests.threader_run import (
+    ADMIN_TOKEN,
+    T0,
+    WEBHOOK_TOKEN,
+    RedisServer,
+    ThreaderProcess,
+    alert,
+    notification,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture()
+def slack() -> Iterator[SlackDouble]:
+    with SlackDouble() as double:
+        yield double
+
+
+@pytest.fixture()
+def redis_db() -> Iterator[str]:
+    """A Redis database of the machine's server, emptied before and after (db 1..15 rotate)."""
+    db = 1 + uuid.uuid4().int % 15
+    url = f"redis://127.0.0.1:6379/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture()
+def threader(slack: SlackDouble, redis_db: str) -> Iterator[ThreaderProcess]:
+    process = ThreaderProcess(slack.url, redis_db).start()
+    yield process
+    assert process.stop() == 0
+
+
+def texts(message: Any) -> str:
+    return json.dumps(message.latest.blocks or []) + json.dumps(message.latest.attachments or [])
+
+
+# --- the thread life cycle ----------------------------------------------------------------------
+
+
+def test_firing_resolved_refire(threader: ThreaderProcess, slack: SlackDouble) -> None:
+    answer = threader.post(notification([alert(1)]))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"ok": True, "alerts": 1, "queued": 1, "duplicate": 0, "skipped": 0}
+    [parent] = eventually(lambda: slack.parents("#alerts"), what="the parent message")
+    assert "Checkout alert 1" in texts(parent)
+    assert "#E01E5A" in texts(parent), "critical colour"
+
+    threader.post(notification([alert(1, "resolved")]))
+    [reply] = eventually(lambda: slack.replies("#alerts", parent.ts), what="resolved reply")
+    assert reply.thread_ts == parent.ts
+    assert "RESOLVED" in reply.text or "RESOLVED" in texts(reply)
+    updated = eventually(
+        lambda: [p for p in slack.parents("#alerts") if p.updates], what="parent updated"
+    )[0]
+    assert "#2EB67D" in texts(updated), "resolved parent turns green"
+
+    refire = alert(1, starts=T0 + timedelta(hours=1))
+    threader.post(notification([refire]))
+    parents = eventually(lambda: len(slack.parents("#alerts")) == 2 and slack.parents("#alerts"))
+    assert parents[1].ts != parent.ts, "a re-fire opens a new thread"
+    assert all(c.ok for c in slack.calls() if c.method.startswith("chat."))
+
+
+def test_fifty_alerts_in_one_notification_make_fifty_threads(redis_db: str) -> None:
+    # A workspace allowing 10 messages a second, and a threader told so, to keep this test short.
+    with SlackDouble(rate_per_channel=10, burst=2) as slack:
+        threader = ThreaderProcess(slack.url, redis_db, channel_interval="0.1").start()
+        try:
+            answer = threader.post(notification([alert(n) for n in range(50)]))
+            assert answer.json()["queued"] == 50
+            parents = eventually(
+                lambda: len(slack.parents("#alerts")) == 50 and slack.parents("#alerts"),
+                timeout=60,
+                what="50 parents",
+            )
+        finally:
+            assert threader.stop() == 0
+        keys = sorted(p.metadata["event_payload"]["thread_key"] for p in parents)
+        assert keys == sorted(f"#alerts/{n:016x}@2026-11-22T09:00:00Z" for n in range(50))
+        for parent in parents:
+            n = int(parent.metadata["event_payload"]["thread_key"].split("/")[1][:16], 16)
+            assert f"Checkout alert {n}" in texts(parent)
+        assert slack.rejected_429() == 0
+
+
+def test_repeat_replies_in_the_thread(slack: SlackDouble, redis_db: str) -> None:
+    threader = ThreaderProcess(slack.url, redis_db, dedupe_window="1").start()
+    try:
+        threader.post(notification([alert(3)]))
+        [parent] = eventually(lambda: slack.parents("#alerts"), what="parent")
+        time.sleep(1.2)  # past the dedupe window: Alertmanager's repeat, not a retry
+        threader.post(notification([alert(3)]))
+        replies = eventually(lambda: slack.replies("#alerts", parent.ts), what="repeat reply")
+        assert replies[0].thread_ts == parent.ts
+    finally:
+        assert threader.stop() == 0
+
+
+def test_channel_per_receiver(threader: ThreaderProcess, slack: SlackDouble) -> None:
+    threader.post(notification([alert(1)]), params={"channel": "#oncall"})
+    eventually(lambda: slack.parents("#oncall"), what="message in #oncall")
+    assert slack.parents("#alerts") == []
+
+
+def test_one_alert_routed_to_two_channels_gets_a_thread_in_each(
+    threader: ThreaderProcess, slack: SlackDouble
+) -> None:
+    """Two Slack receivers (routes with continue) each send the alert with their own channel."""
+    for channel, group in (("#oncall", "route-a"), ("#team", "route-b")):
+        threader.post(notification([alert(1)], group_key=group), params={"channel": channel})
+    parents = {c: eventually(lambda c=c: slack.parents(c), what=c)[0] for c in ("#oncall", "#team")}
+    for channel, group in (("#oncall", "route-a"), ("#team", "route-b")):
+        resolved = notification([alert(1, "resolved")], group_key=group)
+        threader.post(resolved, params={"channel": channel})
+    for channel, parent in parents.items():
+        eventually(
+            lambda c=channel, p=parent: slack.replies(c, p.ts), what=f"resolved in {channel}"
+        )
+    assert not [c for c in slack.calls() if c.error], "no thread_not_found or other error"
+
+
+# --- idempotency --------------------------------------------------------------------------------
+
+
+def test_same_notification_ten_times_to_two_replicas_gives_one_parent_per_alert(
+    slack: SlackDouble, redis_db: str
+) -> None:
+    replicas = [ThreaderProcess(slack.url, redis_db, consumer=f"r{i}").start() for i in range(2)]
+    try:
+        batch = notification([alert(n) for n in range(5)])
+        with ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(lambda i: replicas[i % 2].post(batch), range(10)))
+        assert {a.status_code for a in answers} == {200}
+        assert sum(a.json()["queued"] for a in answers) == 5
+        assert sum(a.json()["duplicate"] for a in answers) == 45
+        eventually(lambda: len(slack.parents("#alerts")) >= 5, timeout=30, what="5 parents")
+        time.sleep(1.5)  # would-be duplicates would have been sent by now
+        parents = slack.parents("#alerts")
+        assert len(parents) == 5
+        assert len({p.metadata["event_payload"]["thread_key"] for p in parents}) == 5
+    finally:
+        for replica in replicas:
+            assert replica.stop() == 0
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "complaint"),
+    [
+        (b"{not json", {}, 400, "invalid notification"),
+        (json.dumps({"version": "3"}).encode(), {}, 400, "invalid notification"),
+        (json.dumps(notification([{**alert(1), "startsAt": 5}])).encode(), {}, 400, "startsAt"),
+        (json.dumps(notification([{**alert(1), "labels": {"a": 1}}])).encode(), {}, 400, "labels"),
+        (json.dumps(notification([])).encode(), {}, 400, "alerts"),
+        (b"x" * (10 * 1024 * 1024), {}, 413, "larger than"),
+        (json.dumps(notification([alert(1)])).encode(), {"Authorization": ""}, 401, "token"),
+        (
+            json.dumps(notification([alert(1)])).encode(),
+            {"Authorization": "Bearer wrong-token-wrong-token"},
+            401,
+            "token",
+        ),
+        (
+            json.dumps(notification([alert(1)])).encode(),
+            {"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            401,
+            "token",
+        ),
+    ],
+)
+def test_bad_input_is_refused_and_stores_nothing(
+    threader: ThreaderProcess,
+    slack: SlackDouble,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    complaint: str,
+) -> None:
+    answer = threader.post(body, headers=headers)
+    assert answer.status_code == status
+    assert complaint in answer.text
+    assert answer.json()["ok"] is False
+    cache = httpx.get(
+        f"{threader.url}/cache", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5
+    ).json()
+    assert cache["count"] == 0
+    stats = httpx.get(f"{threader.url}/stats", timeout=5).json()
+    assert stats["outbox"] == 0
+    assert slack.messages() == []
+
+
+def test_wrong_channel_is_refused(threader: ThreaderProcess) -> None:
+    answer = threader.post(notification([alert(1)]), params={"channel": "not a channel"})
+    assert answer.status_code == 400 and "channel" in answer.json()["error"]
+
+
+def test_cache_needs_the_admin_token(threader: ThreaderProcess) -> None:
+    assert httpx.get(f"{threader.url}/cache", timeout=5).status_code == 401
+    assert httpx.delete(f"{threader.url}/cache", timeout=5).status_code == 401
+    threader.post(notification([alert(1)]))
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert httpx.get(f"{threader.url}/cache", headers=admin, timeout=5).json()["count"] == 1
+    assert httpx.delete(f"{threader.url}/cache", headers=admin, timeout=5).json()["removed"] == 1
+
+
+# --- Redis down ---------------------------------------------------------------------------------
+
+
+def test_redis_down_means_not_ready_and_503_then_recovery(slack: SlackDouble) -> None:
+    server = RedisServer().start()
+    threader = ThreaderProcess(slack.url, server.url).start()
+    try:
+        assert httpx.get(f"{threader.url}/ready", timeout=5).status_code == 200
+        server.stop()
+        assert httpx.get(f"{threader.url}/ready", timeout=5).status_code == 503
+        answer = threader.post(notification([alert(1)]))
+        assert answer.status_code == 503, "never 2xx without durable storage"
+        assert answer.headers["Retry-After"]
+        server.start()
+        eventually(
+            lambda: httpx.get(f"{threader.url}/ready", timeout=5).status_code == 200,
+            what="ready again",
+        )
+        assert threader.post(notification([alert(1)])).status_code == 200
+        eventually(
+            lambda: slack.parents("#alerts"),
+            what=f"delivered after recovery; log: {threader.log.read_text()[-1500:]}",
+        )
+    finally:
+        threader.stop()
+        server.remove()
+
+
+# --- Slack throttling and crashes ---------------------------------------------------------------
+
+
+def test_thirty_seconds_of_429_lose_nothing(threader: ThreaderProcess, slack: SlackDouble) -> None:
+    """Slack answers every chat.* call with 429 for 30 s: everything arrives afterwards, each
+    reply after its parent, never faster than one message a second, and Retry-After is honoured
+    (no hammering)."""
+    slack.rate_limit_all(30, retry_after=1)
+    started = time.monotonic()
+    alerts = [alert(n) for n in range(3)]
+    assert threader.post(notification(alerts)).status_code == 200
+    time.sleep(2)
+    resolved = [alert(n, "resolved") for n in range(3)]
+    assert threader.post(notification(resolved)).status_code == 200
+    parents = eventually(
+        lambda: (
+            len(slack.parents("#alerts")) == 3
+            and all(
+                len(slack.replies("#alerts", p.ts)) == 1 and p.updates
+                for p in slack.parents("#alerts")
+            )
+            and slack.parents("#alerts")
+        ),
+        timeout=60,
+        what="3 parents, each with its resolved reply and update",
+    )
+    assert time.monotonic() - started >= 30, "nothing got through while Slack said 429"
+    for parent in parents:
+        [reply] = slack.replies("#alerts", parent.ts)
+        assert reply.posted_at > parent.posted_at
+        assert "RESOLVED" in reply.text
+    assert len(slack.messages("#alerts")) == 6, "no duplicates"
+    assert slack.max_rate("#alerts", window=1.0) <= 1
+    assert slack.rejected_429("#alerts") <= 40, "Retry-After was honoured"
+
+
+@pytest.mark.parametrize("store", ["redis", "file"])
+def test_sigkill_with_a_full_outbox_then_restart_delivers_each_message_once(
+    slack: SlackDouble, redis_db: str, tmp_path: Any, store: str
+) -> None:
+    spec = redis_db if store == "redis" else f"file:{tmp_path}/threads.json"
+    first = ThreaderProcess(slack.url, spec, consumer="replica-0").start()
+    first.post(notification([alert(100)]))  # the channel has been used before: its id is known
+    eventually(lambda: slack.parents("#alerts"), what="warm-up message")
+    slack.set_latency(2.0)  # the next post is still in flight when the process dies
+    assert first.post(notification([alert(n) for n in range(5)])).status_code == 200
+    time.sleep(0.6)
+    first.kill()
+    slack.set_latency(0.0)
+    time.sleep(2.0)  # Slack finishes what it was given, as it would
+    second = ThreaderProcess(slack.url, spec, consumer="replica-0").start()
+    try:
+        eventually(
+            lambda: len(slack.parents("#alerts")) >= 6,
+            timeout=30,
+            what="every parent after restart",
+        )
+        time.sleep(2.5)  # time enough for a duplicate to show up
+    finally:
+        assert second.stop() == 0
+    keys = [p.metadata["event_payload"]["thread_key"] for p in slack.parents("#alerts")]
+    assert len(keys) == 6 and len(set(keys)) == 6, f"each exactly once: {keys}"
+    # The message in flight at the kill was found in Slack, not posted again.
+    lookups = [c for c in slack.calls() if c.method == "conversations.history"]
+    assert len(lookups) == 1 and lookups[0].ok
+
+
+# --- fuzzing over HTTP --------------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+MUTATED_NOTIFICATIONS = st.one_of(
+    st.binary(max_size=300),
+    mutations(notification([alert(1), alert(2, "resolved")]), JSON_VALUES).map(
+        lambda document: json.dumps(document).encode()
+    ),
+)
+
+
+def test_fuzzed_notifications_never_get_a_5xx(threader: ThreaderProcess) -> None:
+    answers: list[httpx.Response] = []
+    client = httpx.Client(
+        base_url=threader.url, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}, timeout=10
+    )
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=MUTATED_NOTIFICATIONS)
+    def post(body: bytes) -> None:
+        answer = client.post("/alert", content=body)
+        answers.append(answer)
+        assert answer.status_code in (200, 400), answer.text
+        assert answer.json()["ok"] is (answer.status_code == 200)
+
+    post()
+    client.close()
+    queued = sum(a.json()["queued"] for a in answers if a.status_code == 200)
+    assert httpx.get(f"{threader.url}/stats", timeout=5).json()["outbox"] <= queued
+    assert {a.status_code for a in answers} == {200, 400}, "both kinds were exercised"
+
+
+# --- Slack failures -----------------------------------------------------------------------------
+
+
+def test_server_errors_are_retried_and_permanent_errors_dead_lettered(
+    threader: ThreaderProcess, slack: SlackDouble
+) -> None:
+    slack.fail_next("chat.postMessage", "internal_error", times=2, http_status=500)
+    threader.post(notification([alert(1)]))
+    eventually(lambda: slack.parents("#alerts"), timeout=20, what="delivered after two 500s")
+    slack.fail_next("chat.postMessage", "channel_not_found")
+    threader.post(notification([alert(2)]), params={"channel": "#gone"})
+    metrics = eventually(
+        lambda: (
+            'lumen_threader_dead_letters_total{error="channel_not_found"} 1.0' in threader.metrics()
+            and threader.metrics()
+        ),
+        what="a dead letter",
+    )
+    assert 'lumen_threader_deliveries_total{kind="parent",result="retry"} 2.0' in metrics
+    stats = httpx.get(f"{threader.url}/stats", timeout=5).json()
+    assert stats["dead_letters"] == 1 and stats["outbox"] == 0
+    assert "Dead letter" in threader.log.read_text()
+
+
+def test_each_alert_is_handled_by_its_own_status(
+    threader: ThreaderProcess, slack: SlackDouble
+) -> None:
+    threader.post(notification([alert(1)]))
+    [parent] = eventually(lambda: slack.parents("#alerts"), what="parent")
+    mixed = notification([alert(1, "resolved"), alert(2)])
+    assert mixed["status"] == "firing"
+    threader.post(mixed)
+    eventually(lambda: slack.replies("#alerts", parent.ts), what="alert 1 resolved in its thread")
+    eventually(lambda: len(slack.parents("#alerts")) == 2, what="alert 2 got its own thread")
+
+
+def test_label_keyed_threads_reopen_after_resolution(slack: SlackDouble, redis_db: str) -> None:
+    threader = ThreaderProcess(slack.url, redis_db, thread_key="labels").start()
+    try:
+        threader.post(notification([alert(1)]))
+        eventually(lambda: slack.parents("#alerts"), what="parent")
+        threader.post(notification([alert(1, "resolved")]))
+        eventually(lambda: [p for p in slack.parents("#alerts") if p.updates], what="resolved")
+        # The same labels firing again, even from the same start: a new thread.
+        threader.post(notification([alert(1)], group_key="again"))
+        parents = eventually(
+            lambda: len(slack.parents("#alerts")) == 2 and slack.parents("#alerts")
+        )
+        keys = {p.metadata["event_payload"]["thread_key"] for p in parents}
+        assert keys == {"#alerts/Alert1|critical|checkout|prod-1|production"}
+    finally:
+        assert threader.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "text", ['{"version": "4", "groupKey": "\\ud800"}', '{"version": "4\\u0000"}', "\ufeff{}"]
+)
+def test_odd_unicode_is_a_clear_400(threader: ThreaderProcess, text: str) -> None:
+    answer = threader.post(text.encode("utf-8", "surrogatepass"))
+    assert answer.status_code == 400
+    assert answer.json()["problems"]

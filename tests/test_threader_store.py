@@ -1,0 +1,359 @@
+"""The store contract, run against every store: memory, file, and the machine's real Redis
+(each test under its own key prefix, removed afterwards)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from lumen_alerting.threader.redis_store import RedisStore
+from lumen_alerting.threader.store import (
+    Acceptance,
+    FileStore,
+    MemoryStore,
+    StoreUnavailable,
+    ThreadStore,
+)
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+STORES = ("memory", "file", "redis")
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture()
+def prefix() -> Iterator[str]:
+    prefix = f"lumen-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(params=STORES)
+def make_store(
+    request: pytest.FixtureRequest, tmp_path: Path, prefix: str
+) -> Callable[..., ThreadStore]:
+    """A factory, so a test can open the same store twice (a restart, a second replica)."""
+
+    def make(**options: Any) -> ThreadStore:
+        if request.param == "memory":
+            return MemoryStore(**options)
+        if request.param == "file":
+            return FileStore(str(tmp_path / "state" / "threads.json"), **options)
+        return RedisStore(REDIS_URL, prefix=prefix, **options)
+
+    make.kind = request.param  # type: ignore[attr-defined]
+    return make
+
+
+def acceptance(
+    n: int = 1, status: str = "firing", key: str | None = None, **changes: Any
+) -> Acceptance:
+    alert = {"labels": {"alertname": f"A{n}"}, "annotations": {}, "status": status}
+    return Acceptance(
+        delivery_id=changes.pop("delivery_id", f"d{n}-{status}"),
+        thread_key=key or f"fp{n}@2026-11-22T00:00:00Z",
+        status=status,  # type: ignore[arg-type]
+        channel=changes.pop("channel", "#alerts"),
+        alert=alert,
+        **changes,
+    )
+
+
+async def drain(store: ThreadStore, consumer: str = "w1") -> list[Any]:
+    taken = await store.take(consumer, 100, 0.05)
+    for entry in taken:
+        await store.complete(entry)
+    return [entry.delivery for entry in taken]
+
+
+def test_first_firing_claims_the_thread_and_queues_a_parent(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        assert await store.accept([acceptance(1)]) == ["queued"]
+        [delivery] = await drain(store)
+        assert (delivery.kind, delivery.generation, delivery.channel) == ("parent", 1, "#alerts")
+        assert delivery.alert["labels"] == {"alertname": "A1"}
+        assert delivery.alert["annotations"] == {}, "empty maps stay maps"
+        await store.close()
+
+    run(scenario())
+
+
+def test_the_same_alert_twice_is_accepted_once(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        assert await store.accept([acceptance(1), acceptance(1)]) == ["queued", "duplicate"]
+        assert await store.accept([acceptance(1)]) == ["duplicate"]
+        assert [d.kind for d in await drain(store)] == ["parent"]
+        await store.close()
+
+    run(scenario())
+
+
+def test_repeat_resolve_and_refire(make_store: Any) -> None:
+    """Label-keyed threads: a repeat replies, resolve closes, a re-fire opens generation 2."""
+
+    async def scenario() -> None:
+        store = make_store()
+        key = "A|critical|db|prod|prod"
+        steps = [
+            acceptance(1, key=key, delivery_id="first"),
+            acceptance(1, key=key, delivery_id="again"),
+            acceptance(1, "resolved", key=key, delivery_id="resolved"),
+            acceptance(1, "resolved", key=key, delivery_id="resolved-again"),
+            acceptance(1, key=key, delivery_id="refire"),
+        ]
+        results = [await store.accept([step]) for step in steps]
+        assert results == [["queued"], ["queued"], ["queued"], ["skipped"], ["queued"]]
+        kinds = [(d.kind, d.generation) for d in await drain(store)]
+        assert kinds == [("parent", 1), ("repeat", 1), ("resolve", 1), ("parent", 2)]
+        await store.close()
+
+    run(scenario())
+
+
+def test_repeats_can_be_skipped(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        await store.accept([acceptance(1)])
+        again = acceptance(1, delivery_id="again", reply_on_repeat=False)
+        assert await store.accept([again]) == ["skipped"]
+        await store.close()
+
+    run(scenario())
+
+
+def test_resolved_without_a_known_thread_still_says_so(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        assert await store.accept([acceptance(7, "resolved")]) == ["queued"]
+        assert [(d.kind, d.generation) for d in await drain(store)] == [("resolved_alone", 1)]
+        await store.close()
+
+    run(scenario())
+
+
+def test_parent_per_generation_and_channel_ids(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        await store.accept([acceptance(1)])
+        key = "fp1@2026-11-22T00:00:00Z"
+        assert await store.parent(key, 1) is None
+        await store.record_parent(key, 1, "C123/1700000000.000100")
+        assert await store.parent(key, 1) == "C123/1700000000.000100"
+        assert await store.parent(key, 2) is None
+        assert await store.channel_id("#alerts") is None
+        await store.remember_channel("#alerts", "C123")
+        assert await store.channel_id("#alerts") == "C123"
+        await store.close()
+
+    run(scenario())
+
+
+def test_outbox_survives_a_restart_and_returns_untaken_and_unfinished_entries(
+    make_store: Any,
+) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        await store.accept([acceptance(n) for n in range(1, 4)])
+        taken = await store.take("w1", 1, 0.05)  # taken, never completed: the worker "dies"
+        assert len(taken) == 1
+        await store.close()
+
+        again = make_store()  # the same replica restarts
+        if make_store.kind == "memory":
+            return  # nothing survives a memory store, by design
+        recovered = await again.take("w1", 10, 0.05)
+        recovered += await again.take("w1", 10, 0.05)
+        assert sorted(e.delivery.delivery_id for e in recovered) == [
+            "d1-firing",
+            "d2-firing",
+            "d3-firing",
+        ]
+        await again.close()
+
+    run(scenario())
+
+
+def test_a_dead_workers_entries_are_claimed_by_another(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        await store.accept([acceptance(1)])
+        [entry] = await store.take("dead-worker", 10, 0.05)
+        assert await store.claim_stale("w2", 60.0, 10) == [], "not stale yet"
+        await asyncio.sleep(0.05)
+        [claimed] = await store.claim_stale("w2", 0.01, 10)
+        assert claimed.delivery == entry.delivery
+        await store.complete(claimed)
+        assert await store.take("w2", 10, 0.05) == []
+        await store.close()
+
+    run(scenario())
+
+
+def test_kept_entries_are_not_claimed_by_another(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        await store.accept([acceptance(1)])
+        [entry] = await store.take("busy-worker", 10, 0.05)
+        await asyncio.sleep(0.2)
+        await store.keep("busy-worker", [entry.entry_id])
+        assert await store.claim_stale("w2", 0.15, 10) == [], "kept: not idle"
+        await asyncio.sleep(0.2)
+        assert len(await store.claim_stale("w2", 0.15, 10)) == 1, "idle again"
+        await store.close()
+
+    run(scenario())
+
+
+def test_postponed_entries_come_back_when_due(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        await store.accept([acceptance(1)])
+        [entry] = await store.take("w1", 10, 0.05)
+        await store.postpone(entry, 0.3)
+        assert await store.take("w1", 10, 0.05) == []
+        await asyncio.sleep(0.35)
+        [back] = await store.take("w1", 10, 0.2)
+        assert back.delivery == entry.delivery and back.attempts == 1
+        await store.close()
+
+    run(scenario())
+
+
+def test_mark_sending_is_true_only_the_first_time(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        assert await store.mark_sending("d1") is True
+        assert await store.mark_sending("d1") is False
+        await store.forget_sending("d1")
+        assert await store.mark_sending("d1") is True
+        await store.close()
+
+    run(scenario())
+
+
+def test_dead_letters_leave_the_outbox(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        await store.accept([acceptance(1)])
+        [entry] = await store.take("w1", 10, 0.05)
+        await store.dead_letter(entry, "channel_not_found")
+        stats = await store.stats()
+        assert stats["dead_letters"] == 1 and stats["outbox"] == 0
+        await store.close()
+
+    run(scenario())
+
+
+def test_keys_expire(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store(idempotency_ttl=0.2, thread_ttl=0.2)
+        await store.accept([acceptance(1)])
+        await asyncio.sleep(0.3)
+        # Both the idempotency key and the thread are gone: the same alert is new again.
+        assert await store.accept([acceptance(1)]) == ["queued"]
+        assert [d.kind for d in await drain(store)] == ["parent", "parent"]
+        await store.close()
+
+    run(scenario())
+
+
+def test_no_redis_key_lives_forever(prefix: str) -> None:
+    async def scenario() -> None:
+        store = RedisStore(REDIS_URL, prefix=prefix)
+        await store.accept([acceptance(1), acceptance(2, "resolved")])
+        await store.mark_sending("d1-firing")
+        await store.clear_threads()
+        await store.record_parent("fp1@2026-11-22T00:00:00Z", 1, "C1/1.0")  # after a clear
+        await store.close()
+        client = redis.Redis.from_url(REDIS_URL)
+        ttls = {
+            key.decode(): client.pttl(key)
+            for key in client.scan_iter(match=prefix + "*")
+            if client.type(key) == b"string" or b":thread:" in key
+        }
+        client.close()
+        assert ttls and all(ttl > 0 for ttl in ttls.values()), ttls
+
+    run(scenario())
+
+
+def test_threads_listing_and_clearing(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        await store.accept([acceptance(1), acceptance(2)])
+        assert len(await store.threads()) == 2
+        assert await store.clear_threads() == 2
+        assert await store.threads() == {}
+        await store.close()
+
+    run(scenario())
+
+
+def test_concurrent_acceptances_claim_exactly_once(prefix: str) -> None:
+    """Ten copies of one notification at once, through two Redis clients (two replicas)."""
+
+    async def scenario() -> None:
+        replicas = [RedisStore(REDIS_URL, prefix=prefix), RedisStore(REDIS_URL, prefix=prefix)]
+        batch = [acceptance(n, delivery_id=f"d{n}") for n in range(20)]
+        results = await asyncio.gather(*(replicas[i % 2].accept(batch) for i in range(10)))
+        for n in range(20):
+            assert sorted(r[n] for r in results) == ["duplicate"] * 9 + ["queued"]
+        deliveries = await drain(replicas[0])
+        assert sorted(d.delivery_id for d in deliveries) == sorted(f"d{n}" for n in range(20))
+        assert {d.kind for d in deliveries} == {"parent"}
+        for replica in replicas:
+            await replica.close()
+
+    run(scenario())
+
+
+def test_redis_down_is_store_unavailable() -> None:
+    async def scenario() -> None:
+        store = RedisStore("redis://127.0.0.1:1/0", timeout=0.5)
+        with pytest.raises(StoreUnavailable):
+            await store.accept([acceptance(1)])
+        with pytest.raises(StoreUnavailable):
+            await store.ping()
+        await store.close()
+
+    run(scenario())
+
+
+def test_file_store_write_failure_accepts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk (ENOSPC at fsync) during accept: 503 for Alertmanager, and no trace left, so
+    its retry is accepted as new."""
+
+    async def scenario() -> None:
+        path = tmp_path / "state" / "threads.json"
+        store = FileStore(str(path))
+        await store.accept([acceptance(1)])
+
+        def no_space(fd: int) -> None:
+            raise OSError(28, "No space left on device")
+
+        with monkeypatch.context() as patched:
+            patched.setattr("os.fsync", no_space)
+            with pytest.raises(StoreUnavailable, match="No space left"):
+                await store.accept([acceptance(2)])
+        assert await store.accept([acceptance(2)]) == ["queued"], "the failed one left no trace"
+        assert len(json.loads(path.read_text())["outbox"]) == 2
+        assert [p.name for p in path.parent.iterdir()] == ["threads.json"], "no temp files left"
+
+    run(scenario())
