@@ -242,20 +242,13 @@ class DeliveryWorker:
 
 
 def _message(delivery: Delivery, alert: Alert, thread_ts: str | None) -> dict[str, Any]:
-    if delivery.kind == "parent":
+    if delivery.kind in ("parent", "resolved_alone"):
         return parent_message(
             alert,
             delivery.channel,
             thread_key=delivery.thread_key,
             delivery_id=delivery.delivery_id,
-        )
-    if delivery.kind == "resolved_alone":
-        return parent_message(
-            alert,
-            delivery.channel,
-            thread_key=delivery.thread_key,
-            delivery_id=delivery.delivery_id,
-            now_resolved=True,
+            now_resolved=delivery.kind == "resolved_alone",
         )
     assert thread_ts is not None
     if delivery.kind == "repeat":
