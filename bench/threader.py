@@ -2,10 +2,11 @@
 
 Run: ``make bench-threader`` (or ``.venv/bin/python bench/threader.py [--notifications N]``).
 
-``lumen-threader`` runs as its own process with the Redis store (the machine's Redis, a database
-of its own) and a zero-latency Slack double. A load generator (this process, aiohttp client)
-posts Alertmanager notifications of one new alert each, from 1 and from 16 concurrent senders,
-and times every answer: the threader answers only once the alert is durably in the outbox.
+``lumen-threader`` runs as its own process with the Redis store (a private redis-server with
+AOF, started for the run) and a zero-latency Slack double. A load generator (this process,
+aiohttp client) posts Alertmanager notifications of one new alert each, from 1 and from 16
+concurrent senders, and times every answer: the threader answers only once the alert is durably
+in the outbox.
 The floor is the same stack doing the least work: an aiohttp handler that does one Redis write
 per request (``bench/floor_server.py``), measured the same way in the same run.
 Targets (issue 4): at least 500 notifications/s, p99 under 50 ms, within 3x of the floor.
@@ -26,16 +27,19 @@ import time
 from pathlib import Path
 
 import aiohttp
-import redis
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.polling import free_port  # noqa: E402
 from tests.slack_api import SlackDouble  # noqa: E402
-from tests.threader_run import WEBHOOK_TOKEN, ThreaderProcess, alert, notification  # noqa: E402
-
-REDIS_DB = 13
+from tests.threader_run import (  # noqa: E402
+    WEBHOOK_TOKEN,
+    RedisServer,
+    ThreaderProcess,
+    alert,
+    notification,
+)
 
 
 def bodies(count: int, offset: int) -> list[bytes]:
@@ -104,9 +108,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notifications", type=int, default=5000)
     args = parser.parse_args()
-    redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
+    # A private server: the bench never touches data it does not own.
+    redis_server = RedisServer().start()
+    redis_url = redis_server.url
     results: dict[str, dict[str, float]] = {}
     with SlackDouble(rate_limit=False) as slack, tempfile.TemporaryDirectory():
         threader = ThreaderProcess(slack.url, redis_url, log_level="warning").start()
@@ -124,7 +128,7 @@ def main() -> int:
             threader.stop()
             floor.terminate()
             floor.wait(10)
-            client.flushdb()
+            redis_server.remove()
     print(f"{args.notifications} notifications of one new alert each, Redis store, per run")
     print(f"{'run':<26} {'notif/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for name, numbers in results.items():

@@ -1,11 +1,11 @@
-"""The threader end to end: ``lumen-threader`` processes against the Slack double, with the
-machine's Redis (each test under its own database prefix) or a private redis-server."""
+"""The threader end to end: ``lumen-threader`` processes against the Slack double, with
+private redis-servers (never the machine's shared Redis)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -39,16 +39,26 @@ def slack() -> Iterator[SlackDouble]:
         yield double
 
 
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server for this module's tests: never the machine's shared Redis."""
+    server = RedisServer().start()
+    yield server
+    server.remove()
+
+
 @pytest.fixture()
-def redis_db() -> Iterator[str]:
-    """A Redis database of the machine's server, emptied before and after (db 1..15 rotate)."""
-    db = 1 + uuid.uuid4().int % 15
-    url = f"redis://127.0.0.1:6379/{db}"
+def redis_db(redis_server: RedisServer) -> Iterator[str]:
+    """A database of the private server, emptied after the test (it owns the whole server)."""
+    db = next(_databases)
+    url = redis_server.url.rpartition("/")[0] + f"/{db}"
+    yield url
     client = redis.Redis.from_url(url)
     client.flushdb()
-    yield url
-    client.flushdb()
     client.close()
+
+
+_databases = itertools.cycle(range(16))
 
 
 @pytest.fixture()
