@@ -2,13 +2,13 @@
 
 Run: ``make bench-threader`` (or ``.venv/bin/python bench/threader.py [--notifications N]``).
 
-``lumen-threader`` runs as its own process with the Redis store (a private redis-server with
-AOF, started for the run) and a zero-latency Slack double. A load generator (this process,
-aiohttp client) posts Alertmanager notifications of one new alert each, from 1 and from 16
-concurrent senders, and times every answer: the threader answers only once the alert is durably
-in the outbox.
-The floor is the same stack doing the least work: an aiohttp handler that does one Redis write
-per request (``bench/floor_server.py``), measured the same way in the same run.
+``lumen-threader`` runs as its own process, once with the Redis store (a private redis-server
+with AOF, started for the run) and once with the SQLite store (``--store redis|sqlite|all``),
+against a zero-latency Slack double. A load generator (this process, aiohttp client) posts
+Alertmanager notifications of one new alert each, from 1 and from 16 concurrent senders, and
+times every answer: the threader answers only once the alert is durably in the outbox. The floor
+is the same stack doing the least work: an aiohttp handler that does one write per request to
+the same kind of store (``bench/floor_server.py``), measured the same way in the same run.
 Targets (issue 4): at least 500 notifications/s, p99 under 50 ms, within 3x of the floor.
 """
 
@@ -89,10 +89,10 @@ def measure(url: str, count: int, senders: int, offset: int) -> dict[str, float]
     return summary(seconds, latencies)
 
 
-def start_floor(redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_floor(store: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "floor_server.py"), str(port), redis_url]
+        [sys.executable, str(REPO / "bench" / "floor_server.py"), str(port), store]
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -104,32 +104,40 @@ def start_floor(redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the floor server did not start")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--notifications", type=int, default=5000)
-    args = parser.parse_args()
-    # A private server: the bench never touches data it does not own.
-    redis_server = RedisServer().start()
-    redis_url = redis_server.url
+def run_store(kind: str, notifications: int, directory: str) -> dict[str, dict[str, float]]:
+    """Threader and floor on one kind of store (``redis`` or ``sqlite``), 1 and 16 senders."""
+    redis_server = None
+    if kind == "redis":
+        # A private server: the bench never touches data it does not own.
+        redis_server = RedisServer().start()
+        threader_store = floor_store = redis_server.url
+    else:
+        threader_store = f"sqlite:{directory}/threader.db"
+        floor_store = f"sqlite:{directory}/floor.db"
     results: dict[str, dict[str, float]] = {}
-    with SlackDouble(rate_limit=False) as slack, tempfile.TemporaryDirectory():
-        threader = ThreaderProcess(slack.url, redis_url, log_level="warning").start()
-        floor, floor_url = start_floor(redis_url)
+    with SlackDouble(rate_limit=False) as slack:
+        threader = ThreaderProcess(slack.url, threader_store, log_level="warning").start()
+        floor, floor_url = start_floor(floor_store)
         try:
             for senders in (1, 16):
                 offset = senders * 1_000_000
                 results[f"threader, {senders} sender(s)"] = measure(
-                    f"{threader.url}/alert", args.notifications, senders, offset
+                    f"{threader.url}/alert", notifications, senders, offset
                 )
                 results[f"floor, {senders} sender(s)"] = measure(
-                    floor_url, args.notifications, senders, offset
+                    floor_url, notifications, senders, offset
                 )
         finally:
             threader.stop()
             floor.terminate()
             floor.wait(10)
-            redis_server.remove()
-    print(f"{args.notifications} notifications of one new alert each, Redis store, per run")
+            if redis_server is not None:
+                redis_server.remove()
+    return results
+
+
+def report(kind: str, notifications: int, results: dict[str, dict[str, float]]) -> bool:
+    print(f"{notifications} notifications of one new alert each, {kind} store, per run")
     print(f"{'run':<26} {'notif/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for name, numbers in results.items():
         print(
@@ -148,6 +156,23 @@ def main() -> int:
     best = results["threader, 16 sender(s)"]
     ok &= best["per_second"] >= 500 and best["p99_ms"] < 50
     print("targets met" if ok else "TARGETS MISSED")
+    print()
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notifications", type=int, default=5000)
+    parser.add_argument(
+        "--store", choices=("redis", "sqlite", "all"), default="all", help="default: all"
+    )
+    args = parser.parse_args()
+    kinds = ("redis", "sqlite") if args.store == "all" else (args.store,)
+    ok = True
+    for kind in kinds:
+        with tempfile.TemporaryDirectory(prefix="bench-threader-") as directory:
+            results = run_store(kind, args.notifications, directory)
+        ok &= report(kind, args.notifications, results)
     return 0 if ok else 1
 
 
