@@ -145,7 +145,8 @@ def test_create_applies_every_child_owned_and_labelled(
     assert condition(policy, "Valid")["status"] == "True"
     assert condition(policy, "Ready")["reason"] == "Applied"
     assert {(c["kind"], c["name"]) for c in status["children"]} == expected_children(GATEWAY)
-    assert status["rules"] == 12 and status["slos"] == 0
+    # gateway.yaml: 12 preset alerts, plus 6 about its own threader (4) and exporter (2).
+    assert status["rules"] == 12 + 6 and status["slos"] == 0
     assert "finalizers" in policy["metadata"]
     assert policy["spec"] == GATEWAY["spec"]
     assert "annotations" not in policy["metadata"], "the operator must not write annotations"
@@ -456,18 +457,27 @@ def test_rbac_rules_are_exactly_the_calls_made(cluster: ClusterEmulator, kubectl
     more may be granted. Namespaced mode: it makes every call the cluster-wide mode makes, and
     follows Namespace objects besides."""
     kubectl.create_namespace(NAMESPACE)
+    kept = copy.deepcopy(GATEWAY)
+    kept["spec"]["exporter"]["persistence"] = {"enabled": True}  # a claim: every rendered kind
     with running_operator(cluster.url, drift_interval=1.0, namespaces=(NAMESPACE,)):
-        create_gateway(kubectl)
-        # Prune every kind: no rules (PrometheusRule), no routing (AlertmanagerConfig), no
-        # exporter (ConfigMap, Deployment, Service, ServiceMonitor).
+        create_gateway(kubectl, kept)
+        assert set(kubectl.children(NAMESPACE, NAME)) >= expected_children(kept)
+        assert ("PersistentVolumeClaim", f"lumen-{NAME}-exporter-state") in expected_children(kept)
+        # Prune every kind: no rules and no routing (AlertmanagerConfig), no exporter (ConfigMap,
+        # PersistentVolumeClaim, Deployment, Service, ServiceMonitor)...
         patch_spec(kubectl, {"exporter": {"enabled": False}, "presets": None, "routing": None})
         eventually(lambda: ready(kubectl), what="update Ready")
         assert {kind for kind, _ in kubectl.children(NAMESPACE, NAME)} == {
+            "PrometheusRule",  # the threader's own alerts
             "Deployment",
             "Service",
             "ServiceMonitor",
             "Secret",
         }
+        # ...then no threader: its alerts go with it (PrometheusRule). The Secret stays (owned).
+        patch_spec(kubectl, {"threader": {"enabled": False}})
+        eventually(lambda: ready(kubectl), what="update Ready")
+        assert {kind for kind, _ in kubectl.children(NAMESPACE, NAME)} == {"Secret"}
         patch_spec(kubectl, {"rules": [{"alert": "X", "expr": "up ==", "severity": "page"}]})
         eventually(
             lambda: [e for e in kubectl.list(EVENT, NAMESPACE) if e.get("reason") == "InvalidSpec"],
