@@ -140,11 +140,19 @@ def self_route_receivers(policy: Policy) -> list[str]:
 
 def self_monitoring_warning(policy: Policy) -> str | None:
     """What ``lumenctl validate`` says when Lumen's own alerts have no way around the threader."""
-    services = [m.component for m in monitored(policy)]
-    if not services or self_route_receivers(policy):
+    components = [m.component for m in monitored(policy)]
+    if not components or self_route_receivers(policy):
         return None
+    where = (
+        "follow the Alertmanager's own routes (the policy has no routing)"
+        if policy.spec.routing is None
+        else "follow the policy's routes (it has no e-mail or webhook receiver)"
+    )
+    threader = "threader" in components
+    what = " and ".join(components) + (
+        " (down, absent, backlog, dead letters)" if threader else " (down, absent)"
+    )
+    consequence = "; a threader that is down cannot post its own alert to Slack" if threader else ""
     return (
-        f"warning: {policy.namespace}/{policy.name} has no e-mail or webhook receiver: alerts "
-        f"about its {' and '.join(services)} (down, backlog, dead letters) follow the policy's "
-        "routes, and a threader that is down cannot post its own alert to Slack"
+        f"warning: {policy.namespace}/{policy.name}: alerts about its {what} {where}{consequence}"
     )
