@@ -205,6 +205,8 @@ REJECTED = {
     ),
     "no access mode": _policy(threader={"persistence": {"enabled": True, "accessModes": []}}),
     "size that is no quantity": _policy(threader={"persistence": {"size": "1 GB"}}),
+    "fractional size": _policy(threader={"persistence": {"size": "1.5Gi"}}),
+    "zero size": _policy(exporter={"persistence": {"size": "0"}}),
     "unknown store type": _policy(threader={"store": {"type": "postgres"}}),
     "pipeline without token": _policy(exporter={"pipeline": {"enabled": True}}),
     "bad label key": _policy(labels={"team-name": "x"}),

@@ -574,3 +574,28 @@ def test_persistence_makes_a_redis_threader_recreate() -> None:
         threader_objects(with_threader(single, persistence=persistence), OPTIONS), "Deployment"
     )
     assert kept["spec"]["strategy"] == {"type": "Recreate"}
+
+
+@pytest.mark.parametrize(
+    ("size", "canonical"),
+    [
+        ("1Gi", "1Gi"),
+        ("1024Mi", "1Gi"),
+        ("1536Mi", "1536Mi"),
+        ("2000M", "2G"),
+        ("500Mi", "500Mi"),
+        ("1073741824", "1073741824"),
+        ("1000", "1k"),
+        ("1048576Ki", "1Gi"),
+    ],
+)
+def test_claim_size_is_written_as_the_api_server_writes_it_back(size: str, canonical: str) -> None:
+    """The live claim must contain the rendered one, or every drift pass re-applies it."""
+    policy = load("workloads-persistent.yaml")
+    assert policy.spec.threader is not None
+    persistence = dataclasses.replace(policy.spec.threader.persistence, size=size)
+    claim = one(
+        threader_objects(with_threader(policy, persistence=persistence), OPTIONS),
+        "PersistentVolumeClaim",
+    )
+    assert claim["spec"]["resources"]["requests"]["storage"] == canonical

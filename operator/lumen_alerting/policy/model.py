@@ -439,9 +439,9 @@ class Persistence:
         default=False,
     )
     size: str = spec_field(
-        "Requested storage, a Kubernetes quantity.",
+        "Requested storage: a whole number with an optional unit, e.g. `1Gi`, `500Mi`, `10G`.",
         default="1Gi",
-        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$",
+        pattern=r"^[1-9][0-9]*(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$",
         max_length=32,
     )
     storage_class_name: str | None = spec_field(

@@ -6,6 +6,7 @@ Pure functions: the same policy and options always render the same objects in th
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..policy.model import Persistence, Policy
@@ -23,6 +24,8 @@ SCRAPE_INTERVAL = "30s"
 STATE_DIR = "/var/lib/lumen"
 STATE_VOLUME = "state"
 SECRET_FILE_MODE = 0o440  # readable by the pod's fsGroup only
+BINARY_UNITS = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+DECIMAL_UNITS = ("", "k", "M", "G", "T", "P", "E")
 
 
 def selector_labels(policy: Policy, app: str) -> dict[str, str]:
@@ -259,7 +262,7 @@ def persistent_volume_claim(
     the garbage collector deletes it with the policy (docs/workloads.md says so)."""
     spec: dict[str, Any] = {
         "accessModes": list(persistence.access_modes),
-        "resources": {"requests": {"storage": persistence.size}},
+        "resources": {"requests": {"storage": canonical_quantity(persistence.size)}},
     }
     if persistence.storage_class_name is not None:
         spec["storageClassName"] = persistence.storage_class_name
@@ -269,3 +272,19 @@ def persistent_volume_claim(
         "metadata": metadata(policy, options, name, labels=labels),
         "spec": spec,
     }
+
+
+def canonical_quantity(size: str) -> str:
+    """``size`` as the API server writes it back (``1024Mi`` -> ``1Gi``, ``2000M`` -> ``2G``), so
+    the live claim contains what we render and the operator does not re-apply it on every pass.
+
+    ``size`` is a whole number with an optional unit (the model's pattern)."""
+    match = re.fullmatch(r"([0-9]+)([A-Za-z]*)", size)
+    if match is None:
+        raise ValueError(f"not a whole-number quantity: {size!r}")
+    number, unit = int(match[1]), match[2]
+    units, base = (BINARY_UNITS, 1024) if unit in BINARY_UNITS[1:] else (DECIMAL_UNITS, 1000)
+    step = units.index(unit)
+    while number and number % base == 0 and step < len(units) - 1:
+        number, step = number // base, step + 1
+    return f"{number}{units[step]}"
