@@ -12,10 +12,10 @@ from .objects import EXPORTER_PORT, ChildNames, Manifest, RenderOptions, metadat
 from .pods import (
     STATE_DIR,
     container,
+    container_resources,
     deployment,
     persistent_volume_claim,
     pod_spec,
-    resources,
     scratch_mounts,
     scratch_volumes,
     secret_source,
@@ -103,7 +103,7 @@ def exporter_container(options: RenderOptions, exporter: Exporter) -> Manifest:
         exporter_args(exporter),
         env=[],
         mounts=mounts,
-        resources=resources(options.exporter_resources),
+        resources=container_resources(options.exporter_resources),
     )
 
 

@@ -41,7 +41,7 @@ def workload_labels(policy: Policy, app: str, component: str) -> dict[str, str]:
     return {**selector_labels(policy, app), "app.kubernetes.io/component": component}
 
 
-def resources(requirements: ResourceRequirements) -> dict[str, Any]:
+def container_resources(requirements: ResourceRequirements) -> dict[str, Any]:
     return {part: dict(amounts) for part, amounts in requirements.items()}
 
 

@@ -22,10 +22,10 @@ from .objects import (
 from .pods import (
     STATE_DIR,
     container,
+    container_resources,
     deployment,
     persistent_volume_claim,
     pod_spec,
-    resources,
     scratch_mounts,
     scratch_volumes,
     secret_source,
@@ -124,7 +124,7 @@ def threader_container(policy: Policy, options: RenderOptions, threader: Threade
         threader_args(policy, threader),
         env=[],
         mounts=mounts,
-        resources=resources(options.threader_resources),
+        resources=container_resources(options.threader_resources),
     )
 
 
