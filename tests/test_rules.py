@@ -530,3 +530,35 @@ def test_dead_letters_fire(tmp_path):
         }
     ]
     run_unit_tests(tmp_path, policy, tests)
+
+
+def service_monitor_jobs(policy: Policy) -> dict[str, str]:
+    """component -> the `job` label prometheus-operator gives the series of its ServiceMonitor.
+
+    The upstream ServiceMonitor CRD: without `jobLabel`, "the `job` label of the metrics defaults
+    to the name of the associated Kubernetes `Service`"."""
+    objects = render_policy(policy, RenderOptions(), only="workloads")
+    jobs = {}
+    for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
+        assert "jobLabel" not in monitor["spec"]
+        (service,) = [
+            o
+            for o in objects
+            if o["kind"] == "Service"
+            and all(
+                o["metadata"]["labels"].get(k) == v
+                for k, v in monitor["spec"]["selector"]["matchLabels"].items()
+            )
+        ]
+        component = service["metadata"]["labels"]["app.kubernetes.io/component"]
+        jobs[component] = service["metadata"]["name"]
+    return jobs
+
+
+@pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.name)
+def test_own_alerts_select_the_series_their_service_monitor_scrapes(path):
+    policy = load(path)
+    jobs = service_monitor_jobs(policy)
+    for rule in own_alerts(policy).values():
+        job = jobs[rule["labels"]["lumen_component"]]
+        assert f'{{job="{job}",namespace="{policy.namespace}"}}' in rule["expr"], rule["alert"]
