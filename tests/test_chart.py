@@ -96,3 +96,73 @@ def test_helm_package_excludes_sources(tmp_path: Path) -> None:
     assert not py, f"packaged chart contains Python/build files: {py}"
     md = [r for r in rel if r.endswith(".md") and r != "README.md"]
     assert not md, f"packaged chart contains docs: {md}"
+
+
+# What test runs and local services leave in a working copy, at the root and deeper down.
+CACHES = (
+    ".hypothesis/constants/0a1b2c3d",  # what hypothesis writes (examples/ is ignored already)
+    ".hypothesis/unicode_data/15.0.0/charmap.json.gz",
+    ".mypy_cache/3.11/lumen.data.json",
+    ".dmypy.json",
+    ".pytype/imports/x.imports",
+    ".coverage",
+    ".coverage.host.1234.567",
+    "coverage.xml",
+    "htmlcov/index.html",
+    ".tox/py311/log.txt",
+    ".nox/tests/log.txt",
+    ".benchmarks/Linux/0001_run.json",
+    ".eggs/README.txt",
+    "node_modules/left-pad/package.json",
+    ".pytest_cache/v/cache/lastfailed",
+    "threader.db",
+    "threader.db-wal",
+    "threader.db-shm",
+    "incidents.sqlite3",
+    "templates/__pycache__/x.cpython-311.pyc",
+    "files/.hypothesis/constants/abc",
+    "files/state.db",
+)
+CHART_PARTS = (
+    "Chart.yaml",
+    "values.yaml",
+    "values.schema.json",
+    "README.md",
+    ".helmignore",
+    "templates",
+    "files",
+    "crds",
+    "charts",
+    "dashboards",
+)
+
+
+def test_helm_package_leaves_test_caches_out(tmp_path: Path) -> None:
+    """A chart packaged from a working copy where tests ran holds none of their caches."""
+    work = tmp_path / "lumen"
+    work.mkdir()
+    for part in CHART_PARTS:
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, work / part)
+        elif source.is_file():
+            shutil.copy2(source, work / part)
+    for cache in CACHES:
+        (work / cache).parent.mkdir(parents=True, exist_ok=True)
+        (work / cache).write_text("cache\n")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [helm(), "package", str(work), "--destination", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (tgz,) = out.glob("lumen-*.tgz")
+    with tarfile.open(tgz) as tar:
+        packaged = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    leaked = sorted(cache for cache in CACHES if cache in packaged)
+    assert not leaked, f"packaged chart contains test caches: {leaked}"
+    assert {"Chart.yaml", "values.yaml", "values.schema.json"} <= packaged
+    assert any(name.startswith("templates/") for name in packaged)

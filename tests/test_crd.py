@@ -191,6 +191,23 @@ REJECTED = {
     "two replicas without a shared incident database": _policy(
         threader={"store": {"type": "redis", "url": "redis://r:6379/0"}, "replicas": 2}
     ),
+    "persistence with two replicas": _policy(
+        threader={
+            "store": {"type": "redis", "url": "redis://r:6379/0"},
+            "incidents": {"databaseURL": {"name": "db", "key": "url"}},
+            "replicas": 2,
+            "persistence": {"enabled": True},
+        }
+    ),
+    "volatile store that is not redis": _policy(threader={"store": {"allowVolatile": True}}),
+    "unknown access mode": _policy(
+        exporter={"persistence": {"enabled": True, "accessModes": ["ReadOnlyMany"]}}
+    ),
+    "no access mode": _policy(threader={"persistence": {"enabled": True, "accessModes": []}}),
+    "size that is no quantity": _policy(threader={"persistence": {"size": "1 GB"}}),
+    "fractional size": _policy(threader={"persistence": {"size": "1.5Gi"}}),
+    "zero size": _policy(exporter={"persistence": {"size": "0"}}),
+    "unknown store type": _policy(threader={"store": {"type": "postgres"}}),
     "pipeline without token": _policy(exporter={"pipeline": {"enabled": True}}),
     "bad label key": _policy(labels={"team-name": "x"}),
     "bad duration": _policy(rules=[{"alert": "A", "expr": "up == 0", "for": "5 min"}]),
@@ -211,3 +228,40 @@ def test_a_minimal_policy_passes_both():
     manifest = _policy(slos=[_SLO])
     assert api_server_problems(manifest) == []
     policy_from_manifest(manifest)
+
+
+# Policies both must accept: the store types, the deprecated `file` alias, persistence.
+ACCEPTED = {
+    "sqlite store by default": _policy(threader={}),
+    "file alias": _policy(threader={"store": {"type": "file"}}),
+    "volatile redis": _policy(
+        threader={"store": {"type": "redis", "url": "redis://r:6379/0", "allowVolatile": True}}
+    ),
+    "persistence on a single redis replica": _policy(
+        threader={
+            "store": {"type": "redis", "url": "redis://r:6379/0"},
+            "persistence": {"enabled": True, "accessModes": ["ReadWriteOncePod"]},
+        }
+    ),
+    "exporter persistence without a class": _policy(
+        exporter={"persistence": {"enabled": True, "storageClassName": "", "size": "512Mi"}}
+    ),
+}
+
+
+@pytest.mark.parametrize("manifest", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_api_server_and_loader_accept_the_same_policies(manifest):
+    assert api_server_problems(manifest) == []
+    policy_from_manifest(manifest)
+
+
+def test_sqlite_is_the_default_store_for_both():
+    policy = policy_from_manifest(_policy(threader={}))
+    assert policy.spec.threader is not None
+    assert policy.spec.threader.store.type == "sqlite"
+    assert policy.spec.threader.store.allow_volatile is False
+    assert policy.spec.threader.persistence.enabled is False
+    store = _root_schema()["properties"]["spec"]["properties"]["threader"]["properties"]["store"]
+    assert store["properties"]["type"]["default"] == "sqlite"
+    assert "file" in store["properties"]["type"]["enum"]  # the deprecated alias stays valid
+    assert store["properties"]["allowVolatile"]["default"] is False

@@ -48,6 +48,9 @@ pytestmark = pytest.mark.timeout(120)
 NAMESPACE = "lumen"
 NAME = "gateway"
 GATEWAY = yaml.safe_load((REPO / "examples" / "gateway.yaml").read_text())
+# The gateway example with the exporter's state on a claim: it renders every kind Lumen writes.
+EVERY_KIND = copy.deepcopy(GATEWAY)
+EVERY_KIND["spec"]["exporter"]["persistence"] = {"enabled": True}
 
 
 def resource_key(kind: Any) -> str:
@@ -145,7 +148,8 @@ def test_create_applies_every_child_owned_and_labelled(
     assert condition(policy, "Valid")["status"] == "True"
     assert condition(policy, "Ready")["reason"] == "Applied"
     assert {(c["kind"], c["name"]) for c in status["children"]} == expected_children(GATEWAY)
-    assert status["rules"] == 12 and status["slos"] == 0
+    # gateway.yaml: 12 preset alerts, plus 6 about its own threader (4) and exporter (2).
+    assert status["rules"] == 12 + 6 and status["slos"] == 0
     assert "finalizers" in policy["metadata"]
     assert policy["spec"] == GATEWAY["spec"]
     assert "annotations" not in policy["metadata"], "the operator must not write annotations"
@@ -457,17 +461,23 @@ def test_rbac_rules_are_exactly_the_calls_made(cluster: ClusterEmulator, kubectl
     follows Namespace objects besides."""
     kubectl.create_namespace(NAMESPACE)
     with running_operator(cluster.url, drift_interval=1.0, namespaces=(NAMESPACE,)):
-        create_gateway(kubectl)
-        # Prune every kind: no rules (PrometheusRule), no routing (AlertmanagerConfig), no
-        # exporter (ConfigMap, Deployment, Service, ServiceMonitor).
+        create_gateway(kubectl, EVERY_KIND)
+        assert set(kubectl.children(NAMESPACE, NAME)) >= expected_children(EVERY_KIND)
+        # Prune every kind: no rules and no routing (AlertmanagerConfig), no exporter (ConfigMap,
+        # PersistentVolumeClaim, Deployment, Service, ServiceMonitor)...
         patch_spec(kubectl, {"exporter": {"enabled": False}, "presets": None, "routing": None})
         eventually(lambda: ready(kubectl), what="update Ready")
         assert {kind for kind, _ in kubectl.children(NAMESPACE, NAME)} == {
+            "PrometheusRule",  # the threader's own alerts
             "Deployment",
             "Service",
             "ServiceMonitor",
             "Secret",
         }
+        # ...then no threader: its alerts go with it (PrometheusRule). The Secret stays (owned).
+        patch_spec(kubectl, {"threader": {"enabled": False}})
+        eventually(lambda: ready(kubectl), what="update Ready")
+        assert {kind for kind, _ in kubectl.children(NAMESPACE, NAME)} == {"Secret"}
         patch_spec(kubectl, {"rules": [{"alert": "X", "expr": "up ==", "severity": "page"}]})
         eventually(
             lambda: [e for e in kubectl.list(EVENT, NAMESPACE) if e.get("reason") == "InvalidSpec"],
@@ -509,7 +519,10 @@ def test_rbac_file_is_up_to_date() -> None:
 
 
 def test_the_scenario_policy_renders_every_kind() -> None:
-    assert {kind for kind, _ in expected_children(GATEWAY)} == {k.kind for k in RENDERED_KINDS}
+    assert {kind for kind, _ in expected_children(EVERY_KIND)} == {k.kind for k in RENDERED_KINDS}
+    assert ("PersistentVolumeClaim", f"lumen-{NAME}-exporter-state") in expected_children(
+        EVERY_KIND
+    )
 
 
 # --- two replicas -------------------------------------------------------------------------------

@@ -18,7 +18,12 @@ import yaml
 
 from lumen_alerting.policy.document import policy_from_manifest
 from lumen_alerting.policy.model import Policy
-from lumen_alerting.render.objects import SLO_ALERT, ChildNames, RenderOptions
+from lumen_alerting.render.objects import (
+    SLO_ALERT,
+    THREADER_MAX_ALERTS,
+    ChildNames,
+    RenderOptions,
+)
 from lumen_alerting.render.routing import (
     SECRETS_DIR,
     alertmanager_config,
@@ -42,6 +47,11 @@ EXPECTED_ROUTES: dict[str, list[tuple[dict[str, str], list[str]]]] = {
         ({"severity": "info"}, ["lumen-gw/lumen-gateway/slack-info"]),
         ({"severity": "page"}, ["lumen-gw/lumen-gateway/null"]),  # no route: dropped
         ({"severity": "critical", "namespace": "other"}, ["null"]),
+        # No e-mail or webhook receiver: Lumen's own alerts follow the policy's routes.
+        (
+            {"severity": "critical", "lumen_self": "true", "lumen_policy": "gateway"},
+            ["lumen-gw/lumen-gateway/slack-critical"],
+        ),
     ],
     "routing-page-ticket": [
         ({"severity": "page"}, ["pipeline/lumen-reports/oncall"]),
@@ -59,6 +69,21 @@ EXPECTED_ROUTES: dict[str, list[tuple[dict[str, str], list[str]]]] = {
         ({"severity": "info", "alertname": "DiskFilling"}, ["payments/lumen-api/quiet"]),
         ({"severity": "info", "alertname": "Watchdog"}, ["payments/lumen-api/slack-default"]),
         ({"severity": "warning"}, ["payments/lumen-api/slack-default"]),
+        # Lumen's own alerts go around the threader: to every e-mail and webhook receiver first,
+        # and nowhere else.
+        (
+            {"severity": "critical", "lumen_self": "true", "lumen_policy": "api"},
+            ["payments/lumen-api/oncall", "payments/lumen-api/quiet"],
+        ),
+        (
+            {"severity": "warning", "lumen_self": "true", "lumen_policy": "api"},
+            ["payments/lumen-api/oncall", "payments/lumen-api/quiet"],
+        ),
+        # Another policy's own alert in the same namespace is not this policy's to reroute.
+        (
+            {"severity": "critical", "lumen_self": "true", "lumen_policy": "other"},
+            ["payments/lumen-api/slack-critical"],
+        ),
     ],
     "routing-slo-tiers": [
         (
@@ -188,13 +213,76 @@ def test_slack_goes_through_threader(policies: dict[str, Policy]) -> None:
             }
         },
         "sendResolved": True,
+        # Alertmanager truncates bigger groups instead of sending what the threader refuses.
+        "maxAlerts": THREADER_MAX_ALERTS,
     }
+    assert THREADER_MAX_ALERTS == 1000
+
+
+def test_every_threader_webhook_sets_max_alerts(policies: dict[str, Policy]) -> None:
+    for policy in policies.values():
+        config = alertmanager_config(policy, RenderOptions())
+        assert config is not None
+        for receiver in config["spec"]["receivers"]:
+            for webhook in receiver.get("webhookConfigs", []):
+                if "-threader." in webhook["url"]:
+                    assert webhook["maxAlerts"] == THREADER_MAX_ALERTS, receiver["name"]
+        plain = alertmanager_yaml([policy])
+        threader_hooks = [
+            hook
+            for receiver in plain["receivers"]
+            for hook in receiver.get("webhook_configs", [])
+            if "-threader." in hook["url"]
+        ]
+        assert all(hook["max_alerts"] == THREADER_MAX_ALERTS for hook in threader_hooks)
+        slack = [r for r in policy.spec.routing.receivers if r.slack]  # type: ignore[union-attr]
+        assert len(threader_hooks) == len(slack)
+
+
+SELF_MATCHERS = [
+    {"name": "lumen_self", "value": "true", "matchType": "="},
+    {"name": "lumen_policy", "value": "api", "matchType": "="},
+]
+
+
+def test_own_alerts_are_routed_first_around_the_threader(policies: dict[str, Policy]) -> None:
+    config = alertmanager_config(policies["routing-matchers"], RenderOptions())
+    assert config is not None
+    routes = config["spec"]["route"]["routes"]
+    assert routes[:2] == [
+        {"receiver": "oncall", "matchers": SELF_MATCHERS, "continue": True},
+        {"receiver": "quiet", "matchers": SELF_MATCHERS, "continue": False},
+    ]
+    plain = alertmanager_yaml([policies["routing-matchers"]])
+    (namespace_route,) = plain["route"]["routes"]
+    assert namespace_route["routes"][0] == {
+        "receiver": "payments/lumen-api/oncall",
+        "matchers": ['lumen_self="true"', 'lumen_policy="api"'],
+        "continue": True,
+    }
+
+
+def test_no_own_routes_without_receivers_or_services(policies: dict[str, Policy]) -> None:
+    slack_only = alertmanager_config(policies["routing-severity-slack"], RenderOptions())
+    assert slack_only is not None
+    assert all(
+        m["name"] != "lumen_self"
+        for route in slack_only["spec"]["route"]["routes"]
+        for m in route.get("matchers", [])
+    )
+    # E-mail receivers but neither threader nor exporter: nothing of Lumen's own to route.
+    policy = policies["routing-page-ticket"]
+    assert policy.spec.threader is None and policy.spec.exporter is None
+    config = alertmanager_config(policy, RenderOptions())
+    assert config is not None
+    assert [r["receiver"] for r in config["spec"]["route"]["routes"]] == ["oncall", "backlog"]
 
 
 def test_route_overrides_only_when_set(policies: dict[str, Policy]) -> None:
     config = alertmanager_config(policies["routing-matchers"], RenderOptions())
     assert config is not None
-    critical, oncall, quiet = config["spec"]["route"]["routes"]
+    own, also_own, critical, oncall, quiet = config["spec"]["route"]["routes"]
+    assert own["matchers"] == also_own["matchers"] == SELF_MATCHERS
     assert critical == {
         "receiver": "slack-critical",
         "matchers": [{"name": "severity", "value": "critical|page", "matchType": "=~"}],
@@ -437,6 +525,13 @@ def test_real_alertmanager_routes_and_inhibits(alertmanager: str) -> None:
         "PipelinePage": {"namespace": "pipeline", "severity": "page"},
         "PaymentsProdPage": {"namespace": "payments", "severity": "page", "env": "prod"},
         "ForeignCritical": {"namespace": "kube-system", "severity": "critical"},
+        # A threader alert about itself: e-mail and webhook, never Slack through the threader.
+        "LumenThreaderDown": {
+            "namespace": "payments",
+            "severity": "critical",
+            "lumen_self": "true",
+            "lumen_policy": "api",
+        },
     }
     # Same alert and service at both severities: the built-in rule mutes the warning one.
     inhibition = {"alertname": "Dup", "namespace": "lumen-gw", "service": "gw"}
@@ -476,6 +571,7 @@ def test_real_alertmanager_routes_and_inhibits(alertmanager: str) -> None:
         "payments/lumen-api/oncall",
     }
     assert landed["ForeignCritical"] == {"null"}
+    assert landed["LumenThreaderDown"] == {"payments/lumen-api/oncall", "payments/lumen-api/quiet"}
 
     def inhibited(labels: dict[str, str]) -> bool:
         for alert in http(f"{alertmanager}/api/v2/alerts"):

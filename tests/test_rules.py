@@ -134,7 +134,11 @@ def test_prometheus_rule_carries_the_kps_release_label_and_common_labels():
 
 
 def test_seed_alert_names_thresholds_and_durations():
-    rules = {r["alert"]: r for r in all_rules(load(REPO / "examples" / "gateway.yaml"))}
+    rules = {
+        r["alert"]: r
+        for r in all_rules(load(REPO / "examples" / "gateway.yaml"))
+        if "alert" in r and r["labels"].get("lumen_self") != "true"  # Lumen's own: tested below
+    }
     seed_001 = {
         # alert: (severity, for, threshold in the expression) as seed 001 lists them
         "IONAPIDown": ("critical", "2m", None),
@@ -358,3 +362,203 @@ def test_stage_failure_and_stalled_pipeline(tmp_path):
         },
     ]
     run_unit_tests(tmp_path, policy, tests)
+
+
+# --- Lumen's own alerts ------------------------------------------------------------------------
+
+GATEWAY_EXAMPLE = REPO / "examples" / "gateway.yaml"
+THREADER_JOB = 'job="lumen-gateway-threader",namespace="lumen"'
+EXPORTER_JOB = 'job="lumen-gateway-exporter",namespace="lumen"'
+OWN_ALERTS = {
+    "threader": {
+        "LumenThreaderDown",
+        "LumenThreaderAbsent",
+        "LumenThreaderBacklogOld",
+        "LumenThreaderDeadLetters",
+    },
+    "exporter": {"LumenExporterDown", "LumenExporterAbsent"},
+}
+
+
+def own_alerts(policy: Policy) -> dict[str, dict[str, Any]]:
+    return {
+        r["alert"]: r
+        for r in all_rules(policy)
+        if "alert" in r and r["labels"].get("lumen_self") == "true"
+    }
+
+
+@pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.name)
+def test_every_deployed_service_gets_its_own_alerts(path):
+    policy = load(path)
+    threader, exporter = policy.spec.threader, policy.spec.exporter
+    expected_alerts = set()
+    if threader is not None and threader.enabled:
+        expected_alerts |= OWN_ALERTS["threader"]
+    if exporter is not None and exporter.enabled:
+        expected_alerts |= OWN_ALERTS["exporter"]
+    alerts = own_alerts(policy)
+    assert set(alerts) == expected_alerts
+    groups = [g["name"] for g in rules_file([policy])["groups"]]
+    assert (f"{policy.namespace}/{policy.name}/lumen-self" in groups) == bool(expected_alerts)
+    for name, rule in alerts.items():
+        component = "threader" if name.startswith("LumenThreader") else "exporter"
+        assert rule["labels"]["lumen_component"] == component
+        job = f"lumen-{policy.name}-{component}"
+        # prometheus-operator names the job after the scraped Service, and adds its namespace.
+        assert f'job="{job}",namespace="{policy.namespace}"' in rule["expr"]
+
+
+def test_own_alerts_land_in_the_prometheus_rule():
+    rule = prometheus_rule(load(GATEWAY_EXAMPLE), RenderOptions())
+    assert rule is not None
+    (group,) = [g for g in rule["spec"]["groups"] if g["name"] == "lumen/gateway/lumen-self"]
+    assert {r["alert"] for r in group["rules"]} == OWN_ALERTS["threader"] | OWN_ALERTS["exporter"]
+
+
+def test_absent_threader_fires(tmp_path):
+    """No scrape target for the threader at all (Deployment gone, ServiceMonitor not selected),
+    or one that vanished: LumenThreaderAbsent after 10 minutes; the exporter stays quiet."""
+    policy = load(GATEWAY_EXAMPLE)
+    absent = expected(policy, "LumenThreaderAbsent", job="lumen-gateway-threader")
+    exporter_up = {"series": f"up{{{EXPORTER_JOB}}}", "values": "1x40"}
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [exporter_up],
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": "LumenThreaderAbsent", "exp_alerts": []},
+                {"eval_time": "11m", "alertname": "LumenThreaderAbsent", "exp_alerts": [absent]},
+                {"eval_time": "11m", "alertname": "LumenExporterAbsent", "exp_alerts": []},
+                {"eval_time": "11m", "alertname": "LumenExporterDown", "exp_alerts": []},
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                exporter_up,
+                {"series": f"up{{{THREADER_JOB}}}", "values": "1x5 stale"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": "LumenThreaderAbsent", "exp_alerts": []},
+                {"eval_time": "12m", "alertname": "LumenThreaderAbsent", "exp_alerts": []},
+                {"eval_time": "17m", "alertname": "LumenThreaderAbsent", "exp_alerts": [absent]},
+            ],
+        },
+    ]
+    run_unit_tests(tmp_path, policy, tests)
+
+
+def test_down_threader_fires_only_when_no_replica_answers(tmp_path):
+    policy = load(GATEWAY_EXAMPLE)
+    pod = 'up{job="lumen-gateway-threader",namespace="lumen",pod="%s"}'
+    down = expected(policy, "LumenThreaderDown", job="lumen-gateway-threader")
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": pod % "a", "values": "1x5 0x20"},
+                {"series": pod % "b", "values": "1x10 0x15"},
+            ],
+            "alert_rule_test": [
+                # a is down from 6m, b still answers: the threader delivers.
+                {"eval_time": "10m", "alertname": "LumenThreaderDown", "exp_alerts": []},
+                {"eval_time": "14m", "alertname": "LumenThreaderDown", "exp_alerts": []},
+                {"eval_time": "17m", "alertname": "LumenThreaderDown", "exp_alerts": [down]},
+            ],
+        }
+    ]
+    run_unit_tests(tmp_path, policy, tests)
+
+
+def test_old_backlog_fires(tmp_path):
+    """The oldest outbox entry ages a minute per minute (Slack down): past 600 s for 5 minutes
+    the alert fires; an outbox that drains does not."""
+    policy = load(GATEWAY_EXAMPLE)
+    metric = "lumen_threader_outbox_oldest_age_seconds"
+    late = expected(
+        policy, "LumenThreaderBacklogOld", {"{{ $value }}": "1020"}, job="lumen-gateway-threader"
+    )
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": f'{metric}{{{THREADER_JOB},pod="a"}}', "values": "0+60x30"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "10m", "alertname": "LumenThreaderBacklogOld", "exp_alerts": []},
+                {"eval_time": "14m", "alertname": "LumenThreaderBacklogOld", "exp_alerts": []},
+                {"eval_time": "17m", "alertname": "LumenThreaderBacklogOld", "exp_alerts": [late]},
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                # Busy but draining: entries never wait longer than two minutes.
+                {
+                    "series": f'{metric}{{{THREADER_JOB},pod="a"}}',
+                    "values": "0 60 120 0 60 120 0x20",
+                },
+            ],
+            "alert_rule_test": [
+                {"eval_time": "20m", "alertname": "LumenThreaderBacklogOld", "exp_alerts": []},
+            ],
+        },
+    ]
+    run_unit_tests(tmp_path, policy, tests)
+
+
+def test_dead_letters_fire(tmp_path):
+    policy = load(GATEWAY_EXAMPLE)
+    metric = "lumen_threader_dead_letters_total"
+    lost = expected(policy, "LumenThreaderDeadLetters", job="lumen-gateway-threader")
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                {
+                    "series": f'{metric}{{{THREADER_JOB},pod="a",error="channel_not_found"}}',
+                    "values": "0x10 1x40",
+                },
+            ],
+            "alert_rule_test": [
+                {"eval_time": "9m", "alertname": "LumenThreaderDeadLetters", "exp_alerts": []},
+                {"eval_time": "12m", "alertname": "LumenThreaderDeadLetters", "exp_alerts": [lost]},
+                # Nothing new for 15 minutes: quiet again.
+                {"eval_time": "40m", "alertname": "LumenThreaderDeadLetters", "exp_alerts": []},
+            ],
+        }
+    ]
+    run_unit_tests(tmp_path, policy, tests)
+
+
+def service_monitor_jobs(policy: Policy) -> dict[str, str]:
+    """component -> the `job` label prometheus-operator gives the series of its ServiceMonitor.
+
+    The upstream ServiceMonitor CRD: without `jobLabel`, "the `job` label of the metrics defaults
+    to the name of the associated Kubernetes `Service`"."""
+    objects = render_policy(policy, RenderOptions(), only="workloads")
+    jobs = {}
+    for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
+        assert "jobLabel" not in monitor["spec"]
+        (service,) = [
+            o
+            for o in objects
+            if o["kind"] == "Service"
+            and all(
+                o["metadata"]["labels"].get(k) == v
+                for k, v in monitor["spec"]["selector"]["matchLabels"].items()
+            )
+        ]
+        component = service["metadata"]["labels"]["app.kubernetes.io/component"]
+        jobs[component] = service["metadata"]["name"]
+    return jobs
+
+
+@pytest.mark.parametrize("path", POLICY_FILES, ids=lambda p: p.name)
+def test_own_alerts_select_the_series_their_service_monitor_scrapes(path):
+    policy = load(path)
+    jobs = service_monitor_jobs(policy)
+    for rule in own_alerts(policy).values():
+        job = jobs[rule["labels"]["lumen_component"]]
+        assert f'{{job="{job}",namespace="{policy.namespace}"}}' in rule["expr"], rule["alert"]

@@ -249,6 +249,46 @@ def test_the_base_policy_is_valid(tmp_path, capsys):
     assert capsys.readouterr().out.startswith(f"{path}: shop/api valid:")
 
 
+SLACK_ONLY = {
+    "receiver": "chat",
+    "receivers": [{"name": "chat", "slack": {"channel": "#api"}}],
+}
+THREADER = {"botToken": {"name": "slack-bot", "key": "token"}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "warning"),
+    [
+        (
+            {"routing": SLACK_ONLY, "threader": THREADER},
+            "warning: shop/api: alerts about its threader (down, absent, backlog, dead letters) "
+            "follow the policy's routes (it has no e-mail or webhook receiver); a threader that "
+            "is down cannot post its own alert to Slack",
+        ),
+        (
+            {"routing": None, "threader": None, "exporter": {}},
+            "warning: shop/api: alerts about its exporter (down, absent) follow the "
+            "Alertmanager's own routes (the policy has no routing)",
+        ),
+        ({"threader": THREADER}, None),  # its e-mail receiver takes Lumen's own alerts
+        ({"routing": None}, None),  # nothing of Lumen's own deployed: nothing to say
+    ],
+    ids=["slack-only", "no-routing", "email-receiver", "no-services"],
+)
+def test_validate_warns_when_lumens_own_alerts_cannot_get_around_the_threader(
+    tmp_path, capsys, spec, warning
+):
+    policy = copy.deepcopy(VALID)
+    policy["spec"].update(spec)
+    policy["spec"] = {k: v for k, v in policy["spec"].items() if v is not None}
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    assert main(["validate", "-f", str(path)]) == 0  # advice, not an error
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{path}: shop/api valid:")
+    assert err.splitlines() == ([warning] if warning else [])
+
+
 def test_there_are_at_least_15_distinct_invalid_policies():
     reasons = {expected for _, _, expected in INVALID}
     assert len(reasons) == len(INVALID) >= 15

@@ -13,19 +13,14 @@ import yaml
 
 from lumen_alerting.policy.document import policy_from_manifest
 from lumen_alerting.policy.model import Policy
+from lumen_alerting.render.exporter import CONFIG_HASH_ANNOTATION, exporter_objects
 from lumen_alerting.render.objects import (
     EXPORTER_PORT,
     THREADER_PORT,
     ChildNames,
     RenderOptions,
 )
-from lumen_alerting.render.workloads import (
-    CONFIG_HASH_ANNOTATION,
-    SecretRequest,
-    exporter_objects,
-    threader_objects,
-    threader_secret,
-)
+from lumen_alerting.render.threader import SecretRequest, threader_objects, threader_secret
 from tests.schemas import validate_object
 
 POLICIES = sorted((Path(__file__).parent / "policies").glob("workloads-*.yaml"))
@@ -76,6 +71,8 @@ def test_policy_files_cover_the_cases() -> None:
     exporters = [p.spec.exporter for p in policies if p.spec.exporter]
     assert any(t.store.type == "redis" and t.replicas == 3 for t in threaders)
     assert any(t.store.type == "file" for t in threaders)
+    assert any(t.store.type == "sqlite" and t.persistence.enabled for t in threaders)
+    assert any(e.persistence.enabled for e in exporters)
     assert any(t.incidents.database_url for t in threaders)
     assert any(len(e.probes) > 1 and e.pipeline.enabled for e in exporters)
     assert any(not e.enabled for e in exporters)
@@ -226,10 +223,12 @@ def test_every_container_is_hardened(name: str) -> None:
             assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
             mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
             volumes = {v["name"]: v for v in pod["volumes"]}
-            for path in ("/var/lib/lumen", "/tmp"):
-                assert "emptyDir" in volumes[mounts[path]["name"]]
+            assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+            state = volumes[mounts["/var/lib/lumen"]["name"]]
+            assert "emptyDir" in state or "persistentVolumeClaim" in state
             for mount in mounts.values():
-                if "emptyDir" not in volumes[mount["name"]]:
+                volume = volumes[mount["name"]]
+                if "emptyDir" not in volume and "persistentVolumeClaim" not in volume:
                     assert mount["readOnly"] is True
 
 
@@ -320,12 +319,9 @@ def test_threader_secret_references() -> None:
     names = ChildNames.of(policy)
     deployment = one(threader_objects(policy, OPTIONS), "Deployment")
     env, sources = env_and_volume_secret_refs(deployment)
-    assert env == [
-        {
-            "name": "SLACK_BOT_TOKEN",
-            "valueFrom": {"secretKeyRef": {"name": "slack-bot", "key": "token"}},
-        }
-    ]
+    # The bot token is a file in the read-only secrets volume, not an environment variable.
+    assert env == []
+    assert {"name": "slack-bot", "items": [{"key": "token", "path": "slack-token"}]} in sources
     assert {"name": names.threader_secret, "items": [
         {"key": "admin-token", "path": "admin-token"},
         {"key": "webhook-token", "path": "webhook-token"},
@@ -345,23 +341,27 @@ def test_threader_arguments() -> None:
     assert ha["args"] == [
         "--listen", "0.0.0.0:8080",
         "--store", "redis://redis.lumen.svc:6379/0",
+        "--key-prefix", "lumen:lumen:gateway-ha:",
         "--webhook-token-file", "/etc/lumen/threader/webhook-token",
         "--admin-token-file", "/etc/lumen/threader/admin-token",
         "--thread-key", "labels",
         "--no-reply-on-repeat",
         "--database-url-file", "/etc/lumen/threader/database-url",
+        "--slack-token-file", "/etc/lumen/threader/slack-token",
     ]  # fmt: skip
+    assert "env" not in ha
     file_deployment = one(
         threader_objects(load("workloads-file-store.yaml"), OPTIONS), "Deployment"
     )
     (single,) = containers(file_deployment)
     assert single["args"] == [
         "--listen", "0.0.0.0:8080",
-        "--store", "file:/var/lib/lumen/threads",
+        "--store", "sqlite:/var/lib/lumen/threader.db",
         "--webhook-token-file", "/etc/lumen/threader/webhook-token",
         "--admin-token-file", "/etc/lumen/threader/admin-token",
         "--thread-key", "occurrence",
         "--database-url", "sqlite:////var/lib/lumen/incidents.db",
+        "--slack-token-file", "/etc/lumen/threader/slack-token",
     ]  # fmt: skip
     (memory,) = containers(
         one(threader_objects(load("workloads-memory-both.yaml"), OPTIONS), "Deployment")
@@ -430,3 +430,172 @@ def test_exporter_runs_one_replica() -> None:
     deployment = exporter_deployment(load("workloads-exporter-only.yaml"))
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def with_threader(policy: Policy, **changes: Any) -> Policy:
+    threader = policy.spec.threader
+    assert threader is not None
+    return dataclasses.replace(
+        policy,
+        spec=dataclasses.replace(policy.spec, threader=dataclasses.replace(threader, **changes)),
+    )
+
+
+def with_store(policy: Policy, **changes: Any) -> Policy:
+    assert policy.spec.threader is not None
+    return with_threader(policy, store=dataclasses.replace(policy.spec.threader.store, **changes))
+
+
+def threader_container(policy: Policy) -> Manifest:
+    (main,) = containers(one(threader_objects(policy, OPTIONS), "Deployment"))
+    return main
+
+
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_sqlite_is_the_store_and_file_its_alias() -> None:
+    """`file` (deprecated) and `sqlite` render the same SQLite store in the state directory."""
+    file_store = load("workloads-file-store.yaml")
+    sqlite = with_store(file_store, type="sqlite")
+    assert threader_objects(file_store, OPTIONS) == threader_objects(sqlite, OPTIONS)
+    assert flag(threader_container(sqlite)["args"], "--store") == (
+        "sqlite:/var/lib/lumen/threader.db"
+    )
+    assert "--key-prefix" not in threader_container(sqlite)["args"]
+
+
+def test_every_redis_threader_has_its_own_key_prefix() -> None:
+    """Two policies on one Redis database never share keys, whatever their names."""
+    ha = load("workloads-redis-ha.yaml")
+    same_name_elsewhere = dataclasses.replace(ha, namespace="other")
+    other_name = dataclasses.replace(ha, name="gateway-ha2")
+    prefixes = [
+        flag(threader_container(policy)["args"], "--key-prefix")
+        for policy in (ha, same_name_elsewhere, other_name)
+    ]
+    assert prefixes == [
+        "lumen:lumen:gateway-ha:",
+        "lumen:other:gateway-ha:",
+        "lumen:lumen:gateway-ha2:",
+    ]
+    assert not any(a.startswith(b) for a in prefixes for b in prefixes if a != b)
+
+
+def test_volatile_store_only_when_allowed() -> None:
+    ha = load("workloads-redis-ha.yaml")
+    assert "--allow-volatile-store" not in threader_container(ha)["args"]
+    args = threader_container(with_store(ha, allow_volatile=True))["args"]
+    assert args.count("--allow-volatile-store") == 1
+    assert args.index("--allow-volatile-store") > args.index("--key-prefix")
+
+
+def test_no_slack_token_file_without_a_bot_token() -> None:
+    policy = with_threader(load("workloads-file-store.yaml"), bot_token=None)
+    deployment = one(threader_objects(policy, OPTIONS), "Deployment")
+    (main,) = containers(deployment)
+    assert "--slack-token-file" not in main["args"]
+    _, sources = env_and_volume_secret_refs(deployment)
+    assert all(item["path"] != "slack-token" for s in sources for item in s["items"])
+
+
+def volume_at(deployment: Manifest, path: str) -> Manifest:
+    pod = deployment["spec"]["template"]["spec"]
+    (main,) = containers(deployment)
+    (mount,) = [m for m in main["volumeMounts"] if m["mountPath"] == path]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return volume
+
+
+def test_persistence_mounts_a_claim_owned_by_the_policy() -> None:
+    policy = load("workloads-persistent.yaml", uid="0b6f2a8e-4c1d-4e57-9d0a-7f3c2b1e5a90")
+    names = ChildNames.of(policy)
+    threader = threader_objects(policy, OPTIONS)
+    assert [o["kind"] for o in threader] == [
+        "PersistentVolumeClaim", "Deployment", "Service", "ServiceMonitor",
+    ]  # fmt: skip
+    claim = one(threader, "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == names.threader_state == "lumen-gateway-kept-threader-state"
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "5Gi"}},
+        "storageClassName": "fast-ssd",
+    }
+    # Owned like every child: deleting the policy deletes the claim (docs/workloads.md).
+    assert claim["metadata"]["ownerReferences"][0]["uid"] == policy.uid
+    deployment = one(threader, "Deployment")
+    assert volume_at(deployment, "/var/lib/lumen") == {
+        "name": "state",
+        "persistentVolumeClaim": {"claimName": names.threader_state},
+    }
+    # One pod at a time on a ReadWriteOnce volume: the old pod lets go before the new one starts.
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 1
+    # The store and the default incident database are in the claimed directory.
+    (main,) = containers(deployment)
+    assert flag(main["args"], "--store") == "sqlite:/var/lib/lumen/threader.db"
+    assert flag(main["args"], "--database-url") == "sqlite:////var/lib/lumen/incidents.db"
+
+    exporter = exporter_objects(policy, OPTIONS)
+    assert [o["kind"] for o in exporter] == [
+        "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "ServiceMonitor",
+    ]  # fmt: skip
+    exporter_claim = one(exporter, "PersistentVolumeClaim")
+    assert exporter_claim["metadata"]["name"] == names.exporter_state
+    assert exporter_claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "1Gi"}},
+    }  # no storageClassName: the cluster's default class
+    assert volume_at(one(exporter, "Deployment"), "/var/lib/lumen") == {
+        "name": "state",
+        "persistentVolumeClaim": {"claimName": names.exporter_state},
+    }
+
+
+def test_without_persistence_state_is_an_empty_dir_and_no_claim() -> None:
+    for name in ("workloads-file-store.yaml", "workloads-memory-both.yaml"):
+        objects = render(load(name))
+        assert by_kind(objects, "PersistentVolumeClaim") == []
+        for deployment in by_kind(objects, "Deployment"):
+            assert volume_at(deployment, "/var/lib/lumen") == {
+                "name": "state",
+                "emptyDir": {"sizeLimit": "1Gi"},
+            }
+
+
+def test_persistence_makes_a_redis_threader_recreate() -> None:
+    """A single redis-backed replica rolls with a surge pod, unless a claim holds its incidents."""
+    single = with_threader(load("workloads-redis-ha.yaml"), replicas=1)
+    rolling = one(threader_objects(single, OPTIONS), "Deployment")
+    assert rolling["spec"]["strategy"]["type"] == "RollingUpdate"
+    persistence = dataclasses.replace(single.spec.threader.persistence, enabled=True)  # type: ignore[union-attr]
+    kept = one(
+        threader_objects(with_threader(single, persistence=persistence), OPTIONS), "Deployment"
+    )
+    assert kept["spec"]["strategy"] == {"type": "Recreate"}
+
+
+@pytest.mark.parametrize(
+    ("size", "canonical"),
+    [
+        ("1Gi", "1Gi"),
+        ("1024Mi", "1Gi"),
+        ("1536Mi", "1536Mi"),
+        ("2000M", "2G"),
+        ("500Mi", "500Mi"),
+        ("1073741824", "1073741824"),
+        ("1000", "1k"),
+        ("1048576Ki", "1Gi"),
+    ],
+)
+def test_claim_size_is_written_as_the_api_server_writes_it_back(size: str, canonical: str) -> None:
+    """The live claim must contain the rendered one, or every drift pass re-applies it."""
+    policy = load("workloads-persistent.yaml")
+    assert policy.spec.threader is not None
+    persistence = dataclasses.replace(policy.spec.threader.persistence, size=size)
+    claim = one(
+        threader_objects(with_threader(policy, persistence=persistence), OPTIONS),
+        "PersistentVolumeClaim",
+    )
+    assert claim["spec"]["resources"]["requests"]["storage"] == canonical

@@ -1,6 +1,7 @@
 """``lumenctl``: render, validate and test LumenAlertPolicy files offline.
 
-Exit codes: 0 success, 1 invalid policies or failed tests, 2 usage errors (argparse).
+Exit codes: 0 success, 1 invalid policies or failed tests, 2 usage errors (argparse). Warnings
+(``validate``: Lumen's own alerts with no receiver around the threader) go to stderr with exit 0.
 Nothing is written to stdout unless every policy is valid, so a pipe never applies half a render.
 """
 
@@ -16,6 +17,7 @@ from ..render import OBJECT_GROUPS, RenderOptions, render_policy
 from ..render.objects import DEFAULT_KPS_RELEASE
 from ..render.prometheus_rule import alert_count, rule_groups, rules_file
 from ..render.routing import alertmanager_yaml
+from ..render.self_monitoring import self_monitoring_warning
 from .policy_files import LoadedPolicies, load_policies
 
 
@@ -125,6 +127,9 @@ def _validate(args: argparse.Namespace) -> int:
             f"{alert_count(rule_groups(policy))} alert rules, {len(spec.slos)} SLOs, "
             f"{len(spec.routing.receivers) if spec.routing else 0} receivers"
         )
+        warning = self_monitoring_warning(policy)
+        if warning is not None:  # advice only: the policy is valid, the exit code stays 0
+            print(warning, file=sys.stderr)
     if not loaded.policies and not loaded.problems:
         print("no LumenAlertPolicy found in " + ", ".join(args.filename), file=sys.stderr)
         return 1

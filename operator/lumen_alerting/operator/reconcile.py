@@ -20,7 +20,7 @@ from ..policy.loading import InvalidPolicy
 from ..policy.model import Policy
 from ..render import RenderOptions, render_policy
 from ..render.objects import POLICY_LABEL, Manifest, common_labels, metadata
-from ..render.workloads import SecretRequest, threader_secret
+from ..render.threader import SecretRequest, threader_secret
 from .convergence import LiveObject, plan_convergence, with_desired_hash
 from .kinds import POLICY, RENDERED_KINDS, SECRET, ResourceKind, kind_of
 from .kube import ApiError, KubeClient

@@ -401,15 +401,61 @@ class Routing:
 
 @dataclass(frozen=True)
 class ThreaderStore:
-    type: Literal["file", "redis", "memory"] = spec_field(
-        "Where thread state lives: `file` (one replica, on the pod's volume), `redis` (several "
-        "replicas), `memory` (tests only; lost on restart).",
-        default="file",
+    __rules__: ClassVar[tuple[Cel, ...]] = (
+        Cel(
+            rule="!self.allowVolatile || self.type == 'redis'",
+            message="allowVolatile only applies to store.type redis",
+            check=lambda s: not s.allow_volatile or s.type == "redis",
+        ),
+    )
+
+    type: Literal["sqlite", "redis", "memory", "file"] = spec_field(
+        "Where thread state lives: `sqlite` (one replica, a SQLite file in the pod's state "
+        "directory; set `persistence` to keep it across pod moves), `redis` (several replicas; "
+        "each policy gets its own key prefix `lumen:<namespace>:<policy>:`), `memory` (tests "
+        "only; lost on restart). `file` is a deprecated alias of `sqlite`.",
+        default="sqlite",
     )
     url: str = spec_field(
-        "Redis URL for `type: redis`, e.g. `redis://redis:6379/0`.",
+        "Redis URL for `type: redis`, e.g. `redis://redis:6379/0`. The Redis must persist "
+        "(`appendonly yes`): the threader stays unready on a Redis without it.",
         default="",
         pattern=r"^(rediss?://\S+)?$",
+    )
+    allow_volatile: bool = spec_field(
+        "Let the threader run on a Redis without persistence (no AOF). Only for a Redis whose "
+        "restart you accept to lose acknowledged alerts and their threads with.",
+        default=False,
+    )
+
+
+@dataclass(frozen=True)
+class Persistence:
+    enabled: bool = spec_field(
+        "Keep the state directory (`/var/lib/lumen`) on a PersistentVolumeClaim instead of an "
+        "emptyDir, so it survives pod moves. The claim is owned by the policy: deleting the "
+        "policy, or setting this false, deletes the claim (and, with the usual `Delete` reclaim "
+        "policy, the data).",
+        default=False,
+    )
+    size: str = spec_field(
+        "Requested storage: a whole number with an optional unit, e.g. `1Gi`, `500Mi`, `10G`.",
+        default="1Gi",
+        pattern=r"^[1-9][0-9]*(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$",
+        max_length=32,
+    )
+    storage_class_name: str | None = spec_field(
+        "StorageClass of the claim. Unset: the cluster's default class; empty: no class "
+        "(a pre-provisioned volume). Fixed once the claim exists.",
+        default=None,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$",
+        max_length=253,
+    )
+    access_modes: list[Literal["ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany"]] = spec_field(
+        "Access modes of the claim. Fixed once the claim exists.",
+        default_factory=lambda: ["ReadWriteOnce"],
+        min_items=1,
+        max_items=3,
     )
 
 
@@ -441,6 +487,13 @@ class Threader:
             message="more than one replica needs incidents.databaseURL (a shared PostgreSQL)",
             check=lambda t: t.replicas == 1 or t.incidents.database_url is not None,
         ),
+        # The volume is mounted by one pod at a time (and SQLite wants one writer anyway).
+        Cel(
+            rule="!self.persistence.enabled || self.replicas == 1",
+            message="persistence needs replicas 1 (several replicas share state through "
+            "store.type redis and incidents.databaseURL instead)",
+            check=lambda t: not t.persistence.enabled or t.replicas == 1,
+        ),
     )
 
     enabled: bool = spec_field("Set false to run no threader.", default=True)
@@ -457,6 +510,10 @@ class Threader:
     )
     reply_on_repeat: bool = spec_field(
         "Reply in the thread when Alertmanager repeats a firing alert.", default=True
+    )
+    persistence: Persistence = spec_field(
+        "A PersistentVolumeClaim for the thread store and the default SQLite incident database.",
+        default_factory=Persistence,
     )
 
 
@@ -514,6 +571,10 @@ class Exporter:
         "HTTP health probes.", default_factory=list, max_items=32, list_map_key="name"
     )
     pipeline: Pipeline = spec_field("Pipeline-run metrics endpoint.", default_factory=Pipeline)
+    persistence: Persistence = spec_field(
+        "A PersistentVolumeClaim for the exporter's state (pipeline runs, probe log).",
+        default_factory=Persistence,
+    )
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Literal
 
 from ..policy.model import Policy
+from .exporter import exporter_objects
 from .objects import Manifest, RenderOptions
 from .prometheus_rule import prometheus_rule
 from .routing import alertmanager_config
-from .workloads import exporter_objects, threader_objects
+from .threader import threader_objects
 
 ObjectGroup = Literal["prometheusrule", "alertmanagerconfig", "workloads"]
 OBJECT_GROUPS: tuple[ObjectGroup, ...] = ("prometheusrule", "alertmanagerconfig", "workloads")

@@ -20,6 +20,9 @@ WEBHOOK_TOKEN_KEY = "webhook-token"  # Alertmanager presents it to the threader
 ADMIN_TOKEN_KEY = "admin-token"  # guards the threader's /cache endpoints
 # Every SLO burn-rate alert has this name; labels `slo` and `tier` (page|ticket) tell them apart.
 SLO_ALERT = "LumenSLOErrorBudgetBurn"
+# Most alerts Alertmanager puts in one notification to the threader: the threader refuses larger
+# bodies (its MAX_ALERTS), and Alertmanager does not retry a 4xx, so it must truncate instead.
+THREADER_MAX_ALERTS = 1000
 
 # A container's `resources`: {"requests": {"cpu": "50m", ...}, "limits": {...}}.
 ResourceRequirements = Mapping[str, Mapping[str, str]]
@@ -57,7 +60,9 @@ class ChildNames:
     alertmanager_config: str
     threader: str
     threader_secret: str
+    threader_state: str
     exporter: str
+    exporter_state: str
 
     @classmethod
     def of(cls, policy: Policy) -> ChildNames:
@@ -68,7 +73,10 @@ class ChildNames:
             threader=f"{base}-threader",
             # Holds the webhook and admin tokens; created by the operator, never rendered.
             threader_secret=f"{base}-threader",
+            # PersistentVolumeClaims of the state directories (with `persistence.enabled`).
+            threader_state=f"{base}-threader-state",
             exporter=f"{base}-exporter",
+            exporter_state=f"{base}-exporter-state",
         )
 
 

@@ -8,11 +8,13 @@ from ..policy.model import Policy
 from ..presets import PACKS
 from .alerts import preset_rules, user_alert_rules
 from .objects import ChildNames, Manifest, RenderOptions, metadata
+from .self_monitoring import self_rule_group
 from .slo import slo_rule_group
 
 
 def rule_groups(policy: Policy) -> list[dict[str, Any]]:
-    """Presets, then the policy's own rules, then one group per SLO.
+    """Presets, then the policy's own rules, then one group per SLO, then the alerts about the
+    policy's own threader and exporter.
 
     Group names start with ``<namespace>/<policy>/`` so that rule files of many policies can be
     loaded side by side (``lumenctl render --format rules``).
@@ -27,6 +29,9 @@ def rule_groups(policy: Policy) -> list[dict[str, Any]]:
         groups.append({"name": f"{prefix}/rules", "rules": user_alert_rules(policy)})
     for slo in policy.spec.slos:
         groups.append(slo_rule_group(policy, slo, f"{prefix}/slo/{slo.name}"))
+    own = self_rule_group(policy, f"{prefix}/lumen-self")
+    if own is not None:
+        groups.append(own)
     return groups
 
 

@@ -44,6 +44,7 @@ from ..policy.model import (
 )
 from .objects import (
     SLO_ALERT,
+    THREADER_MAX_ALERTS,
     THREADER_PORT,
     WEBHOOK_TOKEN_KEY,
     ChildNames,
@@ -52,6 +53,7 @@ from .objects import (
     metadata,
     service_url,
 )
+from .self_monitoring import self_matchers, self_route_receivers
 
 ALERTMANAGER_CONFIG_API = "monitoring.coreos.com/v1alpha1"
 # Receiver without configs: alerts routed to it are dropped (kube-prometheus-stack's root receiver).
@@ -91,7 +93,7 @@ def alertmanager_config(policy: Policy, options: RenderOptions) -> Manifest | No
             labels={"release": options.kps_release},
         ),
         "spec": {
-            "route": route_tree(routing),
+            "route": route_tree(policy, routing),
             "receivers": receivers(policy, routing),
             "inhibitRules": inhibit_rules(routing),
         },
@@ -109,8 +111,9 @@ def default_receiver(routing: Routing) -> str:
     return name
 
 
-def route_tree(routing: Routing) -> Obj:
-    """The CR's top route: the policy-wide grouping and the ordered child routes."""
+def route_tree(policy: Policy, routing: Routing) -> Obj:
+    """The CR's top route: the policy-wide grouping and the ordered child routes, Lumen's own
+    alerts first."""
     top: Obj = {
         "receiver": default_receiver(routing),
         "groupBy": _unique(routing.group_by),
@@ -118,9 +121,24 @@ def route_tree(routing: Routing) -> Obj:
         "groupInterval": routing.group_interval,
         "repeatInterval": routing.repeat_interval,
     }
-    if routing.routes:
-        top["routes"] = [child_route(route) for route in routing.routes]
+    routes = [*self_routes(policy), *(child_route(route) for route in routing.routes)]
+    if routes:
+        top["routes"] = routes
     return top
+
+
+def self_routes(policy: Policy) -> list[Obj]:
+    """Alerts about the policy's threader and exporter go to every e-mail and webhook receiver,
+    around the threader (which cannot post its own alert when it is down), and stop there."""
+    receivers = self_route_receivers(policy)
+    return [
+        {
+            "receiver": name,
+            "matchers": [cr_matcher(m) for m in self_matchers(policy)],
+            "continue": i < len(receivers) - 1,
+        }
+        for i, name in enumerate(receivers)
+    ]
 
 
 def child_route(route: Route) -> Obj:
@@ -171,6 +189,9 @@ def threader_webhook(policy: Policy, slack: SlackReceiver) -> Obj:
         "url": service_url(policy, names.threader, THREADER_PORT, path),
         "httpConfig": bearer(SecretKeyRef(name=names.threader_secret, key=WEBHOOK_TOKEN_KEY)),
         "sendResolved": slack.send_resolved,
+        # Alertmanager truncates larger groups (and says so in `truncatedAlerts`); the threader
+        # would refuse them with a 4xx that Alertmanager never retries.
+        "maxAlerts": THREADER_MAX_ALERTS,
     }
 
 

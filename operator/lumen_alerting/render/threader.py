@@ -1,0 +1,171 @@
+"""The threader workload of a policy: Deployment, Service, ServiceMonitor and, with persistence,
+the PersistentVolumeClaim of its state directory.
+
+The threader's token Secret is the one piece of state that is not rendered: ``threader_secret``
+describes it so the operator can create it once, with random tokens, when it is absent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..policy.model import Policy, Threader
+from .objects import (
+    ADMIN_TOKEN_KEY,
+    THREADER_PORT,
+    WEBHOOK_TOKEN_KEY,
+    ChildNames,
+    Manifest,
+    RenderOptions,
+)
+from .pods import (
+    STATE_DIR,
+    container,
+    container_resources,
+    deployment,
+    persistent_volume_claim,
+    pod_spec,
+    scratch_mounts,
+    scratch_volumes,
+    secret_source,
+    service,
+    service_monitor,
+    token_volume,
+    workload_labels,
+)
+
+THREADER_APP = "lumen-threader"
+THREADER_DIR = "/etc/lumen/threader"
+DATABASE_URL_FILE = "database-url"
+SLACK_TOKEN_FILE = "slack-token"
+SQLITE_STORE = f"sqlite:{STATE_DIR}/threader.db"
+DEFAULT_DATABASE_URL = f"sqlite:///{STATE_DIR}/incidents.db"
+
+
+@dataclass(frozen=True)
+class SecretRequest:
+    """A Secret the operator creates once with random values for ``keys`` (never rendered)."""
+
+    name: str
+    namespace: str
+    keys: tuple[str, ...] = (ADMIN_TOKEN_KEY, WEBHOOK_TOKEN_KEY)
+
+
+def enabled_threader(policy: Policy) -> Threader | None:
+    threader = policy.spec.threader
+    return threader if threader is not None and threader.enabled else None
+
+
+def threader_secret(policy: Policy) -> SecretRequest | None:
+    """The webhook/admin token Secret the operator must ensure; None when there is no threader."""
+    if enabled_threader(policy) is None:
+        return None
+    return SecretRequest(name=ChildNames.of(policy).threader_secret, namespace=policy.namespace)
+
+
+def key_prefix(policy: Policy) -> str:
+    """Redis keys of this policy's threader: two policies on one Redis never share an outbox."""
+    return f"lumen:{policy.namespace}:{policy.name}:"
+
+
+def store_args(policy: Policy, threader: Threader) -> list[str]:
+    store = threader.store
+    if store.type == "redis":
+        args = ["--store", store.url, "--key-prefix", key_prefix(policy)]
+        return args + (["--allow-volatile-store"] if store.allow_volatile else [])
+    if store.type in ("sqlite", "file"):  # `file` is the deprecated name of the SQLite store
+        return ["--store", SQLITE_STORE]
+    return ["--store", "memory"]
+
+
+def threader_args(policy: Policy, threader: Threader) -> list[str]:
+    args = [
+        "--listen", f"0.0.0.0:{THREADER_PORT}",
+        *store_args(policy, threader),
+        "--webhook-token-file", f"{THREADER_DIR}/{WEBHOOK_TOKEN_KEY}",
+        "--admin-token-file", f"{THREADER_DIR}/{ADMIN_TOKEN_KEY}",
+        "--thread-key", threader.thread_key,
+    ]  # fmt: skip
+    if not threader.reply_on_repeat:
+        args.append("--no-reply-on-repeat")
+    if threader.incidents.database_url is not None:
+        args += ["--database-url-file", f"{THREADER_DIR}/{DATABASE_URL_FILE}"]
+    else:
+        args += ["--database-url", DEFAULT_DATABASE_URL]
+    if threader.bot_token is not None:
+        # A file rather than an environment variable: not in `kubectl describe`, nor inherited.
+        args += ["--slack-token-file", f"{THREADER_DIR}/{SLACK_TOKEN_FILE}"]
+    return args
+
+
+def state_claim(policy: Policy, threader: Threader) -> str | None:
+    return ChildNames.of(policy).threader_state if threader.persistence.enabled else None
+
+
+def threader_volumes(policy: Policy, threader: Threader) -> list[dict[str, Any]]:
+    tokens = ChildNames.of(policy).threader_secret
+    sources = [secret_source(tokens, [(key, key) for key in (ADMIN_TOKEN_KEY, WEBHOOK_TOKEN_KEY)])]
+    database = threader.incidents.database_url
+    if database is not None:
+        sources.append(secret_source(database.name, [(database.key, DATABASE_URL_FILE)]))
+    bot = threader.bot_token
+    if bot is not None:
+        sources.append(secret_source(bot.name, [(bot.key, SLACK_TOKEN_FILE)]))
+    return [*scratch_volumes(state_claim(policy, threader)), token_volume("secrets", sources)]
+
+
+def threader_container(policy: Policy, options: RenderOptions, threader: Threader) -> Manifest:
+    mounts = [*scratch_mounts(), {"name": "secrets", "mountPath": THREADER_DIR, "readOnly": True}]
+    return container(
+        THREADER_APP,
+        options.threader_image,
+        THREADER_PORT,
+        threader_args(policy, threader),
+        env=[],
+        mounts=mounts,
+        resources=container_resources(options.threader_resources),
+    )
+
+
+def threader_objects(policy: Policy, options: RenderOptions) -> list[Manifest]:
+    """[PersistentVolumeClaim,] Deployment, Service and ServiceMonitor of the policy's threader;
+    [] when it has none."""
+    threader = enabled_threader(policy)
+    if threader is None:
+        return []
+    names = ChildNames.of(policy)
+    labels = workload_labels(policy, THREADER_APP, "threader")
+    replicas = threader.replicas
+    pod = pod_spec(
+        policy,
+        THREADER_APP,
+        threader_container(policy, options, threader),
+        threader_volumes(policy, threader),
+        replicas,
+    )
+    claim = (
+        [
+            persistent_volume_claim(
+                policy, options, names.threader_state, labels, threader.persistence
+            )
+        ]
+        if threader.persistence.enabled
+        else []
+    )
+    return [
+        *claim,
+        deployment(
+            policy,
+            options,
+            names.threader,
+            THREADER_APP,
+            labels=labels,
+            replicas=replicas,
+            # A SQLite store or a ReadWriteOnce claim: the old pod must let go before the new one.
+            single_writer=threader.store.type in ("sqlite", "file") or threader.persistence.enabled,
+            pod=pod,
+        ),
+        service(policy, options, names.threader, THREADER_APP, labels, THREADER_PORT),
+        service_monitor(policy, options, names.threader, THREADER_APP, labels),
+    ]
