@@ -41,6 +41,7 @@ class ThreaderConfig:
     database_url: str | None = None
     log_format: Literal["plain", "json"] = "plain"
     log_level: str = "info"
+    slack_timeout: float = 10.0
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ThreaderConfig:
@@ -98,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     add("--database-url-file", metavar="FILE", help="file holding --database-url (not used yet)")
     add("--log-format", metavar="plain|json", help="log format (default: plain)")
     add("--log-level", metavar="LEVEL", help="debug, info, warning or error (default: info)")
+    add(
+        "--slack-timeout",
+        metavar="SECONDS",
+        help="how long to wait for one Slack API answer (default: 10)",
+    )
     return parser
 
 
@@ -153,7 +159,19 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         database_url=database_url,
         log_format=log_format,  # type: ignore[arg-type]
         log_level=(setting("log-level") or "info").lower(),
+        slack_timeout=_seconds(setting, "slack-timeout", 10.0, 0.1, 300),
     )
+
+
+def _seconds(setting: Setting, flag: str, default: float, least: float, most: float) -> float:
+    value = setting(flag)
+    try:
+        seconds = default if value is None or value == "" else float(value)
+    except ValueError:
+        raise ValueError(f"--{flag}: {value!r} is not a number of seconds") from None
+    if not least <= seconds <= most:
+        raise ValueError(f"--{flag}: must be between {least:g} and {most:g} seconds")
+    return seconds
 
 
 def _listen(value: str) -> tuple[str, int]:

@@ -45,9 +45,15 @@ async def serve(
     stop = stop or asyncio.Event()
     metrics = metrics or ThreaderMetrics()
     store = open_store(config.store, config.dedupe_window)
-    slack = SlackClient(config.slack_api_url, config.slack_token)
+    slack = SlackClient(config.slack_api_url, config.slack_token, timeout=config.slack_timeout)
     worker = DeliveryWorker(
-        store, slack, metrics, consumer=config.consumer, channel_interval=config.channel_interval
+        store,
+        slack,
+        metrics,
+        consumer=config.consumer,
+        channel_interval=config.channel_interval,
+        # Three client timeouts after we gave up on a request, Slack has finished it.
+        unknown_outcome_wait=3 * config.slack_timeout,
     )
     runner = web.AppRunner(make_app(config, store, metrics), access_log=None, shutdown_timeout=10)
     await runner.setup()
