@@ -46,10 +46,11 @@ class ThreaderProcess:
         self.command += [f"--{key}={value}" for key, value in arguments.items()]
         self.process: subprocess.Popen[str] | None = None
         self.log = self._dir / "log"
+        self.env = {"SLACK_BOT_TOKEN": SLACK_TOKEN}  # set before start() to change
 
     def start(self) -> ThreaderProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LUMEN_")}
-        env["SLACK_BOT_TOKEN"] = SLACK_TOKEN
+        env.update(self.env)
         env["PYTHONPATH"] = str(REPO / "operator")
         with open(self.log, "a", encoding="utf-8") as log:
             self.process = subprocess.Popen(

@@ -125,11 +125,13 @@ class _Endpoints:
             stats = await self._store.stats()
         except StoreUnavailable as error:
             return _error(503, str(error))
+        last_error = self._metrics.last_slack_error  # method, error and time of the last failure
         return web.json_response(
             {
                 **stats,
                 "thread_key": self._config.thread_key,
                 "uptime_seconds": time.time() - self._started,
+                "last_slack_error": last_error.to_json() if last_error else None,
             }
         )
 

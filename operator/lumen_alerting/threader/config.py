@@ -1,8 +1,9 @@
 """Threader settings from flags, each with a ``LUMEN_THREADER_*`` environment form (see
 ``lumen_alerting.settings``).
 
-The Slack bot token is read from ``SLACK_BOT_TOKEN`` only, and the tokens the threader checks
-come from files (mounted Secrets), so no secret is ever a command-line argument.
+The Slack bot token is read from ``--slack-token-file`` (a mounted Secret) or else from
+``SLACK_BOT_TOKEN``, and the tokens the threader checks come from files too, so no secret is ever
+a command-line argument.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="lumen-threader",
         description="Receive Alertmanager webhooks and keep one Slack thread per alert.",
         epilog="Every flag can also be set as LUMEN_THREADER_<FLAG>; the Slack bot token comes "
-        "from SLACK_BOT_TOKEN.",
+        "from --slack-token-file, else from SLACK_BOT_TOKEN.",
     )
     add = parser.add_argument
     add("--listen", metavar="HOST:PORT", help="address to serve on (default: 0.0.0.0:8080)")
@@ -104,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for one Slack API answer (default: 10)",
     )
+    add(
+        "--slack-token-file",
+        metavar="FILE",
+        help="file holding the Slack bot token (default: the SLACK_BOT_TOKEN variable)",
+    )
     return parser
 
 
@@ -147,7 +153,7 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         port=port,
         store=store,
         slack_api_url=setting("slack-api-url") or DEFAULT_SLACK_API,
-        slack_token=environ.get("SLACK_BOT_TOKEN", ""),
+        slack_token=_slack_token(setting("slack-token-file"), environ),
         default_channel=channel,
         webhook_token=webhook_token,
         admin_token=_token("admin-token-file", setting("admin-token-file")),
@@ -172,6 +178,16 @@ def _seconds(setting: Setting, flag: str, default: float, least: float, most: fl
     if not least <= seconds <= most:
         raise ValueError(f"--{flag}: must be between {least:g} and {most:g} seconds")
     return seconds
+
+
+def _slack_token(path: str | None, environ: Mapping[str, str]) -> str:
+    """The bot token from ``--slack-token-file``, else ``SLACK_BOT_TOKEN`` (never logged)."""
+    if not path:
+        return environ.get("SLACK_BOT_TOKEN", "").strip()
+    token = _secret_file("slack-token-file", path)
+    if not token:
+        raise ValueError(f"--slack-token-file: {path} is empty")
+    return token
 
 
 def _listen(value: str) -> tuple[str, int]:

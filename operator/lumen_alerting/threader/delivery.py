@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .messages import (
@@ -54,6 +54,9 @@ MAX_IN_HAND = 1000
 UNCHECKED_AFTER_ATTEMPTS = 3
 UNCHECKED_SUFFIX = "/unchecked"
 RESOLVE_RETRY = 10.0
+# At most one WARNING per channel and kind of transient failure in this many seconds; the
+# next one says how many were left out.
+WARNING_INTERVAL = 60.0
 
 
 class DeliveryWorker:
@@ -81,6 +84,7 @@ class DeliveryWorker:
         self._pace = ChannelPace(channel_interval, clock=clock)
         self._in_hand: set[str] = set()  # entry ids queued or being delivered here
         self._unresolved: dict[str, float] = {}  # #name -> when to ask Slack again
+        self._warnings = WarningThrottle(WARNING_INTERVAL, clock=clock)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take entries until ``stop`` is set, then let the channel queues drain briefly."""
@@ -259,13 +263,16 @@ class DeliveryWorker:
             channel_id = await self._slack.find_channel(channel[1:])
         except SlackError as error:
             self._metrics.slack_calls.labels("conversations.list", error.error).inc()
-            log.warning(
-                "Cannot learn the id of %s from Slack (conversations.list: %s); "
-                "trying again in %.0f s.",
-                channel,
-                error.describe(),
-                RESOLVE_RETRY,
-            )
+            left_out = self._warnings.allow((channel, f"conversations.list {error.error}"))
+            if left_out is not None:
+                log.warning(
+                    "Cannot learn the id of %s from Slack (conversations.list: %s); "
+                    "trying again in %.0f s.%s",
+                    channel,
+                    error.describe(),
+                    RESOLVE_RETRY,
+                    _left_out(left_out),
+                )
             channel_id = None
         else:
             self._metrics.slack_calls.labels("conversations.list", "ok").inc()
@@ -298,6 +305,18 @@ class DeliveryWorker:
             delay = error.retry_after
             # The whole channel waits: every message to it would be refused the same way.
             self._pace.pause(delivery.channel, error.retry_after)
+        left_out = self._warnings.allow((delivery.channel, f"{error.method} {error.error}"))
+        if left_out is not None:
+            retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+            log.warning(
+                "Slack %s for %s failed: %s; next try at %s (in %.1f s).%s",
+                error.method or "call",
+                delivery.channel,
+                error.describe(),
+                retry_at.isoformat(timespec="seconds"),
+                delay,
+                _left_out(left_out),
+            )
         self._metrics.deliveries.labels(delivery.kind, "retry").inc()
         await self._store.postpone(entry, delay)
 
@@ -309,6 +328,30 @@ class DeliveryWorker:
             return
         self._metrics.deliveries.labels(entry.delivery.kind, "waiting_for_parent").inc()
         await self._store.postpone(entry, min(5.0, 0.2 * (entry.attempts + 1)))
+
+
+class WarningThrottle:
+    """Lets one log line per key through every ``interval`` seconds and counts the others, so
+    a Slack outage is visible without a line per message."""
+
+    def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._left_out: dict[tuple[str, str], int] = {}
+
+    def allow(self, key: tuple[str, str]) -> int | None:
+        """None to stay quiet; else how many lines for ``key`` were left out since the last."""
+        now = self._clock()
+        if now - self._last.get(key, float("-inf")) < self._interval:
+            self._left_out[key] = self._left_out.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._left_out.pop(key, 0)
+
+
+def _left_out(count: int) -> str:
+    return f" ({count} more like it since the last such line.)" if count else ""
 
 
 def _message(delivery: Delivery, alert: Alert, thread_ts: str | None) -> dict[str, Any]:

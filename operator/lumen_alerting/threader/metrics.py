@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from .slack import SlackError
+
+
+@dataclass(frozen=True)
+class SlackFailure:
+    """The last failed Slack call, for /stats: which method, what went wrong, when."""
+
+    method: str
+    error: str
+    at: str  # RFC 3339, UTC
+    temporary: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class ThreaderMetrics:
@@ -52,4 +71,13 @@ class ThreaderMetrics:
             "Messages given up on, by Slack's error.",
             ["error"],
             registry=self.registry,
+        )
+        self.last_slack_error: SlackFailure | None = None
+
+    def note_slack_error(self, error: SlackError) -> None:
+        self.last_slack_error = SlackFailure(
+            method=error.method,
+            error=error.describe(),
+            at=datetime.fromtimestamp(error.at, UTC).isoformat(timespec="seconds"),
+            temporary=error.temporary,
         )

@@ -9,6 +9,8 @@ token, a rejected message) is not.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +66,7 @@ class SlackError(Exception):
         self.method = method
         # For missing_scope: the scopes the token lacks (Slack's ``needed``).
         self.needed = needed
+        self.at = time.time()
 
     def describe(self) -> str:
         """The error for a log line (never anything secret)."""
@@ -79,7 +82,15 @@ MAX_CHANNEL_PAGES = 200
 class SlackClient:
     """chat.postMessage, chat.update and the lookups that make delivery exactly-once."""
 
-    def __init__(self, api_url: str, token: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        on_error: Callable[[SlackError], None] | None = None,
+    ) -> None:
+        self._on_error = on_error  # sees every failed call (for /stats), whoever made it
         self._http = httpx.AsyncClient(
             base_url=api_url.rstrip("/") + "/",
             headers={"Authorization": f"Bearer {token}"},
@@ -151,6 +162,16 @@ class SlackClient:
         return None
 
     async def _call(
+        self, method: str, body: dict[str, Any], *, form: bool = False
+    ) -> dict[str, Any]:
+        try:
+            return await self._request(method, body, form=form)
+        except SlackError as error:
+            if self._on_error is not None:
+                self._on_error(error)
+            raise
+
+    async def _request(
         self, method: str, body: dict[str, Any], *, form: bool = False
     ) -> dict[str, Any]:
         # Write methods take JSON; Slack's read methods only take form fields.
