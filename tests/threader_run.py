@@ -84,13 +84,10 @@ class ThreaderProcess:
     def post(self, notification: dict[str, Any] | bytes, **options: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
         headers.update(options.pop("headers", {}))
+        options.setdefault("timeout", 10)
         if isinstance(notification, bytes):
-            return httpx.post(
-                f"{self.url}/alert", content=notification, headers=headers, timeout=10, **options
-            )
-        return httpx.post(
-            f"{self.url}/alert", json=notification, headers=headers, timeout=10, **options
-        )
+            return httpx.post(f"{self.url}/alert", content=notification, headers=headers, **options)
+        return httpx.post(f"{self.url}/alert", json=notification, headers=headers, **options)
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=5).text

@@ -19,11 +19,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .config import CHANNEL, ThreaderConfig
 from .metrics import ThreaderMetrics
 from .store import Acceptance, StoreUnavailable, ThreadStore
-from .webhook import InvalidNotification, alert_to_json, delivery_id, parse_notification, thread_key
+from .webhook import (
+    MAX_ALERTS,
+    InvalidNotification,
+    Notification,
+    alert_to_json,
+    delivery_id,
+    parse_notification,
+    thread_key,
+)
 
 log = logging.getLogger("lumen.threader.http")
 
-MAX_BODY = 1024 * 1024  # Alertmanager's notifications are far smaller; 1 MiB is the cap
+# Room for MAX_ALERTS large alerts (about 16 KiB each: dozens of labels, long descriptions,
+# Prometheus's generator URLs), so that no group Alertmanager truncates to MAX_ALERTS is refused
+# for its size: a 413 is a 4xx, and Alertmanager drops the whole group.
+MAX_BODY = 16 * 1024 * 1024
 
 
 def make_app(
@@ -80,6 +91,7 @@ class _Endpoints:
         except InvalidNotification as invalid:
             self._metrics.notifications.labels("invalid").inc()
             return _error(400, "invalid notification", problems=[str(p) for p in invalid.problems])
+        self._note_truncation(notification)
         acceptances = [
             Acceptance(
                 delivery_id=delivery_id(notification.group_key, alert),
@@ -104,6 +116,29 @@ class _Endpoints:
                 self._metrics.alerts.labels(disposition).inc(count)
         self._metrics.notifications.labels("accepted").inc()
         return web.json_response({"ok": True, "alerts": len(acceptances), **counts})
+
+    def _note_truncation(self, notification: Notification) -> None:
+        """Alerts of the group that will get no thread: counted, and said at WARNING."""
+        if notification.truncated_alerts:
+            self._metrics.truncated_alerts.labels("alertmanager").inc(notification.truncated_alerts)
+            log.warning(
+                "Alertmanager left %d alerts out of group %s (receiver %s, its max_alerts): they "
+                "get no Slack thread.",
+                notification.truncated_alerts,
+                notification.group_key,
+                notification.receiver,
+            )
+        if notification.alerts_over_limit:
+            self._metrics.truncated_alerts.labels("threader").inc(notification.alerts_over_limit)
+            log.warning(
+                "Group %s (receiver %s) has %d alerts; only the first %d get Slack threads. Set "
+                "max_alerts: %d on the webhook receiver.",
+                notification.group_key,
+                notification.receiver,
+                MAX_ALERTS + notification.alerts_over_limit,
+                MAX_ALERTS,
+                MAX_ALERTS,
+            )
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "store": self._store.kind})

@@ -72,6 +72,14 @@ class ThreaderMetrics:
             ["error"],
             registry=self.registry,
         )
+        self.truncated_alerts = Counter(
+            "lumen_threader_truncated_alerts",
+            "Alerts of a notification that did not reach the threader, by who left them out: "
+            "alertmanager (its max_alerts; the notification's truncatedAlerts) or threader "
+            "(past the threader's own limit of 1000).",
+            ["by"],
+            registry=self.registry,
+        )
         self.last_slack_error: SlackFailure | None = None
 
     def note_slack_error(self, error: SlackError) -> None:
