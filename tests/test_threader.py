@@ -192,7 +192,7 @@ def test_same_notification_ten_times_to_two_replicas_gives_one_parent_per_alert(
         (json.dumps(notification([{**alert(1), "startsAt": 5}])).encode(), {}, 400, "startsAt"),
         (json.dumps(notification([{**alert(1), "labels": {"a": 1}}])).encode(), {}, 400, "labels"),
         (json.dumps(notification([])).encode(), {}, 400, "alerts"),
-        (b"x" * (10 * 1024 * 1024), {}, 413, "larger than"),
+        (b"x" * (17 * 1024 * 1024), {}, 413, "larger than"),
         (json.dumps(notification([alert(1)])).encode(), {"Authorization": ""}, 401, "token"),
         (
             json.dumps(notification([alert(1)])).encode(),
