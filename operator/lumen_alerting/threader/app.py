@@ -7,6 +7,7 @@ outbox; a store that cannot be written gives 503, and Alertmanager sends again. 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -75,10 +76,21 @@ class _Endpoints:
             self._metrics.notifications.labels("too_large").inc()
             return _error(413, f"body larger than {MAX_BODY} bytes")
         try:
-            body = await request.read()
+            # A body sent slowly or only in part must not hold the connection (and a store
+            # write slot) for ever: Go's ReadTimeout, for the body only.
+            async with asyncio.timeout(self._config.body_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             self._metrics.notifications.labels("too_large").inc()
             return _error(413, f"body larger than {MAX_BODY} bytes")
+        except TimeoutError:
+            self._metrics.notifications.labels("body_timeout").inc()
+            self._metrics.connections_cut.labels("body_timeout").inc()
+            response = _error(
+                408, f"body not received within {self._config.body_timeout:g} seconds"
+            )
+            response.force_close()  # what is left of the body is not worth reading
+            return response
         channel = request.query.get("channel") or self._config.default_channel
         if not channel:
             self._metrics.notifications.labels("invalid").inc()

@@ -43,6 +43,10 @@ class ThreaderConfig:
     log_format: Literal["plain", "json"] = "plain"
     log_level: str = "info"
     slack_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    idle_timeout: float = 310.0
+    max_connections: int = 1000
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ThreaderConfig:
@@ -110,6 +114,26 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="file holding the Slack bot token (default: the SLACK_BOT_TOKEN variable)",
     )
+    add(
+        "--header-timeout",
+        metavar="SECONDS",
+        help="time for a request's headers to arrive, from its first byte (default: 10)",
+    )
+    add(
+        "--body-timeout",
+        metavar="SECONDS",
+        help="time for a notification's body to arrive after its headers (default: 30)",
+    )
+    add(
+        "--idle-timeout",
+        metavar="SECONDS",
+        help="close a kept-alive connection idle this long (default: 310)",
+    )
+    add(
+        "--max-connections",
+        metavar="N",
+        help="open connections at most; past it the longest waiting is closed (default: 1000)",
+    )
     return parser
 
 
@@ -166,6 +190,10 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         log_format=log_format,  # type: ignore[arg-type]
         log_level=(setting("log-level") or "info").lower(),
         slack_timeout=_seconds(setting, "slack-timeout", 10.0, 0.1, 300),
+        header_timeout=_seconds(setting, "header-timeout", 10.0, 0.1, 3600),
+        body_timeout=_seconds(setting, "body-timeout", 30.0, 0.1, 3600),
+        idle_timeout=_seconds(setting, "idle-timeout", 310.0, 0.1, 86400),
+        max_connections=_count(setting, "max-connections", 1000, 1, 1_000_000),
     )
 
 
@@ -178,6 +206,17 @@ def _seconds(setting: Setting, flag: str, default: float, least: float, most: fl
     if not least <= seconds <= most:
         raise ValueError(f"--{flag}: must be between {least:g} and {most:g} seconds")
     return seconds
+
+
+def _count(setting: Setting, flag: str, default: int, least: int, most: int) -> int:
+    value = setting(flag)
+    try:
+        count = default if value is None or value == "" else int(value)
+    except ValueError:
+        raise ValueError(f"--{flag}: {value!r} is not a whole number") from None
+    if not least <= count <= most:
+        raise ValueError(f"--{flag}: must be between {least} and {most}")
+    return count
 
 
 def _slack_token(path: str | None, environ: Mapping[str, str]) -> str:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .slack import SlackError
 
@@ -78,6 +78,19 @@ class ThreaderMetrics:
             "alertmanager (its max_alerts; the notification's truncatedAlerts) or threader "
             "(past the threader's own limit of 1000).",
             ["by"],
+            registry=self.registry,
+        )
+        self.open_connections = Gauge(
+            "lumen_threader_open_connections",
+            "HTTP connections open now.",
+            registry=self.registry,
+        )
+        self.connections_cut = Counter(
+            "lumen_threader_connections_cut",
+            "HTTP connections closed by the threader, by reason: header_timeout, body_timeout, "
+            "evicted (at --max-connections, to make room), refused (at --max-connections, all "
+            "busy).",
+            ["reason"],
             registry=self.registry,
         )
         self.last_slack_error: SlackFailure | None = None

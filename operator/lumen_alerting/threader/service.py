@@ -17,6 +17,7 @@ from aiohttp import web
 
 from .app import make_app
 from .config import ThreaderConfig
+from .connections import ConnectionLimits, GuardedAppRunner
 from .delivery import DeliveryWorker
 from .metrics import ThreaderMetrics
 from .redis_store import RedisStore
@@ -74,7 +75,15 @@ async def serve(
         # Three client timeouts after we gave up on a request, Slack has finished it.
         unknown_outcome_wait=3 * config.slack_timeout,
     )
-    runner = web.AppRunner(make_app(config, store, metrics), access_log=None, shutdown_timeout=10)
+    limits = ConnectionLimits(
+        header_timeout=config.header_timeout,
+        body_timeout=config.body_timeout,
+        idle_timeout=config.idle_timeout,
+        max_connections=config.max_connections,
+    )
+    runner = GuardedAppRunner(
+        make_app(config, store, metrics), limits, metrics, access_log=None, shutdown_timeout=10
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     try:
