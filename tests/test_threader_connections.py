@@ -190,3 +190,44 @@ def test_at_the_connection_limit_waiting_connections_make_room(slack: SlackDoubl
     ]
     # The first 100 fill the server; (nearly) each later one evicts one of them.
     assert evicted and evicted[0] >= 90, evicted
+
+
+def test_when_every_connection_is_busy_a_new_one_gets_503(slack: SlackDouble) -> None:
+    # Five notifications whose bodies are still coming (being served: not evicted) fill a
+    # limit of five; a sixth connection is answered 503 with Retry-After, not left hanging.
+    threader = threader_with_limits(slack, max_connections="5", body_timeout="60")
+
+    async def scenario() -> tuple[bytes, int]:
+        busy = []
+        for _ in range(5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", threader.port)
+            writer.write(
+                b"POST /alert HTTP/1.1\r\nHost: threader\r\nContent-Length: 100\r\n"
+                + f"Authorization: Bearer {WEBHOOK_TOKEN}\r\n\r\n{{".encode()
+            )
+            await writer.drain()
+            busy.append(writer)
+        await asyncio.sleep(0.5)  # let the server start serving them (no condition to poll)
+        reader, writer = await asyncio.open_connection("127.0.0.1", threader.port)
+        writer.write(b"GET /health HTTP/1.1\r\nHost: threader\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), GIVE_UP)
+        writer.close()
+        for each in busy:
+            each.close()
+        async with httpx.AsyncClient(timeout=10) as client:
+            for _ in range(100):  # the busy ones are gone once the server sees them close
+                status = (await client.get(f"{threader.url}/health")).status_code
+                if status == 200:
+                    break
+                await asyncio.sleep(0.1)
+        return answer, status
+
+    try:
+        answer, status_after = asyncio.run(scenario())
+        metrics = threader.metrics()
+    finally:
+        assert threader.stop() == 0
+    assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), answer
+    assert b"Retry-After: 1\r\n" in answer
+    assert status_after == 200
+    assert 'lumen_threader_connections_cut_total{reason="refused"} 1.0' in metrics

@@ -89,6 +89,7 @@ class GuardedRequestHandler(RequestHandler):
         super().__init__(manager, **kwargs)
         self._guard = guard
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._refused = False
         self.waiting_since = time.monotonic()
 
     def waiting_for_request(self) -> bool:
@@ -110,6 +111,8 @@ class GuardedRequestHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # answered 503 already: what the client sends is not served
         super().data_received(data)
         if self.waiting_for_request():
             # Part of a request's head: it must be complete in time. Armed once per request,
@@ -122,8 +125,15 @@ class GuardedRequestHandler(RequestHandler):
 
     def cut(self, *, busy_answer: bool = False) -> None:
         self._disarm_header_deadline()
-        if busy_answer and self.transport is not None:
-            self.transport.write(_BUSY_ANSWER)
+        transport = self.transport
+        if busy_answer and transport is not None and transport.can_write_eof():
+            # Answer, then close gently: closing at once with the client's request unread
+            # would reset the connection, and a reset makes the client drop our answer.
+            self._refused = True
+            transport.write(_BUSY_ANSWER)
+            transport.write_eof()
+            self._loop.call_later(LINGER, self.force_close)
+            return
         self.force_close()
 
     def _arm_header_deadline(self) -> None:
