@@ -49,11 +49,13 @@ PARENT_WAIT_ATTEMPTS = 600
 # take it.
 MAX_IN_HAND = 1000
 # After an attempt whose outcome is unknown (the answer was lost), how often to try to learn
-# the channel's id before posting once more unchecked; and how long a name Slack would not
-# resolve is not asked about again.
+# the channel's id before posting once more unchecked.
 UNCHECKED_AFTER_ATTEMPTS = 3
 UNCHECKED_SUFFIX = "/unchecked"
+# How long a #name is not looked up again after a transient failure, and after Slack said no
+# (not listed, missing scope): a big workspace's list is many calls, at Slack's Tier 2 pace.
 RESOLVE_RETRY = 10.0
+RESOLVE_RETRY_REFUSED = 300.0
 # At most one WARNING per channel and kind of transient failure in this many seconds; the
 # next one says how many were left out.
 WARNING_INTERVAL = 60.0
@@ -250,8 +252,8 @@ class DeliveryWorker:
 
     async def _channel_id(self, channel: str) -> str | None:
         """The id of ``channel``: as configured, remembered in the store, or looked up in
-        Slack (``conversations.list``, at most once per ``RESOLVE_RETRY`` seconds per name
-        while it cannot be found)."""
+        Slack (``conversations.list``; a name Slack could not resolve is not asked about
+        again for a while)."""
         if not channel.startswith("#"):
             return channel  # configured as an id already
         known = await self._store.channel_id(channel)
@@ -259,10 +261,12 @@ class DeliveryWorker:
             return known
         if self._clock() < self._unresolved.get(channel, float("-inf")):
             return None
+        retry = RESOLVE_RETRY_REFUSED
         try:
             channel_id = await self._slack.find_channel(channel[1:])
         except SlackError as error:
             self._metrics.slack_calls.labels("conversations.list", error.error).inc()
+            retry = RESOLVE_RETRY if error.temporary else RESOLVE_RETRY_REFUSED
             left_out = self._warnings.allow((channel, f"conversations.list {error.error}"))
             if left_out is not None:
                 log.warning(
@@ -270,14 +274,14 @@ class DeliveryWorker:
                     "trying again in %.0f s.%s",
                     channel,
                     error.describe(),
-                    RESOLVE_RETRY,
+                    retry,
                     _left_out(left_out),
                 )
             channel_id = None
         else:
             self._metrics.slack_calls.labels("conversations.list", "ok").inc()
         if channel_id is None:
-            self._unresolved[channel] = self._clock() + RESOLVE_RETRY
+            self._unresolved[channel] = self._clock() + retry
             return None
         await self._store.remember_channel(channel, channel_id)
         return channel_id
