@@ -4,7 +4,8 @@ A local double of the Slack Web API for tests of the threader.
 Slack cannot be reached where these tests run, so the threader's Slack client is pointed at
 :class:`SlackDouble`: an aiohttp server on ``http://127.0.0.1:<random port>/api`` in a
 background thread that answers ``auth.test``, ``chat.postMessage``, ``chat.update``,
-``conversations.history`` and ``conversations.replies`` the way Slack does — the same
+``conversations.history``, ``conversations.list`` and ``conversations.replies`` the way Slack
+does — the same
 response shapes, HTTP 200 with ``{"ok": false, "error": ...}`` for API errors, HTTP 429 with
 ``Retry-After`` for rate limits — and can be told to fail::
 
@@ -43,6 +44,15 @@ Modelled on Slack (https://api.slack.com/methods, /docs/rate-limits, Block Kit r
 - History holds parents (and ``reply_broadcast`` replies), newest first, with ``oldest``/
   ``latest``/``inclusive``/``limit`` (default 100, max 999) and Slack-style cursors
   (base64 ``next_ts:<ts>``); ``conversations.replies`` gives parent + replies, oldest first.
+- ``conversations.list``: the channels named ``#name`` in ``channels`` (plus those a
+  ``#name`` was posted to), ``private_channels`` (``is_private``, only with
+  ``types=private_channel``) and ``archived_channels`` (``is_archived``, left out with
+  ``exclude_archived``), ordered by id, with ``limit`` (default 100, under 1000) and cursors
+  (base64 ``team:<id>``; ``invalid_cursor``), ``invalid_types``. Scopes: the token has
+  ``scopes`` (default: chat:write, channels:read, groups:read, channels:history,
+  groups:history); ``conversations.list`` without the read scope of a requested type answers
+  ``missing_scope`` with ``needed`` and ``provided``, as Slack does. Every answer carries
+  ``X-OAuth-Scopes``. (Scopes are only enforced on ``conversations.list``.)
 - Processing does not stop when a client gives up: a request that times out on the client
   (e.g. because of ``latency``) still posts its message, as on Slack.
 
@@ -54,11 +64,12 @@ Deliberate tightenings / omissions:
   With ``strict_threads=False`` such replies are stored as orphans (not in history).
 - Rate limits only on ``chat.postMessage``/``chat.update`` per channel (no workspace-wide
   limit, no tier limits on ``conversations.*``/``auth.test``).
-- Not modelled: other methods, scopes/``missing_scope``, ``not_in_channel``/``is_archived``
-  (inject them with :meth:`SlackDouble.fail_next`), ``msg_blocks_too_long`` (cumulative
-  size), full Block Kit element validation (accessories and interactive elements are only
-  checked for a ``type``), ``mrkdwn``/``parse``/``link_names`` rendering, user mentions,
-  ``emoji``/``verbatim`` defaults Slack adds to text objects, message deletion, files.
+- Not modelled: other methods, scopes other than ``conversations.list``'s,
+  ``not_in_channel``/``is_archived`` (inject them with :meth:`SlackDouble.fail_next`),
+  ``msg_blocks_too_long`` (cumulative size), full Block Kit element validation (accessories
+  and interactive elements are only checked for a ``type``), ``mrkdwn``/``parse``/
+  ``link_names`` rendering, user mentions, ``emoji``/``verbatim`` defaults Slack adds to text
+  objects, message deletion, files.
 """
 
 from __future__ import annotations
@@ -88,7 +99,13 @@ __all__ = ["Call", "MessageVersion", "SlackDouble", "StoredMessage"]
 JSON_CONTENT_TYPE: Final = "application/json; charset=utf-8"
 CHAT_METHODS: Final = frozenset({"chat.postMessage", "chat.update"})
 METHODS: Final = frozenset(
-    {"auth.test", *CHAT_METHODS, "conversations.history", "conversations.replies"}
+    {
+        "auth.test",
+        *CHAT_METHODS,
+        "conversations.history",
+        "conversations.list",
+        "conversations.replies",
+    }
 )
 CONVERSATION_ID_PREFIXES: Final = ("C", "G", "D")
 
@@ -107,6 +124,21 @@ MAX_MARKDOWN_TEXT: Final = 12_000
 MAX_ALT_TEXT: Final = 2000
 HISTORY_LIMIT: Final = (100, 999)  # (default, maximum)
 REPLIES_LIMIT: Final = (1000, 1000)
+LIST_LIMIT: Final = (100, 999)  # conversations.list: "an integer under 1000"
+# conversations.list needs a read scope per conversation type it is asked for.
+LIST_SCOPES: Final = {
+    "public_channel": "channels:read",
+    "private_channel": "groups:read",
+    "im": "im:read",
+    "mpim": "mpim:read",
+}
+ALL_SCOPES: Final = (
+    "chat:write",
+    "channels:read",
+    "groups:read",
+    "channels:history",
+    "groups:history",
+)
 
 # The workspace and the bot the token belongs to.
 TEAM: Final = {"url": "https://lumen-test.slack.com/", "team": "Lumen Test", "team_id": "T0LUMEN01"}
@@ -567,6 +599,9 @@ class SlackDouble(BackgroundLoop):
         missing_channels: Iterable[str] = (),
         strict_threads: bool = True,
         latency: float = 0.0,
+        private_channels: Iterable[str] = (),
+        archived_channels: Iterable[str] = (),
+        scopes: Iterable[str] = ALL_SCOPES,
         rate_limit: bool = True,
         rate_per_channel: float = 1.0,
         burst: int = 3,
@@ -582,6 +617,15 @@ class SlackDouble(BackgroundLoop):
         self.burst = burst
         self.check_errors = check_errors
         self._known = {self.channel_id(c) for c in channels}
+        # id -> name of the channels conversations.list shows (named ones only)
+        self._names = {self.channel_id(c): c[1:] for c in channels if c.startswith("#")}
+        self._private = {self.channel_id(c) for c in private_channels}
+        self._archived = {self.channel_id(c) for c in archived_channels}
+        for channel in (*private_channels, *archived_channels):
+            self._known.add(self.channel_id(channel))
+            self._names[self.channel_id(channel)] = channel.removeprefix("#")
+        self._scopes = tuple(scopes)
+        self._method_latency: dict[str, float] = {}
         self._missing = {self.channel_id(c) for c in missing_channels}
         self._lock = threading.Lock()
         self._latency = latency
@@ -635,10 +679,22 @@ class SlackDouble(BackgroundLoop):
 
     # ---- configuration & fault injection ----
 
-    def set_latency(self, seconds: float) -> None:
-        """Delay every later answer by ``seconds`` (processing happens after the delay)."""
+    def set_latency(self, seconds: float, method: str | None = None) -> None:
+        """Delay every later answer (of ``method`` only, if given) by ``seconds``; processing
+        happens after the delay, and also when the client has given up meanwhile."""
+        if method is not None:
+            self._check_method(method)
         with self._lock:
-            self._latency = seconds
+            if method is None:
+                self._latency = seconds
+                self._method_latency.clear()
+            else:
+                self._method_latency[method] = seconds
+
+    def set_scopes(self, scopes: Iterable[str]) -> None:
+        """The OAuth scopes the bot token has from now on."""
+        with self._lock:
+            self._scopes = tuple(scopes)
 
     def rate_limit_all(self, seconds: float, retry_after: int = 1) -> None:
         """For the next ``seconds``, answer every ``chat.*`` call 429 with ``Retry-After``."""
@@ -756,7 +812,8 @@ class SlackDouble(BackgroundLoop):
                 if outage is not None:
                     status = 0 if outage == "close" else 503
                     self._calls.append(Call(method, status, False, None, None, now))
-                latency = self._latency
+                latency = self._method_latency.get(method, self._latency)
+                scopes = ",".join(self._scopes)
             if outage == "close":
                 return self._close(request)
             if outage == "html503":
@@ -777,7 +834,7 @@ class SlackDouble(BackgroundLoop):
             answer, drop = (_Answer({"ok": False, "error": "fatal_error"}, status=500), False)
         if drop:
             return self._close(request)
-        headers = {"Content-Type": JSON_CONTENT_TYPE}
+        headers = {"Content-Type": JSON_CONTENT_TYPE, "X-OAuth-Scopes": scopes}
         if answer.retry_after is not None:
             headers["Retry-After"] = str(answer.retry_after)
         return aiohttp.web.Response(
@@ -826,6 +883,7 @@ class SlackDouble(BackgroundLoop):
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "conversations.history": self._history,
+            "conversations.list": self._list,
             "conversations.replies": self._replies,
         }
         handler = handlers.get(method)
@@ -1027,6 +1085,8 @@ class SlackDouble(BackgroundLoop):
         if retry_after is not None:
             return self._ratelimited(retry_after)
         text, blocks, attachments, metadata = self._content(args, required=True)
+        if str(args["channel"]).startswith("#"):
+            self._names.setdefault(channel, str(args["channel"])[1:])
         thread_ts = str(args["thread_ts"]) if args.get("thread_ts") else None
         parent = None
         if thread_ts is not None:
@@ -1112,6 +1172,73 @@ class SlackDouble(BackgroundLoop):
             "response_metadata": {"next_cursor": next_cursor},
         }
         return _Answer(body, channel=channel)
+
+    def _list(self, args: dict[str, Any], now: float) -> _Answer:
+        types = [t.strip() for t in str(args.get("types") or "public_channel").split(",")]
+        if not all(t in LIST_SCOPES for t in types):
+            return _fail("invalid_types")
+        needed = [LIST_SCOPES[t] for t in types if LIST_SCOPES[t] not in self._scopes]
+        if needed:
+            return _fail("missing_scope", needed=",".join(needed), provided=",".join(self._scopes))
+        limit = _limit_arg(args, *LIST_LIMIT)
+        exclude_archived = _bool_arg(args.get("exclude_archived", False))
+        listed = sorted(
+            cid
+            for cid in self._names
+            if ("private_channel" if cid in self._private else "public_channel") in types
+            and not (exclude_archived and cid in self._archived)
+            and cid not in self._missing
+        )
+        start = 0
+        cursor = args.get("cursor")
+        if cursor:
+            try:
+                text = base64.b64decode(str(cursor), validate=True).decode()
+            except (ValueError, binascii.Error):
+                return _fail("invalid_cursor")
+            if not text.startswith("team:"):
+                return _fail("invalid_cursor")
+            start = next((i for i, c in enumerate(listed) if c >= text[5:]), len(listed))
+        page, rest = listed[start : start + limit], listed[start + limit :]
+        next_cursor = base64.b64encode(f"team:{rest[0]}".encode()).decode() if rest else ""
+        body = {
+            "ok": True,
+            "channels": [self._conversation(cid) for cid in page],
+            "response_metadata": {"next_cursor": next_cursor},
+        }
+        return _Answer(body)
+
+    def _conversation(self, cid: str) -> dict[str, Any]:
+        """A channel as conversations.list shows it (the fields a bot sees)."""
+        name = self._names[cid]
+        private = cid in self._private
+        return {
+            "id": cid,
+            "name": name,
+            "is_channel": not private,
+            "is_group": private,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": private,
+            "created": 1700000000,
+            "is_archived": cid in self._archived,
+            "is_general": False,
+            "unlinked": 0,
+            "name_normalized": name,
+            "is_shared": False,
+            "is_org_shared": False,
+            "is_ext_shared": False,
+            "is_pending_ext_shared": False,
+            "pending_shared": [],
+            "context_team_id": TEAM["team_id"],
+            "creator": BOT["user_id"],
+            "shared_team_ids": [TEAM["team_id"]],
+            "is_member": True,
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "", "creator": "", "last_set": 0},
+            "previous_names": [],
+            "num_members": 3,
+        }
 
     def _replies(self, args: dict[str, Any], now: float) -> _Answer:
         channel = self._resolve(args.get("channel"), ids_only=True)

@@ -755,3 +755,86 @@ def test_internal_errors_fail_loudly() -> None:
         response = send(double, "auth.test")
         assert response.status_code == 500
         assert response.json() == {"ok": False, "error": "fatal_error"}
+
+
+# --------------------------------------------------------------------------------------------
+# conversations.list and scopes
+# --------------------------------------------------------------------------------------------
+
+
+def list_page(slack: SlackDouble, **query: str) -> dict[str, Any]:
+    """conversations.list is a read method: form-encoded, as Slack's clients send it."""
+    response = send(slack, "conversations.list", dict(query), form=True)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_conversations_list_pages_through_the_named_channels() -> None:
+    names = [f"#team-{n:02d}" for n in range(7)]
+    with SlackDouble(channels=names, private_channels=["#secret"]) as slack:
+        seen: list[dict[str, Any]] = []
+        cursor = ""
+        for _ in range(10):
+            answer = list_page(slack, limit="3", cursor=cursor)
+            assert answer["ok"] is True and len(answer["channels"]) <= 3
+            seen += answer["channels"]
+            cursor = answer["response_metadata"]["next_cursor"]
+            if not cursor:
+                break
+            assert base64.b64decode(cursor).decode().startswith("team:")
+        # Only public channels by default (types=public_channel), each once, with Slack's fields.
+        assert sorted(c["name"] for c in seen) == [n[1:] for n in names]
+        assert {c["id"] for c in seen} == {slack.channel_id(n) for n in names}
+        for channel in seen:
+            assert channel["is_channel"] is True and channel["is_private"] is False
+            assert channel["is_archived"] is False and channel["name_normalized"] == channel["name"]
+        both = list_page(slack, types="public_channel,private_channel", limit="999")
+        private = [c for c in both["channels"] if c["is_private"]]
+        assert [(c["name"], c["is_group"]) for c in private] == [("secret", True)]
+        assert both["response_metadata"]["next_cursor"] == ""
+        assert list_page(slack, cursor="not-a-cursor")["error"] == "invalid_cursor"
+        assert list_page(slack, types="public_channel,nonsense")["error"] == "invalid_types"
+
+
+def test_conversations_list_leaves_out_archived_channels_when_asked() -> None:
+    with SlackDouble(channels=["#live"], archived_channels=["#old"]) as slack:
+        every = {c["name"]: c["is_archived"] for c in list_page(slack)["channels"]}
+        assert every == {"live": False, "old": True}
+        live = list_page(slack, exclude_archived="true")["channels"]
+        assert [c["name"] for c in live] == ["live"]
+
+
+def test_conversations_list_shows_channels_posted_to_by_name(slack: SlackDouble) -> None:
+    assert post(slack, "#fresh")["ok"] is True
+    [channel] = [c for c in list_page(slack)["channels"] if c["name"] == "fresh"]
+    assert channel["id"] == slack.channel_id("#fresh")
+
+
+def test_missing_scope_names_what_is_needed_and_provided() -> None:
+    with SlackDouble(channels=["#ops"], scopes=["chat:write", "channels:read"]) as slack:
+        response = send(
+            slack, "conversations.list", {"types": "public_channel,private_channel"}, form=True
+        )
+        assert response.headers["X-OAuth-Scopes"] == "chat:write,channels:read"
+        assert response.json() == {
+            "ok": False,
+            "error": "missing_scope",
+            "needed": "groups:read",
+            "provided": "chat:write,channels:read",
+        }
+        assert list_page(slack)["ok"] is True, "public channels need channels:read only"
+        slack.set_scopes(["chat:write"])
+        answer = list_page(slack)
+        assert (answer["error"], answer["needed"]) == ("missing_scope", "channels:read")
+
+
+def test_latency_of_one_method_only() -> None:
+    with SlackDouble(rate_limit=False) as slack:
+        slack.set_latency(5, "chat.postMessage")
+        started = time.monotonic()
+        assert list_page(slack)["ok"] is True
+        assert time.monotonic() - started < 2
+        with pytest.raises(httpx.ReadTimeout):
+            send(slack, "chat.postMessage", {"channel": CH, "text": "slow"}, timeout=0.2)
+        slack.set_latency(0)
+        assert post(slack)["ok"] is True

@@ -192,7 +192,7 @@ def test_same_notification_ten_times_to_two_replicas_gives_one_parent_per_alert(
         (json.dumps(notification([{**alert(1), "startsAt": 5}])).encode(), {}, 400, "startsAt"),
         (json.dumps(notification([{**alert(1), "labels": {"a": 1}}])).encode(), {}, 400, "labels"),
         (json.dumps(notification([])).encode(), {}, 400, "alerts"),
-        (b"x" * (10 * 1024 * 1024), {}, 413, "larger than"),
+        (b"x" * (17 * 1024 * 1024), {}, 413, "larger than"),
         (json.dumps(notification([alert(1)])).encode(), {"Authorization": ""}, 401, "token"),
         (
             json.dumps(notification([alert(1)])).encode(),
@@ -437,3 +437,68 @@ def test_odd_unicode_is_a_clear_400(threader: ThreaderProcess, text: str) -> Non
     answer = threader.post(text.encode("utf-8", "surrogatepass"))
     assert answer.status_code == 400
     assert answer.json()["problems"]
+
+
+# --- Slack slower than the threader's timeout (#8 item 3) ----------------------------------------
+
+
+def test_slack_slower_than_the_timeout_gives_exactly_one_parent(redis_db: str) -> None:
+    # chat.postMessage answers after 2.5 s, the threader gives up after 1 s: every post times
+    # out, and lands. The channel is a #name never posted to before.
+    with SlackDouble(channels=["#slow-alerts"]) as slack:
+        slack.set_latency(2.5, "chat.postMessage")
+        threader = ThreaderProcess(
+            slack.url, redis_db, default_channel="#slow-alerts", slack_timeout="1"
+        ).start()
+        try:
+            assert threader.post(notification([alert(1)])).status_code == 200
+            eventually(
+                lambda: (
+                    'result="delivered"' in _metric_lines(threader, "deliveries_total")
+                    or len(slack.parents("#slow-alerts")) > 1
+                ),
+                timeout=60,
+                what="the parent recorded as delivered (or posted twice)",
+            )
+            assert len(slack.parents("#slow-alerts")) == 1
+            # The reply finds the thread the lost answer would have named.
+            slack.set_latency(0)
+            assert threader.post(notification([alert(1, "resolved")])).status_code == 200
+            [parent] = slack.parents("#slow-alerts")
+            eventually(lambda: slack.replies("#slow-alerts", parent.ts), what="the reply")
+        finally:
+            assert threader.stop() == 0
+        assert len(slack.parents("#slow-alerts")) == 1
+        assert any(c.method == "conversations.list" for c in slack.calls())
+
+
+def test_without_channels_read_a_lost_answer_costs_at_most_one_duplicate(redis_db: str) -> None:
+    # The token cannot list channels: after a lost answer the threader cannot look, so it
+    # tries to learn the id a few times, posts once more (with a warning), then gives up.
+    scopes = ["chat:write", "channels:history", "groups:history"]
+    with SlackDouble(channels=["#slow-alerts"], scopes=scopes) as slack:
+        slack.set_latency(2.5, "chat.postMessage")
+        threader = ThreaderProcess(
+            slack.url, redis_db, default_channel="#slow-alerts", slack_timeout="1"
+        ).start()
+        try:
+            assert threader.post(notification([alert(1)])).status_code == 200
+            eventually(
+                lambda: 'error="delivery_unconfirmed"' in _metric_lines(threader, "dead_letters"),
+                timeout=90,
+                what="the delivery given up on",
+            )
+            log = threader.log.read_text()
+        finally:
+            assert threader.stop() == 0
+        assert len(slack.parents("#slow-alerts")) == 2, "the original and one unchecked repost"
+        assert "there may be one duplicate" in log
+        assert "missing_scope (needs channels:read,groups:read)" in log
+
+
+def _metric_lines(threader: ThreaderProcess, name: str) -> str:
+    return "\n".join(
+        line
+        for line in threader.metrics().splitlines()
+        if line.startswith(f"lumen_threader_{name}")
+    )

@@ -90,6 +90,11 @@ def test_environment_forms(secrets_dir: Path) -> None:
         (["--channel-interval", "fast"], "--channel-interval: not a number"),
         (["--dedupe-window", "0"], "--dedupe-window: must be between"),
         (["--log-format", "xml"], "--log-format: 'xml' is not plain or json"),
+        (["--slack-timeout", "0"], "--slack-timeout: must be between 0.1 and 300 seconds"),
+        (["--header-timeout", "soon"], "--header-timeout: 'soon' is not a number of seconds"),
+        (["--max-connections", "0"], "--max-connections: must be between 1 and 1000000"),
+        (["--max-connections", "1.5"], "--max-connections: '1.5' is not a whole number"),
+        (["--slack-token-file", "/nonexistent"], "--slack-token-file: cannot read /nonexistent"),
     ],
 )
 def test_bad_settings_name_the_flag(
@@ -101,6 +106,31 @@ def test_bad_settings_name_the_flag(
         parse_config(argv, {})
     assert exit_info.value.code == 2
     assert complaint in capsys.readouterr().err
+
+
+def test_connection_limits_and_the_slack_token_file(secrets_dir: Path) -> None:
+    (secrets_dir / "slack-token").write_text("xoxb-from-a-file\n")
+    env = {
+        "LUMEN_THREADER_WEBHOOK_TOKEN_FILE": str(secrets_dir / "webhook-token"),
+        "LUMEN_THREADER_HEADER_TIMEOUT": "5",
+        "LUMEN_THREADER_BODY_TIMEOUT": "20",
+        "LUMEN_THREADER_IDLE_TIMEOUT": "400",
+        "LUMEN_THREADER_MAX_CONNECTIONS": "50",
+        "LUMEN_THREADER_SLACK_TIMEOUT": "2.5",
+        "LUMEN_THREADER_SLACK_TOKEN_FILE": str(secrets_dir / "slack-token"),
+        "SLACK_BOT_TOKEN": "xoxb-from-the-environment",
+    }
+    config = parse_config([], env)
+    assert (config.header_timeout, config.body_timeout, config.idle_timeout) == (5, 20, 400)
+    assert (config.max_connections, config.slack_timeout) == (50, 2.5)
+    assert config.slack_token == "xoxb-from-a-file", "the file wins over the variable"
+    defaults = parse_config(["--webhook-token-file", str(secrets_dir / "webhook-token")], {})
+    assert (defaults.header_timeout, defaults.body_timeout, defaults.idle_timeout) == (10, 30, 310)
+    assert (defaults.max_connections, defaults.slack_timeout, defaults.slack_token) == (
+        1000,
+        10,
+        "",
+    )
 
 
 def test_a_short_token_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

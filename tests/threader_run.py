@@ -46,10 +46,11 @@ class ThreaderProcess:
         self.command += [f"--{key}={value}" for key, value in arguments.items()]
         self.process: subprocess.Popen[str] | None = None
         self.log = self._dir / "log"
+        self.env = {"SLACK_BOT_TOKEN": SLACK_TOKEN}  # set before start() to change
 
     def start(self) -> ThreaderProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LUMEN_")}
-        env["SLACK_BOT_TOKEN"] = SLACK_TOKEN
+        env.update(self.env)
         env["PYTHONPATH"] = str(REPO / "operator")
         with open(self.log, "a", encoding="utf-8") as log:
             self.process = subprocess.Popen(
@@ -83,13 +84,10 @@ class ThreaderProcess:
     def post(self, notification: dict[str, Any] | bytes, **options: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
         headers.update(options.pop("headers", {}))
+        options.setdefault("timeout", 10)
         if isinstance(notification, bytes):
-            return httpx.post(
-                f"{self.url}/alert", content=notification, headers=headers, timeout=10, **options
-            )
-        return httpx.post(
-            f"{self.url}/alert", json=notification, headers=headers, timeout=10, **options
-        )
+            return httpx.post(f"{self.url}/alert", content=notification, headers=headers, **options)
+        return httpx.post(f"{self.url}/alert", json=notification, headers=headers, **options)
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=5).text

@@ -36,10 +36,10 @@ def parse_or_exit(
     argv: Sequence[str],
     build: Callable[[argparse.Namespace], T],
 ) -> T:
-    """Parse ``argv`` and build the settings; a ValueError becomes a usage error (exit 2)."""
+    """Parse ``argv`` and build the settings; a ValueError becomes one line naming the flag on
+    stderr and exit 2 (argparse's own errors, like an unknown flag, still show the usage)."""
     args = parser.parse_args(argv)
     try:
         return build(args)
     except ValueError as error:
-        parser.error(str(error))
-        raise  # unreachable: parser.error exits
+        parser.exit(2, f"{parser.prog}: error: {error}\n")

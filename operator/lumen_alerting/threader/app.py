@@ -7,6 +7,7 @@ outbox; a store that cannot be written gives 503, and Alertmanager sends again. 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -19,11 +20,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .config import CHANNEL, ThreaderConfig
 from .metrics import ThreaderMetrics
 from .store import Acceptance, StoreUnavailable, ThreadStore
-from .webhook import InvalidNotification, alert_to_json, delivery_id, parse_notification, thread_key
+from .webhook import (
+    MAX_ALERTS,
+    InvalidNotification,
+    Notification,
+    alert_to_json,
+    delivery_id,
+    parse_notification,
+    thread_key,
+)
 
 log = logging.getLogger("lumen.threader.http")
 
-MAX_BODY = 1024 * 1024  # Alertmanager's notifications are far smaller; 1 MiB is the cap
+# Room for MAX_ALERTS large alerts (about 16 KiB each: dozens of labels, long descriptions,
+# Prometheus's generator URLs), so that no group Alertmanager truncates to MAX_ALERTS is refused
+# for its size: a 413 is a 4xx, and Alertmanager drops the whole group.
+MAX_BODY = 16 * 1024 * 1024
 
 
 def make_app(
@@ -64,10 +76,21 @@ class _Endpoints:
             self._metrics.notifications.labels("too_large").inc()
             return _error(413, f"body larger than {MAX_BODY} bytes")
         try:
-            body = await request.read()
+            # A body sent slowly or only in part must not hold the connection (and a store
+            # write slot) for ever: Go's ReadTimeout, for the body only.
+            async with asyncio.timeout(self._config.body_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             self._metrics.notifications.labels("too_large").inc()
             return _error(413, f"body larger than {MAX_BODY} bytes")
+        except TimeoutError:
+            self._metrics.notifications.labels("body_timeout").inc()
+            self._metrics.connections_cut.labels("body_timeout").inc()
+            response = _error(
+                408, f"body not received within {self._config.body_timeout:g} seconds"
+            )
+            response.force_close()  # what is left of the body is not worth reading
+            return response
         channel = request.query.get("channel") or self._config.default_channel
         if not channel:
             self._metrics.notifications.labels("invalid").inc()
@@ -80,6 +103,7 @@ class _Endpoints:
         except InvalidNotification as invalid:
             self._metrics.notifications.labels("invalid").inc()
             return _error(400, "invalid notification", problems=[str(p) for p in invalid.problems])
+        self._note_truncation(notification)
         acceptances = [
             Acceptance(
                 delivery_id=delivery_id(notification.group_key, alert),
@@ -105,6 +129,29 @@ class _Endpoints:
         self._metrics.notifications.labels("accepted").inc()
         return web.json_response({"ok": True, "alerts": len(acceptances), **counts})
 
+    def _note_truncation(self, notification: Notification) -> None:
+        """Alerts of the group that will get no thread: counted, and said at WARNING."""
+        if notification.truncated_alerts:
+            self._metrics.truncated_alerts.labels("alertmanager").inc(notification.truncated_alerts)
+            log.warning(
+                "Alertmanager left %d alerts out of group %s (receiver %s, its max_alerts): they "
+                "get no Slack thread.",
+                notification.truncated_alerts,
+                notification.group_key,
+                notification.receiver,
+            )
+        if notification.alerts_over_limit:
+            self._metrics.truncated_alerts.labels("threader").inc(notification.alerts_over_limit)
+            log.warning(
+                "Group %s (receiver %s) has %d alerts; only the first %d get Slack threads. Set "
+                "max_alerts: %d on the webhook receiver.",
+                notification.group_key,
+                notification.receiver,
+                MAX_ALERTS + notification.alerts_over_limit,
+                MAX_ALERTS,
+                MAX_ALERTS,
+            )
+
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "store": self._store.kind})
 
@@ -125,11 +172,13 @@ class _Endpoints:
             stats = await self._store.stats()
         except StoreUnavailable as error:
             return _error(503, str(error))
+        last_error = self._metrics.last_slack_error  # method, error and time of the last failure
         return web.json_response(
             {
                 **stats,
                 "thread_key": self._config.thread_key,
                 "uptime_seconds": time.time() - self._started,
+                "last_slack_error": last_error.to_json() if last_error else None,
             }
         )
 

@@ -1,8 +1,9 @@
 """Threader settings from flags, each with a ``LUMEN_THREADER_*`` environment form (see
 ``lumen_alerting.settings``).
 
-The Slack bot token is read from ``SLACK_BOT_TOKEN`` only, and the tokens the threader checks
-come from files (mounted Secrets), so no secret is ever a command-line argument.
+The Slack bot token is read from ``--slack-token-file`` (a mounted Secret) or else from
+``SLACK_BOT_TOKEN``, and the tokens the threader checks come from files too, so no secret is ever
+a command-line argument.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class ThreaderConfig:
     database_url: str | None = None
     log_format: Literal["plain", "json"] = "plain"
     log_level: str = "info"
+    slack_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    idle_timeout: float = 310.0
+    max_connections: int = 1000
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ThreaderConfig:
@@ -57,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="lumen-threader",
         description="Receive Alertmanager webhooks and keep one Slack thread per alert.",
         epilog="Every flag can also be set as LUMEN_THREADER_<FLAG>; the Slack bot token comes "
-        "from SLACK_BOT_TOKEN.",
+        "from --slack-token-file, else from SLACK_BOT_TOKEN.",
     )
     add = parser.add_argument
     add("--listen", metavar="HOST:PORT", help="address to serve on (default: 0.0.0.0:8080)")
@@ -98,6 +104,36 @@ def _parser() -> argparse.ArgumentParser:
     add("--database-url-file", metavar="FILE", help="file holding --database-url (not used yet)")
     add("--log-format", metavar="plain|json", help="log format (default: plain)")
     add("--log-level", metavar="LEVEL", help="debug, info, warning or error (default: info)")
+    add(
+        "--slack-timeout",
+        metavar="SECONDS",
+        help="how long to wait for one Slack API answer (default: 10)",
+    )
+    add(
+        "--slack-token-file",
+        metavar="FILE",
+        help="file holding the Slack bot token (default: the SLACK_BOT_TOKEN variable)",
+    )
+    add(
+        "--header-timeout",
+        metavar="SECONDS",
+        help="time for a request's headers to arrive, from its first byte (default: 10)",
+    )
+    add(
+        "--body-timeout",
+        metavar="SECONDS",
+        help="time for a notification's body to arrive after its headers (default: 30)",
+    )
+    add(
+        "--idle-timeout",
+        metavar="SECONDS",
+        help="close a kept-alive connection idle this long (default: 310)",
+    )
+    add(
+        "--max-connections",
+        metavar="N",
+        help="open connections at most; past it the longest waiting is closed (default: 1000)",
+    )
     return parser
 
 
@@ -141,7 +177,7 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         port=port,
         store=store,
         slack_api_url=setting("slack-api-url") or DEFAULT_SLACK_API,
-        slack_token=environ.get("SLACK_BOT_TOKEN", ""),
+        slack_token=_slack_token(setting("slack-token-file"), environ),
         default_channel=channel,
         webhook_token=webhook_token,
         admin_token=_token("admin-token-file", setting("admin-token-file")),
@@ -153,7 +189,44 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         database_url=database_url,
         log_format=log_format,  # type: ignore[arg-type]
         log_level=(setting("log-level") or "info").lower(),
+        slack_timeout=_seconds(setting, "slack-timeout", 10.0, 0.1, 300),
+        header_timeout=_seconds(setting, "header-timeout", 10.0, 0.1, 3600),
+        body_timeout=_seconds(setting, "body-timeout", 30.0, 0.1, 3600),
+        idle_timeout=_seconds(setting, "idle-timeout", 310.0, 0.1, 86400),
+        max_connections=_count(setting, "max-connections", 1000, 1, 1_000_000),
     )
+
+
+def _seconds(setting: Setting, flag: str, default: float, least: float, most: float) -> float:
+    value = setting(flag)
+    try:
+        seconds = default if value is None or value == "" else float(value)
+    except ValueError:
+        raise ValueError(f"--{flag}: {value!r} is not a number of seconds") from None
+    if not least <= seconds <= most:
+        raise ValueError(f"--{flag}: must be between {least:g} and {most:g} seconds")
+    return seconds
+
+
+def _count(setting: Setting, flag: str, default: int, least: int, most: int) -> int:
+    value = setting(flag)
+    try:
+        count = default if value is None or value == "" else int(value)
+    except ValueError:
+        raise ValueError(f"--{flag}: {value!r} is not a whole number") from None
+    if not least <= count <= most:
+        raise ValueError(f"--{flag}: must be between {least} and {most}")
+    return count
+
+
+def _slack_token(path: str | None, environ: Mapping[str, str]) -> str:
+    """The bot token from ``--slack-token-file``, else ``SLACK_BOT_TOKEN`` (never logged)."""
+    if not path:
+        return environ.get("SLACK_BOT_TOKEN", "").strip()
+    token = _secret_file("slack-token-file", path)
+    if not token:
+        raise ValueError(f"--slack-token-file: {path} is empty")
+    return token
 
 
 def _listen(value: str) -> tuple[str, int]:

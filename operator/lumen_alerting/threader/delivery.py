@@ -9,7 +9,11 @@
   and a log line.
 - Exactly once: before a post the worker notes that it is sending. If it finds that note on a
   later attempt (it crashed, or the answer was lost), it first looks in Slack for the message,
-  by the delivery id in the message's metadata, and only posts if it is not there.
+  by the delivery id in the message's metadata, and only posts if it is not there. Looking
+  needs the channel's id: a ``#name`` is resolved (``conversations.list``) before its first
+  post, and a lost answer is looked for only after ``unknown_outcome_wait``, once Slack has
+  had time to finish the request we gave up on. If the id cannot be learned, the message is
+  posted once more unchecked (at most one duplicate, logged), then given up on.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .messages import (
@@ -44,6 +48,17 @@ PARENT_WAIT_ATTEMPTS = 600
 # Entries a worker holds at most; the rest waits in the outbox, where another replica can
 # take it.
 MAX_IN_HAND = 1000
+# After an attempt whose outcome is unknown (the answer was lost), how often to try to learn
+# the channel's id before posting once more unchecked.
+UNCHECKED_AFTER_ATTEMPTS = 3
+UNCHECKED_SUFFIX = "/unchecked"
+# How long a #name is not looked up again after a transient failure, and after Slack said no
+# (not listed, missing scope): a big workspace's list is many calls, at Slack's Tier 2 pace.
+RESOLVE_RETRY = 10.0
+RESOLVE_RETRY_REFUSED = 300.0
+# At most one WARNING per channel and kind of transient failure in this many seconds; the
+# next one says how many were left out.
+WARNING_INTERVAL = 60.0
 
 
 class DeliveryWorker:
@@ -56,6 +71,7 @@ class DeliveryWorker:
         consumer: str,
         channel_interval: float = 1.0,
         stale_after: float = 30.0,
+        unknown_outcome_wait: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
@@ -63,11 +79,14 @@ class DeliveryWorker:
         self._metrics = metrics
         self._consumer = consumer
         self._stale_after = stale_after
+        self._unknown_outcome_wait = unknown_outcome_wait
         self._clock = clock
         self._queues: dict[str, asyncio.Queue[OutboxEntry]] = {}
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._pace = ChannelPace(channel_interval, clock=clock)
         self._in_hand: set[str] = set()  # entry ids queued or being delivered here
+        self._unresolved: dict[str, float] = {}  # #name -> when to ask Slack again
+        self._warnings = WarningThrottle(WARNING_INTERVAL, clock=clock)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take entries until ``stop`` is set, then let the channel queues drain briefly."""
@@ -135,7 +154,7 @@ class DeliveryWorker:
         alert = alert_from_json(delivery.alert)
         try:
             if delivery.kind in ("parent", "resolved_alone"):
-                posted = await self._post(delivery, alert, None)
+                posted = await self._post(delivery, alert, None, entry.attempts)
                 if delivery.kind == "parent":
                     await self._store.record_parent(
                         delivery.thread_key, delivery.generation, posted.encode()
@@ -146,7 +165,7 @@ class DeliveryWorker:
                     await self._wait_for_parent(entry)
                     return
                 parent = MessageRef.decode(recorded)
-                await self._post(delivery, alert, parent)
+                await self._post(delivery, alert, parent, entry.attempts)
                 if delivery.kind == "resolve":
                     async with self._pace.slot(delivery.channel):
                         await self._slack.update_message(
@@ -161,15 +180,24 @@ class DeliveryWorker:
         self._metrics.delivery_seconds.observe(max(0.0, time.time() - delivery.accepted_at))
 
     async def _post(
-        self, delivery: Delivery, alert: Alert, parent: MessageRef | None
+        self, delivery: Delivery, alert: Alert, parent: MessageRef | None, attempts: int
     ) -> MessageRef:
         """Post the delivery's message once, even across crashes (see the module docstring)."""
         message_id = delivery.delivery_id if parent is None else f"{delivery.delivery_id}/reply"
+        unchecked = False  # posting again without having looked in Slack first
+        if parent is None:
+            # Learn a #name's id before the first post: if its answer is lost (Slack slower
+            # than our timeout), the next attempt needs the id to look for the message.
+            await self._channel_id(delivery.channel)
         if not await self._store.mark_sending(message_id):
-            found = await self._find(delivery, message_id, parent)
-            if found is not None:
-                log.info("Delivery %s is already in Slack; not posting it again.", message_id)
-                return found
+            channel_id = parent.channel_id if parent else await self._channel_id(delivery.channel)
+            if channel_id is not None:
+                found = await self._find(delivery, message_id, parent, channel_id)
+                if found is not None:
+                    log.info("Delivery %s is already in Slack; not posting it again.", message_id)
+                    return found
+            else:
+                unchecked = await self._may_post_unchecked(delivery, message_id, attempts)
         body = _message(delivery, alert, parent.ts if parent else None)
         body["metadata"] = {
             "event_type": METADATA_EVENT_TYPE,
@@ -180,22 +208,40 @@ class DeliveryWorker:
                 posted = await self._slack.post_message(body)
         except SlackError as error:
             if not error.maybe_delivered:
-                # Certainly not posted: the next attempt need not look in Slack first.
-                await self._store.forget_sending(message_id)
+                # Certainly not posted by this attempt. After an unchecked repost the first
+                # attempt's outcome is still unknown: only the repost's own mark goes.
+                await self._store.forget_sending(
+                    f"{message_id}{UNCHECKED_SUFFIX}" if unchecked else message_id
+                )
             self._metrics.slack_calls.labels("chat.postMessage", error.error).inc()
             raise
         self._metrics.slack_calls.labels("chat.postMessage", "ok").inc()
         await self._store.remember_channel(delivery.channel, posted.channel_id)
         return posted
 
+    async def _may_post_unchecked(self, delivery: Delivery, message_id: str, attempts: int) -> bool:
+        """An earlier attempt may have reached Slack, and we cannot look (the channel's id is
+        unknown: no ``channels:read``/``groups:read`` scope, or the bot cannot see the channel).
+        Keep trying to learn the id for a while; then post once more, accepting at most one
+        duplicate; if that repost's outcome is unknown too, give up (dead letter) rather than
+        post again and again. Raises ``SlackError`` to postpone or give up; True to post."""
+        if attempts < UNCHECKED_AFTER_ATTEMPTS:
+            raise SlackError("channel_id_unknown", temporary=True, method="conversations.list")
+        if await self._store.mark_sending(f"{message_id}{UNCHECKED_SUFFIX}"):
+            log.warning(
+                "Posting %s to %s again without checking whether an earlier attempt reached "
+                "Slack (its channel id is unknown; give the bot channels:read and groups:read, "
+                "or configure the channel id): there may be one duplicate.",
+                message_id,
+                delivery.channel,
+            )
+            return True
+        raise SlackError("delivery_unconfirmed", temporary=False, method="chat.postMessage")
+
     async def _find(
-        self, delivery: Delivery, message_id: str, parent: MessageRef | None
+        self, delivery: Delivery, message_id: str, parent: MessageRef | None, channel_id: str
     ) -> MessageRef | None:
-        """The message an earlier attempt may have posted. Looking needs the channel's id: for
-        a channel never posted to before, it is unknown and the message is posted again."""
-        channel_id = parent.channel_id if parent else await self._channel_id(delivery.channel)
-        if channel_id is None:
-            return None
+        """The message an earlier attempt may have posted to ``channel_id``."""
         ts = await self._slack.find_delivery(
             channel_id,
             message_id,
@@ -205,9 +251,40 @@ class DeliveryWorker:
         return MessageRef(channel_id, ts) if ts is not None else None
 
     async def _channel_id(self, channel: str) -> str | None:
+        """The id of ``channel``: as configured, remembered in the store, or looked up in
+        Slack (``conversations.list``; a name Slack could not resolve is not asked about
+        again for a while)."""
         if not channel.startswith("#"):
             return channel  # configured as an id already
-        return await self._store.channel_id(channel)
+        known = await self._store.channel_id(channel)
+        if known is not None:
+            return known
+        if self._clock() < self._unresolved.get(channel, float("-inf")):
+            return None
+        retry = RESOLVE_RETRY_REFUSED
+        try:
+            channel_id = await self._slack.find_channel(channel[1:])
+        except SlackError as error:
+            self._metrics.slack_calls.labels("conversations.list", error.error).inc()
+            retry = RESOLVE_RETRY if error.temporary else RESOLVE_RETRY_REFUSED
+            left_out = self._warnings.allow((channel, f"conversations.list {error.error}"))
+            if left_out is not None:
+                log.warning(
+                    "Cannot learn the id of %s from Slack (conversations.list: %s); "
+                    "trying again in %.0f s.%s",
+                    channel,
+                    error.describe(),
+                    retry,
+                    _left_out(left_out),
+                )
+            channel_id = None
+        else:
+            self._metrics.slack_calls.labels("conversations.list", "ok").inc()
+        if channel_id is None:
+            self._unresolved[channel] = self._clock() + retry
+            return None
+        await self._store.remember_channel(channel, channel_id)
+        return channel_id
 
     async def _failed(self, entry: OutboxEntry, error: SlackError) -> None:
         delivery = entry.delivery
@@ -224,10 +301,26 @@ class DeliveryWorker:
             await self._store.dead_letter(entry, error.error)
             return
         delay = min(BACKOFF_CAP, BACKOFF_START * 2**entry.attempts)
+        if error.maybe_delivered:
+            # Slack may still be working on the request we gave up on: look for its message
+            # only once it has surely landed, or the lookup misses it and we post it twice.
+            delay = max(delay, self._unknown_outcome_wait)
         if error.retry_after is not None:
             delay = error.retry_after
             # The whole channel waits: every message to it would be refused the same way.
             self._pace.pause(delivery.channel, error.retry_after)
+        left_out = self._warnings.allow((delivery.channel, f"{error.method} {error.error}"))
+        if left_out is not None:
+            retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+            log.warning(
+                "Slack %s for %s failed: %s; next try at %s (in %.1f s).%s",
+                error.method or "call",
+                delivery.channel,
+                error.describe(),
+                retry_at.isoformat(timespec="seconds"),
+                delay,
+                _left_out(left_out),
+            )
         self._metrics.deliveries.labels(delivery.kind, "retry").inc()
         await self._store.postpone(entry, delay)
 
@@ -239,6 +332,30 @@ class DeliveryWorker:
             return
         self._metrics.deliveries.labels(entry.delivery.kind, "waiting_for_parent").inc()
         await self._store.postpone(entry, min(5.0, 0.2 * (entry.attempts + 1)))
+
+
+class WarningThrottle:
+    """Lets one log line per key through every ``interval`` seconds and counts the others, so
+    a Slack outage is visible without a line per message."""
+
+    def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._left_out: dict[tuple[str, str], int] = {}
+
+    def allow(self, key: tuple[str, str]) -> int | None:
+        """None to stay quiet; else how many lines for ``key`` were left out since the last."""
+        now = self._clock()
+        if now - self._last.get(key, float("-inf")) < self._interval:
+            self._left_out[key] = self._left_out.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._left_out.pop(key, 0)
+
+
+def _left_out(count: int) -> str:
+    return f" ({count} more like it since the last such line.)" if count else ""
 
 
 def _message(delivery: Delivery, alert: Alert, thread_ts: str | None) -> dict[str, Any]:

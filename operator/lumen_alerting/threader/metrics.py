@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .slack import SlackError
+
+
+@dataclass(frozen=True)
+class SlackFailure:
+    """The last failed Slack call, for /stats: which method, what went wrong, when."""
+
+    method: str
+    error: str
+    at: str  # RFC 3339, UTC
+    temporary: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class ThreaderMetrics:
@@ -52,4 +71,34 @@ class ThreaderMetrics:
             "Messages given up on, by Slack's error.",
             ["error"],
             registry=self.registry,
+        )
+        self.truncated_alerts = Counter(
+            "lumen_threader_truncated_alerts",
+            "Alerts of a notification that did not reach the threader, by who left them out: "
+            "alertmanager (its max_alerts; the notification's truncatedAlerts) or threader "
+            "(past the threader's own limit of 1000).",
+            ["by"],
+            registry=self.registry,
+        )
+        self.open_connections = Gauge(
+            "lumen_threader_open_connections",
+            "HTTP connections open now.",
+            registry=self.registry,
+        )
+        self.connections_cut = Counter(
+            "lumen_threader_connections_cut",
+            "HTTP connections closed by the threader, by reason: header_timeout, body_timeout, "
+            "evicted (at --max-connections, to make room), refused (at --max-connections, all "
+            "busy).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.last_slack_error: SlackFailure | None = None
+
+    def note_slack_error(self, error: SlackError) -> None:
+        self.last_slack_error = SlackFailure(
+            method=error.method,
+            error=error.describe(),
+            at=datetime.fromtimestamp(error.at, UTC).isoformat(timespec="seconds"),
+            temporary=error.temporary,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable
 
@@ -16,13 +17,22 @@ from aiohttp import web
 
 from .app import make_app
 from .config import ThreaderConfig
+from .connections import ConnectionLimits, GuardedAppRunner
 from .delivery import DeliveryWorker
 from .metrics import ThreaderMetrics
 from .redis_store import RedisStore
 from .slack import SlackClient
-from .store import FileStore, MemoryStore, ThreadStore
+from .store import FileStore, MemoryStore, StoreUnavailable, ThreadStore
 
 log = logging.getLogger("lumen.threader")
+
+
+class StartupError(Exception):
+    """The threader cannot start because of a setting: reported as one line naming ``flag``."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(f"{flag}: {message}")
+        self.flag = flag
 
 
 def open_store(spec: str, dedupe_window: float) -> ThreadStore:
@@ -44,15 +54,47 @@ async def serve(
     """Serve until SIGTERM/SIGINT or ``stop``; ``on_ready`` gets the bound port."""
     stop = stop or asyncio.Event()
     metrics = metrics or ThreaderMetrics()
-    store = open_store(config.store, config.dedupe_window)
-    slack = SlackClient(config.slack_api_url, config.slack_token)
-    worker = DeliveryWorker(
-        store, slack, metrics, consumer=config.consumer, channel_interval=config.channel_interval
+    try:
+        store = open_store(config.store, config.dedupe_window)
+    except (StoreUnavailable, OSError, ValueError) as error:
+        # StoreUnavailable is what a store raises when it cannot be opened; today's file store
+        # may also raise the OSError or JSON error itself.
+        raise StartupError("--store", f"cannot open {config.store}: {error}") from None
+    slack = SlackClient(
+        config.slack_api_url,
+        config.slack_token,
+        timeout=config.slack_timeout,
+        on_error=metrics.note_slack_error,
     )
-    runner = web.AppRunner(make_app(config, store, metrics), access_log=None, shutdown_timeout=10)
+    worker = DeliveryWorker(
+        store,
+        slack,
+        metrics,
+        consumer=config.consumer,
+        channel_interval=config.channel_interval,
+        # Three client timeouts after we gave up on a request, Slack has finished it.
+        unknown_outcome_wait=3 * config.slack_timeout,
+    )
+    limits = ConnectionLimits(
+        header_timeout=config.header_timeout,
+        body_timeout=config.body_timeout,
+        idle_timeout=config.idle_timeout,
+        max_connections=config.max_connections,
+    )
+    runner = GuardedAppRunner(
+        make_app(config, store, metrics), limits, metrics, access_log=None, shutdown_timeout=10
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        await slack.aclose()
+        await store.close()
+        where = f"{config.host}:{config.port}"
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise StartupError("--listen", f"cannot listen on {where}: {reason}") from None
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(RuntimeError, NotImplementedError):  # not in the main thread

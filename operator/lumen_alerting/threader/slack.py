@@ -1,4 +1,4 @@
-"""A small Slack Web API client on httpx: the four methods the threader calls.
+"""A small Slack Web API client on httpx: the five methods the threader calls.
 
 Slack answers HTTP 200 with ``{"ok": false, "error": ...}`` for most failures; throttling is
 HTTP 429 with ``Retry-After``. ``SlackError.temporary`` sorts the errors: throttling and server
@@ -9,6 +9,8 @@ token, a rejected message) is not.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,8 @@ class SlackError(Exception):
         temporary: bool,
         retry_after: float | None = None,
         maybe_delivered: bool = False,
+        method: str = "",
+        needed: str = "",
     ) -> None:
         super().__init__(error)
         self.error = error
@@ -59,12 +63,34 @@ class SlackError(Exception):
         self.retry_after = retry_after
         # The request went out but no answer came back: Slack may have acted on it.
         self.maybe_delivered = maybe_delivered
+        self.method = method
+        # For missing_scope: the scopes the token lacks (Slack's ``needed``).
+        self.needed = needed
+        self.at = time.time()
+
+    def describe(self) -> str:
+        """The error for a log line (never anything secret)."""
+        return f"{self.error} (needs {self.needed})" if self.needed else self.error
+
+
+# conversations.list pages: Slack takes a limit "under 1000"; bounded so a huge workspace
+# cannot keep a lookup going forever.
+CHANNEL_PAGE_SIZE = 999
+MAX_CHANNEL_PAGES = 200
 
 
 class SlackClient:
-    """chat.postMessage, chat.update and the two lookups that make delivery exactly-once."""
+    """chat.postMessage, chat.update and the lookups that make delivery exactly-once."""
 
-    def __init__(self, api_url: str, token: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        on_error: Callable[[SlackError], None] | None = None,
+    ) -> None:
+        self._on_error = on_error  # sees every failed call (for /stats), whoever made it
         self._http = httpx.AsyncClient(
             base_url=api_url.rstrip("/") + "/",
             headers={"Authorization": f"Bearer {token}"},
@@ -112,7 +138,40 @@ class SlackClient:
             if not answer.get("has_more") or not cursor:
                 return None
 
+    async def find_channel(self, name: str) -> str | None:
+        """The id of the channel called ``name`` (without ``#``), public or private, if the bot
+        can see it: ``conversations.list``, which needs the ``channels:read`` and
+        ``groups:read`` scopes (``missing_scope`` otherwise)."""
+        cursor = ""
+        for _ in range(MAX_CHANNEL_PAGES):
+            query = {
+                "types": "public_channel,private_channel",
+                "exclude_archived": "true",
+                "limit": str(CHANNEL_PAGE_SIZE),
+            }
+            if cursor:
+                query["cursor"] = cursor
+            answer = await self._call("conversations.list", query, form=True)
+            for channel in answer.get("channels") or []:
+                if isinstance(channel, dict) and channel.get("name") == name:
+                    return str(channel["id"])
+            # Slack may answer fewer than ``limit`` before the end: only the cursor says more.
+            cursor = str((answer.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                return None
+        return None
+
     async def _call(
+        self, method: str, body: dict[str, Any], *, form: bool = False
+    ) -> dict[str, Any]:
+        try:
+            return await self._request(method, body, form=form)
+        except SlackError as error:
+            if self._on_error is not None:
+                self._on_error(error)
+            raise
+
+    async def _request(
         self, method: str, body: dict[str, Any], *, form: bool = False
     ) -> dict[str, Any]:
         # Write methods take JSON; Slack's read methods only take form fields.
@@ -130,21 +189,33 @@ class SlackClient:
                 error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
             )
             raise SlackError(
-                type(error).__name__, temporary=True, maybe_delivered=not unsent
+                type(error).__name__, temporary=True, maybe_delivered=not unsent, method=method
             ) from error
         if response.status_code == 429:
-            raise SlackError("ratelimited", temporary=True, retry_after=_seconds(response.headers))
+            raise SlackError(
+                "ratelimited",
+                temporary=True,
+                retry_after=_seconds(response.headers),
+                method=method,
+            )
         if response.status_code >= 500:
-            raise SlackError(f"HTTP {response.status_code}", temporary=True)
+            raise SlackError(f"HTTP {response.status_code}", temporary=True, method=method)
         try:
             answer = response.json()
         except ValueError:
-            raise SlackError(f"HTTP {response.status_code}: not JSON", temporary=True) from None
+            raise SlackError(
+                f"HTTP {response.status_code}: not JSON", temporary=True, method=method
+            ) from None
         if not isinstance(answer, dict):
-            raise SlackError("answer is not an object", temporary=True)
+            raise SlackError("answer is not an object", temporary=True, method=method)
         if not answer.get("ok"):
             error = str(answer.get("error") or f"HTTP {response.status_code}")
-            raise SlackError(error, temporary=error in TEMPORARY_ERRORS)
+            raise SlackError(
+                error,
+                temporary=error in TEMPORARY_ERRORS,
+                method=method,
+                needed=str(answer.get("needed") or ""),
+            )
         return answer
 
 

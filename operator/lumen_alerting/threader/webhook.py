@@ -32,6 +32,9 @@ AlertStatus = Literal["firing", "resolved"]
 ThreadKeyMode = Literal["fingerprint", "occurrence", "labels"]
 
 WEBHOOK_VERSION: Final = "4"
+# Alerts read from one notification; the renderer sets Alertmanager's maxAlerts to the same
+# (render/objects.py THREADER_MAX_ALERTS), so Alertmanager truncates and says so
+# (truncatedAlerts) instead of sending more. More than this are left out and counted, not refused.
 MAX_ALERTS: Final = 1000
 MAX_STRING_BYTES: Final = 64 * 1024  # UTF-8 bytes of any single string, keys included
 MAX_FINGERPRINT_LENGTH: Final = 64
@@ -93,6 +96,8 @@ class Notification:
     common_annotations: Mapping[str, str]
     external_url: str
     alerts: tuple[Alert, ...]
+    # Alerts past MAX_ALERTS, left out here (not refused: a 4xx would lose the whole group).
+    alerts_over_limit: int = 0
 
 
 def parse_notification(body: bytes) -> Notification:
@@ -368,6 +373,7 @@ class _Reader:
             common_annotations=self._map(document, "", "commonAnnotations", "annotation"),
             external_url=self._string(document, "", "externalURL"),
             alerts=self._alerts(document),
+            alerts_over_limit=self._over_limit(document),
         )
 
     def _alerts(self, document: dict[str, Any]) -> tuple[Alert, ...]:
@@ -379,10 +385,13 @@ class _Reader:
             return ()
         if not value:
             self._report(path, "must contain at least one alert")
-        if len(value) > MAX_ALERTS:
-            self._report(path, f"has {len(value)} alerts, more than {MAX_ALERTS}")
-            return ()
-        return tuple(self.alert(item, f"{path}[{i}]") for i, item in enumerate(value))
+        # Only the first MAX_ALERTS are read (as Alertmanager's max_alerts keeps the first):
+        # refusing more would make Alertmanager drop the whole group, it never retries a 4xx.
+        return tuple(self.alert(item, f"{path}[{i}]") for i, item in enumerate(value[:MAX_ALERTS]))
+
+    def _over_limit(self, document: dict[str, Any]) -> int:
+        alerts = document.get("alerts")
+        return max(0, len(alerts) - MAX_ALERTS) if isinstance(alerts, list) else 0
 
     def alert(self, item: Any, path: str) -> Alert:
         if not isinstance(item, dict):
