@@ -30,6 +30,7 @@ from lumen_alerting.render.routing import (
     alertmanager_yaml,
     builtin_inhibit_rules,
 )
+from lumen_alerting.threader import webhook as threader_webhook
 from tests.polling import free_port
 from tests.schemas import validate_object
 
@@ -217,6 +218,12 @@ def test_slack_goes_through_threader(policies: dict[str, Policy]) -> None:
         "maxAlerts": THREADER_MAX_ALERTS,
     }
     assert THREADER_MAX_ALERTS == 1000
+
+
+def test_rendered_max_alerts_is_what_the_threader_accepts() -> None:
+    """Alertmanager must never send a group the threader refuses for its size (4xx is not
+    retried: the whole group would be lost)."""
+    assert THREADER_MAX_ALERTS == threader_webhook.MAX_ALERTS
 
 
 def test_every_threader_webhook_sets_max_alerts(policies: dict[str, Policy]) -> None:
