@@ -20,18 +20,23 @@ from .delivery import DeliveryWorker
 from .metrics import ThreaderMetrics
 from .redis_store import RedisStore
 from .slack import SlackClient
-from .store import FileStore, MemoryStore, ThreadStore
+from .sqlite_store import SQLiteStore
+from .store import DEFAULT_LIMITS, MemoryStore, OutboxLimits, ThreadStore
 
 log = logging.getLogger("lumen.threader")
 
 
-def open_store(spec: str, dedupe_window: float) -> ThreadStore:
-    """The store named by ``--store``: memory, file:PATH or redis://HOST:PORT/DB."""
+def open_store(
+    spec: str, dedupe_window: float, limits: OutboxLimits = DEFAULT_LIMITS
+) -> ThreadStore:
+    """The store named by ``--store``: memory, sqlite:PATH (file:PATH is an alias) or
+    redis://HOST:PORT/DB."""
     if spec == "memory":
-        return MemoryStore(idempotency_ttl=dedupe_window)
-    if spec.startswith("file:"):
-        return FileStore(spec.removeprefix("file:"), idempotency_ttl=dedupe_window)
-    return RedisStore(spec, idempotency_ttl=dedupe_window)
+        return MemoryStore(idempotency_ttl=dedupe_window, limits=limits)
+    if spec.startswith(("sqlite:", "file:")):
+        path = spec.partition(":")[2]
+        return SQLiteStore(path, idempotency_ttl=dedupe_window, limits=limits)
+    return RedisStore(spec, idempotency_ttl=dedupe_window, limits=limits)
 
 
 async def serve(
@@ -44,7 +49,8 @@ async def serve(
     """Serve until SIGTERM/SIGINT or ``stop``; ``on_ready`` gets the bound port."""
     stop = stop or asyncio.Event()
     metrics = metrics or ThreaderMetrics()
-    store = open_store(config.store, config.dedupe_window)
+    limits = OutboxLimits(config.max_outbox_entries, config.max_outbox_bytes)
+    store = open_store(config.store, config.dedupe_window, limits)
     slack = SlackClient(config.slack_api_url, config.slack_token)
     worker = DeliveryWorker(
         store, slack, metrics, consumer=config.consumer, channel_interval=config.channel_interval
