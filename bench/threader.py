@@ -1,14 +1,17 @@
 """Threader acknowledge throughput and latency, against a floor.
 
-Run: ``make bench-threader`` (or ``.venv/bin/python bench/threader.py [--notifications N]``).
+Run: ``make bench-threader`` (or ``.venv/bin/python bench/threader.py [--notifications N]
+[--store redis|sqlite]``).
 
 ``lumen-threader`` runs as its own process with the Redis store (a private redis-server with
-AOF, started for the run) and a zero-latency Slack double. A load generator (this process,
+AOF, started for the run), or with ``--store sqlite`` the SQLite store (a database in a temporary
+directory), and a zero-latency Slack double. A load generator (this process,
 aiohttp client) posts Alertmanager notifications of one new alert each, from 1 and from 16
 concurrent senders, and times every answer: the threader answers only once the alert is durably
 in the outbox.
 The floor is the same stack doing the least work: an aiohttp handler that does one Redis write
-per request (``bench/floor_server.py``), measured the same way in the same run.
+(or one SQLite commit) per request (``bench/floor_server.py``), measured the same way in the
+same run.
 Targets (issue 4): at least 500 notifications/s, p99 under 50 ms, within 3x of the floor.
 """
 
@@ -89,10 +92,10 @@ def measure(url: str, count: int, senders: int, offset: int) -> dict[str, float]
     return summary(seconds, latencies)
 
 
-def start_floor(redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_floor(store: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "floor_server.py"), str(port), redis_url]
+        [sys.executable, str(REPO / "bench" / "floor_server.py"), str(port), store]
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -107,14 +110,17 @@ def start_floor(redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notifications", type=int, default=5000)
+    parser.add_argument("--store", choices=("redis", "sqlite"), default="redis")
     args = parser.parse_args()
     # A private server: the bench never touches data it does not own.
     redis_server = RedisServer().start()
     redis_url = redis_server.url
     results: dict[str, dict[str, float]] = {}
-    with SlackDouble(rate_limit=False) as slack, tempfile.TemporaryDirectory():
-        threader = ThreaderProcess(slack.url, redis_url, log_level="warning").start()
-        floor, floor_url = start_floor(redis_url)
+    with SlackDouble(rate_limit=False) as slack, tempfile.TemporaryDirectory() as directory:
+        store = redis_url if args.store == "redis" else f"sqlite:{directory}/threader.db"
+        floor_store = redis_url if args.store == "redis" else f"sqlite:{directory}/floor.db"
+        threader = ThreaderProcess(slack.url, store, log_level="warning").start()
+        floor, floor_url = start_floor(floor_store)
         try:
             for senders in (1, 16):
                 offset = senders * 1_000_000
@@ -129,7 +135,7 @@ def main() -> int:
             floor.terminate()
             floor.wait(10)
             redis_server.remove()
-    print(f"{args.notifications} notifications of one new alert each, Redis store, per run")
+    print(f"{args.notifications} notifications of one new alert each, {args.store} store, per run")
     print(f"{'run':<26} {'notif/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for name, numbers in results.items():
         print(

@@ -375,6 +375,27 @@ def test_the_outbox_bound_refuses_whole_notifications(make_store: Any) -> None:
     run(scenario())
 
 
+def test_concurrent_notifications_past_the_bound_refuse_only_the_late_one(make_store: Any) -> None:
+    """SQLite commits notifications that arrive together in one transaction: the one refused
+    must not take the others with it."""
+
+    async def scenario() -> None:
+        store = make_store(limits=OutboxLimits(max_entries=3))
+        outcomes = await asyncio.gather(
+            store.accept([acceptance(1), acceptance(2)]),
+            store.accept([acceptance(3), acceptance(4)]),
+            return_exceptions=True,
+        )
+        # Whichever came first is accepted whole, the other refused whole.
+        accepted = [o for o in outcomes if o == ["queued", "queued"]]
+        refused = [o for o in outcomes if isinstance(o, OutboxFull)]
+        assert (len(accepted), len(refused)) == (1, 1), outcomes
+        assert (await store.outbox()).entries == 2
+        await store.close()
+
+    run(scenario())
+
+
 def test_the_outbox_byte_bound_and_its_size(make_store: Any) -> None:
     async def scenario() -> None:
         size = len(alert_bytes(acceptance(1).alert).encode())

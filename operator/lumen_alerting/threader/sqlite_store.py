@@ -3,7 +3,9 @@
 - Every call runs in ONE dedicated thread that owns the connection: the event loop never waits
   for the disk, so ``/health`` answers however large the outbox is.
 - Each call is one transaction: ``accept`` writes the idempotency keys, the thread claims and
-  the outbox entries of a notification together or not at all.
+  the outbox entries of a notification together or not at all. Notifications that arrive while
+  a commit is under way share the next one (group commit: one fsync for many), each in a
+  savepoint of its own.
 - WAL mode with ``synchronous=FULL``: a commit is on disk (the WAL is fsynced) before ``accept``
   returns and the threader answers 2xx, so an acknowledged alert survives a power cut, not only
   a crash of the process (NORMAL would only fsync at checkpoints). One small fsync per
@@ -29,6 +31,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .store import (
@@ -40,6 +43,7 @@ from .store import (
     DeliveryKind,
     Disposition,
     OutboxEntry,
+    OutboxFull,
     OutboxLimits,
     OutboxSize,
     StoreUnavailable,
@@ -107,6 +111,16 @@ CREATE TABLE dead_letters (
 CREATE TABLE probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 """
 
+
+@dataclass
+class _Pending:
+    """A notification waiting to be committed, and where its outcome goes."""
+
+    acceptances: list[Acceptance]
+    texts: list[str]  # each alert's JSON
+    outcome: asyncio.Future[list[Disposition]]
+
+
 _OUTBOX_COLUMNS = (
     "id, delivery_id, kind, thread_key, generation, channel, alert, bytes, accepted_at, attempts"
 )
@@ -138,6 +152,8 @@ class SQLiteStore:
         self._db: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lumen-sqlite")
         self._changed = asyncio.Event()
+        self._pending: list[_Pending] = []  # notifications waiting for the next commit
+        self._committer: asyncio.Task[None] | None = None
         try:
             self._thread.submit(self._open).result()
         except BaseException:
@@ -228,48 +244,93 @@ class SQLiteStore:
     # --- the request side -----------------------------------------------------------------------
 
     async def accept(self, acceptances: Sequence[Acceptance]) -> list[Disposition]:
+        """Accept one notification. Notifications arriving while a commit is on its way are
+        committed together (one fsync for all), each in a savepoint of its own, so one that is
+        refused (outbox full) leaves the others accepted."""
         texts = [alert_bytes(item.alert) for item in acceptances]  # encoded off the store thread
-        results = await self._run(self._accept, list(acceptances), texts)
-        if "queued" in results:
-            self._changed.set()
-        return results
+        pending = _Pending(list(acceptances), texts, asyncio.get_running_loop().create_future())
+        self._pending.append(pending)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_pending())
+        return await pending.outcome
 
-    def _accept(self, acceptances: list[Acceptance], texts: list[str]) -> list[Disposition]:
+    async def _commit_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            outcomes: list[list[Disposition] | BaseException]
+            try:
+                outcomes = await self._run(self._accept, batch)
+            except Exception as error:  # nothing of the batch was committed
+                outcomes = [error] * len(batch)
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                if pending.outcome.done():  # the request went away; its alerts may be in
+                    continue
+                if isinstance(outcome, BaseException):
+                    pending.outcome.set_exception(outcome)
+                else:
+                    pending.outcome.set_result(outcome)
+                    if "queued" in outcome:
+                        self._changed.set()
+
+    def _accept(self, batch: list[_Pending]) -> list[list[Disposition] | BaseException]:
         now = self._clock()
-        results: list[Disposition] = []
+        outcomes: list[list[Disposition] | BaseException] = []
         added = added_bytes = 0
         with self._transaction() as tx:
             self._expire(tx, now)
-            new: dict[str, int] = {}
-            for item, text in zip(acceptances, texts, strict=True):
-                seen = tx.execute("SELECT 1 FROM seen WHERE delivery_id = ?", (item.delivery_id,))
-                if seen.fetchone() is None:
-                    new[item.delivery_id] = len(text.encode())
-            self._limits.check(self._entries, self._bytes, len(new), sum(new.values()))
-            for item, text in zip(acceptances, texts, strict=True):
-                inserted = tx.execute(
-                    "INSERT INTO seen VALUES (?, ?) ON CONFLICT DO NOTHING",
-                    (item.delivery_id, now + self._idempotency_ttl),
-                )
-                if inserted.rowcount == 0:
-                    results.append("duplicate")
+            for pending in batch:
+                tx.execute("SAVEPOINT notification")
+                try:
+                    results, entries, size = self._accept_one(
+                        tx, pending, now, self._entries + added, self._bytes + added_bytes
+                    )
+                except OutboxFull as full:
+                    tx.execute("ROLLBACK TO notification")
+                    tx.execute("RELEASE notification")
+                    outcomes.append(full)
                     continue
-                kind, generation = self._claim(tx, item, now)
-                if kind is None:
-                    results.append("skipped")
-                    continue
-                size = len(text.encode())
-                tx.execute(
-                    "INSERT INTO outbox (delivery_id, kind, thread_key, generation, channel, "
-                    "alert, bytes, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (item.delivery_id, kind, item.thread_key, generation, item.channel, text,
-                     size, now),
-                )  # fmt: skip
-                added, added_bytes = added + 1, added_bytes + size
-                results.append("queued")
+                tx.execute("RELEASE notification")
+                outcomes.append(results)
+                added, added_bytes = added + entries, added_bytes + size
         self._entries += added
         self._bytes += added_bytes
-        return results
+        return outcomes
+
+    def _accept_one(
+        self, tx: sqlite3.Connection, pending: _Pending, now: float, entries: int, size: int
+    ) -> tuple[list[Disposition], int, int]:
+        """One notification: its dispositions, and the entries and bytes it added."""
+        items = list(zip(pending.acceptances, pending.texts, strict=True))
+        new: dict[str, int] = {}
+        for item, text in items:
+            seen = tx.execute("SELECT 1 FROM seen WHERE delivery_id = ?", (item.delivery_id,))
+            if seen.fetchone() is None:
+                new[item.delivery_id] = len(text.encode())
+        self._limits.check(entries, size, len(new), sum(new.values()))
+        results: list[Disposition] = []
+        added = added_bytes = 0
+        for item, text in items:
+            inserted = tx.execute(
+                "INSERT INTO seen VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (item.delivery_id, now + self._idempotency_ttl),
+            )
+            if inserted.rowcount == 0:
+                results.append("duplicate")
+                continue
+            kind, generation = self._claim(tx, item, now)
+            if kind is None:
+                results.append("skipped")
+                continue
+            encoded = len(text.encode())
+            tx.execute(
+                "INSERT INTO outbox (delivery_id, kind, thread_key, generation, channel, "
+                "alert, bytes, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (item.delivery_id, kind, item.thread_key, generation, item.channel, text,
+                 encoded, now),
+            )  # fmt: skip
+            added, added_bytes = added + 1, added_bytes + encoded
+            results.append("queued")
+        return results, added, added_bytes
 
     def _claim(
         self, tx: sqlite3.Connection, item: Acceptance, now: float
@@ -509,6 +570,8 @@ class SQLiteStore:
             return tx.execute("DELETE FROM threads").rowcount  # parents go with them
 
     async def close(self) -> None:
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
         if self._db is not None:
             with contextlib.suppress(StoreUnavailable):
                 await self._run(self._close)
