@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -20,6 +22,7 @@ import httpx
 import pytest
 
 from tests.polling import eventually
+from tests.schemas import REPO
 from tests.slack_api import SlackDouble
 from tests.threader_run import RedisServer, ThreaderProcess, alert, notification
 
@@ -248,3 +251,27 @@ def test_a_full_outbox_answers_503_and_drains(tmp_path: Path, store: str) -> Non
                 redis_server.remove()
     keys = thread_keys(slack)
     assert sorted(keys) == sorted(f"#alerts/{n:016x}@2026-11-22T09:00:00Z" for n in range(25))
+
+
+def test_an_old_json_file_store_is_one_clear_line_at_start(tmp_path: Path) -> None:
+    old = tmp_path / "threads"
+    old.write_text('{"seen": {}, "outbox": []}')
+    process = ThreaderProcess("http://127.0.0.1:1/api", f"file:{old}")
+    try:
+        started = subprocess.run(
+            process.command,
+            env={**os.environ, "PYTHONPATH": str(REPO / "operator")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        shutil.rmtree(process._dir, ignore_errors=True)
+    assert started.returncode == 2
+    [line] = [line for line in started.stderr.splitlines() if "--store" in line]
+    assert line == (
+        f"lumen-threader: --store: {old} is not a SQLite database (a JSON file of the old file "
+        "store?); move it away, the new store starts empty"
+    )
+    assert "Traceback" not in started.stderr
+    assert old.read_text() == '{"seen": {}, "outbox": []}', "left as it was"

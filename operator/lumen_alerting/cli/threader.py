@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from ..logs import configure_logging
 from ..threader.config import parse_config
 from ..threader.service import serve
+from ..threader.store import StoreUnavailable
 
 log = logging.getLogger("lumen.threader")
 
@@ -22,7 +23,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("SLACK_BOT_TOKEN is not set: every message will be refused by Slack.")
     if config.database_url:
         log.info("--database-url is for the incident store, which this version does not have yet.")
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except StoreUnavailable as error:  # the store cannot be opened: one line, no traceback
+        print(f"lumen-threader: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
