@@ -56,11 +56,11 @@ def test_health_answers_quickly_with_five_thousand_queued_alerts(tmp_path: Path)
         threader = ThreaderProcess(slack.url, f"sqlite:{tmp_path}/threads.db").start()
         try:
             batches = [
-                notification([alert(n) for n in range(start, start + 100)], f"g{start}")
-                for start in range(0, 6000, 100)
+                notification([alert(n) for n in range(start, start + 50)], f"g{start}")
+                for start in range(0, 6000, 50)
             ]
             with ThreadPoolExecutor(4) as pool:
-                answers = list(pool.map(threader.post, batches[:50]))
+                answers = list(pool.map(threader.post, batches[:100]))
             assert {a.status_code for a in answers} == {200}
             assert queued(threader) >= 4900
 
@@ -78,7 +78,7 @@ def test_health_answers_quickly_with_five_thousand_queued_alerts(tmp_path: Path)
             prober.start()
             try:
                 with ThreadPoolExecutor(4) as pool:
-                    answers = list(pool.map(threader.post, batches[50:]))
+                    answers = list(pool.map(threader.post, batches[100:]))
             finally:
                 done.set()
                 prober.join()
