@@ -262,6 +262,11 @@ class SQLiteStore:
                 outcomes = await self._run(self._accept, batch)
             except Exception as error:  # nothing of the batch was committed
                 outcomes = [error] * len(batch)
+            except BaseException:  # cancelled (shutdown): the batch's outcome is unknown
+                for pending in batch:
+                    if not pending.outcome.done():
+                        pending.outcome.set_exception(StoreUnavailable("shutting down"))
+                raise
             for pending, outcome in zip(batch, outcomes, strict=True):
                 if pending.outcome.done():  # the request went away; its alerts may be in
                     continue
