@@ -127,6 +127,16 @@ redis.call('DEL', KEYS[3])
 return 1
 """
 
+# KEYS: outbox stream, delayed zset. ARGV: group, entry id, delayed member, due (ms).
+# Only an entry still in the stream is delayed: one completed meanwhile is not brought back.
+POSTPONE = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('XDEL', KEYS[1], ARGV[2]) == 1 then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+end
+return 1
+"""
+
 # KEYS: delayed zset, outbox stream. ARGV: now (ms), limit.
 PROMOTE_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
@@ -170,6 +180,7 @@ class RedisStore:
         self._limits = limits
         self._accept = self._redis.register_script(ACCEPT)
         self._complete = self._redis.register_script(COMPLETE)
+        self._postpone = self._redis.register_script(POSTPONE)
         self._promote = self._redis.register_script(PROMOTE_DUE)
         self._group_ready = False
         self._recovered: set[str] = set()
@@ -305,11 +316,10 @@ class RedisStore:
             separators=(",", ":"),
         )
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zadd(self._key("delayed"), {member: int((time.time() + delay) * 1000)})
-                pipe.xack(self._outbox, GROUP, entry.entry_id)
-                pipe.xdel(self._outbox, entry.entry_id)
-                await pipe.execute()
+            await self._postpone(
+                keys=[self._outbox, self._key("delayed")],
+                args=[GROUP, entry.entry_id, member, int((time.time() + delay) * 1000)],
+            )
         except RedisError as error:
             raise self._unavailable(error) from error
 
