@@ -439,6 +439,14 @@ def test_sqlite_refuses_an_old_json_file_and_a_second_process(tmp_path: Path) ->
     run(scenario())
 
 
+def test_sqlite_paths_it_cannot_use_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreUnavailable, match=r"^--store: cannot read .*: Is a directory$"):
+        SQLiteStore(str(tmp_path))
+    with pytest.raises(StoreUnavailable, match=r"^--store: cannot read .*: Not a directory$"):
+        SQLiteStore(str(tmp_path / "file" / "threads.db"))
+
+
 def test_sqlite_write_failure_accepts_nothing(tmp_path: Path) -> None:
     """A write that fails (here: the connection made read-only; the full disk is
     test_threader.py's) is StoreUnavailable and leaves nothing accepted."""

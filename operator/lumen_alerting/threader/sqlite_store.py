@@ -164,13 +164,18 @@ class SQLiteStore:
 
     def _open(self) -> None:
         """Open (and create or migrate) the database, in the store's thread."""
-        with contextlib.suppress(FileNotFoundError), open(self._path, "rb") as existing:
-            header = existing.read(len(SQLITE_HEADER))
-            if header and header != SQLITE_HEADER:
-                raise StoreUnavailable(
-                    f"--store: {self._path} is not a SQLite database (a JSON file of the old file "
-                    "store?); move it away, the new store starts empty"
-                )
+        try:
+            with open(self._path, "rb") as existing:
+                header = existing.read(len(SQLITE_HEADER))
+        except FileNotFoundError:
+            header = b""
+        except OSError as error:
+            raise StoreUnavailable(f"--store: cannot read {self._path}: {error.strerror}") from None
+        if header and header != SQLITE_HEADER:
+            raise StoreUnavailable(
+                f"--store: {self._path} is not a SQLite database (a JSON file of the old file "
+                "store?); move it away, the new store starts empty"
+            )
         try:
             os.makedirs(os.path.dirname(self._path), exist_ok=True)
             db = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
