@@ -307,11 +307,11 @@ def test_thirty_seconds_of_429_lose_nothing(threader: ThreaderProcess, slack: Sl
     assert slack.rejected_429("#alerts") <= 40, "Retry-After was honoured"
 
 
-@pytest.mark.parametrize("store", ["redis", "file"])
+@pytest.mark.parametrize("store", ["redis", "sqlite"])
 def test_sigkill_with_a_full_outbox_then_restart_delivers_each_message_once(
     slack: SlackDouble, redis_db: str, tmp_path: Any, store: str
 ) -> None:
-    spec = redis_db if store == "redis" else f"file:{tmp_path}/threads.json"
+    spec = redis_db if store == "redis" else f"sqlite:{tmp_path}/threads.db"
     first = ThreaderProcess(slack.url, spec, consumer="replica-0").start()
     first.post(notification([alert(100)]))  # the channel has been used before: its id is known
     eventually(lambda: slack.parents("#alerts"), what="warm-up message")

@@ -66,6 +66,8 @@ def test_environment_forms(secrets_dir: Path) -> None:
         "LUMEN_THREADER_NO_REPLY_ON_REPEAT": "true",
         "LUMEN_THREADER_CHANNEL_INTERVAL": "0.5",
         "LUMEN_THREADER_DEDUPE_WINDOW": "600",
+        "LUMEN_THREADER_MAX_OUTBOX_ENTRIES": "500",
+        "LUMEN_THREADER_MAX_OUTBOX_BYTES": "1048576",
         "LUMEN_THREADER_CONSUMER": "pod-1",
         "LUMEN_THREADER_LOG_FORMAT": "json",
     }
@@ -75,6 +77,7 @@ def test_environment_forms(secrets_dir: Path) -> None:
     assert (config.thread_key, config.reply_on_repeat) == ("labels", False)
     assert (config.channel_interval, config.dedupe_window) == (0.5, 600.0)
     assert (config.consumer, config.log_format) == ("pod-1", "json")
+    assert (config.max_outbox_entries, config.max_outbox_bytes) == (500, 1048576)
     assert parse_config(["--store", "memory"], env).store == "memory", "a flag wins"
 
 
@@ -89,6 +92,9 @@ def test_environment_forms(secrets_dir: Path) -> None:
         (["--thread-key", "hash"], "--thread-key: 'hash' is not occurrence or labels"),
         (["--channel-interval", "fast"], "--channel-interval: not a number"),
         (["--dedupe-window", "0"], "--dedupe-window: must be between"),
+        (["--store", "sqlite:"], "--store: sqlite: needs a path"),
+        (["--max-outbox-entries", "0"], "--max-outbox-entries: must be between 1 and"),
+        (["--max-outbox-bytes", "64MiB"], "--max-outbox-bytes: '64MiB' is not a whole number"),
         (["--log-format", "xml"], "--log-format: 'xml' is not plain or json"),
         (["--slack-timeout", "0"], "--slack-timeout: must be between 0.1 and 300 seconds"),
         (["--header-timeout", "soon"], "--header-timeout: 'soon' is not a number of seconds"),
@@ -138,6 +144,14 @@ def test_a_short_token_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit):
         parse_config(["--webhook-token-file", str(tmp_path / "token")], {})
     assert "shorter than 16 characters" in capsys.readouterr().err
+
+
+def test_store_forms_and_outbox_defaults(secrets_dir: Path) -> None:
+    token = ["--webhook-token-file", str(secrets_dir / "webhook-token")]
+    for spec in ("sqlite:/var/lib/lumen/threader.db", "file:/var/lib/lumen/threads"):
+        assert parse_config([*token, "--store", spec], {}).store == spec
+    config = parse_config(token, {})
+    assert (config.max_outbox_entries, config.max_outbox_bytes) == (10_000, 64 * 1024 * 1024)
 
 
 def test_every_flag_and_variable_is_documented() -> None:

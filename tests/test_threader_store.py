@@ -1,10 +1,9 @@
-"""The store contract, run against every store: memory, file, and the machine's real Redis
+"""The store contract, run against every store: memory, SQLite, and the machine's real Redis
 (each test under its own key prefix, removed afterwards)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,16 +13,19 @@ import pytest
 import redis
 
 from lumen_alerting.threader.redis_store import RedisStore
+from lumen_alerting.threader.sqlite_store import SQLiteStore
 from lumen_alerting.threader.store import (
     Acceptance,
-    FileStore,
     MemoryStore,
+    OutboxFull,
+    OutboxLimits,
     StoreUnavailable,
     ThreadStore,
+    alert_bytes,
 )
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-STORES = ("memory", "file", "redis")
+STORES = ("memory", "sqlite", "redis")
 
 
 def run(coroutine: Any) -> Any:
@@ -50,8 +52,8 @@ def make_store(
     def make(**options: Any) -> ThreadStore:
         if request.param == "memory":
             return MemoryStore(**options)
-        if request.param == "file":
-            return FileStore(str(tmp_path / "state" / "threads.json"), **options)
+        if request.param == "sqlite":
+            return SQLiteStore(str(tmp_path / "state" / "threads.db"), **options)
         return RedisStore(REDIS_URL, prefix=prefix, **options)
 
     make.kind = request.param  # type: ignore[attr-defined]
@@ -334,26 +336,138 @@ def test_redis_down_is_store_unavailable() -> None:
     run(scenario())
 
 
-def test_file_store_write_failure_accepts_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A full disk (ENOSPC at fsync) during accept: 503 for Alertmanager, and no trace left, so
-    its retry is accepted as new."""
+def test_a_consumer_takes_back_its_own_expired_leases(make_store: Any) -> None:
+    """A single replica whose completion could not be written (a full disk) gets the entry back
+    once its lease runs out: no restart, no second replica needed."""
 
     async def scenario() -> None:
-        path = tmp_path / "state" / "threads.json"
-        store = FileStore(str(path))
+        store = make_store()
         await store.accept([acceptance(1)])
+        [entry] = await store.take("only-replica", 10, 0.05)
+        assert await store.claim_stale("only-replica", 60.0, 10) == [], "lease still running"
+        await asyncio.sleep(0.05)
+        [again] = await store.claim_stale("only-replica", 0.01, 10)
+        assert again.delivery == entry.delivery
+        await store.close()
 
-        def no_space(fd: int) -> None:
-            raise OSError(28, "No space left on device")
+    run(scenario())
 
-        with monkeypatch.context() as patched:
-            patched.setattr("os.fsync", no_space)
-            with pytest.raises(StoreUnavailable, match="No space left"):
-                await store.accept([acceptance(2)])
+
+def test_the_outbox_bound_refuses_whole_notifications(make_store: Any) -> None:
+    async def scenario() -> None:
+        store = make_store(limits=OutboxLimits(max_entries=3))
+        assert await store.accept([acceptance(1), acceptance(2)]) == ["queued", "queued"]
+        with pytest.raises(OutboxFull, match="outbox full: 2 entries"):
+            await store.accept([acceptance(3), acceptance(4), acceptance(1)])
+        assert await store.accept([acceptance(1), acceptance(2)]) == ["duplicate"] * 2, (
+            "duplicates need no room"
+        )
+        # Nothing of the refused notification was kept: its alerts are new, and fit one by one.
+        assert await store.accept([acceptance(3)]) == ["queued"]
+        with pytest.raises(OutboxFull):
+            await store.accept([acceptance(4)])
+        [first, *_rest] = await store.take("w1", 10, 0.05)
+        await store.complete(first)
+        assert await store.accept([acceptance(4)]) == ["queued"], "room again after a delivery"
+        assert (await store.outbox()).entries == 3
+        await store.close()
+
+    run(scenario())
+
+
+def test_concurrent_notifications_past_the_bound_refuse_only_the_late_one(make_store: Any) -> None:
+    """SQLite commits notifications that arrive together in one transaction: the one refused
+    must not take the others with it."""
+
+    async def scenario() -> None:
+        store = make_store(limits=OutboxLimits(max_entries=3))
+        outcomes = await asyncio.gather(
+            store.accept([acceptance(1), acceptance(2)]),
+            store.accept([acceptance(3), acceptance(4)]),
+            return_exceptions=True,
+        )
+        # Whichever came first is accepted whole, the other refused whole.
+        accepted = [o for o in outcomes if o == ["queued", "queued"]]
+        refused = [o for o in outcomes if isinstance(o, OutboxFull)]
+        assert (len(accepted), len(refused)) == (1, 1), outcomes
+        assert (await store.outbox()).entries == 2
+        await store.close()
+
+    run(scenario())
+
+
+def test_the_outbox_byte_bound_and_its_size(make_store: Any) -> None:
+    async def scenario() -> None:
+        size = len(alert_bytes(acceptance(1).alert).encode())
+        store = make_store(limits=OutboxLimits(max_bytes=2 * size))
+        assert (await store.outbox()).entries == 0
+        assert (await store.outbox()).oldest_accepted_at is None
+        # An empty outbox takes any notification, however large: none is refused forever.
+        assert await store.accept([acceptance(n) for n in range(1, 4)]) == ["queued"] * 3
+        outbox = await store.outbox()
+        assert (outbox.entries, outbox.bytes) == (3, 3 * size)
+        assert outbox.oldest_accepted_at is not None
+        with pytest.raises(OutboxFull, match="--max-outbox-bytes"):
+            await store.accept([acceptance(4)])
+        taken = await store.take("w1", 10, 0.05)
+        await store.postpone(taken[0], 60)  # waiting for a retry still counts
+        for entry in taken[1:]:
+            await store.complete(entry)
+            await store.complete(entry)  # twice: counted once
+        outbox = await store.outbox()
+        assert (outbox.entries, outbox.bytes) == (1, size)
+        assert await store.accept([acceptance(4)]) == ["queued"]
+        await store.close()
+
+    run(scenario())
+
+
+def test_sqlite_refuses_an_old_json_file_and_a_second_process(tmp_path: Path) -> None:
+    old = tmp_path / "threads.json"
+    old.write_text('{"seen": {}, "outbox": []}')
+    with pytest.raises(StoreUnavailable, match="is not a SQLite database"):
+        SQLiteStore(str(old))
+    assert old.read_text() == '{"seen": {}, "outbox": []}', "left as it was"
+
+    async def scenario() -> None:
+        first = SQLiteStore(str(tmp_path / "threads.db"))
+        await first.ping()
+        with pytest.raises(StoreUnavailable, match="another threader uses it"):
+            SQLiteStore(str(tmp_path / "threads.db"))
+        await first.close()
+
+    run(scenario())
+
+
+def test_sqlite_paths_it_cannot_use_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreUnavailable, match=r"^--store: cannot read .*: Is a directory$"):
+        SQLiteStore(str(tmp_path))
+    with pytest.raises(StoreUnavailable, match=r"^--store: cannot read .*: Not a directory$"):
+        SQLiteStore(str(tmp_path / "file" / "threads.db"))
+
+
+def test_sqlite_write_failure_accepts_nothing(tmp_path: Path) -> None:
+    """A write that fails (here: the connection made read-only; the full disk is
+    test_threader.py's) is StoreUnavailable and leaves nothing accepted."""
+
+    def query_only(store: SQLiteStore, on: bool) -> Any:
+        assert store._db is not None
+        return store._run(store._db.execute, f"PRAGMA query_only = {int(on)}")
+
+    async def scenario() -> None:
+        path = tmp_path / "threads.db"
+        store = SQLiteStore(str(path), limits=OutboxLimits(max_entries=5))
+        await store.accept([acceptance(1)])
+        await query_only(store, True)
+        with pytest.raises(StoreUnavailable, match="readonly"):
+            await store.accept([acceptance(2)])
+        with pytest.raises(StoreUnavailable):
+            await store.ping()
+        await query_only(store, False)
+        await store.ping()
         assert await store.accept([acceptance(2)]) == ["queued"], "the failed one left no trace"
-        assert len(json.loads(path.read_text())["outbox"]) == 2
-        assert [p.name for p in path.parent.iterdir()] == ["threads.json"], "no temp files left"
+        assert (await store.outbox()).entries == 2
+        await store.close()
 
     run(scenario())

@@ -1,8 +1,9 @@
 """The threader's HTTP endpoints (aiohttp).
 
 ``POST /alert`` answers 2xx only once every alert of the notification is durably in the store's
-outbox; a store that cannot be written gives 503, and Alertmanager sends again. Bad input gets a
-4xx with a message that says what is wrong, and stores nothing.
+outbox; a store that cannot be written, or an outbox past its bound, gives 503 with
+``Retry-After``, and Alertmanager sends again. Bad input gets a 4xx with a message that says what
+is wrong, and stores nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import CHANNEL, ThreaderConfig
 from .metrics import ThreaderMetrics
-from .store import Acceptance, StoreUnavailable, ThreadStore
+from .store import Acceptance, OutboxFull, StoreUnavailable, ThreadStore
 from .webhook import (
     MAX_ALERTS,
     InvalidNotification,
@@ -36,6 +37,9 @@ log = logging.getLogger("lumen.threader.http")
 # Prometheus's generator URLs), so that no group Alertmanager truncates to MAX_ALERTS is refused
 # for its size: a 413 is a 4xx, and Alertmanager drops the whole group.
 MAX_BODY = 16 * 1024 * 1024
+# A full outbox empties at Slack's pace (about a message a second per channel): worth a wait.
+OUTBOX_FULL_RETRY_AFTER = 30
+FULL_LOG_INTERVAL = 10.0  # seconds between two "outbox full" warnings
 
 
 def make_app(
@@ -59,6 +63,7 @@ class _Endpoints:
         self._store = store
         self._metrics = metrics
         self._started = time.time()
+        self._full_logged = 0.0
 
     async def alert(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -118,6 +123,16 @@ class _Endpoints:
         ]
         try:
             dispositions = await self._store.accept(acceptances)
+        except OutboxFull as error:
+            self._metrics.notifications.labels("outbox_full").inc()
+            if time.monotonic() - self._full_logged >= FULL_LOG_INTERVAL:
+                self._full_logged = time.monotonic()
+                log.warning("Refusing notifications until the outbox drains: %s", error)
+            return _error(
+                503,
+                f"{error}; retry later",
+                headers={"Retry-After": str(OUTBOX_FULL_RETRY_AFTER)},
+            )
         except StoreUnavailable as error:
             self._metrics.notifications.labels("unavailable").inc()
             log.warning("Refused a notification, the store is unavailable: %s", error)
@@ -157,12 +172,22 @@ class _Endpoints:
 
     async def ready(self, request: web.Request) -> web.Response:
         try:
-            await self._store.ping()
+            await self._store.ping()  # SQLite: a small write, so a full disk is not ready
         except StoreUnavailable as error:
             return web.json_response({"ready": False, "error": str(error)}, status=503)
         return web.json_response({"ready": True})
 
     async def metrics_text(self, request: web.Request) -> web.Response:
+        try:
+            outbox = await self._store.outbox()
+        except StoreUnavailable as error:
+            log.debug("Outbox gauges not refreshed: %s", error)  # /ready says it
+        else:
+            self._metrics.outbox_entries.set(outbox.entries)
+            oldest = outbox.oldest_accepted_at
+            self._metrics.outbox_oldest_age.set(
+                0 if oldest is None else max(0, time.time() - oldest)
+            )
         response = web.Response(body=generate_latest(self._metrics.registry))
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response

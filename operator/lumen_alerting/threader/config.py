@@ -28,7 +28,7 @@ CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CDG][A-Z0-9]{5,})$")
 class ThreaderConfig:
     host: str = "0.0.0.0"
     port: int = 8080
-    store: str = "memory"  # memory | file:PATH | redis://HOST:PORT/DB
+    store: str = "memory"  # memory | sqlite:PATH (file:PATH alias) | redis://HOST:PORT/DB
     slack_api_url: str = DEFAULT_SLACK_API
     slack_token: str = ""
     default_channel: str | None = None
@@ -38,6 +38,8 @@ class ThreaderConfig:
     reply_on_repeat: bool = True
     channel_interval: float = 1.0
     dedupe_window: float = 3600.0
+    max_outbox_entries: int = 10_000
+    max_outbox_bytes: int = 64 * 1024 * 1024
     consumer: str = ""
     database_url: str | None = None
     log_format: Literal["plain", "json"] = "plain"
@@ -70,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--store",
         metavar="STORE",
-        help="memory, file:PATH or redis://HOST:PORT/DB (default: memory)",
+        help="memory, sqlite:PATH (file:PATH is an alias) or redis://HOST:PORT/DB "
+        "(default: memory)",
     )
     add("--slack-api-url", metavar="URL", help=f"Slack Web API base (default: {DEFAULT_SLACK_API})")
     add("--default-channel", metavar="CHANNEL", help="channel when a request names none")
@@ -94,6 +97,15 @@ def _parser() -> argparse.ArgumentParser:
         "--dedupe-window", metavar="SECONDS",
         help="how long the same alert of the same notification counts as a duplicate (default: "
         "3600; keep it below Alertmanager's repeat_interval)",
+    )  # fmt: skip
+    add(
+        "--max-outbox-entries", metavar="N",
+        help="messages the outbox holds at most; past it POST /alert answers 503 (default: 10000)",
+    )  # fmt: skip
+    add(
+        "--max-outbox-bytes", metavar="BYTES",
+        help="bytes of queued alerts the outbox holds at most; past it POST /alert answers 503 "
+        "(default: 67108864, 64 MiB)",
     )  # fmt: skip
     add(
         "--consumer",
@@ -140,10 +152,12 @@ def _parser() -> argparse.ArgumentParser:
 def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
     host, port = _listen(setting("listen") or "0.0.0.0:8080")
     store = setting("store") or "memory"
-    if not (store == "memory" or store.startswith(("file:", "redis://", "rediss://"))):
-        raise ValueError(f"--store: {store!r} is not memory, file:PATH or redis://HOST:PORT/DB")
-    if store.startswith("file:") and not store[5:]:
-        raise ValueError("--store: file: needs a path")
+    if not (store == "memory" or store.startswith(("sqlite:", "file:", "redis://", "rediss://"))):
+        raise ValueError(
+            f"--store: {store!r} is not memory, sqlite:PATH, file:PATH or redis://HOST:PORT/DB"
+        )
+    if store.startswith(("sqlite:", "file:")) and not store.partition(":")[2]:
+        raise ValueError(f"--store: {store.partition(':')[0]}: needs a path")
     channel = setting("default-channel") or None
     if channel is not None and not CHANNEL.match(channel):
         raise ValueError(f"--default-channel: {channel!r} is not #name or a channel id")
@@ -163,6 +177,8 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         raise ValueError("--dedupe-window: not a number of seconds") from None
     if not 1 <= dedupe_window <= 7 * 86400:
         raise ValueError("--dedupe-window: must be between 1 second and 7 days")
+    max_outbox_entries = _count(setting, "max-outbox-entries", 10_000, 1, 10**9)
+    max_outbox_bytes = _count(setting, "max-outbox-bytes", 64 * 1024**2, 1, 2**50)
     log_format = (setting("log-format") or "plain").lower()
     if log_format not in ("plain", "json"):
         raise ValueError(f"--log-format: {log_format!r} is not plain or json")
@@ -185,6 +201,8 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         reply_on_repeat=not no_repeat,
         channel_interval=interval,
         dedupe_window=dedupe_window,
+        max_outbox_entries=max_outbox_entries,
+        max_outbox_bytes=max_outbox_bytes,
         consumer=setting("consumer") or socket.gethostname(),
         database_url=database_url,
         log_format=log_format,  # type: ignore[arg-type]

@@ -87,6 +87,9 @@ class DeliveryWorker:
         self._in_hand: set[str] = set()  # entry ids queued or being delivered here
         self._unresolved: dict[str, float] = {}  # #name -> when to ask Slack again
         self._warnings = WarningThrottle(WARNING_INTERVAL, clock=clock)
+        # Taken, but the store failed before the delivery was finished (a full disk): handed
+        # back as soon as the store can be written, rather than when the lease runs out.
+        self._unfinished: dict[str, OutboxEntry] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take entries until ``stop`` is set, then let the channel queues drain briefly."""
@@ -94,6 +97,7 @@ class DeliveryWorker:
         while not stop.is_set():
             entries: list[OutboxEntry] = []
             try:
+                await self._hand_back_unfinished()
                 if self._clock() - last_claim >= self._stale_after / 3:
                     last_claim = self._clock()
                     # What waits here for its channel's turn is not stale: keep it ours, then
@@ -119,6 +123,13 @@ class DeliveryWorker:
                     self._queue(entry.delivery.channel).put_nowait(entry)
         await self._drain(timeout=5.0)
 
+    async def _hand_back_unfinished(self) -> None:
+        """Release what the store failed to finish, so it is taken again at once. The retry
+        finds the "sending" note and looks in Slack before posting again."""
+        for entry_id, entry in list(self._unfinished.items()):
+            await self._store.postpone(entry, 0)
+            del self._unfinished[entry_id]
+
     def _queue(self, channel: str) -> asyncio.Queue[OutboxEntry]:
         if channel not in self._queues:
             self._queues[channel] = asyncio.Queue()
@@ -141,8 +152,9 @@ class DeliveryWorker:
             try:
                 await self._deliver(entry)
             except StoreUnavailable as error:
-                # Left in the outbox (not completed): taken again once the store is back.
+                # Left in the outbox (not completed): handed back once the store is back.
                 log.warning("Store unavailable while delivering %s: %s", entry.entry_id, error)
+                self._unfinished[entry.entry_id] = entry
             except Exception:
                 log.exception("Unexpected failure delivering %s", entry.entry_id)
             finally:

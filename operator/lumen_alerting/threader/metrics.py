@@ -31,7 +31,8 @@ class ThreaderMetrics:
         self.registry = registry or CollectorRegistry()
         self.notifications = Counter(
             "lumen_threader_notifications",
-            "Webhook requests by result: accepted, invalid, unauthorized, too_large, unavailable.",
+            "Webhook requests by result: accepted, invalid, unauthorized, too_large, unavailable, "
+            "outbox_full.",
             ["result"],
             registry=self.registry,
         )
@@ -45,6 +46,17 @@ class ThreaderMetrics:
             "lumen_threader_acknowledge_duration_seconds",
             "Time from receiving a notification to answering it (after it is durably queued).",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        # Set from the store when /metrics is scraped.
+        self.outbox_entries = Gauge(
+            "lumen_threader_outbox_entries",
+            "Messages in the outbox: queued, being delivered or waiting for a retry.",
+            registry=self.registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "lumen_threader_outbox_oldest_age_seconds",
+            "Seconds since the oldest outbox entry was accepted; 0 when the outbox is empty.",
             registry=self.registry,
         )
         self.deliveries = Counter(

@@ -21,58 +21,120 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from .store import (
+    DEFAULT_LIMITS,
     IDEMPOTENCY_TTL,
     THREAD_TTL,
     Acceptance,
     Delivery,
     Disposition,
     OutboxEntry,
+    OutboxFull,
+    OutboxLimits,
+    OutboxSize,
     StoreUnavailable,
+    alert_bytes,
 )
 
 GROUP = "delivery"
 
-# KEYS: idempotency key, thread key, outbox stream.
-# ARGV: status, channel, reply_on_repeat (1/0), idempotency ttl ms, thread ttl ms, now (s),
-#       delivery id, thread key, alert JSON.
-# Returns: "duplicate", "skipped" or the stream id of the queued entry. The thread decision is
-# MemoryStore._claim, line for line.
+# One call per notification, so that the bound is checked and the alerts are accepted atomically
+# (all or nothing).
+# KEYS: outbox stream, delayed zset, outbox size hash, then per alert: idempotency key, thread key.
+# ARGV: max entries, max bytes, idempotency ttl ms, thread ttl ms, now (s), then per alert:
+#       status, channel, reply_on_repeat (1/0), delivery id, thread key, alert JSON.
+# Returns {"full", entries, bytes, new entries, new bytes} when the notification's new alerts
+# would pass the bound (nothing written), else per alert "duplicate", "skipped" or the stream id
+# of the queued entry. The thread decision is MemoryStore._claim, line for line.
 ACCEPT = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[4]) == false then
-  return 'duplicate'
+local alerts = (#ARGV - 5) / 6
+local entries = redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+local size = tonumber(redis.call('HGET', KEYS[3], 'bytes') or '0')
+if entries == 0 and size ~= 0 then
+  -- Nothing queued: a count gone wrong (a flush, a lost write) starts again from zero.
+  size = 0
+  redis.call('HSET', KEYS[3], 'bytes', 0)
 end
-local generation = tonumber(redis.call('HGET', KEYS[2], 'generation') or '0')
-local state = redis.call('HGET', KEYS[2], 'state')
-local kind = nil
-if ARGV[1] == 'firing' then
-  if generation == 0 or state == 'resolving' then
-    generation = generation + 1
-    redis.call('HSET', KEYS[2], 'generation', generation, 'state', 'open', 'channel', ARGV[2])
-    kind = 'parent'
-  elseif ARGV[3] == '1' then
-    kind = 'repeat'
-  end
-else
-  if generation == 0 then
-    generation = 1
-    redis.call('HSET', KEYS[2], 'generation', 1, 'state', 'resolving', 'channel', ARGV[2])
-    kind = 'resolved_alone'
-  elseif state ~= 'resolving' then
-    redis.call('HSET', KEYS[2], 'state', 'resolving')
-    kind = 'resolve'
+local new, new_bytes, counted = 0, 0, {}
+for i = 0, alerts - 1 do
+  local id = ARGV[5 + i * 6 + 4]
+  if not counted[id] and redis.call('EXISTS', KEYS[4 + i * 2]) == 0 then
+    counted[id] = true
+    new = new + 1
+    new_bytes = new_bytes + #ARGV[5 + i * 6 + 6]
   end
 end
-redis.call('HSET', KEYS[2], 'touched', ARGV[6])
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-if kind == nil then
-  return 'skipped'
+if entries > 0 and new > 0 and
+    (entries + new > tonumber(ARGV[1]) or size + new_bytes > tonumber(ARGV[2])) then
+  return {'full', tostring(entries), tostring(size), tostring(new), tostring(new_bytes)}
 end
--- Spliced, not re-encoded: cjson would turn the alert's empty maps into lists.
-local delivery = '{"delivery_id":' .. cjson.encode(ARGV[7]) .. ',"kind":"' .. kind ..
-  '","thread_key":' .. cjson.encode(ARGV[8]) .. ',"generation":' .. generation ..
-  ',"channel":' .. cjson.encode(ARGV[2]) .. ',"alert":' .. ARGV[9] ..
-  ',"accepted_at":' .. ARGV[6] .. '}'
-return redis.call('XADD', KEYS[3], '*', 'delivery', delivery, 'attempts', '0')
+local results = {}
+for i = 0, alerts - 1 do
+  local idem, thread = KEYS[4 + i * 2], KEYS[5 + i * 2]
+  local a = 5 + i * 6
+  local status, channel, reply = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local alert = ARGV[a + 6]
+  local result = 'duplicate'
+  if redis.call('SET', idem, '1', 'NX', 'PX', ARGV[3]) ~= false then
+    local generation = tonumber(redis.call('HGET', thread, 'generation') or '0')
+    local state = redis.call('HGET', thread, 'state')
+    local kind = nil
+    if status == 'firing' then
+      if generation == 0 or state == 'resolving' then
+        generation = generation + 1
+        redis.call('HSET', thread, 'generation', generation, 'state', 'open', 'channel', channel)
+        kind = 'parent'
+      elseif reply == '1' then
+        kind = 'repeat'
+      end
+    else
+      if generation == 0 then
+        generation = 1
+        redis.call('HSET', thread, 'generation', 1, 'state', 'resolving', 'channel', channel)
+        kind = 'resolved_alone'
+      elseif state ~= 'resolving' then
+        redis.call('HSET', thread, 'state', 'resolving')
+        kind = 'resolve'
+      end
+    end
+    redis.call('HSET', thread, 'touched', ARGV[5])
+    redis.call('PEXPIRE', thread, ARGV[4])
+    if kind == nil then
+      result = 'skipped'
+    else
+      -- Spliced, not re-encoded: cjson would turn the alert's empty maps into lists.
+      local delivery = '{"delivery_id":' .. cjson.encode(ARGV[a + 4]) .. ',"kind":"' .. kind ..
+        '","thread_key":' .. cjson.encode(ARGV[a + 5]) .. ',"generation":' .. generation ..
+        ',"channel":' .. cjson.encode(channel) .. ',"alert":' .. alert ..
+        ',"accepted_at":' .. ARGV[5] .. '}'
+      result = redis.call('XADD', KEYS[1], '*', 'delivery', delivery, 'attempts', '0',
+        'bytes', #alert)
+      redis.call('HINCRBY', KEYS[3], 'bytes', #alert)
+    end
+  end
+  results[i + 1] = result
+end
+return results
+"""
+
+# KEYS: outbox stream, outbox size hash, sending key. ARGV: group, entry id, bytes.
+# The size goes down only if this call removed the entry (a second completion changes nothing).
+COMPLETE = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('XDEL', KEYS[1], ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[2], 'bytes', -tonumber(ARGV[3]))
+end
+redis.call('DEL', KEYS[3])
+return 1
+"""
+
+# KEYS: outbox stream, delayed zset. ARGV: group, entry id, delayed member, due (ms).
+# Only an entry still in the stream is delayed: one completed meanwhile is not brought back.
+POSTPONE = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('XDEL', KEYS[1], ARGV[2]) == 1 then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+end
+return 1
 """
 
 # KEYS: delayed zset, outbox stream. ARGV: now (ms), limit.
@@ -80,7 +142,8 @@ PROMOTE_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(due) do
   local entry = cjson.decode(member)
-  redis.call('XADD', KEYS[2], '*', 'delivery', entry.delivery, 'attempts', entry.attempts)
+  redis.call('XADD', KEYS[2], '*', 'delivery', entry.delivery, 'attempts', entry.attempts,
+    'bytes', entry.bytes or 0)
   redis.call('ZREM', KEYS[1], member)
 end
 return #due
@@ -99,6 +162,7 @@ class RedisStore:
         prefix: str = "lumen:threader:",
         idempotency_ttl: float = IDEMPOTENCY_TTL,
         thread_ttl: float = THREAD_TTL,
+        limits: OutboxLimits = DEFAULT_LIMITS,
         timeout: float = 2.0,
     ) -> None:
         self._redis = aioredis.Redis.from_url(
@@ -113,7 +177,10 @@ class RedisStore:
         self._prefix = prefix
         self._idempotency_ms = int(idempotency_ttl * 1000)
         self._thread_ms = int(thread_ttl * 1000)
+        self._limits = limits
         self._accept = self._redis.register_script(ACCEPT)
+        self._complete = self._redis.register_script(COMPLETE)
+        self._postpone = self._redis.register_script(POSTPONE)
         self._promote = self._redis.register_script(PROMOTE_DUE)
         self._group_ready = False
         self._recovered: set[str] = set()
@@ -132,38 +199,33 @@ class RedisStore:
         return self._key("outbox")
 
     async def accept(self, acceptances: Sequence[Acceptance]) -> list[Disposition]:
-        now = f"{time.time():.6f}"
-        try:
-            if len(acceptances) == 1:  # the common case: one round trip, no pipeline to build
-                results = [await self._accept(*self._accept_call(acceptances[0], now))]
-            else:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for item in acceptances:
-                        keys, args = self._accept_call(item, now)
-                        await self._accept(keys=keys, args=args, client=pipe)
-                    results = await pipe.execute()
-        except RedisError as error:
-            raise self._unavailable(error) from error
-        return [r if r in ("duplicate", "skipped") else "queued" for r in results]
-
-    def _accept_call(self, item: Acceptance, now: str) -> tuple[list[str], list[Any]]:
-        keys = [
-            self._key("idem", item.delivery_id),
-            self._key("thread", item.thread_key),
-            self._outbox,
-        ]
-        args = [
-            item.status,
-            item.channel,
-            "1" if item.reply_on_repeat else "0",
+        keys = [self._outbox, self._key("delayed"), self._key("outbox-size")]
+        args: list[Any] = [
+            self._limits.max_entries,
+            self._limits.max_bytes,
             self._idempotency_ms,
             self._thread_ms,
-            now,
-            item.delivery_id,
-            item.thread_key,
-            json.dumps(item.alert, separators=(",", ":")),
+            f"{time.time():.6f}",
         ]
-        return keys, args
+        for item in acceptances:
+            keys += [self._key("idem", item.delivery_id), self._key("thread", item.thread_key)]
+            args += [
+                item.status,
+                item.channel,
+                "1" if item.reply_on_repeat else "0",
+                item.delivery_id,
+                item.thread_key,
+                alert_bytes(item.alert),
+            ]
+        try:
+            results = await self._accept(keys=keys, args=args)
+        except RedisError as error:
+            raise self._unavailable(error) from error
+        if results and results[0] == "full":
+            entries, size, new, new_bytes = (int(n) for n in results[1:])
+            self._limits.check(entries, size, new, new_bytes)  # raises, with the numbers
+            raise OutboxFull(f"outbox full: {entries} entries ({size} bytes) queued")
+        return [r if r in ("duplicate", "skipped") else "queued" for r in results]
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
@@ -234,26 +296,30 @@ class RedisStore:
             raise self._unavailable(error) from error
 
     async def complete(self, entry: OutboxEntry) -> None:
+        keys = [
+            self._outbox,
+            self._key("outbox-size"),
+            self._key("sending", entry.delivery.delivery_id),
+        ]
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xack(self._outbox, GROUP, entry.entry_id)
-                pipe.xdel(self._outbox, entry.entry_id)
-                pipe.delete(self._key("sending", entry.delivery.delivery_id))
-                await pipe.execute()
+            await self._complete(keys=keys, args=[GROUP, entry.entry_id, entry.size])
         except RedisError as error:
             raise self._unavailable(error) from error
 
     async def postpone(self, entry: OutboxEntry, delay: float) -> None:
         member = json.dumps(
-            {"delivery": entry.delivery.to_json(), "attempts": str(entry.attempts + 1)},
+            {
+                "delivery": entry.delivery.to_json(),
+                "attempts": str(entry.attempts + 1),
+                "bytes": entry.size,
+            },
             separators=(",", ":"),
         )
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zadd(self._key("delayed"), {member: int((time.time() + delay) * 1000)})
-                pipe.xack(self._outbox, GROUP, entry.entry_id)
-                pipe.xdel(self._outbox, entry.entry_id)
-                await pipe.execute()
+            await self._postpone(
+                keys=[self._outbox, self._key("delayed")],
+                args=[GROUP, entry.entry_id, member, int((time.time() + delay) * 1000)],
+            )
         except RedisError as error:
             raise self._unavailable(error) from error
 
@@ -319,6 +385,23 @@ class RedisStore:
         except RedisError as error:
             raise self._unavailable(error) from error
 
+    async def outbox(self) -> OutboxSize:
+        """The outbox's size. The oldest acceptance is exact unless more than 100 entries wait
+        for a retry: it is read from the stream's first entry and the first 100 delayed ones."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xlen(self._outbox)
+                pipe.zcard(self._key("delayed"))
+                pipe.hget(self._key("outbox-size"), "bytes")
+                pipe.xrange(self._outbox, count=1)
+                pipe.zrange(self._key("delayed"), 0, 99)
+                streamed, delayed, size, first, waiting = await pipe.execute()
+        except RedisError as error:
+            raise self._unavailable(error) from error
+        accepted = [Delivery.from_json(fields["delivery"]).accepted_at for _id, fields in first]
+        accepted += [Delivery.from_json(json.loads(m)["delivery"]).accepted_at for m in waiting]
+        return OutboxSize(streamed + delayed, int(size or 0), min(accepted, default=None))
+
     async def stats(self) -> dict[str, Any]:
         try:
             outbox = await self._redis.xlen(self._outbox)
@@ -349,4 +432,9 @@ class RedisStore:
 
 
 def _entry(entry_id: str, fields: dict[str, str]) -> OutboxEntry:
-    return OutboxEntry(entry_id, Delivery.from_json(fields["delivery"]), int(fields["attempts"]))
+    return OutboxEntry(
+        entry_id,
+        Delivery.from_json(fields["delivery"]),
+        int(fields["attempts"]),
+        int(fields.get("bytes", 0)),
+    )

@@ -22,7 +22,8 @@ from .delivery import DeliveryWorker
 from .metrics import ThreaderMetrics
 from .redis_store import RedisStore
 from .slack import SlackClient
-from .store import FileStore, MemoryStore, StoreUnavailable, ThreadStore
+from .sqlite_store import SQLiteStore
+from .store import DEFAULT_LIMITS, MemoryStore, OutboxLimits, StoreUnavailable, ThreadStore
 
 log = logging.getLogger("lumen.threader")
 
@@ -35,13 +36,17 @@ class StartupError(Exception):
         self.flag = flag
 
 
-def open_store(spec: str, dedupe_window: float) -> ThreadStore:
-    """The store named by ``--store``: memory, file:PATH or redis://HOST:PORT/DB."""
+def open_store(
+    spec: str, dedupe_window: float, limits: OutboxLimits = DEFAULT_LIMITS
+) -> ThreadStore:
+    """The store named by ``--store``: memory, sqlite:PATH (file:PATH is an alias) or
+    redis://HOST:PORT/DB."""
     if spec == "memory":
-        return MemoryStore(idempotency_ttl=dedupe_window)
-    if spec.startswith("file:"):
-        return FileStore(spec.removeprefix("file:"), idempotency_ttl=dedupe_window)
-    return RedisStore(spec, idempotency_ttl=dedupe_window)
+        return MemoryStore(idempotency_ttl=dedupe_window, limits=limits)
+    if spec.startswith(("sqlite:", "file:")):
+        path = spec.partition(":")[2]
+        return SQLiteStore(path, idempotency_ttl=dedupe_window, limits=limits)
+    return RedisStore(spec, idempotency_ttl=dedupe_window, limits=limits)
 
 
 async def serve(
@@ -54,12 +59,12 @@ async def serve(
     """Serve until SIGTERM/SIGINT or ``stop``; ``on_ready`` gets the bound port."""
     stop = stop or asyncio.Event()
     metrics = metrics or ThreaderMetrics()
+    outbox_limits = OutboxLimits(config.max_outbox_entries, config.max_outbox_bytes)
     try:
-        store = open_store(config.store, config.dedupe_window)
-    except (StoreUnavailable, OSError, ValueError) as error:
-        # StoreUnavailable is what a store raises when it cannot be opened; today's file store
-        # may also raise the OSError or JSON error itself.
-        raise StartupError("--store", f"cannot open {config.store}: {error}") from None
+        store = open_store(config.store, config.dedupe_window, outbox_limits)
+    except StoreUnavailable as error:
+        # What a store raises when it cannot be opened already says why (and names the flag).
+        raise StartupError("--store", str(error).removeprefix("--store: ")) from None
     slack = SlackClient(
         config.slack_api_url,
         config.slack_token,

@@ -8,13 +8,17 @@ know which one they talk to:
   are written together or not at all. The same alert of the same notification is accepted once,
   however many replicas receive it, and exactly one acceptance of a new alert occurrence claims
   the thread, so exactly one parent message is ever queued for it.
-- The outbox is durable: an entry stays until ``complete``; entries taken by a worker that died
-  come back (``claim_stale``).
+- The outbox is durable: an entry stays until ``complete``. A taken entry is leased: entries
+  whose lease ran out (their worker died, or could not record the delivery because the store
+  failed) come back through ``claim_stale``, to any consumer, the same one included.
+- The outbox is bounded (``OutboxLimits``): a notification whose new alerts (those not already
+  accepted) would take it past the bound raises ``OutboxFull`` and nothing of it is accepted. An
+  empty outbox accepts any notification, so no notification is refused forever.
 - Keys expire: idempotency keys after ``idempotency_ttl``, threads ``thread_ttl`` after their
   last activity.
 
-``MemoryStore`` is the reference implementation (tests, single process); ``FileStore`` adds an
-atomically written file (one replica); ``RedisStore`` (``redis_store``) is for several replicas.
+``MemoryStore`` is the reference implementation (tests, single process); ``SQLiteStore``
+(``sqlite_store``) is for one replica; ``RedisStore`` (``redis_store``) is for several replicas.
 """
 
 from __future__ import annotations
@@ -22,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -43,6 +45,46 @@ THREAD_TTL = 30 * 24 * 3600.0
 
 class StoreUnavailable(Exception):
     """The store cannot be reached or written: nothing was accepted (answer 503)."""
+
+
+class OutboxFull(StoreUnavailable):
+    """The notification would take the outbox past its bound: nothing was accepted (503)."""
+
+
+@dataclass(frozen=True)
+class OutboxLimits:
+    """The outbox's bound. Bytes are those of the queued alerts' JSON."""
+
+    max_entries: int = 10_000
+    max_bytes: int = 64 * 1024 * 1024
+
+    def check(self, entries: int, size: int, new_entries: int, new_bytes: int) -> None:
+        """Raise ``OutboxFull`` if adding the new entries would pass the bound."""
+        if entries == 0 or new_entries == 0:
+            return  # an empty outbox takes anything; duplicates take no room
+        if entries + new_entries > self.max_entries or size + new_bytes > self.max_bytes:
+            raise OutboxFull(
+                f"outbox full: {entries} entries ({size} bytes) queued, {new_entries} more "
+                f"({new_bytes} bytes) would pass --max-outbox-entries {self.max_entries} or "
+                f"--max-outbox-bytes {self.max_bytes}"
+            )
+
+
+DEFAULT_LIMITS = OutboxLimits()
+
+
+@dataclass(frozen=True)
+class OutboxSize:
+    """What the outbox holds, for the gauges: entries, their bytes, the oldest acceptance."""
+
+    entries: int
+    bytes: int
+    oldest_accepted_at: float | None
+
+
+def alert_bytes(alert: dict[str, Any]) -> str:
+    """The alert as stored; its UTF-8 length is what the outbox's byte bound counts."""
+    return json.dumps(alert, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -84,6 +126,7 @@ class OutboxEntry:
     entry_id: str
     delivery: Delivery
     attempts: int = 0
+    size: int = 0  # bytes of the alert's JSON, as counted against --max-outbox-bytes
 
 
 @dataclass
@@ -128,7 +171,10 @@ class ThreadStore(Protocol):
 
     async def dead_letter(self, entry: OutboxEntry, reason: str) -> None: ...
 
-    async def ping(self) -> None: ...
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers (SQLite: can be written)."""
+
+    async def outbox(self) -> OutboxSize: ...
 
     async def stats(self) -> dict[str, Any]: ...
 
@@ -149,8 +195,11 @@ class MemoryStore:
         *,
         idempotency_ttl: float = IDEMPOTENCY_TTL,
         thread_ttl: float = THREAD_TTL,
+        limits: OutboxLimits = DEFAULT_LIMITS,
         clock: Any = time.time,
     ) -> None:
+        self._limits = limits
+        self._bytes = 0
         self._idempotency_ttl = idempotency_ttl
         self._thread_ttl = thread_ttl
         self._clock = clock
@@ -170,8 +219,15 @@ class MemoryStore:
     async def accept(self, acceptances: Sequence[Acceptance]) -> list[Disposition]:
         now = self._clock()
         self._expire(now)
+        texts = [alert_bytes(item.alert) for item in acceptances]
+        new = {
+            item.delivery_id: len(text.encode())
+            for item, text in zip(acceptances, texts, strict=True)
+            if item.delivery_id not in self._seen
+        }
+        self._limits.check(len(self._outbox), self._bytes, len(new), sum(new.values()))
         results: list[Disposition] = []
-        for item in acceptances:
+        for item, text in zip(acceptances, texts, strict=True):
             if item.delivery_id in self._seen:
                 results.append("duplicate")
                 continue
@@ -185,9 +241,10 @@ class MemoryStore:
             delivery = Delivery(
                 item.delivery_id, kind, item.thread_key, generation, item.channel, item.alert, now
             )
-            self._outbox[entry_id] = OutboxEntry(entry_id, delivery)
+            size = len(text.encode())
+            self._outbox[entry_id] = OutboxEntry(entry_id, delivery, size=size)
+            self._bytes += size
             results.append("queued")
-        await self._persist()
         self._changed.set()
         return results
 
@@ -240,9 +297,7 @@ class MemoryStore:
     async def claim_stale(self, consumer: str, idle: float, limit: int) -> list[OutboxEntry]:
         now = time.monotonic()
         stale = [
-            entry_id
-            for entry_id, (owner, since) in self._taken.items()
-            if owner != consumer and now - since >= idle
+            entry_id for entry_id, (_owner, since) in self._taken.items() if now - since >= idle
         ][:limit]
         for entry_id in stale:
             self._taken[entry_id] = (consumer, now)
@@ -256,20 +311,20 @@ class MemoryStore:
                 self._taken[entry_id] = (consumer, now)
 
     async def complete(self, entry: OutboxEntry) -> None:
-        self._outbox.pop(entry.entry_id, None)
+        removed = self._outbox.pop(entry.entry_id, None)
+        if removed is not None:
+            self._bytes -= removed.size
         self._taken.pop(entry.entry_id, None)
         self._not_before.pop(entry.entry_id, None)
         self._sending.pop(entry.delivery.delivery_id, None)
-        await self._persist()
 
     async def postpone(self, entry: OutboxEntry, delay: float) -> None:
         if entry.entry_id in self._outbox:
             self._outbox[entry.entry_id] = OutboxEntry(
-                entry.entry_id, entry.delivery, entry.attempts + 1
+                entry.entry_id, entry.delivery, entry.attempts + 1, entry.size
             )
             self._not_before[entry.entry_id] = self._clock() + delay
             self._taken.pop(entry.entry_id, None)
-            await self._persist()
 
     async def parent(self, thread_key: str, generation: int) -> str | None:
         """The parent message of an occurrence, as the worker recorded it; None until posted."""
@@ -280,28 +335,23 @@ class MemoryStore:
         record = self._threads.get(thread_key)
         if record is not None:
             record.parents[generation] = message
-            await self._persist()
 
     async def channel_id(self, channel: str) -> str | None:
         return self._channels.get(channel)
 
     async def remember_channel(self, channel: str, channel_id: str) -> None:
-        if self._channels.get(channel) != channel_id:
-            self._channels[channel] = channel_id
-            await self._persist()
+        self._channels[channel] = channel_id
 
     async def mark_sending(self, delivery_id: str) -> bool:
         """Note that a message is about to go out; False if an earlier attempt already did so
         (that attempt may have reached Slack: look before sending again)."""
         first = delivery_id not in self._sending
         self._sending[delivery_id] = self._clock()
-        await self._persist()
         return first
 
     async def forget_sending(self, delivery_id: str) -> None:
         """The attempt certainly did not reach Slack (refused, throttled): no need to look."""
-        if self._sending.pop(delivery_id, None) is not None:
-            await self._persist()
+        self._sending.pop(delivery_id, None)
 
     async def dead_letter(self, entry: OutboxEntry, reason: str) -> None:
         self._dead.append({"delivery": asdict(entry.delivery), "reason": reason})
@@ -311,6 +361,10 @@ class MemoryStore:
 
     async def ping(self) -> None:
         return None
+
+    async def outbox(self) -> OutboxSize:
+        oldest = min((e.delivery.accepted_at for e in self._outbox.values()), default=None)
+        return OutboxSize(len(self._outbox), self._bytes, oldest)
 
     async def stats(self) -> dict[str, Any]:
         return {
@@ -326,7 +380,6 @@ class MemoryStore:
     async def clear_threads(self) -> int:
         count = len(self._threads)
         self._threads.clear()
-        await self._persist()
         return count
 
     async def close(self) -> None:
@@ -338,93 +391,3 @@ class MemoryStore:
         stale = [k for k, r in self._threads.items() if r.touched_at + self._thread_ttl <= now]
         for key in stale:
             del self._threads[key]
-
-    async def _persist(self) -> None:
-        """Nothing to persist in memory; FileStore writes its file here."""
-
-    # FileStore's serialisation of the whole state.
-    def _snapshot(self) -> dict[str, Any]:
-        return {
-            "seen": self._seen,
-            "threads": {k: asdict(r) for k, r in self._threads.items()},
-            "outbox": [
-                {"id": e.entry_id, "attempts": e.attempts, "delivery": asdict(e.delivery)}
-                for e in self._outbox.values()
-            ],
-            "not_before": self._not_before,
-            "sending": self._sending,
-            "dead": self._dead,
-            "channels": self._channels,
-            "sequence": self._sequence,
-        }
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        self._seen = dict(state.get("seen", {}))
-        self._threads = {
-            key: ThreadRecord(
-                generation=r["generation"],
-                state=r["state"],
-                channel=r["channel"],
-                parents={int(g): ts for g, ts in r["parents"].items()},
-                touched_at=r["touched_at"],
-            )
-            for key, r in state.get("threads", {}).items()
-        }
-        self._outbox = {
-            e["id"]: OutboxEntry(e["id"], Delivery(**e["delivery"]), e["attempts"])
-            for e in state.get("outbox", [])
-        }
-        self._not_before = dict(state.get("not_before", {}))
-        self._sending = dict(state.get("sending", {}))
-        self._dead = list(state.get("dead", []))
-        self._channels = dict(state.get("channels", {}))
-        self._sequence = int(state.get("sequence", 0))
-
-
-class FileStore(MemoryStore):
-    """MemoryStore whose state is written to one file, atomically (write, fsync, rename, fsync
-    of the directory) before any call returns. One replica only: nothing locks the file."""
-
-    kind = "file"
-
-    def __init__(self, path: str, **options: Any) -> None:
-        super().__init__(**options)
-        self._path = os.path.abspath(path)
-        os.makedirs(os.path.dirname(self._path), exist_ok=True)
-        if os.path.exists(self._path):
-            with open(self._path, encoding="utf-8") as handle:
-                self._restore(json.load(handle))
-
-    async def accept(self, acceptances: Sequence[Acceptance]) -> list[Disposition]:
-        # A failed write must leave nothing accepted: Alertmanager retries after the 503.
-        before = json.loads(json.dumps(self._snapshot()))
-        try:
-            return await super().accept(acceptances)
-        except StoreUnavailable:
-            self._restore(before)
-            raise
-
-    async def _persist(self) -> None:
-        try:
-            self._write(json.dumps(self._snapshot(), separators=(",", ":")))
-        except OSError as error:
-            raise StoreUnavailable(f"cannot write {self._path}: {error}") from error
-
-    def _write(self, text: str) -> None:
-        directory = os.path.dirname(self._path)
-        descriptor, temporary = tempfile.mkstemp(prefix=".threads-", dir=directory)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self._path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-        directory_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
