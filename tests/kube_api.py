@@ -641,8 +641,9 @@ class _Fault:
     subresource: str | None
     namespace: str | None
     name: str | None
+    when: Callable[[Any], bool] | None = None  # on the request's JSON body
 
-    def matches(self, method: str, verb: str, path: _ParsedPath) -> bool:
+    def matches(self, method: str, verb: str, path: _ParsedPath, body: bytes) -> bool:
         method_ok = self.method == "*" or self.method.upper() == method or self.method == verb
         return (
             method_ok
@@ -650,7 +651,15 @@ class _Fault:
             and self.subresource == path.subresource
             and (self.namespace is None or self.namespace == path.namespace)
             and (self.name is None or self.name == path.name)
+            and (self.when is None or self.when(_json_or_none(body)))
         )
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -741,14 +750,16 @@ class ApiServer(kmock.KubernetesEmulator):
         subresource: str | None = None,
         namespace: str | None = None,
         name: str | None = None,
+        when: Callable[[Any], bool] | None = None,
     ) -> None:
         """
         Answer the next ``times`` matching requests with ``status`` (a proper Status object).
 
-        ``method`` is an HTTP method (``GET``, ``POST``, ``PUT``, ``PATCH``, ``DELETE``) or
+        ``method`` is an HTTP method (``GET``, ``PUT``, ``PATCH``, ``DELETE``) or
         an RBAC verb (``list``, ``watch``, ``create``, …) or ``*``; ``get`` and ``delete``
         match as HTTP methods (so ``get`` also fails lists & watches). ``subresource=None``
         matches only the main resource. 429/503 get a ``Retry-After`` header if given.
+        ``when`` narrows it to requests whose JSON body it accepts (e.g. one status patch).
         """
         if times < 1:
             raise ValueError("times must be >= 1")
@@ -762,8 +773,18 @@ class ApiServer(kmock.KubernetesEmulator):
                 subresource=subresource,
                 namespace=namespace,
                 name=name,
+                when=when,
             )
         )
+
+    def lift(self, method: str, resource: str, *, subresource: str | None = None) -> None:
+        """End the faults injected with this method, resource and subresource (an outage ends)."""
+        res = _parse_resource(resource)
+        self._faults[:] = [
+            f
+            for f in self._faults
+            if (f.method, f.resource, f.subresource) != (method.lower(), res, subresource)
+        ]
 
     @property
     def calls(self) -> list[ApiCall]:
@@ -969,7 +990,7 @@ class ApiServer(kmock.KubernetesEmulator):
             self._calls.append(call)
 
         for fault in self._faults:
-            if fault.remaining > 0 and fault.matches(method, verb, parsed):
+            if fault.remaining > 0 and fault.matches(method, verb, parsed, request.body or b""):
                 fault.remaining -= 1
                 self._faults[:] = [f for f in self._faults if f.remaining > 0]
                 headers = {}
@@ -2105,6 +2126,7 @@ class ClusterEmulator(BackgroundLoop):
         subresource: str | None = None,
         namespace: str | None = None,
         name: str | None = None,
+        when: Callable[[Any], bool] | None = None,
     ) -> None:
         self._call(
             lambda: self.server.fail(
@@ -2116,8 +2138,12 @@ class ClusterEmulator(BackgroundLoop):
                 subresource=subresource,
                 namespace=namespace,
                 name=name,
+                when=when,
             )
         )
+
+    def lift(self, method: str, resource: str, *, subresource: str | None = None) -> None:
+        self._call(lambda: self.server.lift(method, resource, subresource=subresource))
 
     def collect_garbage(self) -> builtins.list[tuple[str, str, str]]:
         return self._call(self.server.collect_garbage)

@@ -395,6 +395,46 @@ def test_transient_errors_are_retried(cluster: ClusterEmulator, kubectl: Kubectl
     assert len(failures) == 4
 
 
+def _sets_ready(body: Any) -> bool:
+    """A status patch that turns Ready to True."""
+    conditions = ((body or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def test_status_converges_after_an_outage_even_if_its_write_is_lost(
+    cluster: ClusterEmulator, kubectl: Kubectl
+) -> None:
+    """An outage of PrometheusRule writes makes the policy Retrying; when it ends, the status
+    write that would bring Ready=True back fails every attempt kopf's own client makes
+    (#8 item 11). The policy must still show Ready=True again, not Retrying forever."""
+    delays = (0.1, 0.2, 0.3)  # kopf gives up a call after len(delays) + 1 attempts
+    with running_operator(cluster.url, drift_interval=1.0, retry_delays=delays):
+        create_gateway(kubectl)
+        cluster.fail("PATCH", resource_key(PROMETHEUS_RULE), status=500, times=1_000_000)
+        rule = cluster.get(resource_key(PROMETHEUS_RULE), NAMESPACE, f"lumen-{NAME}")
+        rule["spec"]["groups"] = []  # drift, so that the next resync must write
+        cluster.put(resource_key(PROMETHEUS_RULE), rule)
+        eventually(
+            lambda: condition(kubectl.policy(NAMESPACE, NAME), "Ready").get("reason") == "Retrying",
+            what="Ready=False Retrying during the outage",
+        )
+        cluster.fail(
+            "PATCH",
+            resource_key(POLICY),
+            subresource="status",
+            status=500,
+            times=len(delays) + 1,
+            when=_sets_ready,
+        )
+        cluster.lift("PATCH", resource_key(PROMETHEUS_RULE))
+        policy = eventually(lambda: ready(kubectl), timeout=30, what="Ready=True after the outage")
+    assert condition(policy, "Ready")["reason"] == "Applied"
+    lost = [c for c in cluster.calls() if c.subresource == "status" and c.status == 500]
+    assert len(lost) == len(delays) + 1, "the Ready write failed as injected"
+    live_rule = kubectl.get(PROMETHEUS_RULE, NAMESPACE, f"lumen-{NAME}")
+    assert live_rule["spec"]["groups"], "the children were re-applied"
+
+
 def test_permanent_errors_show_in_status_and_prune_nothing(
     cluster: ClusterEmulator, kubectl: Kubectl
 ) -> None:

@@ -183,6 +183,17 @@ class KubeClient:
             content_type="application/apply-patch+yaml",
         )
 
+    async def patch_status(
+        self, kind: ResourceKind, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch the ``status`` subresource; the answer is the object as stored."""
+        return await self._call(
+            "PATCH",
+            kind.path(namespace, name, "status"),
+            json_body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
     async def delete(self, kind: ResourceKind, namespace: str, name: str, uid: str) -> bool:
         """Delete the object if it is still the one we saw (same uid); False if already gone."""
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
