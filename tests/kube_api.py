@@ -46,6 +46,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
+import aiohttp.test_utils
 import aiohttp.web
 import attrs
 import jsonpatch
@@ -134,6 +135,9 @@ MODIFIED_CONFLICT: Final = (
 )
 
 MAX_REQUEST_BYTES: Final = 3 * 1024 * 1024  # the API server's request body limit
+# etcd's default --max-request-bytes: a bigger object is refused with a 500 from the API server.
+MAX_STORED_BYTES: Final = 1_572_864
+ETCD_TOO_LARGE: Final = "etcdserver: request is too large"
 MAX_DATA_BYTES: Final = 1024 * 1024  # ConfigMap/Secret data limit
 MAX_ANNOTATIONS_BYTES: Final = 256 * 1024
 NAME_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"  # as in Kubernetes' generateName
@@ -653,6 +657,12 @@ class _Fault:
             and (self.name is None or self.name == path.name)
             and (self.when is None or self.when(_json_or_none(body)))
         )
+
+
+def _check_stored_size(obj: Mapping[str, Any]) -> None:
+    """etcd's limit on one write, as the API server reports it (dry runs included)."""
+    if len(json.dumps(obj, separators=(",", ":")).encode()) > MAX_STORED_BYTES:
+        raise ApiError(500, ETCD_TOO_LARGE)
 
 
 def _json_or_none(body: bytes) -> Any:
@@ -1394,6 +1404,7 @@ class ApiServer(kmock.KubernetesEmulator):
         meta["generation"] = 1
         self._normalise(obj)
         self._validate(res, obj)
+        _check_stored_size(obj)
         if dry_run:
             meta["resourceVersion"] = str(self._rv)
             return obj
@@ -1451,6 +1462,7 @@ class ApiServer(kmock.KubernetesEmulator):
             new_meta["generation"] = int(old_meta.get("generation") or 0) + 1
         if new == old:
             return 200, old  # a no-op: no write, no new resourceVersion, no event
+        _check_stored_size(new)
         if dry_run:
             return 200, new
         rv = self._next_rv()
@@ -1987,6 +1999,19 @@ class ApiServer(kmock.KubernetesEmulator):
 # --------------------------------------------------------------------------------------------
 
 
+class _ApiHttpServer(aiohttp.test_utils.RawTestServer):
+    """aiohttp cuts request bodies at 1 MiB by default; the API server takes up to 3 MiB and
+    answers 413 itself past that (``MAX_REQUEST_BYTES``, checked in ``_serve``)."""
+
+    async def _make_runner(self, debug: bool = True, **kwargs: Any) -> aiohttp.web.ServerRunner:
+        def request(*args: Any) -> aiohttp.web.BaseRequest:
+            return aiohttp.web.BaseRequest(
+                *args, asyncio.get_running_loop(), client_max_size=2 * MAX_REQUEST_BYTES
+            )
+
+        return await super()._make_runner(debug=debug, request_factory=request, **kwargs)
+
+
 @attrs.mutable
 class _LocalServer(kmock.Server):
     """
@@ -1999,7 +2024,7 @@ class _LocalServer(kmock.Server):
     async def __aenter__(self) -> _LocalServer:
         if self._managed_server is not None:
             raise RuntimeError("The server can be started only once.")
-        self._managed_server = self._server_cls(self.handler, host=self._host, port=self._port)
+        self._managed_server = _ApiHttpServer(self.handler, host=self._host, port=self._port)
         await self._managed_server.__aenter__()
         self._managed_client = self._client_fct(self._managed_server.make_url("/"))
         await self._managed_client.__aenter__()

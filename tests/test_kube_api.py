@@ -1121,3 +1121,31 @@ def test_kopf_operator_end_to_end(cluster: ClusterEmulator, api: httpx.Client) -
     assert not any(c.status >= 500 for c in cluster.calls())
     agents = {(c.user_agent or "").split("/")[0] for c in cluster.calls()}
     assert agents == {"python-httpx", "kopf"}  # the test's own calls and the operator's
+
+
+def test_objects_over_etcds_limit_are_refused_as_the_api_server_does(api: httpx.Client) -> None:
+    """etcd's 1.5 MiB limit on one write (500 ``etcdserver: request is too large``, nothing
+    stored), and the API server's 3 MiB limit on a request body (413)."""
+    from tests.test_sizes import big_policy
+
+    small = big_policy(100)
+    small["metadata"]["namespace"] = NS
+    assert api.post(laps(), json=small).status_code == 201
+    name = small["metadata"]["name"]
+    before = api.get(laps(name=name)).json()
+
+    too_big = merge(api, laps(name=name, sub="status"), {"status": {"copy": "x" * 1_000_000}})
+    assert too_big.status_code == 500
+    assert too_big.json()["message"] == "etcdserver: request is too large"
+    assert api.get(laps(name=name)).json() == before, "nothing stored"
+
+    huge = big_policy(256)
+    huge["metadata"] = {"name": "huge", "namespace": NS}
+    refused = api.post(laps(), json=huge)
+    assert refused.status_code == 500, refused.text
+    assert refused.json()["message"] == "etcdserver: request is too large"
+    assert api.get(laps(name="huge")).status_code == 404
+
+    body = api.post(laps(), content=b" " * (3 * 1024 * 1024 + 1) + b"{}")
+    assert body.status_code == 413
+    assert body.json()["message"] == "Request entity too large: limit is 3145728"

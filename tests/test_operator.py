@@ -473,6 +473,50 @@ def test_permanent_errors_show_in_status_and_prune_nothing(
     assert rule["spec"]["groups"][0]["rules"][0]["labels"]["team"] == "x", "the rest applied"
 
 
+def test_a_policy_too_big_to_store_is_refused_and_its_children_stay(
+    cluster: ClusterEmulator, kubectl: Kubectl
+) -> None:
+    """#8 item 12: the spec grows past what etcd would store with kopf's copy of it."""
+    from tests.test_sizes import big_policy, largest_fitting
+
+    with running_operator(cluster.url):
+        create_gateway(kubectl)
+        children_before = kubectl.children(NAMESPACE, NAME)
+        generation = patch_spec(kubectl, big_policy(largest_fitting() + 1)["spec"])
+
+        def refused() -> dict[str, Any] | None:
+            policy = kubectl.policy(NAMESPACE, NAME)
+            valid = condition(policy, "Valid")
+            if valid.get("status") == "False" and valid.get("observedGeneration") == generation:
+                return policy
+            return None
+
+        policy = eventually(refused, timeout=30, what="Valid=False for the oversized spec")
+    message = condition(policy, "Valid")["message"]
+    assert "spec: the stored policy would take about " in message
+    assert "over the API server's limit of 1572864 bytes (1.50 MiB)" in message
+    assert condition(policy, "Ready")["reason"] == "InvalidSpec"
+    assert kubectl.children(NAMESPACE, NAME) == children_before, "children untouched"
+
+
+def test_a_policy_just_under_the_size_limit_applies(
+    cluster: ClusterEmulator, kubectl: Kubectl
+) -> None:
+    """What validates applies: etcd's limit (enforced by the emulator) holds the policy with
+    kopf's copy of its spec, and every child."""
+    from tests.test_sizes import big_policy, largest_fitting
+
+    with running_operator(cluster.url):
+        policy = create_gateway(kubectl, big_policy(largest_fitting()))
+        assert "lastHandledConfiguration" in eventually(
+            lambda: kubectl.policy(NAMESPACE, NAME)["status"].get("kopf"), what="kopf's copy"
+        )
+    assert condition(policy, "Ready")["reason"] == "Applied"
+    rule = kubectl.get(PROMETHEUS_RULE, NAMESPACE, f"lumen-{NAME}")
+    assert sum(len(group["rules"]) for group in rule["spec"]["groups"]) > largest_fitting()
+    assert [c for c in cluster.calls() if c.status >= 500] == []
+
+
 def test_namespaced_operator_ignores_other_namespaces(
     cluster: ClusterEmulator, kubectl: Kubectl
 ) -> None:
