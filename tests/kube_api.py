@@ -705,7 +705,15 @@ class ApiServer(kmock.KubernetesEmulator):
     _calls: list[ApiCall] = attrs.field(factory=list, init=False)
     _custom: set[kmock.resource] = attrs.field(factory=set, init=False)
     _owners: dict[ObjKey, dict[Path, set[str]]] = attrs.field(factory=dict, init=False)
-    _applied: dict[tuple[ObjKey, str, str], dict[Path, Any]] = attrs.field(factory=dict, init=False)
+    # What each (manager, subresource) last applied to an object, by object: found without a
+    # scan, as every create forgets the object's previous life.
+    _applied: dict[ObjKey, dict[tuple[str, str], dict[Path, Any]]] = attrs.field(
+        factory=dict, init=False
+    )
+    # Keys of stored objects by resource and namespace, so a list reads only its own objects.
+    _index: dict[kmock.resource, dict[str | None, dict[ObjKey, None]]] = attrs.field(
+        factory=dict, init=False
+    )
     _internal_errors: list[str] = attrs.field(factory=list, init=False)
     _closing: bool = attrs.field(default=False, init=False)
 
@@ -1186,9 +1194,13 @@ class ApiServer(kmock.KubernetesEmulator):
     def _iter_live(
         self, res: kmock.resource | None, namespace: str | None
     ) -> Iterator[tuple[ObjKey, dict[str, Any]]]:
-        for key in sorted(self._objects.keys(), key=lambda k: (k[1] or "", k[2])):
-            if res is not None and key[0] != res:
-                continue
+        if res is None:
+            keys: Iterable[ObjKey] = self._objects.keys()
+        elif namespace is not None:
+            keys = self._index.get(res, {}).get(namespace, {})
+        else:
+            keys = [k for keys in self._index.get(res, {}).values() for k in keys]
+        for key in sorted(keys, key=lambda k: (k[1] or "", k[2])):
             if namespace is not None and key[1] != namespace:
                 continue
             obj = self._live(key)
@@ -1200,6 +1212,7 @@ class ApiServer(kmock.KubernetesEmulator):
             self._objects[key].delete()
         elif key not in self._objects:
             self._objects[key] = obj
+            self._index.setdefault(key[0], {}).setdefault(key[1], {})[key] = None
         else:
             self._objects[key].history.append(obj)
 
@@ -1657,8 +1670,8 @@ class ApiServer(kmock.KubernetesEmulator):
         owners = {path: set(who) for path, who in self._owners.get(key, {}).items()}
         new_leaves = _leaves(doc)
         live_leaves = _leaves(_tracked(base, region))
-        slot = (key, manager, subresource or "")
-        previous = self._applied.get(slot, {}) if old is not None else {}
+        slot = (manager, subresource or "")
+        previous = self._applied.get(key, {}).get(slot, {}) if old is not None else {}
 
         # Conflicts: changing a field (or replacing its parent/children) that others own.
         conflicts: dict[Path, set[str]] = {}
@@ -1728,7 +1741,7 @@ class ApiServer(kmock.KubernetesEmulator):
         if not dry_run and self._live(key) is not None:
             final_leaves = _leaves(_tracked(obj, "all"))
             self._owners[key] = {p: w for p, w in owners.items() if p in final_leaves and w}
-            self._applied[slot] = new_leaves
+            self._applied.setdefault(key, {})[slot] = new_leaves
         return code, obj
 
     def _take_ownership(
@@ -1747,8 +1760,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def _forget(self, key: ObjKey) -> None:
         self._owners.pop(key, None)
-        for slot in [slot for slot in self._applied if slot[0] == key]:
-            del self._applied[slot]
+        self._applied.pop(key, None)
 
     def _delete(
         self, res: kmock.resource, key: ObjKey, options: Mapping[str, Any], *, dry_run: bool = False

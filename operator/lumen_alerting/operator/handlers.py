@@ -195,8 +195,9 @@ def build_registry(
         registry=registry,
     )(reconcile)
 
+    # async: kopf runs a plain function in a thread, a hop for every event of every policy.
     @kopf.on.event(*policies, registry=registry)
-    def forget(event: Mapping[str, Any], namespace: str, name: str, **_: Any) -> None:
+    async def forget(event: Mapping[str, Any], namespace: str, name: str, **_: Any) -> None:
         if event.get("type") == "DELETED":
             metrics.policies.forget(namespace, name)
 
