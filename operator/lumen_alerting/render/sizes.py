@@ -71,8 +71,8 @@ def size_problems(manifest: Mapping[str, Any], children: Sequence[Manifest]) -> 
         problems.append(
             Problem(
                 "spec",
-                f"the stored policy would take about {_size(stored)} (with the copies that "
-                f"kubectl apply and the operator keep in it), over the API server's limit of "
+                f"the stored policy would take about {_size(stored)} with the copies that "
+                f"kubectl apply and the operator keep in it, over the API server's limit of "
                 f"{_size(MAX_OBJECT_BYTES)}; split it into several policies",
             )
         )
