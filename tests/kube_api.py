@@ -46,6 +46,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
+import aiohttp.test_utils
 import aiohttp.web
 import attrs
 import jsonpatch
@@ -134,6 +135,9 @@ MODIFIED_CONFLICT: Final = (
 )
 
 MAX_REQUEST_BYTES: Final = 3 * 1024 * 1024  # the API server's request body limit
+# etcd's default --max-request-bytes: a bigger object is refused with a 500 from the API server.
+MAX_STORED_BYTES: Final = 1_572_864
+ETCD_TOO_LARGE: Final = "etcdserver: request is too large"
 MAX_DATA_BYTES: Final = 1024 * 1024  # ConfigMap/Secret data limit
 MAX_ANNOTATIONS_BYTES: Final = 256 * 1024
 NAME_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"  # as in Kubernetes' generateName
@@ -641,8 +645,9 @@ class _Fault:
     subresource: str | None
     namespace: str | None
     name: str | None
+    when: Callable[[Any], bool] | None = None  # on the request's JSON body
 
-    def matches(self, method: str, verb: str, path: _ParsedPath) -> bool:
+    def matches(self, method: str, verb: str, path: _ParsedPath, body: bytes) -> bool:
         method_ok = self.method == "*" or self.method.upper() == method or self.method == verb
         return (
             method_ok
@@ -650,7 +655,21 @@ class _Fault:
             and self.subresource == path.subresource
             and (self.namespace is None or self.namespace == path.namespace)
             and (self.name is None or self.name == path.name)
+            and (self.when is None or self.when(_json_or_none(body)))
         )
+
+
+def _check_stored_size(obj: Mapping[str, Any]) -> None:
+    """etcd's limit on one write, as the API server reports it (dry runs included)."""
+    if len(json.dumps(obj, separators=(",", ":")).encode()) > MAX_STORED_BYTES:
+        raise ApiError(500, ETCD_TOO_LARGE)
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -686,7 +705,15 @@ class ApiServer(kmock.KubernetesEmulator):
     _calls: list[ApiCall] = attrs.field(factory=list, init=False)
     _custom: set[kmock.resource] = attrs.field(factory=set, init=False)
     _owners: dict[ObjKey, dict[Path, set[str]]] = attrs.field(factory=dict, init=False)
-    _applied: dict[tuple[ObjKey, str, str], dict[Path, Any]] = attrs.field(factory=dict, init=False)
+    # What each (manager, subresource) last applied to an object, by object: found without a
+    # scan, as every create forgets the object's previous life.
+    _applied: dict[ObjKey, dict[tuple[str, str], dict[Path, Any]]] = attrs.field(
+        factory=dict, init=False
+    )
+    # Keys of stored objects by resource and namespace, so a list reads only its own objects.
+    _index: dict[kmock.resource, dict[str | None, dict[ObjKey, None]]] = attrs.field(
+        factory=dict, init=False
+    )
     _internal_errors: list[str] = attrs.field(factory=list, init=False)
     _closing: bool = attrs.field(default=False, init=False)
 
@@ -741,14 +768,16 @@ class ApiServer(kmock.KubernetesEmulator):
         subresource: str | None = None,
         namespace: str | None = None,
         name: str | None = None,
+        when: Callable[[Any], bool] | None = None,
     ) -> None:
         """
         Answer the next ``times`` matching requests with ``status`` (a proper Status object).
 
-        ``method`` is an HTTP method (``GET``, ``POST``, ``PUT``, ``PATCH``, ``DELETE``) or
+        ``method`` is an HTTP method (``GET``, ``PUT``, ``PATCH``, ``DELETE``) or
         an RBAC verb (``list``, ``watch``, ``create``, …) or ``*``; ``get`` and ``delete``
         match as HTTP methods (so ``get`` also fails lists & watches). ``subresource=None``
         matches only the main resource. 429/503 get a ``Retry-After`` header if given.
+        ``when`` narrows it to requests whose JSON body it accepts (e.g. one status patch).
         """
         if times < 1:
             raise ValueError("times must be >= 1")
@@ -762,8 +791,18 @@ class ApiServer(kmock.KubernetesEmulator):
                 subresource=subresource,
                 namespace=namespace,
                 name=name,
+                when=when,
             )
         )
+
+    def lift(self, method: str, resource: str, *, subresource: str | None = None) -> None:
+        """End the faults injected with this method, resource and subresource (an outage ends)."""
+        res = _parse_resource(resource)
+        self._faults[:] = [
+            f
+            for f in self._faults
+            if (f.method, f.resource, f.subresource) != (method.lower(), res, subresource)
+        ]
 
     @property
     def calls(self) -> list[ApiCall]:
@@ -969,7 +1008,7 @@ class ApiServer(kmock.KubernetesEmulator):
             self._calls.append(call)
 
         for fault in self._faults:
-            if fault.remaining > 0 and fault.matches(method, verb, parsed):
+            if fault.remaining > 0 and fault.matches(method, verb, parsed, request.body or b""):
                 fault.remaining -= 1
                 self._faults[:] = [f for f in self._faults if f.remaining > 0]
                 headers = {}
@@ -1155,9 +1194,13 @@ class ApiServer(kmock.KubernetesEmulator):
     def _iter_live(
         self, res: kmock.resource | None, namespace: str | None
     ) -> Iterator[tuple[ObjKey, dict[str, Any]]]:
-        for key in sorted(self._objects.keys(), key=lambda k: (k[1] or "", k[2])):
-            if res is not None and key[0] != res:
-                continue
+        if res is None:
+            keys: Iterable[ObjKey] = self._objects.keys()
+        elif namespace is not None:
+            keys = self._index.get(res, {}).get(namespace, {})
+        else:
+            keys = [k for keys in self._index.get(res, {}).values() for k in keys]
+        for key in sorted(keys, key=lambda k: (k[1] or "", k[2])):
             if namespace is not None and key[1] != namespace:
                 continue
             obj = self._live(key)
@@ -1169,6 +1212,7 @@ class ApiServer(kmock.KubernetesEmulator):
             self._objects[key].delete()
         elif key not in self._objects:
             self._objects[key] = obj
+            self._index.setdefault(key[0], {}).setdefault(key[1], {})[key] = None
         else:
             self._objects[key].history.append(obj)
 
@@ -1373,6 +1417,7 @@ class ApiServer(kmock.KubernetesEmulator):
         meta["generation"] = 1
         self._normalise(obj)
         self._validate(res, obj)
+        _check_stored_size(obj)
         if dry_run:
             meta["resourceVersion"] = str(self._rv)
             return obj
@@ -1430,6 +1475,7 @@ class ApiServer(kmock.KubernetesEmulator):
             new_meta["generation"] = int(old_meta.get("generation") or 0) + 1
         if new == old:
             return 200, old  # a no-op: no write, no new resourceVersion, no event
+        _check_stored_size(new)
         if dry_run:
             return 200, new
         rv = self._next_rv()
@@ -1624,8 +1670,8 @@ class ApiServer(kmock.KubernetesEmulator):
         owners = {path: set(who) for path, who in self._owners.get(key, {}).items()}
         new_leaves = _leaves(doc)
         live_leaves = _leaves(_tracked(base, region))
-        slot = (key, manager, subresource or "")
-        previous = self._applied.get(slot, {}) if old is not None else {}
+        slot = (manager, subresource or "")
+        previous = self._applied.get(key, {}).get(slot, {}) if old is not None else {}
 
         # Conflicts: changing a field (or replacing its parent/children) that others own.
         conflicts: dict[Path, set[str]] = {}
@@ -1695,7 +1741,7 @@ class ApiServer(kmock.KubernetesEmulator):
         if not dry_run and self._live(key) is not None:
             final_leaves = _leaves(_tracked(obj, "all"))
             self._owners[key] = {p: w for p, w in owners.items() if p in final_leaves and w}
-            self._applied[slot] = new_leaves
+            self._applied.setdefault(key, {})[slot] = new_leaves
         return code, obj
 
     def _take_ownership(
@@ -1714,8 +1760,7 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def _forget(self, key: ObjKey) -> None:
         self._owners.pop(key, None)
-        for slot in [slot for slot in self._applied if slot[0] == key]:
-            del self._applied[slot]
+        self._applied.pop(key, None)
 
     def _delete(
         self, res: kmock.resource, key: ObjKey, options: Mapping[str, Any], *, dry_run: bool = False
@@ -1966,6 +2011,19 @@ class ApiServer(kmock.KubernetesEmulator):
 # --------------------------------------------------------------------------------------------
 
 
+class _ApiHttpServer(aiohttp.test_utils.RawTestServer):
+    """aiohttp cuts request bodies at 1 MiB by default; the API server takes up to 3 MiB and
+    answers 413 itself past that (``MAX_REQUEST_BYTES``, checked in ``_serve``)."""
+
+    async def _make_runner(self, debug: bool = True, **kwargs: Any) -> aiohttp.web.ServerRunner:
+        def request(*args: Any) -> aiohttp.web.BaseRequest:
+            return aiohttp.web.BaseRequest(
+                *args, asyncio.get_running_loop(), client_max_size=2 * MAX_REQUEST_BYTES
+            )
+
+        return await super()._make_runner(debug=debug, request_factory=request, **kwargs)
+
+
 @attrs.mutable
 class _LocalServer(kmock.Server):
     """
@@ -1978,7 +2036,7 @@ class _LocalServer(kmock.Server):
     async def __aenter__(self) -> _LocalServer:
         if self._managed_server is not None:
             raise RuntimeError("The server can be started only once.")
-        self._managed_server = self._server_cls(self.handler, host=self._host, port=self._port)
+        self._managed_server = _ApiHttpServer(self.handler, host=self._host, port=self._port)
         await self._managed_server.__aenter__()
         self._managed_client = self._client_fct(self._managed_server.make_url("/"))
         await self._managed_client.__aenter__()
@@ -2105,6 +2163,7 @@ class ClusterEmulator(BackgroundLoop):
         subresource: str | None = None,
         namespace: str | None = None,
         name: str | None = None,
+        when: Callable[[Any], bool] | None = None,
     ) -> None:
         self._call(
             lambda: self.server.fail(
@@ -2116,8 +2175,12 @@ class ClusterEmulator(BackgroundLoop):
                 subresource=subresource,
                 namespace=namespace,
                 name=name,
+                when=when,
             )
         )
+
+    def lift(self, method: str, resource: str, *, subresource: str | None = None) -> None:
+        self._call(lambda: self.server.lift(method, resource, subresource=subresource))
 
     def collect_garbage(self) -> builtins.list[tuple[str, str, str]]:
         return self._call(self.server.collect_garbage)

@@ -15,6 +15,7 @@ import datetime
 import json
 import logging
 import re
+import statistics
 import threading
 import time
 import uuid
@@ -1121,3 +1122,70 @@ def test_kopf_operator_end_to_end(cluster: ClusterEmulator, api: httpx.Client) -
     assert not any(c.status >= 500 for c in cluster.calls())
     agents = {(c.user_agent or "").split("/")[0] for c in cluster.calls()}
     assert agents == {"python-httpx", "kopf"}  # the test's own calls and the operator's
+
+
+def test_objects_over_etcds_limit_are_refused_as_the_api_server_does(api: httpx.Client) -> None:
+    """etcd's 1.5 MiB limit on one write (500 ``etcdserver: request is too large``, nothing
+    stored), and the API server's 3 MiB limit on a request body (413)."""
+    from tests.test_sizes import big_policy
+
+    small = big_policy(100)
+    small["metadata"]["namespace"] = NS
+    assert api.post(laps(), json=small).status_code == 201
+    name = small["metadata"]["name"]
+    before = api.get(laps(name=name)).json()
+
+    too_big = merge(api, laps(name=name, sub="status"), {"status": {"copy": "x" * 1_000_000}})
+    assert too_big.status_code == 500
+    assert too_big.json()["message"] == "etcdserver: request is too large"
+    assert api.get(laps(name=name)).json() == before, "nothing stored"
+
+    huge = big_policy(256)
+    huge["metadata"] = {"name": "huge", "namespace": NS}
+    refused = api.post(laps(), json=huge)
+    assert refused.status_code == 500, refused.text
+    assert refused.json()["message"] == "etcdserver: request is too large"
+    assert api.get(laps(name="huge")).status_code == 404
+
+    body = api.post(laps(), content=b" " * (3 * 1024 * 1024 + 1) + b"{}")
+    assert body.status_code == 413
+    assert body.json()["message"] == "Request entity too large: limit is 3145728"
+
+
+def test_applies_and_lists_cost_the_same_with_thousands_of_objects(api: httpx.Client) -> None:
+    """#8 item 13: every create used to scan every server-side-apply record and every list to
+    sort every stored object, so the emulator slowed down as objects piled up (5,000 objects:
+    applies 4x, lists 10x slower) and starved the operator it shared the cores with."""
+
+    def apply(client: httpx.Client, index: int) -> float:
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"c{index}", "namespace": "bulk"},
+            "data": {"k": "v"},
+        }
+        started = time.perf_counter()
+        answer = client.patch(
+            f"/api/v1/namespaces/bulk/configmaps/c{index}",
+            params={"fieldManager": "bench"},
+            content=json.dumps(body),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
+        assert answer.status_code == 201, answer.text
+        return time.perf_counter() - started
+
+    def list_small_namespace(client: httpx.Client) -> float:
+        started = time.perf_counter()
+        assert client.get("/api/v1/namespaces/small/configmaps").status_code == 200
+        return time.perf_counter() - started
+
+    for index in range(5000):
+        apply(api, index)
+    # Against a second, nearly empty emulator, call for call, so that a busy machine slows
+    # both sides alike; medians, so that a few slow calls do not count.
+    with ClusterEmulator() as empty, httpx.Client(base_url=empty.url, timeout=10) as small:
+        applies = [(apply(small, i), apply(api, 5000 + i)) for i in range(100)]
+        lists = [(list_small_namespace(small), list_small_namespace(api)) for _ in range(40)]
+    for what, pairs in (("apply", applies), ("list", lists)):
+        few, many = (statistics.median(side) for side in zip(*pairs, strict=True))
+        assert many < 2.5 * few, f"{what}: {few * 1e3:.2f} ms with few objects, {many * 1e3:.2f} ms"

@@ -399,6 +399,46 @@ def test_transient_errors_are_retried(cluster: ClusterEmulator, kubectl: Kubectl
     assert len(failures) == 4
 
 
+def _sets_ready(body: Any) -> bool:
+    """A status patch that turns Ready to True."""
+    conditions = ((body or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def test_status_converges_after_an_outage_even_if_its_write_is_lost(
+    cluster: ClusterEmulator, kubectl: Kubectl
+) -> None:
+    """An outage of PrometheusRule writes makes the policy Retrying; when it ends, the status
+    write that would bring Ready=True back fails every attempt kopf's own client makes
+    (#8 item 11). The policy must still show Ready=True again, not Retrying forever."""
+    delays = (0.1, 0.2, 0.3)  # kopf gives up a call after len(delays) + 1 attempts
+    with running_operator(cluster.url, drift_interval=1.0, retry_delays=delays):
+        create_gateway(kubectl)
+        cluster.fail("PATCH", resource_key(PROMETHEUS_RULE), status=500, times=1_000_000)
+        rule = cluster.get(resource_key(PROMETHEUS_RULE), NAMESPACE, f"lumen-{NAME}")
+        rule["spec"]["groups"] = []  # drift, so that the next resync must write
+        cluster.put(resource_key(PROMETHEUS_RULE), rule)
+        eventually(
+            lambda: condition(kubectl.policy(NAMESPACE, NAME), "Ready").get("reason") == "Retrying",
+            what="Ready=False Retrying during the outage",
+        )
+        cluster.fail(
+            "PATCH",
+            resource_key(POLICY),
+            subresource="status",
+            status=500,
+            times=len(delays) + 1,
+            when=_sets_ready,
+        )
+        cluster.lift("PATCH", resource_key(PROMETHEUS_RULE))
+        policy = eventually(lambda: ready(kubectl), timeout=30, what="Ready=True after the outage")
+    assert condition(policy, "Ready")["reason"] == "Applied"
+    lost = [c for c in cluster.calls() if c.subresource == "status" and c.status == 500]
+    assert len(lost) == len(delays) + 1, "the Ready write failed as injected"
+    live_rule = kubectl.get(PROMETHEUS_RULE, NAMESPACE, f"lumen-{NAME}")
+    assert live_rule["spec"]["groups"], "the children were re-applied"
+
+
 def test_permanent_errors_show_in_status_and_prune_nothing(
     cluster: ClusterEmulator, kubectl: Kubectl
 ) -> None:
@@ -435,6 +475,53 @@ def test_permanent_errors_show_in_status_and_prune_nothing(
     assert ("Deployment", f"lumen-{NAME}-exporter") in children, "nothing pruned after a failure"
     rule = children[("PrometheusRule", f"lumen-{NAME}")]
     assert rule["spec"]["groups"][0]["rules"][0]["labels"]["team"] == "x", "the rest applied"
+
+
+@pytest.mark.parametrize("beyond", [1, 80], ids=["just-over", "kopf-copy-refused-by-etcd"])
+def test_a_policy_too_big_to_store_is_refused_and_its_children_stay(
+    cluster: ClusterEmulator, kubectl: Kubectl, beyond: int
+) -> None:
+    """#8 item 12: the spec grows past what etcd would store with kopf's copy of it: just over
+    the estimate, and so far over that etcd refuses kopf's copy (the operator's own small
+    status write still says why)."""
+    from tests.test_sizes import big_policy, largest_fitting
+
+    with running_operator(cluster.url):
+        create_gateway(kubectl)
+        children_before = kubectl.children(NAMESPACE, NAME)
+        generation = patch_spec(kubectl, big_policy(largest_fitting() + beyond)["spec"])
+
+        def refused() -> dict[str, Any] | None:
+            policy = kubectl.policy(NAMESPACE, NAME)
+            valid = condition(policy, "Valid")
+            if valid.get("status") == "False" and valid.get("observedGeneration") == generation:
+                return policy
+            return None
+
+        policy = eventually(refused, timeout=30, what="Valid=False for the oversized spec")
+    message = condition(policy, "Valid")["message"]
+    assert "spec: the stored policy would take about " in message
+    assert "over the API server's limit of 1572864 bytes (1.50 MiB)" in message
+    assert condition(policy, "Ready")["reason"] == "InvalidSpec"
+    assert kubectl.children(NAMESPACE, NAME) == children_before, "children untouched"
+
+
+def test_a_policy_just_under_the_size_limit_applies(
+    cluster: ClusterEmulator, kubectl: Kubectl
+) -> None:
+    """What validates applies: etcd's limit (enforced by the emulator) holds the policy with
+    kopf's copy of its spec, and every child."""
+    from tests.test_sizes import big_policy, largest_fitting
+
+    with running_operator(cluster.url):
+        policy = create_gateway(kubectl, big_policy(largest_fitting()))
+        assert "lastHandledConfiguration" in eventually(
+            lambda: kubectl.policy(NAMESPACE, NAME)["status"].get("kopf"), what="kopf's copy"
+        )
+    assert condition(policy, "Ready")["reason"] == "Applied"
+    rule = kubectl.get(PROMETHEUS_RULE, NAMESPACE, f"lumen-{NAME}")
+    assert sum(len(group["rules"]) for group in rule["spec"]["groups"]) > largest_fitting()
+    assert [c for c in cluster.calls() if c.status >= 500] == []
 
 
 def test_namespaced_operator_ignores_other_namespaces(

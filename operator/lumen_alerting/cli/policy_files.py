@@ -9,6 +9,8 @@ from pathlib import Path
 import yaml
 
 from ..policy import InvalidPolicy, Policy, Problem, policy_from_manifest
+from ..render import render_policy
+from ..render.sizes import size_problems
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ def load_policies(paths: list[str], default_namespace: str = "default") -> Loade
                 policy = policy_from_manifest(document, default_namespace)
             except InvalidPolicy as invalid:
                 problems += [FileProblem(source, p) for p in invalid.problems]
+                continue
+            oversized = size_problems(document, render_policy(policy))
+            if oversized:  # it would not fit in the cluster: as invalid as a schema error
+                problems += [FileProblem(source, p) for p in oversized]
                 continue
             key = (policy.namespace, policy.name)
             if key in seen:

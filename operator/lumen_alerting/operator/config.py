@@ -23,6 +23,8 @@ LogFormat = Literal["plain", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 # A Kubernetes resource quantity: 500m, 1.5, 256Mi, 1e3.
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+# Seconds between retries of transient API failures, kopf's own calls and reconciles alike.
+RETRY_DELAYS: tuple[float, ...] = (1, 2, 5, 10, 30, 60)
 TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
@@ -42,6 +44,8 @@ class OperatorConfig:
     log_format: LogFormat = "plain"
     log_level: LogLevel = "info"
     context: str | None = None
+    # Not a flag: the tests shorten it to run an outage's whole retry chain in seconds.
+    retry_delays: tuple[float, ...] = RETRY_DELAYS
 
     @property
     def clusterwide(self) -> bool:

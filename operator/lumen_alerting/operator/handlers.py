@@ -4,6 +4,12 @@ Create, update (of ``spec``), resume and a drift timer all run the same level-tr
 reconcile, one at a time per policy. kopf keeps its own bookkeeping in ``status.kopf`` (never in
 annotations) so the operator writes nothing but ``status``, plus the finalizer kopf puts on
 objects that have a timer.
+
+The operator writes its part of ``status`` itself, under the policy's lock, rather than through
+kopf's patch: kopf sends that patch after the handler returns, retries it on its own and, when
+it finally fails, drops it (and a timer whose patch fails stops for good). A status write that
+fails here is retried like any transient failure, and what the policy shows is always compared
+with the status read from the object, so it converges to the truth after any outage.
 """
 
 from __future__ import annotations
@@ -21,24 +27,46 @@ import kopf
 
 from .config import OperatorConfig
 from .kinds import POLICY
-from .kube import ClusterAccess, KubeClient
+from .kube import ApiError, ClusterAccess, KubeClient
 from .metrics import OperatorMetrics
 from .reconcile import Reconciler, TransientFailure
-from .status import READY, VALID, Condition, Observation, next_status, status_changes
+from .status import (
+    OWNED_KEYS,
+    READY,
+    VALID,
+    Condition,
+    Observation,
+    next_status,
+    status_changes,
+)
 
 FINALIZER = "lumen.dev/operator"
-# Retry delays of transient failures (seconds), and after how many the status shows it.
-RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
+# After how many failed attempts in a row the status shows Retrying.
 RETRIES_BEFORE_REPORTING = 3
 WATCH_TIMEOUT = 300  # seconds a watch request lasts before kopf renews it
 
 
+@dataclass(frozen=True)
+class _StatusWrite:
+    """A status write the API server confirmed: the operator-owned status it replaced and the
+    one it stored. Until the watch brings the policy with the new status, ``body`` still shows
+    ``replaced``."""
+
+    replaced: dict[str, Any]
+    stored: dict[str, Any]
+
+
+class StatusNotWritten(Exception):
+    """The API server refused the status write; the reconcile is retried."""
+
+
 @dataclass
 class _PolicyMemory:
-    """Per-policy state of this process: the reconcile lock and the last status we chose."""
+    """Per-policy state of this process: the reconcile lock and the last confirmed status write."""
 
     lock: asyncio.Lock
-    status: dict[str, Any] | None = None
+    reconciled: bool = False  # a reconcile of this policy has completed in this process
+    last_write: _StatusWrite | None = None
 
 
 class _Engine:
@@ -50,12 +78,12 @@ class _Engine:
         self.client = KubeClient(access)
         self._reconciler = Reconciler(self.client, config.rendering)
         self._metrics = metrics
+        self._retry_delays = config.retry_delays
 
     async def run(
         self,
         body: kopf.Body,
         memo: kopf.Memo,
-        patch: kopf.Patch,
         logger: Any,
         *,
         retry: int,
@@ -63,19 +91,29 @@ class _Engine:
     ) -> None:
         memory = _memory_of(memo)
         started = time.monotonic()
+        delays = self._retry_delays
         async with memory.lock:
-            current = memory.status or dict(body.get("status") or {})
+            current = _current_status(body, memory)
             try:
                 result = await self._reconciler.reconcile(
-                    body, logger, new=fresh and memory.status is None
+                    body, logger, new=fresh and not memory.reconciled
                 )
+                memory.reconciled = True
+                await self._write_status(body, memory, current, result.observation)
             except TransientFailure as failure:
                 self._metrics.reconciles.labels("retry").inc()
+                delay = failure.delay or delays[min(retry, len(delays) - 1)]
                 if retry + 1 >= RETRIES_BEFORE_REPORTING:
-                    _write_status(patch, memory, current, _retrying(body, current, str(failure)))
-                delay = failure.delay or RETRY_DELAYS[min(retry, len(RETRY_DELAYS) - 1)]
+                    try:
+                        retrying = _retrying(body, current, str(failure))
+                        await self._write_status(body, memory, current, retrying)
+                    except StatusNotWritten:
+                        pass  # the outage goes on; a later attempt writes it
                 raise kopf.TemporaryError(f"Will retry: {failure}", delay=delay) from None
-            _write_status(patch, memory, current, result.observation)
+            except StatusNotWritten as failure:
+                self._metrics.reconciles.labels("retry").inc()
+                delay = delays[min(retry, len(delays) - 1)]
+                raise kopf.TemporaryError(f"Will retry: {failure}", delay=delay) from None
         seen = result.observation
         self._metrics.reconcile_seconds.observe(time.monotonic() - started)
         self._metrics.reconciles.labels(result.outcome).inc()
@@ -83,6 +121,30 @@ class _Engine:
             body["metadata"]["namespace"], body["metadata"]["name"], seen.state
         )
         _report_transitions(body, _conditions(current), seen)
+
+    async def _write_status(
+        self,
+        body: kopf.Body,
+        memory: _PolicyMemory,
+        current: dict[str, Any],
+        seen: Observation,
+    ) -> None:
+        """Write what changed in the operator's part of the status, and remember it only once
+        the API server has stored it."""
+        wanted = next_status(current, seen, datetime.now(UTC))
+        changes = status_changes(current, wanted)
+        if not changes:
+            return
+        meta = body["metadata"]
+        try:
+            stored = await self.client.patch_status(
+                POLICY, meta["namespace"], meta["name"], changes
+            )
+        except ApiError as error:
+            if error.status == 404:
+                return  # deleted meanwhile: nothing to show any more
+            raise StatusNotWritten(f"status not written: {error}") from None
+        memory.last_write = _StatusWrite(current, _owned(stored.get("status") or {}))
 
 
 def build_registry(
@@ -113,14 +175,13 @@ def build_registry(
     async def reconcile(
         body: kopf.Body,
         memo: kopf.Memo,
-        patch: kopf.Patch,
         logger: Any,
         retry: int = 0,
         reason: str | None = None,
         **_: Any,
     ) -> None:
         fresh = reason == kopf.Reason.CREATE  # nothing of a just-created policy exists yet
-        await engines[0].run(body, memo, patch, logger, retry=retry, fresh=fresh)
+        await engines[0].run(body, memo, logger, retry=retry, fresh=fresh)
 
     # One handler id per cause, so kopf's per-handler progress never mixes them up.
     kopf.on.create(*policies, id="create", registry=registry)(reconcile)
@@ -134,8 +195,9 @@ def build_registry(
         registry=registry,
     )(reconcile)
 
+    # async: kopf runs a plain function in a thread, a hop for every event of every policy.
     @kopf.on.event(*policies, registry=registry)
-    def forget(event: Mapping[str, Any], namespace: str, name: str, **_: Any) -> None:
+    async def forget(event: Mapping[str, Any], namespace: str, name: str, **_: Any) -> None:
         if event.get("type") == "DELETED":
             metrics.policies.forget(namespace, name)
 
@@ -156,7 +218,7 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> N
     settings.posting.reporting_component = "lumen-operator"
     settings.watching.server_timeout = WATCH_TIMEOUT
     settings.watching.client_timeout = WATCH_TIMEOUT + 30
-    settings.networking.error_backoffs = RETRY_DELAYS
+    settings.networking.error_backoffs = config.retry_delays
 
 
 def connection_info(access: ClusterAccess) -> kopf.ConnectionInfo:
@@ -183,13 +245,18 @@ def _memory_of(memo: kopf.Memo) -> _PolicyMemory:
     return memory
 
 
-def _write_status(
-    patch: kopf.Patch, memory: _PolicyMemory, current: dict[str, Any], seen: Observation
-) -> None:
-    wanted = next_status(current, seen, datetime.now(UTC))
-    for key, value in status_changes(current, wanted).items():
-        patch.status[key] = value
-    memory.status = {**current, **wanted}
+def _owned(status: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: status[key] for key in OWNED_KEYS if key in status}
+
+
+def _current_status(body: kopf.Body, memory: _PolicyMemory) -> dict[str, Any]:
+    """The operator-owned status the policy shows: the one read from the object, unless the
+    watch has not yet brought our own last confirmed write (then that write is the truth)."""
+    live = _owned(body.get("status") or {})
+    last = memory.last_write
+    if last is not None and live == last.replaced and live != last.stored:
+        return dict(last.stored)
+    return live
 
 
 def _retrying(body: kopf.Body, current: Mapping[str, Any], message: str) -> Observation:

@@ -20,6 +20,7 @@ from ..policy.loading import InvalidPolicy
 from ..policy.model import Policy
 from ..render import RenderOptions, render_policy
 from ..render.objects import POLICY_LABEL, Manifest, common_labels, metadata
+from ..render.sizes import size_problems
 from ..render.threader import SecretRequest, threader_secret
 from .convergence import LiveObject, plan_convergence, with_desired_hash
 from .kinds import POLICY, RENDERED_KINDS, SECRET, ResourceKind, kind_of
@@ -92,6 +93,9 @@ class Reconciler:
             return ReconcileResult(observation=_invalid(generation, invalid))
 
         desired = [with_desired_hash(obj) for obj in render_policy(policy, self._options)]
+        oversized = size_problems(body, desired)
+        if oversized:  # etcd would refuse it: say so instead of failing halfway
+            return ReconcileResult(observation=_invalid(generation, InvalidPolicy(oversized)))
         live, errors = ([], []) if new else await self._live_children(policy)
         plan = plan_convergence(desired, live, policy.uid)
         request = threader_secret(policy)
