@@ -181,6 +181,64 @@ def test_same_notification_ten_times_to_two_replicas_gives_one_parent_per_alert(
             assert replica.stop() == 0
 
 
+# --- two threaders on one Redis database --------------------------------------------------------
+
+
+def test_two_threaders_with_their_own_key_prefix_share_one_redis_database(redis_db: str) -> None:
+    """Two policies' threaders on one Redis database, each with its own Slack workspace (its own
+    token), under concurrent load: each workspace gets exactly its own alerts, each once."""
+    teams = ("a", "b")
+    per_team = 100
+    doubles = {
+        team: SlackDouble(token=f"xoxb-team-{team}", rate_limit=False).start() for team in teams
+    }
+    threaders: dict[str, ThreaderProcess] = {}
+    try:
+        for team in teams:
+            threaders[team] = ThreaderProcess(
+                doubles[team].url,
+                redis_db,
+                slack_token=f"xoxb-team-{team}",
+                key_prefix=f"lumen:monitoring:{team}:",
+                channel_interval="0",
+            ).start()
+
+        def send(job: tuple[str, int]) -> int:
+            team, n = job
+            one = alert(n)
+            one["annotations"]["summary"] = f"Team {team} alert {n}"
+            return threaders[team].post(notification([one], group_key=f"{team}-{n}")).status_code
+
+        # Both teams at once, from eight threads; the same fingerprints in both.
+        jobs = [(team, n) for n in range(per_team) for team in teams]
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(send, jobs)) == {200}
+
+        def outboxes_empty() -> bool:
+            return all(
+                httpx.get(f"{t.url}/stats", timeout=10).json()["outbox"] == 0
+                for t in threaders.values()
+            )
+
+        eventually(outboxes_empty, timeout=120, what="both outboxes delivered")
+        for team in teams:
+            parents = doubles[team].parents("#alerts")
+            delivered = sorted(p.metadata["event_payload"]["thread_key"] for p in parents)
+            expected = sorted(f"#alerts/{n:016x}@2026-11-22T09:00:00Z" for n in range(per_team))
+            assert delivered == expected, f"team {team}: each of its alerts exactly once"
+            for parent in parents:
+                n = int(parent.metadata["event_payload"]["thread_key"].split("/")[1][:16], 16)
+                assert f"Team {team} alert {n}" in texts(parent), "its own alert, not the other's"
+            failed = [c for c in doubles[team].calls() if not c.ok]
+            assert failed == [], f"team {team}: no call with another team's token"
+            assert "Dead letter" not in threaders[team].log.read_text()
+    finally:
+        for team in teams:
+            if team in threaders:
+                assert threaders[team].stop() == 0
+            doubles[team].stop()
+
+
 # --- bad input ----------------------------------------------------------------------------------
 
 
@@ -268,6 +326,48 @@ def test_redis_down_means_not_ready_and_503_then_recovery(slack: SlackDouble) ->
         )
     finally:
         threader.stop()
+        server.remove()
+
+
+@pytest.mark.parametrize(
+    ("options", "flags", "ready", "logged"),
+    [
+        ((), {}, True, "[INFO   ] Redis persistence: AOF on, no eviction."),
+        (("--appendonly", "no"), {}, False, "[ERROR  ] Redis persistence: AOF is off"),
+        (
+            ("--appendonly", "no"),
+            {"allow_volatile_store": True},
+            True,
+            "[WARNING] Redis persistence: AOF is off",
+        ),
+        (
+            ("--maxmemory-policy", "allkeys-lru"),
+            {},
+            False,
+            "[ERROR  ] Redis persistence: maxmemory-policy is allkeys-lru",
+        ),
+    ],
+    ids=["aof", "volatile", "volatile-allowed", "evicting"],
+)
+def test_ready_only_on_a_redis_that_keeps_acknowledged_alerts(
+    slack: SlackDouble,
+    options: tuple[str, ...],
+    flags: dict[str, bool],
+    ready: bool,
+    logged: str,
+) -> None:
+    server = RedisServer(*options).start()
+    threader = ThreaderProcess(slack.url, server.url, **flags).start()
+    try:
+        answer = httpx.get(f"{threader.url}/ready", timeout=10)
+        assert answer.status_code == (200 if ready else 503), answer.text
+        if not ready:
+            error = answer.json()["error"]
+            assert error.startswith("Redis persistence: ")
+            assert "--allow-volatile-store" in error and "not ready" in error
+        eventually(lambda: logged in threader.log.read_text(), what=f"the start-up log: {logged}")
+    finally:
+        assert threader.stop() == 0
         server.remove()
 
 

@@ -357,3 +357,26 @@ def test_file_store_write_failure_accepts_nothing(
         assert [p.name for p in path.parent.iterdir()] == ["threads.json"], "no temp files left"
 
     run(scenario())
+
+
+def test_redis_key_prefixes_keep_threaders_apart(prefix: str) -> None:
+    """Two threaders on one database, with their own prefixes: neither sees the other's threads
+    or outbox, even when one prefix holds characters that are glob patterns to SCAN."""
+
+    async def scenario() -> None:
+        glob, plain = (
+            RedisStore(REDIS_URL, prefix=prefix + "a*:"),
+            RedisStore(REDIS_URL, prefix=prefix + "ab:"),
+        )
+        await glob.accept([acceptance(1)])
+        await plain.accept([acceptance(2)])
+        assert list(await glob.threads()) == ["fp1@2026-11-22T00:00:00Z"]
+        assert list(await plain.threads()) == ["fp2@2026-11-22T00:00:00Z"]
+        assert [d.delivery_id for d in await drain(glob, "same-host")] == ["d1-firing"]
+        assert [d.delivery_id for d in await drain(plain, "same-host")] == ["d2-firing"]
+        assert await glob.clear_threads() == 1
+        assert list(await plain.threads()) == ["fp2@2026-11-22T00:00:00Z"]
+        for store in (glob, plain):
+            await store.close()
+
+    run(scenario())

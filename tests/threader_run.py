@@ -27,13 +27,22 @@ SLACK_TOKEN = "xoxb-test-token"
 class ThreaderProcess:
     """``python -m lumen_alerting.cli.threader`` with token files in a private directory."""
 
-    def __init__(self, slack_url: str, store: str, **flags: str) -> None:
+    def __init__(
+        self,
+        slack_url: str,
+        store: str,
+        *,
+        slack_token: str = SLACK_TOKEN,
+        **flags: str | bool,
+    ) -> None:
+        """``flags`` by their names with underscores; ``True`` for a flag without a value."""
+        self._slack_token = slack_token
         self._dir = Path(tempfile.mkdtemp(prefix="threader-"))
         (self._dir / "webhook").write_text(WEBHOOK_TOKEN)
         (self._dir / "admin").write_text(ADMIN_TOKEN)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        arguments = {
+        arguments: dict[str, str | bool] = {
             "listen": f"127.0.0.1:{self.port}",
             "store": store,
             "slack-api-url": slack_url,
@@ -43,13 +52,15 @@ class ThreaderProcess:
             **{key.replace("_", "-"): value for key, value in flags.items()},
         }
         self.command = [sys.executable, "-m", "lumen_alerting.cli.threader"]
-        self.command += [f"--{key}={value}" for key, value in arguments.items()]
+        self.command += [
+            f"--{key}" if value is True else f"--{key}={value}" for key, value in arguments.items()
+        ]
         self.process: subprocess.Popen[str] | None = None
         self.log = self._dir / "log"
 
     def start(self) -> ThreaderProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LUMEN_")}
-        env["SLACK_BOT_TOKEN"] = SLACK_TOKEN
+        env["SLACK_BOT_TOKEN"] = self._slack_token
         env["PYTHONPATH"] = str(REPO / "operator")
         with open(self.log, "a", encoding="utf-8") as log:
             self.process = subprocess.Popen(
@@ -96,9 +107,12 @@ class ThreaderProcess:
 
 
 class RedisServer:
-    """A private ``redis-server`` on a free port, for tests that stop and start it."""
+    """A private ``redis-server`` on a free port, for tests that stop and start it. Durable by
+    default (AOF, fsync always); ``options`` are more ``redis-server`` arguments, later ones win
+    (``"--appendonly", "no"``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
+        self._options = options
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.mkdtemp(prefix="redis-")
@@ -107,7 +121,8 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", self._dir],
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", self._dir,
+             *self._options],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         eventually(self._up, 10, "redis-server")
@@ -121,6 +136,12 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+    def kill(self) -> None:
+        """A crash: no shutdown save, no final fsync."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
 
     def remove(self) -> None:
         self.stop()

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .app import make_app
-from .config import ThreaderConfig
+from .config import DEFAULT_KEY_PREFIX, ThreaderConfig
 from .delivery import DeliveryWorker
+from .durability import DurabilityCheck
 from .metrics import ThreaderMetrics
 from .redis_store import RedisStore
 from .slack import SlackClient
@@ -25,13 +26,16 @@ from .store import FileStore, MemoryStore, ThreadStore
 log = logging.getLogger("lumen.threader")
 
 
-def open_store(spec: str, dedupe_window: float) -> ThreadStore:
-    """The store named by ``--store``: memory, file:PATH or redis://HOST:PORT/DB."""
+def open_store(
+    spec: str, dedupe_window: float, key_prefix: str = DEFAULT_KEY_PREFIX
+) -> ThreadStore:
+    """The store named by ``--store``: memory, file:PATH or redis://HOST:PORT/DB (its keys under
+    ``key_prefix``)."""
     if spec == "memory":
         return MemoryStore(idempotency_ttl=dedupe_window)
     if spec.startswith("file:"):
         return FileStore(spec.removeprefix("file:"), idempotency_ttl=dedupe_window)
-    return RedisStore(spec, idempotency_ttl=dedupe_window)
+    return RedisStore(spec, prefix=key_prefix, idempotency_ttl=dedupe_window)
 
 
 async def serve(
@@ -44,12 +48,18 @@ async def serve(
     """Serve until SIGTERM/SIGINT or ``stop``; ``on_ready`` gets the bound port."""
     stop = stop or asyncio.Event()
     metrics = metrics or ThreaderMetrics()
-    store = open_store(config.store, config.dedupe_window)
+    store = open_store(config.store, config.dedupe_window, config.key_prefix)
     slack = SlackClient(config.slack_api_url, config.slack_token)
     worker = DeliveryWorker(
         store, slack, metrics, consumer=config.consumer, channel_interval=config.channel_interval
     )
-    runner = web.AppRunner(make_app(config, store, metrics), access_log=None, shutdown_timeout=10)
+    durability = (
+        DurabilityCheck(store.persistence_info, allow_volatile=config.allow_volatile_store)
+        if isinstance(store, RedisStore)
+        else None
+    )
+    app = make_app(config, store, metrics, durability=durability)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()
@@ -59,6 +69,8 @@ async def serve(
             loop.add_signal_handler(number, stop.set)
     port = runner.addresses[0][1] if runner.addresses else config.port
     log.info("Threader listening on %s:%s with the %s store.", config.host, port, store.kind)
+    if durability is not None:
+        await durability.log_at_start()
     if on_ready is not None:
         on_ready(port)
     delivering = asyncio.create_task(worker.run(stop))
