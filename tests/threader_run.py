@@ -66,7 +66,7 @@ class ThreaderProcess:
             self.process = subprocess.Popen(
                 self.command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
             )
-        eventually(self._healthy, 20, f"threader on {self.url} ({self.log.read_text()[-500:]})")
+        eventually(self._healthy, 60, f"threader on {self.url} ({self.log.read_text()[-500:]})")
         return self
 
     def _healthy(self) -> bool:
@@ -96,11 +96,23 @@ class ThreaderProcess:
         headers.update(options.pop("headers", {}))
         if isinstance(notification, bytes):
             return httpx.post(
-                f"{self.url}/alert", content=notification, headers=headers, timeout=10, **options
+                f"{self.url}/alert", content=notification, headers=headers, timeout=30, **options
             )
         return httpx.post(
-            f"{self.url}/alert", json=notification, headers=headers, timeout=10, **options
+            f"{self.url}/alert", json=notification, headers=headers, timeout=30, **options
         )
+
+    def notify(
+        self, notification: dict[str, Any], *, within: float = 60, **options: Any
+    ) -> httpx.Response:
+        """POST as Alertmanager does: a 503 (the store stalled on a loaded machine, say) is sent
+        again until it is answered otherwise; that answer."""
+
+        def answered() -> httpx.Response | None:
+            answer = self.post(notification, **options)
+            return None if answer.status_code == 503 else answer
+
+        return eventually(answered, within, f"an answer other than 503 from {self.url}")
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=5).text
@@ -125,7 +137,7 @@ class RedisServer:
              *self._options],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        eventually(self._up, 10, "redis-server")
+        eventually(self._up, 30, "redis-server")
         return self
 
     def _up(self) -> bool:
