@@ -1,8 +1,8 @@
 """Whether Redis keeps what the threader acknowledged: ``INFO persistence`` and ``INFO memory``.
 
-A 200 to Alertmanager promises the alert is kept. Redis keeps it across its own restart only
-with the append-only file on (RDB snapshots alone lose everything since the last snapshot,
-minutes of alerts), and only while it never evicts keys (an evicted outbox entry is an alert
+A 200 to Alertmanager promises the alert is kept. Redis keeps it across a crash only with the
+append-only file on (RDB snapshots alone lose everything since the last snapshot, minutes of
+alerts), and only while it never evicts keys (an evicted outbox entry is an alert
 silently dropped, an evicted idempotency or thread key a duplicate message). Without those the
 threader is not ready, unless ``--allow-volatile-store`` accepts the loss.
 """
