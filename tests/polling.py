@@ -16,8 +16,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def eventually(probe: Callable[[], T | None], timeout: float = 15, what: str = "") -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+def eventually(probe: Callable[[], T | None], timeout: float = 60, what: str = "") -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds (by
+    default a minute: room for a loaded CI machine, and no cost to a test that passes)."""
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline:

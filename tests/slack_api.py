@@ -168,7 +168,7 @@ class MessageVersion:
     blocks: list[dict[str, Any]] | None
     attachments: list[dict[str, Any]] | None
     metadata: dict[str, Any] | None
-    at: float  # time.monotonic() when accepted
+    at: float  # the double's clock (time.monotonic() by default) when accepted
     edited_ts: str | None = None
 
 
@@ -219,7 +219,7 @@ class Call:
     ok: bool
     error: str | None
     channel: str | None
-    at: float  # time.monotonic()
+    at: float  # the double's clock (time.monotonic() by default)
     ts: str | None = None
 
 
@@ -565,6 +565,20 @@ async def _read_request(request: aiohttp.web.Request) -> _Request:
 # --------------------------------------------------------------------------------------------
 
 
+class ManualClock:
+    """A clock for :class:`SlackDouble` that moves only when told to (thread-safe enough: a
+    float assignment)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class SlackDouble(BackgroundLoop):
     """
     The Slack Web API on ``http://127.0.0.1:<random port>/api`` in a background thread.
@@ -585,6 +599,10 @@ class SlackDouble(BackgroundLoop):
     Order of checks per request: outage (:meth:`go_down`), ``latency``, unknown method,
     injected fault (:meth:`fail_next`), malformed body, authentication, :meth:`rate_limit_all`
     (``chat.*`` only), channel, per-channel bucket (``chat.*`` only), arguments, storing.
+
+    Time: buckets, :meth:`rate_limit_all`, :meth:`go_down` and ``Call.at`` follow ``clock``
+    (``time.monotonic`` by default; a :class:`ManualClock` makes them exact on a slow
+    machine); ``latency`` is real time.
     """
 
     thread_name = "slack-double"
@@ -606,6 +624,7 @@ class SlackDouble(BackgroundLoop):
         rate_per_channel: float = 1.0,
         burst: int = 3,
         check_errors: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if rate_per_channel <= 0 or burst < 1:
             raise ValueError("rate_per_channel must be > 0 and burst >= 1")
@@ -616,6 +635,9 @@ class SlackDouble(BackgroundLoop):
         self.rate_per_channel = rate_per_channel
         self.burst = burst
         self.check_errors = check_errors
+        # Rate limits, outages and call times follow this clock; tests of their arithmetic
+        # pass one they move by hand, so a slow machine cannot spend a token's refill time.
+        self._clock = clock
         self._known = {self.channel_id(c) for c in channels}
         # id -> name of the channels conversations.list shows (named ones only)
         self._names = {self.channel_id(c): c[1:] for c in channels if c.startswith("#")}
@@ -631,6 +653,7 @@ class SlackDouble(BackgroundLoop):
         self._latency = latency
         self._messages: dict[tuple[str, str], _Message] = {}  # (channel id, ts), in ts order
         self._calls: list[Call] = []
+        self._arrivals: list[str] = []  # methods of the requests read, before any latency
         self._buckets: dict[str, _Bucket] = {}
         self._faults: dict[str, deque[_Fault]] = {}
         self._drops: dict[str, int] = {}
@@ -699,7 +722,7 @@ class SlackDouble(BackgroundLoop):
     def rate_limit_all(self, seconds: float, retry_after: int = 1) -> None:
         """For the next ``seconds``, answer every ``chat.*`` call 429 with ``Retry-After``."""
         with self._lock:
-            self._limited_until = time.monotonic() + seconds
+            self._limited_until = self._clock() + seconds
             self._limited_retry_after = retry_after
 
     def fail_next(
@@ -741,7 +764,7 @@ class SlackDouble(BackgroundLoop):
         if mode not in ("close", "html503"):
             raise ValueError(f"Unknown outage mode: {mode!r}")
         with self._lock:
-            self._down_until = time.monotonic() + seconds
+            self._down_until = self._clock() + seconds
             self._down_mode = mode
 
     @staticmethod
@@ -778,6 +801,13 @@ class SlackDouble(BackgroundLoop):
     def reset_calls(self) -> None:
         with self._lock:
             self._calls.clear()
+            self._arrivals.clear()
+
+    def arrivals(self, method: str) -> int:
+        """How many ``method`` requests have been read in full, answered or not yet (still in
+        ``latency``): a test can wait until a call is in flight."""
+        with self._lock:
+            return self._arrivals.count(method)
 
     def rejected_429(self, channel: str | None = None) -> int:
         """How many HTTP 429 answers were given (to ``channel``, if given)."""
@@ -807,7 +837,7 @@ class SlackDouble(BackgroundLoop):
         method = request.match_info["method"]
         try:
             with self._lock:
-                now = time.monotonic()
+                now = self._clock()
                 outage = self._down_mode if now < self._down_until else None
                 if outage is not None:
                     status = 0 if outage == "close" else 503
@@ -824,11 +854,13 @@ class SlackDouble(BackgroundLoop):
                 parsed = await _read_request(request)
             except ConnectionError:  # the client left before sending its whole request
                 return aiohttp.web.Response(status=499)
+            with self._lock:
+                self._arrivals.append(method)
             if latency > 0:
                 await asyncio.sleep(latency)  # the request is in; the client may give up now
             with self._lock:
                 drop = self._take_drop(method)
-                answer = self._dispatch(method, parsed, time.monotonic(), drop)
+                answer = self._dispatch(method, parsed, self._clock(), drop)
         except Exception:
             self.internal_errors.append(traceback.format_exc())
             answer, drop = (_Answer({"ok": False, "error": "fatal_error"}, status=500), False)

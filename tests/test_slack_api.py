@@ -20,9 +20,10 @@ import httpx
 import pytest
 
 from tests import slack_api
-from tests.slack_api import Call, SlackDouble
+from tests.polling import eventually
+from tests.slack_api import Call, ManualClock, SlackDouble
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(60)
 
 TOKEN = "xoxb-test-token"
 JSON_UTF8 = "application/json; charset=utf-8"
@@ -43,7 +44,7 @@ def send(
     *,
     auth: bool = True,
     form: bool = False,
-    timeout: float = 5.0,
+    timeout: float | httpx.Timeout = 10.0,
 ) -> httpx.Response:
     """POST a Slack call: JSON with a bearer token, or form-encoded (token as a header too)."""
     headers = dict(AUTH) if auth else {}
@@ -558,7 +559,8 @@ def test_form_encoded_post_takes_json_strings(slack: SlackDouble) -> None:
 
 
 def test_token_bucket_per_channel() -> None:
-    with SlackDouble() as slack:
+    clock = ManualClock()  # the burst must not refill while a slow machine sends it
+    with SlackDouble(clock=clock) as slack:
         stamps = [posted(slack, text=str(i)) for i in range(3)]  # the burst
         limited = send(slack, "chat.postMessage", {"channel": CH, "text": "4th"})
         assert limited.status_code == 429
@@ -576,10 +578,10 @@ def test_token_bucket_per_channel() -> None:
             0,
             2,
         )
-        time.sleep(0.6)
+        clock.advance(0.6)
         early = send(slack, "chat.postMessage", {"channel": CH, "text": "0.6 s later"})
         assert (early.status_code, early.headers["Retry-After"]) == (429, "1")
-        time.sleep(0.5)
+        clock.advance(0.4)
         assert post(slack, text="after 1s")["ok"] is True  # one token came back ...
         again = send(slack, "chat.postMessage", {"channel": CH, "text": "too soon"})
         assert again.status_code == 429  # ... only one
@@ -599,7 +601,8 @@ def test_retry_after_follows_the_refill_rate() -> None:
 
 
 def test_rate_limit_all() -> None:
-    with SlackDouble(rate_limit=False) as slack:
+    clock = ManualClock()
+    with SlackDouble(rate_limit=False, clock=clock) as slack:
         ts = posted(slack)
         slack.rate_limit_all(0.5, retry_after=2)
         for method, body in (
@@ -613,7 +616,7 @@ def test_rate_limit_all() -> None:
         assert api(slack, "conversations.history", channel=CH)["ok"] is True
         assert api(slack, "auth.test")["ok"] is True
         assert slack.rejected_429(CH) == 2
-        time.sleep(0.6)
+        clock.advance(0.5)
         assert post(slack)["ok"] is True
         assert len(slack.messages()) == 2 and slack.messages()[0].updates == []
 
@@ -653,14 +656,20 @@ def test_fail_next(slack: SlackDouble) -> None:
         slack.fail_next("chat.delete", "internal_error")
 
 
-def test_go_down_closes_connections(slack: SlackDouble) -> None:
+def test_go_down_closes_connections() -> None:
+    clock = ManualClock()
+    with SlackDouble(rate_limit=False, clock=clock) as slack:
+        _go_down_closes_connections(slack, clock)
+
+
+def _go_down_closes_connections(slack: SlackDouble, clock: ManualClock) -> None:
     slack.go_down(0.4)
     with pytest.raises(httpx.RemoteProtocolError):
         send(slack, "chat.postMessage", {"channel": CH, "text": "lost"})
     with pytest.raises(httpx.RemoteProtocolError):
         send(slack, "auth.test")
     assert slack.messages() == []
-    time.sleep(0.5)
+    clock.advance(0.4)
     assert post(slack)["ok"] is True
     calls = slack.calls()
     assert [(c.method, c.status, c.ok) for c in calls[:2]] == [
@@ -669,7 +678,13 @@ def test_go_down_closes_connections(slack: SlackDouble) -> None:
     ]
 
 
-def test_go_down_with_html_503(slack: SlackDouble) -> None:
+def test_go_down_with_html_503() -> None:
+    clock = ManualClock()
+    with SlackDouble(rate_limit=False, clock=clock) as slack:
+        _go_down_with_html_503(slack, clock)
+
+
+def _go_down_with_html_503(slack: SlackDouble, clock: ManualClock) -> None:
     slack.go_down(0.4, mode="html503")
     response = send(slack, "chat.postMessage", {"channel": CH, "text": "lost"})
     assert response.status_code == 503
@@ -678,7 +693,7 @@ def test_go_down_with_html_503(slack: SlackDouble) -> None:
     with pytest.raises(json.JSONDecodeError):
         response.json()
     assert slack.messages() == []
-    time.sleep(0.5)
+    clock.advance(0.4)
     assert post(slack)["ok"] is True
     assert slack.calls()[0].status == 503
     with pytest.raises(ValueError):
@@ -700,17 +715,23 @@ def test_drop_response_next_stores_but_never_answers(slack: SlackDouble) -> None
 # --------------------------------------------------------------------------------------------
 
 
-def test_max_rate_counts_accepted_chat_calls_in_a_sliding_window(slack: SlackDouble) -> None:
+def test_max_rate_counts_accepted_chat_calls_in_a_sliding_window() -> None:
+    clock = ManualClock()
+    with SlackDouble(rate_limit=False, clock=clock) as slack:
+        _max_rate_counts(slack, clock)
+
+
+def _max_rate_counts(slack: SlackDouble, clock: ManualClock) -> None:
     a = posted(slack)
     posted(slack)
     posted(slack, "C-OTHER")
     slack.fail_next("chat.postMessage", "internal_error")
     assert post(slack)["ok"] is False  # not accepted: not counted
     assert post(slack, text="")["ok"] is False
-    time.sleep(0.6)
+    clock.advance(0.6)
     posted(slack)
     assert api(slack, "chat.update", channel=CH, ts=a, text="u")["ok"] is True
-    time.sleep(0.6)
+    clock.advance(0.6)
     posted(slack)
     assert slack.max_rate(CH) == 4  # two at 0 s + two at 0.6 s
     assert slack.max_rate(CH, window=0.3) == 2
@@ -733,15 +754,21 @@ def test_latency_delays_answers_but_not_processing() -> None:
         started = time.monotonic()
         assert api(slack, "auth.test")["ok"] is True
         assert time.monotonic() - started >= 0.3
-        slack.set_latency(0.5)
+        # A latency far beyond the client's read timeout, so a slow machine cannot blur them.
+        slack.set_latency(3.0)
         with pytest.raises(httpx.ReadTimeout):
-            send(slack, "chat.postMessage", {"channel": CH, "text": "slow"}, timeout=0.15)
-        time.sleep(0.6)
-        assert [m.text for m in slack.messages()] == ["slow"]  # as Slack would have
+            send(
+                slack,
+                "chat.postMessage",
+                {"channel": CH, "text": "slow"},
+                timeout=httpx.Timeout(10, read=0.5),
+            )
+        # Stored once the latency has passed, though nobody waits for the answer (as Slack).
+        eventually(lambda: [m.text for m in slack.messages()] == ["slow"], 15, "the slow post")
         slack.set_latency(0)
         started = time.monotonic()
         assert api(slack, "auth.test")["ok"] is True
-        assert time.monotonic() - started < 0.25
+        assert time.monotonic() - started < 2.0, "no longer delayed by the 3 s latency"
 
 
 def test_internal_errors_fail_loudly() -> None:

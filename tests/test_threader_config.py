@@ -158,3 +158,27 @@ def test_every_flag_and_variable_is_documented() -> None:
     docs = (REPO / "docs" / "threader.md").read_text()
     assert undocumented(_parser(), docs, "LUMEN_THREADER_") == []
     assert "`SLACK_BOT_TOKEN`" in docs
+
+
+def test_key_prefix_and_volatile_store(
+    secrets_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = ["--webhook-token-file", str(secrets_dir / "webhook-token")]
+    default = parse_config(token, {})
+    assert (default.key_prefix, default.allow_volatile_store) == ("lumen:threader:", False)
+    env = {
+        "LUMEN_THREADER_KEY_PREFIX": "lumen:monitoring:checkout:",
+        "LUMEN_THREADER_ALLOW_VOLATILE_STORE": "true",
+    }
+    config = parse_config(token, env)
+    assert (config.key_prefix, config.allow_volatile_store) == ("lumen:monitoring:checkout:", True)
+    flagged = parse_config([*token, "--key-prefix", "{p1}:", "--allow-volatile-store"], {})
+    assert (flagged.key_prefix, flagged.allow_volatile_store) == ("{p1}:", True)
+    for bad in ("", "lumen threader:", "lumen:\t:", "lumen:\n", "lümen:", "x" * 201):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_config([*token, "--key-prefix", bad], {})
+        assert exit_info.value.code == 2
+        assert "--key-prefix: " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_config(token, {"LUMEN_THREADER_KEY_PREFIX": ""})
+    assert "--key-prefix: '' is not 1 to 200 printable ASCII" in capsys.readouterr().err

@@ -27,13 +27,21 @@ SLACK_TOKEN = "xoxb-test-token"
 class ThreaderProcess:
     """``python -m lumen_alerting.cli.threader`` with token files in a private directory."""
 
-    def __init__(self, slack_url: str, store: str, **flags: str) -> None:
+    def __init__(
+        self,
+        slack_url: str,
+        store: str,
+        *,
+        slack_token: str = SLACK_TOKEN,
+        **flags: str | bool,
+    ) -> None:
+        """``flags`` by their names with underscores; ``True`` for a flag without a value."""
         self._dir = Path(tempfile.mkdtemp(prefix="threader-"))
         (self._dir / "webhook").write_text(WEBHOOK_TOKEN)
         (self._dir / "admin").write_text(ADMIN_TOKEN)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        arguments = {
+        arguments: dict[str, str | bool] = {
             "listen": f"127.0.0.1:{self.port}",
             "store": store,
             "slack-api-url": slack_url,
@@ -43,10 +51,12 @@ class ThreaderProcess:
             **{key.replace("_", "-"): value for key, value in flags.items()},
         }
         self.command = [sys.executable, "-m", "lumen_alerting.cli.threader"]
-        self.command += [f"--{key}={value}" for key, value in arguments.items()]
+        self.command += [
+            f"--{key}" if value is True else f"--{key}={value}" for key, value in arguments.items()
+        ]
         self.process: subprocess.Popen[str] | None = None
         self.log = self._dir / "log"
-        self.env = {"SLACK_BOT_TOKEN": SLACK_TOKEN}  # set before start() to change
+        self.env = {"SLACK_BOT_TOKEN": slack_token}  # set before start() to change
 
     def start(self) -> ThreaderProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LUMEN_")}
@@ -56,7 +66,7 @@ class ThreaderProcess:
             self.process = subprocess.Popen(
                 self.command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
             )
-        eventually(self._healthy, 20, f"threader on {self.url} ({self.log.read_text()[-500:]})")
+        eventually(self._healthy, 60, f"threader on {self.url} ({self.log.read_text()[-500:]})")
         return self
 
     def _healthy(self) -> bool:
@@ -84,19 +94,34 @@ class ThreaderProcess:
     def post(self, notification: dict[str, Any] | bytes, **options: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
         headers.update(options.pop("headers", {}))
-        options.setdefault("timeout", 10)
+        options.setdefault("timeout", 30)
         if isinstance(notification, bytes):
             return httpx.post(f"{self.url}/alert", content=notification, headers=headers, **options)
         return httpx.post(f"{self.url}/alert", json=notification, headers=headers, **options)
+
+    def notify(
+        self, notification: dict[str, Any], *, within: float = 60, **options: Any
+    ) -> httpx.Response:
+        """POST as Alertmanager does: a 503 (the store stalled on a loaded machine, say) is sent
+        again until it is answered otherwise; that answer."""
+
+        def answered() -> httpx.Response | None:
+            answer = self.post(notification, **options)
+            return None if answer.status_code == 503 else answer
+
+        return eventually(answered, within, f"an answer other than 503 from {self.url}")
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=5).text
 
 
 class RedisServer:
-    """A private ``redis-server`` on a free port, for tests that stop and start it."""
+    """A private ``redis-server`` on a free port, for tests that stop and start it. Durable by
+    default (AOF, fsync always); ``options`` are more ``redis-server`` arguments, later ones win
+    (``"--appendonly", "no"``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
+        self._options = options
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.mkdtemp(prefix="redis-")
@@ -105,10 +130,11 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", self._dir],
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", self._dir,
+             *self._options],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        eventually(self._up, 10, "redis-server")
+        eventually(self._up, 30, "redis-server")
         return self
 
     def _up(self) -> bool:
@@ -119,6 +145,12 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+    def kill(self) -> None:
+        """A crash: no shutdown save, no final fsync."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
 
     def remove(self) -> None:
         self.stop()

@@ -19,6 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import CHANNEL, ThreaderConfig
+from .durability import DurabilityCheck
 from .metrics import ThreaderMetrics
 from .store import Acceptance, OutboxFull, StoreUnavailable, ThreadStore
 from .webhook import (
@@ -43,10 +44,14 @@ FULL_LOG_INTERVAL = 10.0  # seconds between two "outbox full" warnings
 
 
 def make_app(
-    config: ThreaderConfig, store: ThreadStore, metrics: ThreaderMetrics
+    config: ThreaderConfig,
+    store: ThreadStore,
+    metrics: ThreaderMetrics,
+    *,
+    durability: DurabilityCheck | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
-    endpoints = _Endpoints(config, store, metrics)
+    endpoints = _Endpoints(config, store, metrics, durability)
     app.router.add_post("/alert", endpoints.alert)
     app.router.add_get("/health", endpoints.health)
     app.router.add_get("/ready", endpoints.ready)
@@ -58,10 +63,17 @@ def make_app(
 
 
 class _Endpoints:
-    def __init__(self, config: ThreaderConfig, store: ThreadStore, metrics: ThreaderMetrics):
+    def __init__(
+        self,
+        config: ThreaderConfig,
+        store: ThreadStore,
+        metrics: ThreaderMetrics,
+        durability: DurabilityCheck | None = None,
+    ):
         self._config = config
         self._store = store
         self._metrics = metrics
+        self._durability = durability
         self._started = time.time()
         self._full_logged = 0.0
 
@@ -175,7 +187,21 @@ class _Endpoints:
             await self._store.ping()  # SQLite: a small write, so a full disk is not ready
         except StoreUnavailable as error:
             return web.json_response({"ready": False, "error": str(error)}, status=503)
+        if (refusal := await self._volatile_store_refusal()) is not None:
+            return refusal
         return web.json_response({"ready": True})
+
+    async def _volatile_store_refusal(self) -> web.Response | None:
+        """503 when the store could lose what it acknowledges (and that was not accepted)."""
+        if self._durability is None:
+            return None
+        try:
+            readiness = await self._durability.readiness()
+        except StoreUnavailable as error:
+            return web.json_response({"ready": False, "error": str(error)}, status=503)
+        if readiness.ready:
+            return None
+        return web.json_response({"ready": False, "error": readiness.message}, status=503)
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         try:

@@ -22,6 +22,10 @@ ENV_PREFIX = "LUMEN_THREADER_"
 DEFAULT_SLACK_API = "https://slack.com/api"
 ThreadKeyMode = Literal["occurrence", "labels"]
 CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CDG][A-Z0-9]{5,})$")
+DEFAULT_KEY_PREFIX = "lumen:threader:"
+MAX_KEY_PREFIX = 200
+# Printable ASCII without spaces: the prefix shows up in redis-cli, logs and SCAN patterns.
+KEY_PREFIX = re.compile(r"[!-~]+")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class ThreaderConfig:
     max_outbox_entries: int = 10_000
     max_outbox_bytes: int = 64 * 1024 * 1024
     consumer: str = ""
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    allow_volatile_store: bool = False
     database_url: str | None = None
     log_format: Literal["plain", "json"] = "plain"
     log_level: str = "info"
@@ -112,6 +118,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="this replica's outbox consumer name (default: host name)",
     )
+    add(
+        "--key-prefix", metavar="PREFIX",
+        help=f"prefix of every Redis key; threaders sharing one Redis database need one each "
+        f"(default: {DEFAULT_KEY_PREFIX})",
+    )  # fmt: skip
+    add(
+        "--allow-volatile-store", action="store_true", default=None,
+        help="be ready even when Redis may lose acknowledged alerts (no AOF, eviction, or its "
+        "persistence cannot be read)",
+    )  # fmt: skip
     add("--database-url", metavar="URL", help="incident store database (not used yet)")
     add("--database-url-file", metavar="FILE", help="file holding --database-url (not used yet)")
     add("--log-format", metavar="plain|json", help="log format (default: plain)")
@@ -204,6 +220,8 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         max_outbox_entries=max_outbox_entries,
         max_outbox_bytes=max_outbox_bytes,
         consumer=setting("consumer") or socket.gethostname(),
+        key_prefix=_key_prefix(setting("key-prefix")),
+        allow_volatile_store=(setting("allow-volatile-store") or "false").lower() in _TRUE,
         database_url=database_url,
         log_format=log_format,  # type: ignore[arg-type]
         log_level=(setting("log-level") or "info").lower(),
@@ -245,6 +263,20 @@ def _slack_token(path: str | None, environ: Mapping[str, str]) -> str:
     if not token:
         raise ValueError(f"--slack-token-file: {path} is empty")
     return token
+
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _key_prefix(value: str | None) -> str:
+    if value is None:
+        return DEFAULT_KEY_PREFIX
+    if not 0 < len(value) <= MAX_KEY_PREFIX or not KEY_PREFIX.fullmatch(value):
+        raise ValueError(
+            f"--key-prefix: {value!r} is not 1 to {MAX_KEY_PREFIX} printable ASCII characters "
+            "without spaces"
+        )
+    return value
 
 
 def _listen(value: str) -> tuple[str, int]:

@@ -10,6 +10,7 @@ until they are due.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
+from .durability import InfoRefused
 from .store import (
     DEFAULT_LIMITS,
     IDEMPOTENCY_TTL,
@@ -402,6 +404,17 @@ class RedisStore:
         accepted += [Delivery.from_json(json.loads(m)["delivery"]).accepted_at for m in waiting]
         return OutboxSize(streamed + delayed, int(size or 0), min(accepted, default=None))
 
+    async def persistence_info(self) -> dict[str, Any]:
+        """``INFO persistence`` and ``INFO memory``, merged; InfoRefused when INFO is an error."""
+        try:
+            info = dict(await self._redis.info("persistence"))
+            info.update(await self._redis.info("memory"))
+        except ResponseError as error:  # NOPERM, a renamed or disabled command
+            raise InfoRefused(str(error)) from error
+        except RedisError as error:
+            raise self._unavailable(error) from error
+        return info
+
     async def stats(self) -> dict[str, Any]:
         try:
             outbox = await self._redis.xlen(self._outbox)
@@ -414,8 +427,10 @@ class RedisStore:
     async def threads(self) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         prefix = self._key("thread", "")
+        # A prefix is taken literally: its glob characters must not match another's keys.
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
         try:
-            async for key in self._redis.scan_iter(match=prefix + "*", count=500):
+            async for key in self._redis.scan_iter(match=pattern, count=500):
                 found[key[len(prefix) :]] = await self._redis.hgetall(key)
         except RedisError as error:
             raise self._unavailable(error) from error

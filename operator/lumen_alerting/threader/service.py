@@ -16,9 +16,10 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .app import make_app
-from .config import ThreaderConfig
+from .config import DEFAULT_KEY_PREFIX, ThreaderConfig
 from .connections import ConnectionLimits, GuardedAppRunner
 from .delivery import DeliveryWorker
+from .durability import DurabilityCheck
 from .metrics import ThreaderMetrics
 from .redis_store import RedisStore
 from .slack import SlackClient
@@ -37,16 +38,19 @@ class StartupError(Exception):
 
 
 def open_store(
-    spec: str, dedupe_window: float, limits: OutboxLimits = DEFAULT_LIMITS
+    spec: str,
+    dedupe_window: float,
+    limits: OutboxLimits = DEFAULT_LIMITS,
+    key_prefix: str = DEFAULT_KEY_PREFIX,
 ) -> ThreadStore:
     """The store named by ``--store``: memory, sqlite:PATH (file:PATH is an alias) or
-    redis://HOST:PORT/DB."""
+    redis://HOST:PORT/DB (its keys under ``key_prefix``)."""
     if spec == "memory":
         return MemoryStore(idempotency_ttl=dedupe_window, limits=limits)
     if spec.startswith(("sqlite:", "file:")):
         path = spec.partition(":")[2]
         return SQLiteStore(path, idempotency_ttl=dedupe_window, limits=limits)
-    return RedisStore(spec, idempotency_ttl=dedupe_window, limits=limits)
+    return RedisStore(spec, prefix=key_prefix, idempotency_ttl=dedupe_window, limits=limits)
 
 
 async def serve(
@@ -61,7 +65,7 @@ async def serve(
     metrics = metrics or ThreaderMetrics()
     outbox_limits = OutboxLimits(config.max_outbox_entries, config.max_outbox_bytes)
     try:
-        store = open_store(config.store, config.dedupe_window, outbox_limits)
+        store = open_store(config.store, config.dedupe_window, outbox_limits, config.key_prefix)
     except StoreUnavailable as error:
         # What a store raises when it cannot be opened already says why (and names the flag).
         raise StartupError("--store", str(error).removeprefix("--store: ")) from None
@@ -80,6 +84,11 @@ async def serve(
         # Three client timeouts after we gave up on a request, Slack has finished it.
         unknown_outcome_wait=3 * config.slack_timeout,
     )
+    durability = (
+        DurabilityCheck(store.persistence_info, allow_volatile=config.allow_volatile_store)
+        if isinstance(store, RedisStore)
+        else None
+    )
     limits = ConnectionLimits(
         header_timeout=config.header_timeout,
         body_timeout=config.body_timeout,
@@ -87,7 +96,11 @@ async def serve(
         max_connections=config.max_connections,
     )
     runner = GuardedAppRunner(
-        make_app(config, store, metrics), limits, metrics, access_log=None, shutdown_timeout=10
+        make_app(config, store, metrics, durability=durability),
+        limits,
+        metrics,
+        access_log=None,
+        shutdown_timeout=10,
     )
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
@@ -106,6 +119,8 @@ async def serve(
             loop.add_signal_handler(number, stop.set)
     port = runner.addresses[0][1] if runner.addresses else config.port
     log.info("Threader listening on %s:%s with the %s store.", config.host, port, store.kind)
+    if durability is not None:
+        await durability.log_at_start()
     if on_ready is not None:
         on_ready(port)
     delivering = asyncio.create_task(worker.run(stop))
