@@ -26,19 +26,6 @@ def secrets_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-# Flags the renderer passes that the threader gains on the store, redis and slack branches of
-# issue #8 (items 1, 2, 5, 9); until those are merged in, the threader cannot take the render.
-RENDERED_FLAGS = ("--key-prefix", "--allow-volatile-store", "--slack-token-file")
-
-
-def threader_lacks_rendered_flags() -> bool:
-    known = _parser().format_help()
-    return not all(flag in known for flag in RENDERED_FLAGS)
-
-
-@pytest.mark.skipif(
-    threader_lacks_rendered_flags(), reason="threader without the flags of #8 items 1, 5, 9"
-)
 @pytest.mark.parametrize("example", ["gateway.yaml", "http-api.yaml"])
 def test_the_rendered_arguments_are_accepted(example: str, secrets_dir: Path) -> None:
     policy = policy_from_manifest(yaml.safe_load((REPO / "examples" / example).read_text()))

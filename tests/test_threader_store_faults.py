@@ -270,8 +270,8 @@ def test_an_old_json_file_store_is_one_clear_line_at_start(tmp_path: Path) -> No
     assert started.returncode == 2
     [line] = [line for line in started.stderr.splitlines() if "--store" in line]
     assert line == (
-        f"lumen-threader: --store: {old} is not a SQLite database (a JSON file of the old file "
-        "store?); move it away, the new store starts empty"
+        f"lumen-threader: error: --store: {old} is not a SQLite database (a JSON file of the old "
+        "file store?); move it away, the new store starts empty"
     )
     assert "Traceback" not in started.stderr
     assert old.read_text() == '{"seen": {}, "outbox": []}', "left as it was"
