@@ -116,7 +116,15 @@ def run_store(kind: str, notifications: int, directory: str) -> dict[str, dict[s
         floor_store = f"sqlite:{directory}/floor.db"
     results: dict[str, dict[str, float]] = {}
     with SlackDouble(rate_limit=False) as slack:
-        threader = ThreaderProcess(slack.url, threader_store, log_level="warning").start()
+        # Every alert goes to one channel, which Slack's pace empties at one message a second:
+        # the outbox grows by every notification, past the default bound of 10,000 entries.
+        # This measures acknowledgements, so the bound is raised above what the run queues.
+        threader = ThreaderProcess(
+            slack.url,
+            threader_store,
+            log_level="warning",
+            max_outbox_entries=str(4 * (notifications + 200)),
+        ).start()
         floor, floor_url = start_floor(floor_store)
         try:
             for senders in (1, 16):
