@@ -49,7 +49,7 @@ bench-render: setup ## render throughput (bench/render.py)
 bench-operator: setup ## 200 policies at once, then 1,000 over 42 s, until Ready; CPU per policy (bench/operator.py)
 	$(VPY) bench/operator.py --scale
 
-bench-threader: setup ## webhook acknowledgements/s and latency vs a floor (bench/threader.py)
+bench-threader: setup ## webhook acknowledgements/s and latency vs a floor, Redis and SQLite (bench/threader.py)
 	$(VPY) bench/threader.py
 
 # Debian packages providing promtool, amtool and redis-server (skipped when all are on PATH;
