@@ -19,6 +19,11 @@
   (a full disk) is delivered again once the disk has room, without a restart. The worker's
   "sending" note makes that second attempt look in Slack before posting.
 - A failed write (disk full) rolls the transaction back and raises ``StoreUnavailable``.
+
+Plain ``sqlite3`` rather than SQLAlchemy: one file, one owner thread, a handful of statements on
+the acknowledgement path where group commit and savepoints must be under our control, and a
+schema versioned by ``user_version``. The incident store, which also runs on PostgreSQL, is
+where SQLAlchemy and Alembic belong.
 """
 
 from __future__ import annotations
