@@ -3,7 +3,6 @@ private redis-servers (never the machine's shared Redis)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -13,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -39,26 +37,13 @@ def slack() -> Iterator[SlackDouble]:
         yield double
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """A private redis-server for this module's tests: never the machine's shared Redis."""
-    server = RedisServer().start()
-    yield server
-    server.remove()
-
-
 @pytest.fixture()
-def redis_db(redis_server: RedisServer) -> Iterator[str]:
-    """A database of the private server, emptied after the test (it owns the whole server)."""
-    db = next(_databases)
-    url = redis_server.url.rpartition("/")[0] + f"/{db}"
-    yield url
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-
-
-_databases = itertools.cycle(range(16))
+def redis_db() -> Iterator[str]:
+    """A private redis-server (AOF on) for this test alone: it starts empty and is removed
+    afterwards, so no test touches the machine's shared Redis or another test's keys."""
+    server = RedisServer().start()
+    yield server.url
+    server.remove()
 
 
 @pytest.fixture()
