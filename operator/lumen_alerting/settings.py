@@ -1,8 +1,8 @@
 """Service settings from command-line flags, each with a ``LUMEN_<SERVICE>_*`` environment form.
 
 A flag wins over its variable; the variable's name is the flag's, upper-cased with dashes as
-underscores (``--kps-release`` is ``LUMEN_OPERATOR_KPS_RELEASE``). Bad values exit with
-argparse's usage message and the flag's name, before anything starts.
+underscores (``--kps-release`` is ``LUMEN_OPERATOR_KPS_RELEASE``). A bad value exits with one line
+naming the flag (exit 2), before anything starts; the parsers of numbers are shared here.
 """
 
 from __future__ import annotations
@@ -43,3 +43,31 @@ def parse_or_exit(
         return build(args)
     except ValueError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+
+
+def whole_number(flag: str, value: str | None, default: int, *, low: int, high: int) -> int:
+    """``value`` as an int within ``low..high``; ``default`` when unset."""
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"--{flag}: {value!r} is not a whole number") from None
+    if not low <= number <= high:
+        raise ValueError(
+            f"--{flag}: must be between {low} and {high} ({number} is outside {low}..{high})"
+        )
+    return number
+
+
+def seconds(flag: str, value: str | None, default: float, *, low: float, high: float) -> float:
+    """``value`` as seconds within ``low..high``; ``default`` when unset."""
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--{flag}: {value!r} is not a number of seconds") from None
+    if not low <= number <= high:
+        raise ValueError(f"--{flag}: must be between {low:g} and {high:g} seconds")
+    return number

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..render.objects import DEFAULT_KPS_RELEASE, RenderOptions, ResourceRequirements
-from ..settings import Setting, flag_or_environment, parse_or_exit
+from ..settings import Setting, flag_or_environment, parse_or_exit, seconds, whole_number
 
 ENV_PREFIX = "LUMEN_OPERATOR_"
 MANAGED_BY = "lumen-operator"
@@ -144,7 +144,7 @@ def _config(args: argparse.Namespace, setting: Setting) -> OperatorConfig:
         namespaces=tuple(dict.fromkeys(namespaces)),
         standalone=_boolean("standalone", setting("standalone")),
         peering=_text("peering", setting("peering"), defaults.peering),
-        priority=_integer("priority", setting("priority"), None, low=-(2**31), high=2**31 - 1),
+        priority=_priority(setting("priority")),
         rendering=replace(
             rendering,
             kps_release=_text("kps-release", setting("kps-release"), rendering.kps_release),
@@ -161,7 +161,9 @@ def _config(args: argparse.Namespace, setting: Setting) -> OperatorConfig:
                 "exporter-resources", setting("exporter-resources"), rendering.exporter_resources
             ),
         ),
-        drift_interval=_seconds("drift-interval", setting("drift-interval"), 300.0),
+        drift_interval=seconds(
+            "drift-interval", setting("drift-interval"), 300.0, low=10, high=86400
+        ),
         metrics_port=_port("metrics-port", setting("metrics-port"), defaults.metrics_port),
         liveness_port=_port("liveness-port", setting("liveness-port"), defaults.liveness_port),
         log_format=_choice("log-format", setting("log-format"), ("plain", "json"), "plain"),
@@ -193,33 +195,15 @@ def _text(flag: str, value: str | None, default: str) -> str:
     return value.strip()
 
 
-def _integer(flag: str, value: str | None, default: int | None, *, low: int, high: int) -> Any:
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"--{flag}: {value!r} is not a whole number") from None
-    if not low <= number <= high:
-        raise ValueError(f"--{flag}: {number} is outside {low}..{high}")
-    return number
-
-
 def _port(flag: str, value: str | None, default: int) -> int:
-    port: int = _integer(flag, value, default, low=0, high=65535)
-    return port
+    return whole_number(flag, value, default, low=0, high=65535)
 
 
-def _seconds(flag: str, value: str | None, default: float) -> float:
+def _priority(value: str | None) -> int | None:
+    """kopf's peering priority; None (kopf's default) when unset."""
     if value is None or value == "":
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"--{flag}: {value!r} is not a number of seconds") from None
-    if not 10 <= seconds <= 86400:
-        raise ValueError(f"--{flag}: {value} must be between 10 and 86400 seconds")
-    return seconds
+        return None
+    return whole_number("priority", value, 0, low=-(2**31), high=2**31 - 1)
 
 
 def _choice(flag: str, value: str | None, choices: tuple[str, ...], default: str) -> Any:

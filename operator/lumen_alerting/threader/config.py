@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..settings import Setting, flag_or_environment, parse_or_exit
+from ..settings import Setting, flag_or_environment, parse_or_exit, seconds, whole_number
 
 ENV_PREFIX = "LUMEN_THREADER_"
 DEFAULT_SLACK_API = "https://slack.com/api"
@@ -193,8 +193,12 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         raise ValueError("--dedupe-window: not a number of seconds") from None
     if not 1 <= dedupe_window <= 7 * 86400:
         raise ValueError("--dedupe-window: must be between 1 second and 7 days")
-    max_outbox_entries = _count(setting, "max-outbox-entries", 10_000, 1, 10**9)
-    max_outbox_bytes = _count(setting, "max-outbox-bytes", 64 * 1024**2, 1, 2**50)
+    max_outbox_entries = whole_number(
+        "max-outbox-entries", setting("max-outbox-entries"), 10_000, low=1, high=10**9
+    )
+    max_outbox_bytes = whole_number(
+        "max-outbox-bytes", setting("max-outbox-bytes"), 64 * 1024**2, low=1, high=2**50
+    )
     log_format = (setting("log-format") or "plain").lower()
     if log_format not in ("plain", "json"):
         raise ValueError(f"--log-format: {log_format!r} is not plain or json")
@@ -225,34 +229,16 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         database_url=database_url,
         log_format=log_format,  # type: ignore[arg-type]
         log_level=(setting("log-level") or "info").lower(),
-        slack_timeout=_seconds(setting, "slack-timeout", 10.0, 0.1, 300),
-        header_timeout=_seconds(setting, "header-timeout", 10.0, 0.1, 3600),
-        body_timeout=_seconds(setting, "body-timeout", 30.0, 0.1, 3600),
-        idle_timeout=_seconds(setting, "idle-timeout", 310.0, 0.1, 86400),
-        max_connections=_count(setting, "max-connections", 1000, 1, 1_000_000),
+        slack_timeout=seconds("slack-timeout", setting("slack-timeout"), 10.0, low=0.1, high=300),
+        header_timeout=seconds(
+            "header-timeout", setting("header-timeout"), 10.0, low=0.1, high=3600
+        ),
+        body_timeout=seconds("body-timeout", setting("body-timeout"), 30.0, low=0.1, high=3600),
+        idle_timeout=seconds("idle-timeout", setting("idle-timeout"), 310.0, low=0.1, high=86400),
+        max_connections=whole_number(
+            "max-connections", setting("max-connections"), 1000, low=1, high=1_000_000
+        ),
     )
-
-
-def _seconds(setting: Setting, flag: str, default: float, least: float, most: float) -> float:
-    value = setting(flag)
-    try:
-        seconds = default if value is None or value == "" else float(value)
-    except ValueError:
-        raise ValueError(f"--{flag}: {value!r} is not a number of seconds") from None
-    if not least <= seconds <= most:
-        raise ValueError(f"--{flag}: must be between {least:g} and {most:g} seconds")
-    return seconds
-
-
-def _count(setting: Setting, flag: str, default: int, least: int, most: int) -> int:
-    value = setting(flag)
-    try:
-        count = default if value is None or value == "" else int(value)
-    except ValueError:
-        raise ValueError(f"--{flag}: {value!r} is not a whole number") from None
-    if not least <= count <= most:
-        raise ValueError(f"--{flag}: must be between {least} and {most}")
-    return count
 
 
 def _slack_token(path: str | None, environ: Mapping[str, str]) -> str:
