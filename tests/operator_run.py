@@ -4,6 +4,7 @@ on the cluster the way a user with kubectl would."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -147,6 +148,19 @@ class Kubectl:
             for obj in self.list(kind, namespace, f"{POLICY_LABEL}={policy}"):
                 found[(kind.kind, obj["metadata"]["name"])] = obj
         return found
+
+
+def kopf_done(policy: dict[str, Any]) -> bool:
+    """kopf has finished handling the policy's current spec: its copy of the spec is the spec
+    and no handler is in progress. The operator writes its status before kopf writes this, so
+    a test that compares whole objects waits for both."""
+    kopf = (policy.get("status") or {}).get("kopf") or {}
+    handled = kopf.get("lastHandledConfiguration")
+    return (
+        handled is not None
+        and json.loads(handled).get("spec") == policy.get("spec")
+        and not kopf.get("progress")
+    )
 
 
 def condition(policy: dict[str, Any] | None, kind: str) -> dict[str, Any]:

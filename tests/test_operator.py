@@ -38,6 +38,7 @@ from tests.operator_run import (
     LogRecorder,
     OperatorThread,
     condition,
+    kopf_done,
     running_operator,
 )
 from tests.polling import eventually
@@ -236,10 +237,10 @@ def test_invalid_update_reports_and_leaves_children_untouched(
             policy = kubectl.policy(NAMESPACE, NAME)
             valid = condition(policy, "Valid")
             if valid.get("status") == "False" and valid.get("observedGeneration") == generation:
-                return policy
+                return policy if kopf_done(policy) else None
             return None
 
-        policy = eventually(invalid, what="Valid=False")
+        policy = eventually(invalid, what="Valid=False, and kopf done with the spec")
         eventually(lambda: _events(kubectl, "InvalidSpec"), what="a Warning event")
         time.sleep(3)  # three drift checks of the same invalid spec: no new event, no writes
         events = _events(kubectl, "InvalidSpec")
