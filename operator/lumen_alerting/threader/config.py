@@ -180,7 +180,7 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
     thread_key = setting("thread-key") or "occurrence"
     if thread_key not in ("occurrence", "labels"):
         raise ValueError(f"--thread-key: {thread_key!r} is not occurrence or labels")
-    no_repeat = (setting("no-reply-on-repeat") or "false").lower() in ("1", "true", "yes", "on")
+    no_repeat = (setting("no-reply-on-repeat") or "false").lower() in _TRUE
     try:
         interval = float(setting("channel-interval") or "1")
     except ValueError:

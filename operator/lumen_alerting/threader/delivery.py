@@ -86,6 +86,8 @@ class DeliveryWorker:
         self._pace = ChannelPace(channel_interval, clock=clock)
         self._in_hand: set[str] = set()  # entry ids queued or being delivered here
         self._unresolved: dict[str, float] = {}  # #name -> when to ask Slack again
+        # #name -> id as known to the store: a post writes the store only when it learns news.
+        self._channel_ids: dict[str, str] = {}
         self._warnings = WarningThrottle(WARNING_INTERVAL, clock=clock)
         # Taken, but the store failed before the delivery was finished (a full disk): handed
         # back as soon as the store can be written, rather than when the lease runs out.
@@ -228,7 +230,7 @@ class DeliveryWorker:
             self._metrics.slack_calls.labels("chat.postMessage", error.error).inc()
             raise
         self._metrics.slack_calls.labels("chat.postMessage", "ok").inc()
-        await self._store.remember_channel(delivery.channel, posted.channel_id)
+        await self._learn_channel(delivery.channel, posted.channel_id)
         return posted
 
     async def _may_post_unchecked(self, delivery: Delivery, message_id: str, attempts: int) -> bool:
@@ -268,8 +270,9 @@ class DeliveryWorker:
         again for a while)."""
         if not channel.startswith("#"):
             return channel  # configured as an id already
-        known = await self._store.channel_id(channel)
+        known = self._channel_ids.get(channel) or await self._store.channel_id(channel)
         if known is not None:
+            self._channel_ids[channel] = known
             return known
         if self._clock() < self._unresolved.get(channel, float("-inf")):
             return None
@@ -295,8 +298,15 @@ class DeliveryWorker:
         if channel_id is None:
             self._unresolved[channel] = self._clock() + retry
             return None
-        await self._store.remember_channel(channel, channel_id)
+        await self._learn_channel(channel, channel_id)
         return channel_id
+
+    async def _learn_channel(self, channel: str, channel_id: str) -> None:
+        """Keep a #name's id in the store (for the lookups after a lost answer), writing only
+        what is new: not on every post, and never for a channel configured as an id."""
+        if channel.startswith("#") and self._channel_ids.get(channel) != channel_id:
+            await self._store.remember_channel(channel, channel_id)
+            self._channel_ids[channel] = channel_id
 
     async def _failed(self, entry: OutboxEntry, error: SlackError) -> None:
         delivery = entry.delivery

@@ -34,7 +34,6 @@ class StartupError(Exception):
 
     def __init__(self, flag: str, message: str) -> None:
         super().__init__(f"{flag}: {message}")
-        self.flag = flag
 
 
 def open_store(
