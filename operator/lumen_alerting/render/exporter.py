@@ -101,7 +101,6 @@ def exporter_container(options: RenderOptions, exporter: Exporter) -> Manifest:
         options.exporter_image,
         EXPORTER_PORT,
         exporter_args(exporter),
-        env=[],
         mounts=mounts,
         resources=container_resources(options.exporter_resources),
     )

@@ -128,10 +128,11 @@ def container(
     port: int,
     args: list[str],
     *,
-    env: list[dict[str, Any]],
     mounts: list[dict[str, Any]],
     resources: dict[str, Any],
 ) -> dict[str, Any]:
+    """A service's container; it takes secrets as mounted files only, never as environment
+    variables (those are inherited by child processes and show in process listings)."""
     spec: dict[str, Any] = {
         "name": app.removeprefix("lumen-"),
         "image": image,
@@ -144,8 +145,6 @@ def container(
         "securityContext": container_security(),
         "volumeMounts": mounts,
     }
-    if env:
-        spec["env"] = env
     return spec
 
 

@@ -18,7 +18,9 @@ from typing import Any
 
 from ..policy.model import Matcher, Policy, Routing
 from .alerts import AlertDraft, Rule, alert_rule
+from .exporter import enabled_exporter
 from .objects import ChildNames
+from .threader import enabled_threader
 
 SELF_LABEL = "lumen_self"
 COMPONENT_LABEL = "lumen_component"
@@ -40,10 +42,9 @@ def monitored(policy: Policy) -> list[Monitored]:
     """The services the policy deploys, threader first."""
     names = ChildNames.of(policy)
     out = []
-    threader, exporter = policy.spec.threader, policy.spec.exporter
-    if threader is not None and threader.enabled:
+    if enabled_threader(policy) is not None:
         out.append(Monitored("threader", names.threader))
-    if exporter is not None and exporter.enabled:
+    if enabled_exporter(policy) is not None:
         out.append(Monitored("exporter", names.exporter))
     return out
 

@@ -122,7 +122,6 @@ def threader_container(policy: Policy, options: RenderOptions, threader: Threade
         options.threader_image,
         THREADER_PORT,
         threader_args(policy, threader),
-        env=[],
         mounts=mounts,
         resources=container_resources(options.threader_resources),
     )
