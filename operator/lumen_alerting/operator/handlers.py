@@ -44,15 +44,16 @@ FINALIZER = "lumen.dev/operator"
 # After how many failed attempts in a row the status shows Retrying.
 RETRIES_BEFORE_REPORTING = 3
 WATCH_TIMEOUT = 300  # seconds a watch request lasts before kopf renews it
+SUPERSEDED_KEPT = 8  # our own earlier writes the watch may still be catching up with
 
 
 @dataclass(frozen=True)
 class _StatusWrite:
-    """A status write the API server confirmed: the operator-owned status it replaced and the
-    one it stored. Until the watch brings the policy with the new status, ``body`` still shows
-    ``replaced``."""
+    """A status write the API server confirmed: the operator-owned status it stored, and the
+    ones it superseded. Until the watch brings the policy with the new status, ``body`` still
+    shows one of those: several, when two writes land before the watch brings the first."""
 
-    replaced: dict[str, Any]
+    superseded: tuple[dict[str, Any], ...]
     stored: dict[str, Any]
 
 
@@ -144,7 +145,14 @@ class _Engine:
             if error.status == 404:
                 return  # deleted meanwhile: nothing to show any more
             raise StatusNotWritten(f"status not written: {error}") from None
-        memory.last_write = _StatusWrite(current, _owned(stored.get("status") or {}))
+        last = memory.last_write
+        # ``current`` is our last write when the watch had not brought it yet: the statuses
+        # the watch may still show are then that write's and the ones it superseded.
+        if last is not None and current == last.stored:
+            superseded = (*last.superseded, last.stored)[-SUPERSEDED_KEPT:]
+        else:
+            superseded = (current,)
+        memory.last_write = _StatusWrite(superseded, _owned(stored.get("status") or {}))
 
 
 def build_registry(
@@ -254,7 +262,7 @@ def _current_status(body: kopf.Body, memory: _PolicyMemory) -> dict[str, Any]:
     watch has not yet brought our own last confirmed write (then that write is the truth)."""
     live = _owned(body.get("status") or {})
     last = memory.last_write
-    if last is not None and live == last.replaced and live != last.stored:
+    if last is not None and live != last.stored and live in last.superseded:
         return dict(last.stored)
     return live
 

@@ -150,6 +150,7 @@ class KubeClient:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+            self._session = None  # a later call opens a new one
 
     async def list(
         self, kind: ResourceKind, namespace: str, label_selector: str
