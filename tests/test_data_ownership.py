@@ -9,7 +9,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_REDIS = re.compile(r"(127\.0\.0\.1|localhost):6379")
-# FLUSHDB and FLUSHALL, in any case.
+# The two commands that empty a whole database or server, in any case.
 WIPES = re.compile(r"\bflush(db|all)\b", re.IGNORECASE)
 
 
