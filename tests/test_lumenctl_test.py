@@ -16,7 +16,7 @@ from lumen_alerting.policy import policy_from_manifest
 from lumen_alerting.render import slo as slo_render
 from lumen_alerting.render.alerts import number
 from lumen_alerting.render.prometheus_rule import rules_file
-from lumen_alerting.slo_unit_tests import slo_unit_tests
+from lumen_alerting.rule_tests.burn_rate_cases import slo_unit_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = [

@@ -130,6 +130,11 @@ INVALID = [
         "spec.slos[0].period: must be between 3d (the longest alert window) and 365d",
     ),
     (
+        "period with a fraction of a second",
+        changed("spec.slos[0].period", "30d500ms"),
+        "spec.slos[0].period: must be a whole number of seconds",
+    ),
+    (
         "inline secret instead of a reference",
         changed("spec.routing.receivers[1].webhook.bearerToken", "s3cr3t"),
         "spec.routing.receivers[1].webhook.bearerToken: must be an object",

@@ -7,13 +7,18 @@ from typing import Any
 
 import yaml
 
+try:
+    from yaml import CSafeDumper as _SafeDumper  # libyaml: ~20x faster
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeDumper as _SafeDumper  # type: ignore[assignment]
 
-class _ManifestDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # libyaml: ~20x faster
+
+class _ManifestDumper(_SafeDumper):
     def ignore_aliases(self, data: Any) -> bool:
         return True
 
 
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+def _represent_str(dumper: _ManifestDumper, value: str) -> yaml.Node:
     style = (
         "|"
         if "\n" in value and not any(line != line.rstrip() for line in value.split("\n"))

@@ -137,7 +137,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .slo_test_run import run_slo_tests  # imports promtool plumbing only when asked
+    from ..rule_tests.promtool import run_slo_tests  # imports promtool plumbing only when asked
 
     loaded = _load(args)
     if loaded is None:

@@ -79,7 +79,8 @@ def _same_number(a: Any, b: Any) -> bool:
 def controller_uid(manifest: Manifest) -> str | None:
     for reference in manifest.get("metadata", {}).get("ownerReferences") or []:
         if reference.get("controller"):
-            return reference.get("uid")
+            uid = reference.get("uid")
+            return uid if isinstance(uid, str) else None
     return None
 
 

@@ -35,6 +35,7 @@ from .status import (
     READY,
     VALID,
     Condition,
+    ConditionStatus,
     Observation,
     next_status,
     status_changes,
@@ -205,8 +206,8 @@ def build_registry(
 
     # async: kopf runs a plain function in a thread, a hop for every event of every policy.
     @kopf.on.event(*policies, registry=registry)
-    async def forget(event: Mapping[str, Any], namespace: str, name: str, **_: Any) -> None:
-        if event.get("type") == "DELETED":
+    async def forget(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
+        if event.get("type") == "DELETED" and namespace is not None:
             metrics.policies.forget(namespace, name)
 
     return registry
@@ -277,17 +278,19 @@ def _retrying(body: kopf.Body, current: Mapping[str, Any], message: str) -> Obse
     )
 
 
-def _conditions(status: Mapping[str, Any]) -> dict[str, tuple[str, str, str]]:
-    """(status, reason, message) of each condition, by type."""
+def _conditions(status: Mapping[str, Any]) -> dict[str, tuple[ConditionStatus, str, str]]:
+    """(status, reason, message) of each condition, by type; malformed ones are left out."""
     return {
-        c.get("type"): (c.get("status"), c.get("reason"), c.get("message"))
+        c["type"]: (c["status"], str(c.get("reason") or ""), str(c.get("message") or ""))
         for c in status.get("conditions") or []
         if isinstance(c, dict)
+        and isinstance(c.get("type"), str)
+        and c.get("status") in ("True", "False", "Unknown")
     }
 
 
 def _report_transitions(
-    body: kopf.Body, before: dict[str, tuple[str, str, str]], seen: Observation
+    body: kopf.Body, before: dict[str, tuple[ConditionStatus, str, str]], seen: Observation
 ) -> None:
     """A Warning event when the policy turns bad or its complaint changes; not on every resync."""
     if seen.valid.status == "False":

@@ -80,7 +80,7 @@ class ClusterAccess:
             return None
         if configuration.refresh_api_key_hook is not None:
             configuration.refresh_api_key_hook(configuration)
-        value = configuration.api_key.get("authorization") or configuration.api_key.get(
+        value: str | None = configuration.api_key.get("authorization") or configuration.api_key.get(
             "BearerToken"
         )
         if not value:

@@ -87,12 +87,14 @@ def child_reference(manifest: Manifest) -> dict[str, str]:
 def _condition(
     condition: Condition, previous: Mapping[str, Any] | None, generation: int, stamp: str
 ) -> dict[str, Any]:
-    unchanged = previous is not None and previous.get("status") == condition.status
+    transitioned = stamp
+    if previous is not None and previous.get("status") == condition.status:
+        transitioned = previous.get("lastTransitionTime", stamp)
     return {
         "type": condition.type,
         "status": condition.status,
         "reason": condition.reason,
         "message": condition.message,
-        "lastTransitionTime": previous.get("lastTransitionTime", stamp) if unchanged else stamp,
+        "lastTransitionTime": transitioned,
         "observedGeneration": generation,
     }

@@ -67,7 +67,10 @@ def spec_field(
 
 
 def field_doc(field: dataclasses.Field[Any]) -> FieldDoc:
-    return field.metadata["lumen"]
+    doc = field.metadata.get("lumen")
+    if not isinstance(doc, FieldDoc):
+        raise TypeError(f"field {field.name!r} was not declared with spec_field()")
+    return doc
 
 
 def field_key(field: dataclasses.Field[Any]) -> str:

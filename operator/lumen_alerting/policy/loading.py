@@ -89,7 +89,7 @@ def load(cls: type[T], data: Any, path: str) -> T:
     value = _load_object(cls, data, path, problems)
     if problems:
         raise InvalidPolicy(problems)
-    return value
+    return typing.cast(T, value)  # _load_object builds a cls or records a problem
 
 
 def _load_object(cls: type, data: Any, path: str, problems: list[Problem]) -> Any:

@@ -90,8 +90,12 @@ def _slo_problems(spec: PolicySpec) -> Iterator[Problem]:
                 f"{path}.period", "must be between 3d (the longest alert window) and 365d"
             )
             continue
+        if period != int(period):
+            # The rules count the period in whole seconds (lumen_slo_period_seconds).
+            yield Problem(f"{path}.period", "must be a whole number of seconds")
+            continue
         yield from _sli_parse_problems(slo, path)
-        yield from _reachability_problems(slo, period, path)
+        yield from _reachability_problems(slo, int(period), path)
 
 
 def _sli_parse_problems(slo: SLO, path: str) -> Iterator[Problem]:

@@ -42,20 +42,22 @@ def stored_policy_bytes(manifest: Mapping[str, Any]) -> int:
     """Estimated bytes of the stored policy: itself, the last-applied annotation, kopf's copy."""
     meta = manifest.get("metadata") or {}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
+    labels = meta.get("labels") or {}
     written = {
         "apiVersion": manifest.get("apiVersion"),
         "kind": manifest.get("kind"),
         "metadata": {
             "name": meta.get("name"),
             "namespace": meta.get("namespace"),
-            "labels": meta.get("labels") or {},
+            "labels": labels,
             "annotations": annotations,
         },
         "spec": manifest.get("spec"),
     }
-    essence = {"metadata": {"labels": written["metadata"]["labels"]}, "spec": written["spec"]}
+    essence_meta: dict[str, Any] = {"labels": labels}
     if annotations:
-        essence["metadata"]["annotations"] = annotations
+        essence_meta["annotations"] = annotations
+    essence = {"metadata": essence_meta, "spec": manifest.get("spec")}
     last_applied = json_bytes(json.dumps(written))  # both copies are JSON strings
     if last_applied > MAX_ANNOTATIONS_BYTES:
         last_applied = 0  # only server-side apply can write it, and that keeps no copy

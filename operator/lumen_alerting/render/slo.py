@@ -7,6 +7,7 @@ Recording rules per window keep the alert expressions cheap. Every series they w
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from .. import burnrate
 from ..burnrate import (
@@ -150,7 +151,7 @@ def _speeds(tier: Tier, period: int) -> str:
     )
 
 
-def slo_rule_group(policy: Policy, slo: SLO, group_name: str) -> dict:
+def slo_rule_group(policy: Policy, slo: SLO, group_name: str) -> dict[str, Any]:
     """Recordings first: rules in a group run in order, so the alerts read this round's values."""
     return {
         "name": group_name,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..manifest_yaml import to_yaml
 from ..policy.model import Policy
-from ..slo_unit_tests import SLOUnitTests, UnitTestSuite, slo_unit_tests
+from .burn_rate_cases import SLOUnitTests, UnitTestSuite, slo_unit_tests
 
 PROMTOOL_TIMEOUT = 600  # seconds per test file
 

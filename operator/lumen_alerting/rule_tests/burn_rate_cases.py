@@ -38,7 +38,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-import re._parser as sre_parse
+import re._parser as sre_parse  # type: ignore[import-not-found]  # typeshed: sre_parse only
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -46,14 +46,14 @@ from typing import Any
 
 import promql_parser
 
-from .burnrate import TIERS, WINDOWS, BurnWindow, Tier, burn_threshold, tier_windows
-from .policy.durations import format_duration, parse_duration
-from .policy.model import SLI, SLO, Policy, RatioSLI
-from .policy.sli import WINDOW_PLACEHOLDER
-from .render.alerts import namespace_selector, number
-from .render.objects import SLO_ALERT
-from .render.prometheus_rule import rules_file
-from .render.slo import slo_rule_group
+from ..burnrate import TIERS, WINDOWS, BurnWindow, Tier, burn_threshold, tier_windows
+from ..policy.durations import format_duration, parse_duration
+from ..policy.model import SLI, SLO, Policy, RatioSLI
+from ..policy.sli import WINDOW_PLACEHOLDER
+from ..render.alerts import namespace_selector, number
+from ..render.objects import SLO_ALERT
+from ..render.prometheus_rule import rules_file
+from ..render.slo import slo_rule_group
 
 STEP: dict[Tier, int] = {"page": 150, "ticket": 3600}  # sample and evaluation interval, seconds
 MARGINS = (Fraction(11, 10), Fraction(9, 10))  # above, below the threshold
@@ -391,7 +391,8 @@ def _case(
 
 def _counter(segments: list[tuple[int, Fraction]]) -> str:
     """promtool series values for a counter from 0: (steps, increase per step) per stretch."""
-    parts, value = [], Fraction(0)
+    parts: list[str] = []
+    value = Fraction(0)
     for steps, increase in segments:
         if steps <= 0:
             continue
@@ -520,9 +521,9 @@ def _inputs(sli: SLI) -> _Inputs:
             bucket = {**total, "__name__": f"{latency.metric}_bucket", "le": le}
             return _Inputs((_Series(total, "total"), _Series(bucket, "good")), {})
         assert sli.runs is not None
-        success = _selector_constraints(sli.runs.success)
-        total = _selector_constraints(sli.runs.total)
-        return _Inputs(_pair(success, total, "good"), {})
+        succeeded = _selector_constraints(sli.runs.success)
+        runs = _selector_constraints(sli.runs.total)
+        return _Inputs(_pair(succeeded, runs, "good"), {})
     except Unsupported as reason:
         return _Inputs(
             (
@@ -695,15 +696,15 @@ def _assign(constraints: list[_Constraint], prefer: dict[str, str]) -> dict[str,
     by_label: dict[str, list[tuple[str, str]]] = {}
     for name, op, value in constraints:
         by_label.setdefault(name, []).append((op, value))
-    labels = {}
+    labels: dict[str, str] = {}
     for name, wanted in by_label.items():
-        value = _value(name, wanted, prefer.get(name))
-        if value is None:
+        chosen = _value(name, wanted, prefer.get(name))
+        if chosen is None:
             raise Unsupported(
                 f"no value of label {name} satisfies "
                 + ", ".join(f"{name}{op}{_quote(v)}" for op, v in wanted)
             )
-        labels[name] = value
+        labels[name] = chosen
     if not labels.get("__name__"):
         raise Unsupported("selector names no metric")
     return labels
