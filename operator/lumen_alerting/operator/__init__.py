@@ -1,16 +1,21 @@
 """The Lumen operator: keeps every LumenAlertPolicy's children in the cluster equal to its render.
 
-Layers, each importing only the ones above it:
+Layers, top to bottom; a module may import only the layers below its own (import-linter
+``layers`` in ``.importlinter``, checked by ``make lint``)::
 
-- ``kube``        a small asyncio Kubernetes API client on httpx (login, list, apply, delete);
-- ``kinds``       the resource kinds the operator reads and writes;
+    runtime > handlers > (reconcile | rbac | metrics)
+            > (kube | convergence | status) > (kinds | config)
+
+- ``runtime``     runs kopf with the registry, the liveness endpoint and peering;
+- ``handlers``    the kopf registry: thin handlers that call the engine and write ``status``;
+- ``reconcile``   the engine: validate -> render -> apply -> prune, for one policy;
+- ``rbac``        the API calls the operator makes, as RBAC rules for the chart;
+- ``metrics``     Prometheus metrics of the operator;
+- ``kube``        a small asyncio Kubernetes API client on aiohttp (login, list, apply, delete);
 - ``convergence`` pure decisions: which rendered objects differ from the live ones;
 - ``status``      pure: the next ``status`` of a policy from the outcome of a reconcile;
-- ``reconcile``   the engine: validate -> render -> apply -> prune, for one policy;
-- ``metrics``     Prometheus metrics of the operator;
-- ``handlers``    the kopf registry: thin handlers that call the engine;
-- ``config``      flags and ``LUMEN_OPERATOR_*`` environment;
-- ``rbac``        the API calls the operator makes, as RBAC rules for the chart.
+- ``kinds``       the resource kinds the operator reads and writes;
+- ``config``      flags and ``LUMEN_OPERATOR_*`` environment.
 
 The console script ``lumen-operator`` lives in ``lumen_alerting.cli.operator``.
 """
