@@ -6,6 +6,12 @@ aiohttp is kopf's own HTTP client; it costs a tenth of httpx's CPU per request (
 Login works like kubectl's: the in-cluster service account when running in a pod, otherwise
 ``KUBECONFIG`` or ``~/.kube/config`` (the ``kubernetes`` package reads the file, including exec
 plugins and token refresh). kopf logs in with the same ``ClusterAccess``.
+
+The contract, which the tests' emulated API server (``tests/support/kube_api.py``) honours as a
+real one does: every failure is an ``ApiError`` built from the server's ``Status`` object (or
+status 0 when no answer came back); items of a list may come without ``apiVersion``/``kind``;
+apply is an upsert; a delete with a stale uid precondition answers 409; a 429 or 503 may carry
+``Retry-After``, which ends up in ``ApiError.retry_after``.
 """
 
 from __future__ import annotations
@@ -36,7 +42,12 @@ TOKEN_REUSE_SECONDS = 10.0
 
 @dataclass
 class ClusterAccess:
-    """Where the API server is and how to prove who we are."""
+    """Where the API server is and how to prove who we are.
+
+    Built by ``from_environment`` for real clusters, or by hand (tests: ``server`` only, plain
+    http, no credentials). ``KubeClient`` and kopf's login (``handlers.connection_info``) read
+    the same instance, so both talk to the same server as the same user.
+    """
 
     server: str
     ca_path: str | None = None
@@ -50,7 +61,12 @@ class ClusterAccess:
 
     @classmethod
     def from_environment(cls, context: str | None = None) -> ClusterAccess:
-        """In-cluster service account if we run in a pod, else the kubeconfig (like kubectl)."""
+        """In-cluster service account if we run in a pod, else the kubeconfig (like kubectl).
+
+        ``context`` picks a kubeconfig context (None: the current one). Raises whatever the
+        ``kubernetes`` package raises for a missing or broken kubeconfig (several unrelated
+        types; ``lumen-operator`` catches ``Exception`` and exits 2).
+        """
         from kubernetes import client, config  # imported lazily: only real logins need it
 
         configuration = client.Configuration()
@@ -88,6 +104,7 @@ class ClusterAccess:
         return value.split(" ", 1)[1] if value.lower().startswith("bearer ") else value
 
     def basic_auth(self) -> tuple[str, str] | None:
+        """(user, password) when the kubeconfig uses basic auth, else None."""
         configuration = self.configuration
         if configuration is not None and configuration.username and configuration.password:
             return configuration.username, configuration.password
@@ -115,7 +132,14 @@ def _tls(access: ClusterAccess) -> ssl.SSLContext | bool:
 
 
 class ApiError(Exception):
-    """A failed API call, with the server's Status reason and message."""
+    """A failed API call, with the server's Status reason and message.
+
+    ``status`` is the HTTP status, or ``UNREACHABLE`` (0) when no answer came back (connection
+    refused or reset, timeout); ``reason`` and ``message`` come from the ``Status`` body when
+    the server sent one, else the HTTP phrase and the start of the body; ``retry_after`` is the
+    ``Retry-After`` header in seconds, if any. ``transient`` says whether retrying unchanged may
+    help; ``Reconciler.reconcile`` turns transient errors into ``TransientFailure``.
+    """
 
     def __init__(
         self, status: int, reason: str, message: str, retry_after: float | None = None
@@ -133,7 +157,20 @@ class ApiError(Exception):
 
 
 class KubeClient:
-    """The operator's API calls. One instance shares its connections between reconciles."""
+    """The operator's API calls. One instance shares its connections between reconciles.
+
+    Each API method is a coroutine, makes one request and raises ``ApiError`` for any answer
+    outside 2xx (and for no answer), except where its docstring names a status it absorbs.
+    ``kind`` says where the object lives (``kinds.ResourceKind``); namespaces and names are
+    passed as they are. The session is made on first use, on the running event loop, so an
+    instance belongs to one loop (the operator makes it in kopf's startup handler);
+    ``aclose`` ends it, and a later call opens a new one. Credentials are re-read every
+    ``TOKEN_REUSE_SECONDS`` and on the call after a 401 (itself transient), so rotated tokens
+    are picked up.
+
+    Only ``Reconciler`` (list, get, create, apply, delete) and the handlers (patch_status,
+    aclose) call it; a test double must keep the semantics stated on each method.
+    """
 
     def __init__(
         self, access: ClusterAccess, *, timeout: float = 30.0, max_connections: int = 10
@@ -148,6 +185,7 @@ class KubeClient:
         self._auth_until = 0.0
 
     async def aclose(self) -> None:
+        """Close the connections; the client stays usable (the next call reconnects)."""
         if self._session is not None:
             await self._session.close()
             self._session = None  # a later call opens a new one
@@ -155,7 +193,13 @@ class KubeClient:
     async def list(
         self, kind: ResourceKind, namespace: str, label_selector: str
     ) -> list[dict[str, Any]]:
-        """Objects of ``kind`` in ``namespace`` matching the label selector."""
+        """Objects of ``kind`` in ``namespace`` matching the label selector.
+
+        ``label_selector`` is in the API's syntax (``lumen.dev/policy=checkout``). Every item
+        is returned with ``apiVersion`` and ``kind`` set (the API server leaves them out of
+        list items of built-in kinds). A kind whose CRD is not installed raises
+        ``ApiError`` 404.
+        """
         body = await self._call(
             "GET", kind.path(namespace), params={"labelSelector": label_selector}
         )
@@ -164,7 +208,7 @@ class KubeClient:
         return [{**item, **identity} for item in body.get("items") or []]
 
     async def get(self, kind: ResourceKind, namespace: str, name: str) -> dict[str, Any] | None:
-        """The object, or None if it does not exist."""
+        """The object, or None if it does not exist (404); other failures raise ``ApiError``."""
         try:
             return await self._call("GET", kind.path(namespace, name))
         except ApiError as error:
@@ -173,11 +217,23 @@ class KubeClient:
             raise
 
     async def create(self, kind: ResourceKind, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create ``manifest`` in its ``metadata.namespace``; the answer is the object as stored.
+
+        Raises ``ApiError`` 409 (AlreadyExists) when the name is taken: the reconciler relies
+        on it to create the threader's token Secret exactly once across replicas.
+        """
         namespace = manifest["metadata"]["namespace"]
         return await self._call("POST", kind.path(namespace), json_body=manifest)
 
     async def apply(self, kind: ResourceKind, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply as ``lumen-operator``, taking over conflicting fields."""
+        """Server-side apply as ``lumen-operator``, taking over conflicting fields.
+
+        ``manifest`` is a complete object with ``metadata.namespace`` and ``metadata.name``;
+        the API server creates it if absent (apply is an upsert), and with ``force`` fields
+        owned by other managers become ours instead of answering 409. Fields this manager
+        applied before and ``manifest`` no longer has are removed. The answer is the object as
+        stored. Rejected objects raise ``ApiError`` (422 Invalid, 404 for a missing CRD).
+        """
         meta = manifest["metadata"]
         return await self._call(
             "PATCH",
@@ -190,7 +246,13 @@ class KubeClient:
     async def patch_status(
         self, kind: ResourceKind, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:
-        """Merge-patch the ``status`` subresource; the answer is the object as stored."""
+        """Merge-patch the ``status`` subresource; the answer is the object as stored.
+
+        ``status`` holds only the keys to change (a key set to None is removed, as JSON merge
+        patch does). The handlers remember the stored ``status`` of the answer, so a double must
+        return the whole object after the patch. Raises ``ApiError`` 404 when the object is
+        gone (the handlers then drop the write).
+        """
         return await self._call(
             "PATCH",
             kind.path(namespace, name, "status"),
@@ -199,7 +261,13 @@ class KubeClient:
         )
 
     async def delete(self, kind: ResourceKind, namespace: str, name: str, uid: str) -> bool:
-        """Delete the object if it is still the one we saw (same uid); False if already gone."""
+        """Delete the object if it is still the one we saw (same uid); False if already gone.
+
+        The uid goes as a ``preconditions`` of the DeleteOptions: an object deleted and made
+        again under the same name (by someone else) is left alone. True when the API server
+        accepted the delete (the object may still be terminating on its finalizers); False for
+        404 (gone already) and 409 (the uid no longer matches). Other failures raise.
+        """
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
         try:
             await self._call("DELETE", kind.path(namespace, name), json_body=body)

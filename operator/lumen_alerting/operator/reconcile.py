@@ -60,7 +60,12 @@ class ReconcileResult:
 
 
 class Reconciler:
-    """Reconciles policies through one API client with fixed render options."""
+    """Reconciles policies through one API client with fixed render options.
+
+    ``new_token`` makes the threader's webhook token (tests pass a fixed one). One instance
+    serves every policy; it keeps no state between calls, and the caller makes sure that one
+    policy is reconciled by one call at a time (the handlers hold a lock per policy).
+    """
 
     def __init__(
         self,
@@ -81,6 +86,24 @@ class Reconciler:
         new: bool = False,
     ) -> ReconcileResult:
         """Converge the children of the policy in ``body``; raises TransientFailure to retry.
+
+        ``body`` is the policy as the API server shows it (kopf's ``body``): ``metadata.name``,
+        ``namespace``, ``uid`` and ``generation``, and ``spec``; its ``status`` is not read.
+        Steps: ``policy_from_manifest`` -> ``render_policy`` -> size check -> list the live
+        children -> apply what differs (server-side apply) and create the token Secret once ->
+        prune children no longer rendered, only when everything else succeeded and no rendered
+        name is controlled by another owner.
+
+        Returns the ``ReconcileResult``: the ``Observation`` for the status and what was
+        applied and pruned. It does not write the status; the caller does. An invalid or
+        oversized spec is not an exception: the observation says ``Valid=False`` and nothing in
+        the cluster is touched. Permanent API errors (403, 422, ...) are reported the same way,
+        as ``Ready=False`` (``ApplyFailed``) with the objects named.
+
+        Raises ``TransientFailure`` when a call failed with a transient ``ApiError``
+        (``ApiError.transient``): a listing at once, applies once every apply was tried, and
+        then nothing is pruned. Its ``delay`` is the longest ``Retry-After`` seen, or None.
+        The call is idempotent, so retrying it is always safe.
 
         ``new``: the policy was just created, so no child controlled by it can exist yet; the
         live objects are not listed and everything is applied (saves seven calls per policy).

@@ -13,7 +13,22 @@ API = f"{API_GROUP}/{API_VERSION}"
 
 
 def policy_from_manifest(manifest: Any, default_namespace: str = "default") -> Policy:
-    """The validated policy in ``manifest``, or InvalidPolicy listing every problem."""
+    """The validated policy in ``manifest``, or InvalidPolicy listing every problem.
+
+    ``manifest`` is one parsed YAML/JSON document, of any type (a list or a string is a
+    problem, not a crash). ``default_namespace`` stands in when ``metadata.namespace`` is
+    absent (``lumenctl -n``). Read: ``apiVersion`` (``lumen.dev/v1alpha1``), ``kind``,
+    ``metadata.name`` and ``.namespace`` (DNS labels), and ``spec``; ``status`` and the rest
+    of ``metadata`` are ignored, and the returned ``Policy`` has an empty ``uid`` (the
+    operator sets it).
+
+    Checks in two rounds, so the messages make sense: first the structure (the identity and
+    ``policy.loading.load`` of the spec, which enforces the field declarations the generated
+    CRD also carries, so ``lumenctl validate`` and the API server agree), every problem
+    collected; then, on a well-formed spec, ``policy.validation`` (PromQL, cross references,
+    which the API server cannot check). Raises only ``InvalidPolicy``, whose ``problems`` are
+    ``path: reason`` pairs.
+    """
     if not isinstance(manifest, dict):
         raise InvalidPolicy([Problem("<document>", "must be a LumenAlertPolicy object")])
     problems: list[Problem] = []

@@ -25,7 +25,19 @@ def render_policy(
     options: RenderOptions | None = None,
     only: ObjectGroup | None = None,
 ) -> list[Manifest]:
-    """Every object of ``policy``: PrometheusRule, AlertmanagerConfig, threader, exporter."""
+    """Every object of ``policy``: PrometheusRule, AlertmanagerConfig, threader, exporter.
+
+    ``policy`` must come from ``policy_from_manifest`` (validated); for a validated policy this
+    never raises (total: the policy fuzz test holds it to that). With ``policy.uid``
+    set (the operator sets it) every object gets the policy as its controlling owner; offline
+    (``lumenctl``) it is empty and no ownerReference is written. ``options``: the cluster's
+    side (kube-prometheus-stack release label, images, resources, ``managed-by``); None means
+    the defaults. ``only`` keeps one ``ObjectGroup``.
+
+    Returns the objects as plain dicts in a fixed order: the PrometheusRule, the
+    AlertmanagerConfig (each left out when the policy has nothing for it), then the threader's
+    and the exporter's objects. Pure: the same arguments give equal objects every time.
+    """
     options = options or RenderOptions()
     objects: list[Manifest] = []
     if only in (None, "prometheusrule"):
