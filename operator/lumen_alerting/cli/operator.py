@@ -25,8 +25,6 @@ def configure_logging(config: OperatorConfig) -> None:
         log_format=log_format, log_refkey="object" if config.log_format == "json" else None
     )
     logging.getLogger().setLevel(config.log_level.upper())
-    # httpx logs every request at INFO; that is the API server's audit log's job.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,7 +91,7 @@ def _slo_problems(spec: PolicySpec) -> Iterator[Problem]:
             )
             continue
         if period != int(period):
-            # The rules count the period in whole seconds (lumen_slo_period_seconds).
+            # The rules count the period in whole seconds (lumen_slo:period:seconds).
             yield Problem(f"{path}.period", "must be a whole number of seconds")
             continue
         yield from _sli_parse_problems(slo, path)
