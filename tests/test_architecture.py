@@ -73,6 +73,11 @@ def test_the_tree_keeps_every_contract(package_copy: Path) -> None:
             "lumen_alerting.operator.kube -> lumen_alerting.operator.reconcile",
         ),
         (
+            "operator/runs.py",
+            "from lumen_alerting.operator import handlers",
+            "lumen_alerting.operator.runs -> lumen_alerting.operator.handlers",
+        ),
+        (
             "operator/status.py",
             "import kubernetes",
             "lumen_alerting.operator.status -> kubernetes",

@@ -3,11 +3,12 @@
 Layers, top to bottom; a module may import only the layers below its own (import-linter
 ``layers`` in ``.importlinter``, checked by ``make lint``)::
 
-    runtime > handlers > (reconcile | rbac | metrics)
+    runtime > handlers > runs > (reconcile | rbac | metrics)
             > (kube | convergence | status) > (kinds | config)
 
 - ``runtime``     runs kopf with the registry, the liveness endpoint and peering;
-- ``handlers``    the kopf registry: thin handlers that call the engine and write ``status``;
+- ``handlers``    the kopf registry: thin handlers that hand each event to ``runs``;
+- ``runs``        one run of the engine per event, one at a time per policy; writes ``status``;
 - ``reconcile``   the engine: validate -> render -> apply -> prune, for one policy;
 - ``rbac``        the API calls the operator makes, as RBAC rules for the chart;
 - ``metrics``     Prometheus metrics of the operator;
