@@ -168,7 +168,7 @@ class KubeClient:
     ``TOKEN_REUSE_SECONDS`` and on the call after a 401 (itself transient), so rotated tokens
     are picked up.
 
-    Only ``Reconciler`` (list, get, create, apply, delete) and the handlers (patch_status,
+    Only ``Reconciler`` (list, get, create, apply, delete) and ``runs.PolicyRuns`` (patch_status,
     aclose) call it; a test double must keep the semantics stated on each method.
     """
 
@@ -249,9 +249,9 @@ class KubeClient:
         """Merge-patch the ``status`` subresource; the answer is the object as stored.
 
         ``status`` holds only the keys to change (a key set to None is removed, as JSON merge
-        patch does). The handlers remember the stored ``status`` of the answer, so a double must
+        patch does). ``PolicyRuns`` remembers the stored ``status`` of the answer, so a double must
         return the whole object after the patch. Raises ``ApiError`` 404 when the object is
-        gone (the handlers then drop the write).
+        gone (``PolicyRuns`` then drops the write).
         """
         return await self._call(
             "PATCH",

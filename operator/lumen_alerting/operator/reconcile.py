@@ -64,7 +64,7 @@ class Reconciler:
 
     ``new_token`` makes the threader's webhook token (tests pass a fixed one). One instance
     serves every policy; it keeps no state between calls, and the caller makes sure that one
-    policy is reconciled by one call at a time (the handlers hold a lock per policy).
+    policy is reconciled by one call at a time (``runs.PolicyRuns`` holds a lock per policy).
     """
 
     def __init__(
