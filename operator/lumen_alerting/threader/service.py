@@ -21,10 +21,10 @@ from .connections import ConnectionLimits, GuardedAppRunner
 from .delivery import DeliveryWorker
 from .durability import DurabilityCheck
 from .metrics import ThreaderMetrics
-from .redis_store import RedisStore
 from .slack import SlackClient
-from .sqlite_store import SQLiteStore
 from .store import DEFAULT_LIMITS, MemoryStore, OutboxLimits, StoreUnavailable, ThreadStore
+from .store.redis import RedisStore
+from .store.sqlite import SQLiteStore
 
 log = logging.getLogger("lumen.threader")
 

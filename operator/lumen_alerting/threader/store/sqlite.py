@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .store import (
+from .contract import (
     DEFAULT_LIMITS,
     IDEMPOTENCY_TTL,
     THREAD_TTL,

@@ -21,8 +21,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-from .durability import InfoRefused
-from .store import (
+from ..durability import InfoRefused
+from .contract import (
     DEFAULT_LIMITS,
     IDEMPOTENCY_TTL,
     THREAD_TTL,
