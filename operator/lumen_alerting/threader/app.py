@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .config import CHANNEL, ThreaderConfig
 from .durability import DurabilityCheck
 from .metrics import ThreaderMetrics
-from .store import Acceptance, OutboxFull, StoreUnavailable, ThreadStore
+from .store import Acceptance, OutboxFull, StoreAdmin, StoreUnavailable, ThreadStore
 from .webhook import (
     MAX_ALERTS,
     InvalidNotification,
@@ -46,12 +46,15 @@ FULL_LOG_INTERVAL = 10.0  # seconds between two "outbox full" warnings
 def make_app(
     config: ThreaderConfig,
     store: ThreadStore,
+    admin: StoreAdmin,
     metrics: ThreaderMetrics,
     *,
     durability: DurabilityCheck | None = None,
 ) -> web.Application:
+    """The endpoints over ``store`` (alerts in, readiness, gauges) and ``admin`` (``/stats``,
+    ``/cache``): usually one store object, seen through its two protocols."""
     app = web.Application(client_max_size=MAX_BODY)
-    endpoints = _Endpoints(config, store, metrics, durability)
+    endpoints = _Endpoints(config, store, admin, metrics, durability)
     app.router.add_post("/alert", endpoints.alert)
     app.router.add_get("/health", endpoints.health)
     app.router.add_get("/ready", endpoints.ready)
@@ -67,11 +70,13 @@ class _Endpoints:
         self,
         config: ThreaderConfig,
         store: ThreadStore,
+        admin: StoreAdmin,
         metrics: ThreaderMetrics,
         durability: DurabilityCheck | None = None,
-    ):
+    ) -> None:
         self._config = config
         self._store = store
+        self._admin = admin
         self._metrics = metrics
         self._durability = durability
         self._started = time.time()
@@ -220,7 +225,7 @@ class _Endpoints:
 
     async def stats(self, request: web.Request) -> web.Response:
         try:
-            stats = await self._store.stats()
+            stats = await self._admin.stats()
         except StoreUnavailable as error:
             return _error(503, str(error))
         last_error = self._metrics.last_slack_error  # method, error and time of the last failure
@@ -239,7 +244,7 @@ class _Endpoints:
                 401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"}
             )
         try:
-            threads = await self._store.threads()
+            threads = await self._admin.threads()
         except StoreUnavailable as error:
             return _error(503, str(error))
         return web.json_response({"threads": threads, "count": len(threads)})
@@ -250,7 +255,7 @@ class _Endpoints:
                 401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"}
             )
         try:
-            removed = await self._store.clear_threads()
+            removed = await self._admin.clear_threads()
         except StoreUnavailable as error:
             return _error(503, str(error))
         log.warning("Thread cache cleared by an admin request: %d threads forgotten.", removed)

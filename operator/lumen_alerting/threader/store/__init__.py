@@ -21,16 +21,20 @@ from .contract import (
     Delivery,
     DeliveryKind,
     Disposition,
-    MemoryStore,
     OutboxEntry,
     OutboxFull,
     OutboxLimits,
     OutboxSize,
+    StoreAdmin,
+    StoreStats,
     StoreUnavailable,
+    ThreadListing,
     ThreadRecord,
+    ThreadState,
     ThreadStore,
     alert_bytes,
 )
+from .memory import MemoryStore
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -45,8 +49,12 @@ __all__ = [
     "OutboxFull",
     "OutboxLimits",
     "OutboxSize",
+    "StoreAdmin",
+    "StoreStats",
     "StoreUnavailable",
+    "ThreadListing",
     "ThreadRecord",
+    "ThreadState",
     "ThreadStore",
     "alert_bytes",
 ]

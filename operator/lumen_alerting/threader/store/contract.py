@@ -17,24 +17,26 @@ know which one they talk to:
 - Keys expire: idempotency keys after ``idempotency_ttl``, threads ``thread_ttl`` after their
   last activity.
 
-``MemoryStore`` is the reference implementation (tests, single process); ``SQLiteStore``
-(``sqlite_store``) is for one replica; ``RedisStore`` (``redis_store``) is for several replicas.
+The request handler and the worker see a store as a ``ThreadStore``; ``/stats`` and ``/cache``
+see it as a ``StoreAdmin``. ``MemoryStore`` (``store.memory``) is the reference implementation;
+``SQLiteStore`` (``store.sqlite``) and ``RedisStore`` (``store.redis``) follow it. Every method
+of both protocols raises ``StoreUnavailable`` when the store cannot be reached or written.
+
+Pure declarations: importing this module imports neither ``sqlite3`` nor ``redis``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
 
 # parent: the thread's first message. repeat: "still firing" reply. resolve: resolved reply and
 # parent update. resolved_alone: a resolution whose firing this threader never saw (one message).
 DeliveryKind = Literal["parent", "repeat", "resolve", "resolved_alone"]
 Disposition = Literal["queued", "duplicate", "skipped"]
+ThreadState = Literal["open", "resolving"]  # resolving: the resolution is queued or sent
 
 # Alertmanager retries a failed notification for about a group_interval and an HA pair sends
 # each notification twice at once: an hour covers both. It is also shorter than the usual
@@ -134,260 +136,136 @@ class ThreadRecord:
     """One thread key: its current occurrence and the Slack message of each occurrence."""
 
     generation: int
-    state: Literal["open", "resolving"]
+    state: ThreadState
     channel: str
     parents: dict[int, str] = field(default_factory=dict)  # generation -> parent message
     touched_at: float = 0.0
 
 
+class StoreStats(TypedDict):
+    """What ``/stats`` shows of the store (with the threader's own fields added)."""
+
+    store: str  # the store's kind
+    outbox: int  # entries queued, delayed ones included
+    dead_letters: int
+    # Not counted by Redis: it would take a SCAN of every key under the prefix.
+    threads: NotRequired[int]
+
+
+# Thread key -> the thread as JSON, for ``GET /cache``. Memory and SQLite give ThreadRecord's
+# fields; Redis gives its hash as it is (strings), which is what an admin debugging it wants.
+ThreadListing = dict[str, dict[str, Any]]
+
+
 class ThreadStore(Protocol):
-    """What the request handler and the delivery worker need from a store."""
+    """What the request handler and the delivery worker need from a store.
 
-    kind: str
+    Every method raises ``StoreUnavailable`` when the store cannot be reached or written; what
+    else a method raises is said below. Entries are leased: between ``take`` (or
+    ``claim_stale``) and ``complete``, ``postpone`` or ``dead_letter`` an entry belongs to one
+    consumer until its lease runs out.
+    """
 
-    async def accept(self, acceptances: Sequence[Acceptance]) -> list[Disposition]: ...
-
-    async def take(self, consumer: str, limit: int, wait: float) -> list[OutboxEntry]: ...
-
-    async def claim_stale(self, consumer: str, idle: float, limit: int) -> list[OutboxEntry]: ...
-
-    async def keep(self, consumer: str, entry_ids: Sequence[str]) -> None: ...
-
-    async def complete(self, entry: OutboxEntry) -> None: ...
-
-    async def postpone(self, entry: OutboxEntry, delay: float) -> None: ...
-
-    async def parent(self, thread_key: str, generation: int) -> str | None: ...
-
-    async def record_parent(self, thread_key: str, generation: int, message: str) -> None: ...
-
-    async def channel_id(self, channel: str) -> str | None: ...
-
-    async def remember_channel(self, channel: str, channel_id: str) -> None: ...
-
-    async def mark_sending(self, delivery_id: str) -> bool: ...
-
-    async def forget_sending(self, delivery_id: str) -> None: ...
-
-    async def dead_letter(self, entry: OutboxEntry, reason: str) -> None: ...
-
-    async def ping(self) -> None:
-        """Raise ``StoreUnavailable`` unless the store answers (SQLite: can be written)."""
-
-    async def outbox(self) -> OutboxSize: ...
-
-    async def stats(self) -> dict[str, Any]: ...
-
-    async def threads(self) -> dict[str, dict[str, Any]]: ...
-
-    async def clear_threads(self) -> int: ...
-
-    async def close(self) -> None: ...
-
-
-class MemoryStore:
-    """All state in this process; the reference semantics of every store."""
-
-    kind = "memory"
-
-    def __init__(
-        self,
-        *,
-        idempotency_ttl: float = IDEMPOTENCY_TTL,
-        thread_ttl: float = THREAD_TTL,
-        limits: OutboxLimits = DEFAULT_LIMITS,
-        clock: Any = time.time,
-    ) -> None:
-        self._limits = limits
-        self._bytes = 0
-        self._idempotency_ttl = idempotency_ttl
-        self._thread_ttl = thread_ttl
-        self._clock = clock
-        self._seen: dict[str, float] = {}  # delivery id -> expiry
-        self._threads: dict[str, ThreadRecord] = {}
-        self._outbox: dict[str, OutboxEntry] = {}  # entry id -> entry (insertion order)
-        self._not_before: dict[str, float] = {}
-        self._taken: dict[str, tuple[str, float]] = {}  # entry id -> (consumer, taken at)
-        self._sending: dict[str, float] = {}
-        self._dead: list[dict[str, Any]] = []
-        self._channels: dict[str, str] = {}  # "#name" -> Slack channel id
-        self._sequence = 0
-        self._changed = asyncio.Event()
-
-    # --- the request side -----------------------------------------------------------------------
+    kind: str  # "memory", "sqlite" or "redis": for /health, /stats and the log
 
     async def accept(self, acceptances: Sequence[Acceptance]) -> list[Disposition]:
-        now = self._clock()
-        self._expire(now)
-        texts = [alert_bytes(item.alert) for item in acceptances]
-        new = {
-            item.delivery_id: len(text.encode())
-            for item, text in zip(acceptances, texts, strict=True)
-            if item.delivery_id not in self._seen
-        }
-        self._limits.check(len(self._outbox), self._bytes, len(new), sum(new.values()))
-        results: list[Disposition] = []
-        for item, text in zip(acceptances, texts, strict=True):
-            if item.delivery_id in self._seen:
-                results.append("duplicate")
-                continue
-            self._seen[item.delivery_id] = now + self._idempotency_ttl
-            kind, generation = self._claim(item, now)
-            if kind is None:
-                results.append("skipped")
-                continue
-            self._sequence += 1
-            entry_id = f"{int(now * 1000)}-{self._sequence}"
-            delivery = Delivery(
-                item.delivery_id, kind, item.thread_key, generation, item.channel, item.alert, now
-            )
-            size = len(text.encode())
-            self._outbox[entry_id] = OutboxEntry(entry_id, delivery, size=size)
-            self._bytes += size
-            results.append("queued")
-        self._changed.set()
-        return results
+        """Accept one notification's alerts, all or nothing; their dispositions, in order.
 
-    def _claim(self, item: Acceptance, now: float) -> tuple[DeliveryKind | None, int]:
-        """The thread decision; the same logic runs as a Lua script in Redis."""
-        record = self._threads.get(item.thread_key)
-        if item.status == "firing":
-            if record is None or record.state == "resolving":
-                generation = record.generation + 1 if record else 1
-                parents = record.parents if record else {}
-                self._threads[item.thread_key] = ThreadRecord(
-                    generation, "open", item.channel, parents, now
-                )
-                return "parent", generation
-            record.touched_at = now
-            return ("repeat" if item.reply_on_repeat else None), record.generation
-        if record is None:
-            # Resolved without a thread we know of: say so in a message of its own.
-            self._threads[item.thread_key] = ThreadRecord(1, "resolving", item.channel, {}, now)
-            return "resolved_alone", 1
-        if record.state == "resolving":
-            return None, record.generation
-        record.state, record.touched_at = "resolving", now
-        return "resolve", record.generation
-
-    # --- the delivery side ----------------------------------------------------------------------
+        "queued": an outbox entry was written (a new thread claims it atomically, so one parent
+        per occurrence); "duplicate": this delivery id was accepted before; "skipped": nothing
+        to send (a repeat without replies, a second resolution). Raises ``OutboxFull`` when the
+        new alerts would pass the bound; nothing is accepted then, nor on ``StoreUnavailable``.
+        """
+        ...
 
     async def take(self, consumer: str, limit: int, wait: float) -> list[OutboxEntry]:
-        deadline = time.monotonic() + wait
-        while True:
-            taken = self._take_ready(consumer, limit)
-            if taken or time.monotonic() >= deadline:
-                return taken
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(0.05, wait))
-
-    def _take_ready(self, consumer: str, limit: int) -> list[OutboxEntry]:
-        now = self._clock()
-        taken = []
-        for entry_id, entry in self._outbox.items():
-            if entry_id in self._taken or self._not_before.get(entry_id, 0) > now:
-                continue
-            self._taken[entry_id] = (consumer, time.monotonic())
-            taken.append(entry)
-            if len(taken) >= limit:
-                break
-        return taken
+        """Up to ``limit`` due entries nobody holds, now leased to ``consumer``; waits up to
+        ``wait`` seconds for one to arrive, then ``[]``. After a restart a consumer first gets
+        back what it had taken under the same name (Redis)."""
+        ...
 
     async def claim_stale(self, consumer: str, idle: float, limit: int) -> list[OutboxEntry]:
-        now = time.monotonic()
-        stale = [
-            entry_id for entry_id, (_owner, since) in self._taken.items() if now - since >= idle
-        ][:limit]
-        for entry_id in stale:
-            self._taken[entry_id] = (consumer, now)
-        return [self._outbox[entry_id] for entry_id in stale]
+        """Up to ``limit`` entries whose lease was not renewed for ``idle`` seconds, whoever held
+        them (this consumer included), now leased to ``consumer``: a dead worker's entries, or
+        ones whose completion could not be written."""
+        ...
 
     async def keep(self, consumer: str, entry_ids: Sequence[str]) -> None:
-        """Entries this consumer still holds are not stale: another must not claim them."""
-        now = time.monotonic()
-        for entry_id in entry_ids:
-            if self._taken.get(entry_id, (None,))[0] == consumer:
-                self._taken[entry_id] = (consumer, now)
+        """Renew the leases ``consumer`` holds on ``entry_ids`` (others' are left alone), so that
+        no other consumer claims them while they are worked on."""
+        ...
 
     async def complete(self, entry: OutboxEntry) -> None:
-        removed = self._outbox.pop(entry.entry_id, None)
-        if removed is not None:
-            self._bytes -= removed.size
-        self._taken.pop(entry.entry_id, None)
-        self._not_before.pop(entry.entry_id, None)
-        self._sending.pop(entry.delivery.delivery_id, None)
+        """Remove a delivered entry from the outbox (and its ``mark_sending`` note); its bytes
+        leave the bound. Completing an entry already gone changes nothing."""
+        ...
 
     async def postpone(self, entry: OutboxEntry, delay: float) -> None:
-        if entry.entry_id in self._outbox:
-            self._outbox[entry.entry_id] = OutboxEntry(
-                entry.entry_id, entry.delivery, entry.attempts + 1, entry.size
-            )
-            self._not_before[entry.entry_id] = self._clock() + delay
-            self._taken.pop(entry.entry_id, None)
+        """Release the lease and make the entry due again after ``delay`` seconds, with one more
+        attempt counted. An entry completed meanwhile is not brought back."""
+        ...
 
     async def parent(self, thread_key: str, generation: int) -> str | None:
-        """The parent message of an occurrence, as the worker recorded it; None until posted."""
-        record = self._threads.get(thread_key)
-        return record.parents.get(generation) if record else None
+        """The parent message recorded for this occurrence of the thread (an encoded
+        ``slack.MessageRef``), or None until it is posted (replies wait for it)."""
+        ...
 
     async def record_parent(self, thread_key: str, generation: int, message: str) -> None:
-        record = self._threads.get(thread_key)
-        if record is not None:
-            record.parents[generation] = message
+        """Record the posted parent message of an occurrence, for its replies and the update on
+        resolution; it expires with the thread."""
+        ...
 
     async def channel_id(self, channel: str) -> str | None:
-        return self._channels.get(channel)
+        """The Slack id remembered for a ``#name`` channel, or None if never learned."""
+        ...
 
     async def remember_channel(self, channel: str, channel_id: str) -> None:
-        self._channels[channel] = channel_id
+        """Remember a ``#name`` channel's Slack id (history lookups need the id)."""
+        ...
 
     async def mark_sending(self, delivery_id: str) -> bool:
-        """Note that a message is about to go out; False if an earlier attempt already did so
-        (that attempt may have reached Slack: look before sending again)."""
-        first = delivery_id not in self._sending
-        self._sending[delivery_id] = self._clock()
-        return first
+        """Note that a message is about to go out. False if an earlier attempt already noted it:
+        that one may have reached Slack, so look before posting again."""
+        ...
 
     async def forget_sending(self, delivery_id: str) -> None:
-        """The attempt certainly did not reach Slack (refused, throttled): no need to look."""
-        self._sending.pop(delivery_id, None)
+        """Drop the note: the attempt certainly did not reach Slack (refused, throttled), so the
+        next one need not look."""
+        ...
 
     async def dead_letter(self, entry: OutboxEntry, reason: str) -> None:
-        self._dead.append({"delivery": asdict(entry.delivery), "reason": reason})
-        await self.complete(entry)
-
-    # --- operations -----------------------------------------------------------------------------
+        """Keep the entry's delivery with ``reason`` (Slack's error) among the dead letters, and
+        complete it: it is not retried."""
+        ...
 
     async def ping(self) -> None:
-        return None
+        """Return if the store answers (SQLite: can be written, so a full disk is not ready);
+        raise ``StoreUnavailable`` otherwise."""
+        ...
 
     async def outbox(self) -> OutboxSize:
-        oldest = min((e.delivery.accepted_at for e in self._outbox.values()), default=None)
-        return OutboxSize(len(self._outbox), self._bytes, oldest)
-
-    async def stats(self) -> dict[str, Any]:
-        return {
-            "store": self.kind,
-            "threads": len(self._threads),
-            "outbox": len(self._outbox),
-            "dead_letters": len(self._dead),
-        }
-
-    async def threads(self) -> dict[str, dict[str, Any]]:
-        return {key: asdict(record) for key, record in self._threads.items()}
-
-    async def clear_threads(self) -> int:
-        count = len(self._threads)
-        self._threads.clear()
-        return count
+        """The outbox's size and its oldest acceptance, for the gauges."""
+        ...
 
     async def close(self) -> None:
-        return None
+        """Finish pending writes and release the connection; the store is not used after."""
+        ...
 
-    def _expire(self, now: float) -> None:
-        for key in [k for k, expiry in self._seen.items() if expiry <= now]:
-            del self._seen[key]
-        stale = [k for k, r in self._threads.items() if r.touched_at + self._thread_ttl <= now]
-        for key in stale:
-            del self._threads[key]
+
+class StoreAdmin(Protocol):
+    """What ``/stats`` and the admin's ``/cache`` need from a store. Apart from the request and
+    delivery paths so that those cannot clear threads, and a double of them needs none of this.
+    Every method raises ``StoreUnavailable`` when the store cannot be reached or written."""
+
+    async def stats(self) -> StoreStats:
+        """Counts of the outbox, the dead letters and (not Redis) the threads."""
+        ...
+
+    async def threads(self) -> ThreadListing:
+        """Every thread the store knows, by thread key."""
+        ...
+
+    async def clear_threads(self) -> int:
+        """Forget every thread (new alerts open new threads); how many were forgotten. Queued
+        entries stay in the outbox."""
+        ...

@@ -33,7 +33,9 @@ from .contract import (
     OutboxFull,
     OutboxLimits,
     OutboxSize,
+    StoreStats,
     StoreUnavailable,
+    ThreadListing,
     alert_bytes,
 )
 
@@ -415,7 +417,7 @@ class RedisStore:
             raise self._unavailable(error) from error
         return info
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> StoreStats:
         try:
             outbox = await self._redis.xlen(self._outbox)
             delayed = await self._redis.zcard(self._key("delayed"))
@@ -424,7 +426,7 @@ class RedisStore:
             raise self._unavailable(error) from error
         return {"store": self.kind, "outbox": outbox + delayed, "dead_letters": dead}
 
-    async def threads(self) -> dict[str, dict[str, Any]]:
+    async def threads(self) -> ThreadListing:
         found: dict[str, dict[str, Any]] = {}
         prefix = self._key("thread", "")
         # A prefix is taken literally: its glob characters must not match another's keys.

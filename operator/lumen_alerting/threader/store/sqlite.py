@@ -51,7 +51,9 @@ from .contract import (
     OutboxFull,
     OutboxLimits,
     OutboxSize,
+    StoreStats,
     StoreUnavailable,
+    ThreadListing,
     alert_bytes,
 )
 
@@ -541,7 +543,7 @@ class SQLiteStore:
         oldest = self._read_one("SELECT accepted_at FROM outbox ORDER BY id LIMIT 1", ())
         return OutboxSize(self._entries, self._bytes, oldest)
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> StoreStats:
         threads, dead = await self._run(self._counts)
         return {
             "store": self.kind,
@@ -556,7 +558,7 @@ class SQLiteStore:
         dead = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         return threads, dead
 
-    async def threads(self) -> dict[str, dict[str, Any]]:
+    async def threads(self) -> ThreadListing:
         return await self._run(self._threads)
 
     def _threads(self) -> dict[str, dict[str, Any]]:
