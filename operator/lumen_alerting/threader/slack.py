@@ -209,10 +209,10 @@ class SlackClient:
         if not isinstance(answer, dict):
             raise SlackError("answer is not an object", temporary=True, method=method)
         if not answer.get("ok"):
-            error = str(answer.get("error") or f"HTTP {response.status_code}")
+            refusal = str(answer.get("error") or f"HTTP {response.status_code}")
             raise SlackError(
-                error,
-                temporary=error in TEMPORARY_ERRORS,
+                refusal,
+                temporary=refusal in TEMPORARY_ERRORS,
                 method=method,
                 needed=str(answer.get("needed") or ""),
             )
