@@ -191,8 +191,8 @@ class ThreadStore(Protocol):
         ...
 
     async def keep(self, consumer: str, entry_ids: Sequence[str]) -> None:
-        """Renew the leases ``consumer`` holds on ``entry_ids`` (others' are left alone), so that
-        no other consumer claims them while they are worked on."""
+        """Renew ``consumer``'s leases on ``entry_ids``, entries it took and still works on, so
+        that no other consumer claims them meanwhile."""
         ...
 
     async def complete(self, entry: OutboxEntry) -> None:
