@@ -15,8 +15,8 @@ from lumen_alerting.threader.durability import (
     InfoRefused,
     redis_durability,
 )
-from lumen_alerting.threader.redis_store import RedisStore
 from lumen_alerting.threader.store import Acceptance, StoreUnavailable
+from lumen_alerting.threader.store.redis import RedisStore
 from tests.threader_run import RedisServer
 
 pytestmark = pytest.mark.timeout(120)

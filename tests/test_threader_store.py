@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 import redis
 
-from lumen_alerting.threader.redis_store import RedisStore
-from lumen_alerting.threader.sqlite_store import SQLiteStore
 from lumen_alerting.threader.store import (
     Acceptance,
     MemoryStore,
@@ -24,6 +22,8 @@ from lumen_alerting.threader.store import (
     ThreadStore,
     alert_bytes,
 )
+from lumen_alerting.threader.store.redis import RedisStore
+from lumen_alerting.threader.store.sqlite import SQLiteStore
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 STORES = ("memory", "sqlite", "redis")

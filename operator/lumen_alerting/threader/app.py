@@ -18,19 +18,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .config import CHANNEL, ThreaderConfig
+from .acceptance import InvalidChannel, acceptances, choose_channel
+from .config import ThreaderConfig
 from .durability import DurabilityCheck
 from .metrics import ThreaderMetrics
-from .store import Acceptance, OutboxFull, StoreUnavailable, ThreadStore
-from .webhook import (
-    MAX_ALERTS,
-    InvalidNotification,
-    Notification,
-    alert_to_json,
-    delivery_id,
-    parse_notification,
-    thread_key,
-)
+from .store import Acceptance, OutboxFull, StoreAdmin, StoreUnavailable, ThreadStore
+from .webhook import MAX_ALERTS, InvalidNotification, Notification, parse_notification
 
 log = logging.getLogger("lumen.threader.http")
 
@@ -46,12 +39,15 @@ FULL_LOG_INTERVAL = 10.0  # seconds between two "outbox full" warnings
 def make_app(
     config: ThreaderConfig,
     store: ThreadStore,
+    admin: StoreAdmin,
     metrics: ThreaderMetrics,
     *,
     durability: DurabilityCheck | None = None,
 ) -> web.Application:
+    """The endpoints over ``store`` (alerts in, readiness, gauges) and ``admin`` (``/stats``,
+    ``/cache``): usually one store object, seen through its two protocols."""
     app = web.Application(client_max_size=MAX_BODY)
-    endpoints = _Endpoints(config, store, metrics, durability)
+    endpoints = _Endpoints(config, store, admin, metrics, durability)
     app.router.add_post("/alert", endpoints.alert)
     app.router.add_get("/health", endpoints.health)
     app.router.add_get("/ready", endpoints.ready)
@@ -67,11 +63,13 @@ class _Endpoints:
         self,
         config: ThreaderConfig,
         store: ThreadStore,
+        admin: StoreAdmin,
         metrics: ThreaderMetrics,
         durability: DurabilityCheck | None = None,
-    ):
+    ) -> None:
         self._config = config
         self._store = store
+        self._admin = admin
         self._metrics = metrics
         self._durability = durability
         self._started = time.time()
@@ -89,6 +87,23 @@ class _Endpoints:
             return _error(
                 401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
             )
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            channel = choose_channel(request.query.get("channel"), self._config.default_channel)
+            notification = parse_notification(body)
+        except InvalidChannel as invalid:
+            self._metrics.notifications.labels("invalid").inc()
+            return _error(400, str(invalid))
+        except InvalidNotification as invalid:
+            self._metrics.notifications.labels("invalid").inc()
+            return _error(400, "invalid notification", problems=[str(p) for p in invalid.problems])
+        self._note_truncation(notification)
+        return await self._accept(acceptances(notification, channel, self._config))
+
+    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+        """The notification's bytes, or the answer to a body too large or too slow."""
         if request.content_length is not None and request.content_length > MAX_BODY:
             self._metrics.notifications.labels("too_large").inc()
             return _error(413, f"body larger than {MAX_BODY} bytes")
@@ -96,7 +111,7 @@ class _Endpoints:
             # A body sent slowly or only in part must not hold the connection (and a store
             # write slot) for ever: Go's ReadTimeout, for the body only.
             async with asyncio.timeout(self._config.body_timeout):
-                body = await request.read()
+                return await request.read()
         except web.HTTPRequestEntityTooLarge:
             self._metrics.notifications.labels("too_large").inc()
             return _error(413, f"body larger than {MAX_BODY} bytes")
@@ -108,33 +123,11 @@ class _Endpoints:
             )
             response.force_close()  # what is left of the body is not worth reading
             return response
-        channel = request.query.get("channel") or self._config.default_channel
-        if not channel:
-            self._metrics.notifications.labels("invalid").inc()
-            return _error(400, "no channel: add ?channel=#name or start with --default-channel")
-        if not CHANNEL.match(channel):
-            self._metrics.notifications.labels("invalid").inc()
-            return _error(400, f"channel {channel!r} is not #name or a channel id")
+
+    async def _accept(self, accepted: list[Acceptance]) -> web.Response:
+        """Hand the alerts to the store; 200 with their dispositions, or 503 to be sent again."""
         try:
-            notification = parse_notification(body)
-        except InvalidNotification as invalid:
-            self._metrics.notifications.labels("invalid").inc()
-            return _error(400, "invalid notification", problems=[str(p) for p in invalid.problems])
-        self._note_truncation(notification)
-        acceptances = [
-            Acceptance(
-                delivery_id=delivery_id(notification.group_key, alert),
-                # Per channel: two receivers routing one alert to two channels get a thread each.
-                thread_key=f"{channel}/{thread_key(alert, self._config.thread_key)}",
-                status=alert.status,
-                channel=channel,
-                alert=alert_to_json(alert),
-                reply_on_repeat=self._config.reply_on_repeat,
-            )
-            for alert in notification.alerts
-        ]
-        try:
-            dispositions = await self._store.accept(acceptances)
+            dispositions = await self._store.accept(accepted)
         except OutboxFull as error:
             self._metrics.notifications.labels("outbox_full").inc()
             if time.monotonic() - self._full_logged >= FULL_LOG_INTERVAL:
@@ -154,7 +147,7 @@ class _Endpoints:
             if count:
                 self._metrics.alerts.labels(disposition).inc(count)
         self._metrics.notifications.labels("accepted").inc()
-        return web.json_response({"ok": True, "alerts": len(acceptances), **counts})
+        return web.json_response({"ok": True, "alerts": len(accepted), **counts})
 
     def _note_truncation(self, notification: Notification) -> None:
         """Alerts of the group that will get no thread: counted, and said at WARNING."""
@@ -220,7 +213,7 @@ class _Endpoints:
 
     async def stats(self, request: web.Request) -> web.Response:
         try:
-            stats = await self._store.stats()
+            stats = await self._admin.stats()
         except StoreUnavailable as error:
             return _error(503, str(error))
         last_error = self._metrics.last_slack_error  # method, error and time of the last failure
@@ -239,7 +232,7 @@ class _Endpoints:
                 401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"}
             )
         try:
-            threads = await self._store.threads()
+            threads = await self._admin.threads()
         except StoreUnavailable as error:
             return _error(503, str(error))
         return web.json_response({"threads": threads, "count": len(threads)})
@@ -250,7 +243,7 @@ class _Endpoints:
                 401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"}
             )
         try:
-            removed = await self._store.clear_threads()
+            removed = await self._admin.clear_threads()
         except StoreUnavailable as error:
             return _error(503, str(error))
         log.warning("Thread cache cleared by an admin request: %d threads forgotten.", removed)

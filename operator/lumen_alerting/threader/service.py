@@ -21,10 +21,10 @@ from .connections import ConnectionLimits, GuardedAppRunner
 from .delivery import DeliveryWorker
 from .durability import DurabilityCheck
 from .metrics import ThreaderMetrics
-from .redis_store import RedisStore
 from .slack import SlackClient
-from .sqlite_store import SQLiteStore
-from .store import DEFAULT_LIMITS, MemoryStore, OutboxLimits, StoreUnavailable, ThreadStore
+from .store import DEFAULT_LIMITS, MemoryStore, OutboxLimits, StoreUnavailable
+from .store.redis import RedisStore
+from .store.sqlite import SQLiteStore
 
 log = logging.getLogger("lumen.threader")
 
@@ -41,7 +41,7 @@ def open_store(
     dedupe_window: float,
     limits: OutboxLimits = DEFAULT_LIMITS,
     key_prefix: str = DEFAULT_KEY_PREFIX,
-) -> ThreadStore:
+) -> MemoryStore | SQLiteStore | RedisStore:
     """The store named by ``--store``: memory, sqlite:PATH (file:PATH is an alias) or
     redis://HOST:PORT/DB (its keys under ``key_prefix``)."""
     if spec == "memory":
@@ -95,7 +95,7 @@ async def serve(
         max_connections=config.max_connections,
     )
     runner = GuardedAppRunner(
-        make_app(config, store, metrics, durability=durability),
+        make_app(config, store, store, metrics, durability=durability),
         limits,
         metrics,
         access_log=None,

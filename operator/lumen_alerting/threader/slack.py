@@ -47,6 +47,11 @@ class MessageRef:
 
 
 class SlackError(Exception):
+    """A Slack call that failed: Slack's ``error`` (or the transport's), whether it is worth
+    retrying (``temporary``), how long Slack asked to wait (``retry_after``, 429 only), whether
+    the request may still have been acted on (``maybe_delivered``: look before posting again),
+    the ``method`` and, for ``missing_scope``, the scopes ``needed``."""
+
     def __init__(
         self,
         error: str,
@@ -80,7 +85,12 @@ MAX_CHANNEL_PAGES = 200
 
 
 class SlackClient:
-    """chat.postMessage, chat.update and the lookups that make delivery exactly-once."""
+    """chat.postMessage, chat.update and the lookups that make delivery exactly-once.
+
+    Every call raises ``SlackError`` when it fails (after handing it to ``on_error``): a
+    transport error, a 429, a 5xx, an answer that is not JSON and Slack's ``{"ok": false}``
+    all become one. Nothing is retried here; the delivery worker decides.
+    """
 
     def __init__(
         self,
@@ -100,21 +110,28 @@ class SlackClient:
         )
 
     async def aclose(self) -> None:
+        """Close the connections; the client is not used after."""
         await self._http.aclose()
 
     async def post_message(self, body: dict[str, Any]) -> MessageRef:
+        """Post ``body`` (chat.postMessage's JSON: channel, blocks, metadata, thread_ts for a
+        reply); the posted message, with the channel's id even when ``body`` named ``#name``."""
         answer = await self._call("chat.postMessage", body)
         return MessageRef(str(answer["channel"]), str(answer["ts"]))
 
     async def update_message(self, body: dict[str, Any]) -> None:
+        """Replace a message (chat.update's JSON: the channel's id, ts and the new blocks)."""
         await self._call("chat.update", body)
 
     async def find_delivery(
         self, channel: str, delivery_id: str, *, oldest: float, thread_ts: str | None = None
     ) -> str | None:
-        """The ts of a message we posted for ``delivery_id`` (found by its metadata), if any.
+        """The ts of a message we posted for ``delivery_id`` (found by its metadata) in
+        ``channel`` (an id) since ``oldest`` (a Unix time), in the thread ``thread_ts`` when
+        given; None if there is none.
 
-        Used after a crash between posting and recording: a second post would be a duplicate.
+        Used after a crash or a lost answer between posting and recording: a second post would
+        be a duplicate. Needs the ``channels:history`` and ``groups:history`` scopes.
         """
         method = "conversations.replies" if thread_ts else "conversations.history"
         cursor = None
@@ -139,9 +156,10 @@ class SlackClient:
                 return None
 
     async def find_channel(self, name: str) -> str | None:
-        """The id of the channel called ``name`` (without ``#``), public or private, if the bot
-        can see it: ``conversations.list``, which needs the ``channels:read`` and
-        ``groups:read`` scopes (``missing_scope`` otherwise)."""
+        """The id of the channel called ``name`` (without ``#``), public or private and not
+        archived, if the bot can see it; None otherwise. ``conversations.list``, which needs the
+        ``channels:read`` and ``groups:read`` scopes (``SlackError`` ``missing_scope``
+        otherwise)."""
         cursor = ""
         for _ in range(MAX_CHANNEL_PAGES):
             query = {
@@ -209,10 +227,10 @@ class SlackClient:
         if not isinstance(answer, dict):
             raise SlackError("answer is not an object", temporary=True, method=method)
         if not answer.get("ok"):
-            error = str(answer.get("error") or f"HTTP {response.status_code}")
+            refusal = str(answer.get("error") or f"HTTP {response.status_code}")
             raise SlackError(
-                error,
-                temporary=error in TEMPORARY_ERRORS,
+                refusal,
+                temporary=refusal in TEMPORARY_ERRORS,
                 method=method,
                 needed=str(answer.get("needed") or ""),
             )

@@ -446,9 +446,10 @@ class _Reader:
         if type(value) is not str:
             self._report(path, f"must be a string, got {_json_type(value)}")
             return ""
-        if non_empty and not value:
+        text: str = value  # JSON's value, a str as just checked
+        if non_empty and not text:
             self._report(path, "must not be empty")
-        return value
+        return text
 
     def _status(self, obj: dict[str, Any], parent: str) -> AlertStatus:
         value = self._string(obj, parent, "status")

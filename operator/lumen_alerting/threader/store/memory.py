@@ -1,188 +1,31 @@
-"""Where the threader keeps what must survive it: which alerts it has accepted, which Slack thread
-belongs to which alert, and the outbox of messages still to send.
-
-Every store gives the same guarantees, so the request handler and the delivery worker never
-know which one they talk to:
-
-- ``accept`` is atomic per alert: the idempotency key, the thread claim and the outbox entry
-  are written together or not at all. The same alert of the same notification is accepted once,
-  however many replicas receive it, and exactly one acceptance of a new alert occurrence claims
-  the thread, so exactly one parent message is ever queued for it.
-- The outbox is durable: an entry stays until ``complete``. A taken entry is leased: entries
-  whose lease ran out (their worker died, or could not record the delivery because the store
-  failed) come back through ``claim_stale``, to any consumer, the same one included.
-- The outbox is bounded (``OutboxLimits``): a notification whose new alerts (those not already
-  accepted) would take it past the bound raises ``OutboxFull`` and nothing of it is accepted. An
-  empty outbox accepts any notification, so no notification is refused forever.
-- Keys expire: idempotency keys after ``idempotency_ttl``, threads ``thread_ttl`` after their
-  last activity.
-
-``MemoryStore`` is the reference implementation (tests, single process); ``SQLiteStore``
-(``sqlite_store``) is for one replica; ``RedisStore`` (``redis_store``) is for several replicas.
-"""
+"""``MemoryStore``: all state in this process. Tests and a single process that may lose
+everything on a restart; the reference semantics every other store follows (``contract``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
 
-# parent: the thread's first message. repeat: "still firing" reply. resolve: resolved reply and
-# parent update. resolved_alone: a resolution whose firing this threader never saw (one message).
-DeliveryKind = Literal["parent", "repeat", "resolve", "resolved_alone"]
-Disposition = Literal["queued", "duplicate", "skipped"]
-
-# Alertmanager retries a failed notification for about a group_interval and an HA pair sends
-# each notification twice at once: an hour covers both. It is also shorter than the usual
-# repeat_interval (4 h), so a repeat of a firing alert is seen as a repeat, not a duplicate.
-IDEMPOTENCY_TTL = 3600.0
-THREAD_TTL = 30 * 24 * 3600.0
-
-
-class StoreUnavailable(Exception):
-    """The store cannot be reached or written: nothing was accepted (answer 503)."""
-
-
-class OutboxFull(StoreUnavailable):
-    """The notification would take the outbox past its bound: nothing was accepted (503)."""
-
-
-@dataclass(frozen=True)
-class OutboxLimits:
-    """The outbox's bound. Bytes are those of the queued alerts' JSON."""
-
-    max_entries: int = 10_000
-    max_bytes: int = 64 * 1024 * 1024
-
-    def check(self, entries: int, size: int, new_entries: int, new_bytes: int) -> None:
-        """Raise ``OutboxFull`` if adding the new entries would pass the bound."""
-        if entries == 0 or new_entries == 0:
-            return  # an empty outbox takes anything; duplicates take no room
-        if entries + new_entries > self.max_entries or size + new_bytes > self.max_bytes:
-            raise OutboxFull(
-                f"outbox full: {entries} entries ({size} bytes) queued, {new_entries} more "
-                f"({new_bytes} bytes) would pass --max-outbox-entries {self.max_entries} or "
-                f"--max-outbox-bytes {self.max_bytes}"
-            )
-
-
-DEFAULT_LIMITS = OutboxLimits()
-
-
-@dataclass(frozen=True)
-class OutboxSize:
-    """What the outbox holds, for the gauges: entries, their bytes, the oldest acceptance."""
-
-    entries: int
-    bytes: int
-    oldest_accepted_at: float | None
-
-
-def alert_bytes(alert: dict[str, Any]) -> str:
-    """The alert as stored; its UTF-8 length is what the outbox's byte bound counts."""
-    return json.dumps(alert, separators=(",", ":"))
-
-
-@dataclass(frozen=True)
-class Acceptance:
-    """One alert of one notification, as the request handler hands it to the store."""
-
-    delivery_id: str  # idempotency key: (groupKey, fingerprint, status, startsAt, endsAt)
-    thread_key: str
-    status: Literal["firing", "resolved"]
-    channel: str
-    alert: dict[str, Any]  # the alert as received, for rendering the message later
-    reply_on_repeat: bool = True
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """An outbox entry: one Slack message (or message pair) still to send."""
-
-    delivery_id: str
-    kind: DeliveryKind
-    thread_key: str
-    generation: int  # which occurrence of the thread key (a re-fire after resolution is +1)
-    channel: str
-    alert: dict[str, Any]
-    accepted_at: float
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Delivery:
-        return cls(**json.loads(text))
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    """A delivery as taken from the outbox, with the id ``complete`` needs."""
-
-    entry_id: str
-    delivery: Delivery
-    attempts: int = 0
-    size: int = 0  # bytes of the alert's JSON, as counted against --max-outbox-bytes
-
-
-@dataclass
-class ThreadRecord:
-    """One thread key: its current occurrence and the Slack message of each occurrence."""
-
-    generation: int
-    state: Literal["open", "resolving"]
-    channel: str
-    parents: dict[int, str] = field(default_factory=dict)  # generation -> parent message
-    touched_at: float = 0.0
-
-
-class ThreadStore(Protocol):
-    """What the request handler and the delivery worker need from a store."""
-
-    kind: str
-
-    async def accept(self, acceptances: Sequence[Acceptance]) -> list[Disposition]: ...
-
-    async def take(self, consumer: str, limit: int, wait: float) -> list[OutboxEntry]: ...
-
-    async def claim_stale(self, consumer: str, idle: float, limit: int) -> list[OutboxEntry]: ...
-
-    async def keep(self, consumer: str, entry_ids: Sequence[str]) -> None: ...
-
-    async def complete(self, entry: OutboxEntry) -> None: ...
-
-    async def postpone(self, entry: OutboxEntry, delay: float) -> None: ...
-
-    async def parent(self, thread_key: str, generation: int) -> str | None: ...
-
-    async def record_parent(self, thread_key: str, generation: int, message: str) -> None: ...
-
-    async def channel_id(self, channel: str) -> str | None: ...
-
-    async def remember_channel(self, channel: str, channel_id: str) -> None: ...
-
-    async def mark_sending(self, delivery_id: str) -> bool: ...
-
-    async def forget_sending(self, delivery_id: str) -> None: ...
-
-    async def dead_letter(self, entry: OutboxEntry, reason: str) -> None: ...
-
-    async def ping(self) -> None:
-        """Raise ``StoreUnavailable`` unless the store answers (SQLite: can be written)."""
-
-    async def outbox(self) -> OutboxSize: ...
-
-    async def stats(self) -> dict[str, Any]: ...
-
-    async def threads(self) -> dict[str, dict[str, Any]]: ...
-
-    async def clear_threads(self) -> int: ...
-
-    async def close(self) -> None: ...
+from .contract import (
+    DEFAULT_LIMITS,
+    IDEMPOTENCY_TTL,
+    THREAD_TTL,
+    Acceptance,
+    Delivery,
+    DeliveryKind,
+    Disposition,
+    OutboxEntry,
+    OutboxLimits,
+    OutboxSize,
+    StoreStats,
+    ThreadListing,
+    ThreadRecord,
+    alert_bytes,
+)
 
 
 class MemoryStore:
@@ -196,7 +39,7 @@ class MemoryStore:
         idempotency_ttl: float = IDEMPOTENCY_TTL,
         thread_ttl: float = THREAD_TTL,
         limits: OutboxLimits = DEFAULT_LIMITS,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._limits = limits
         self._bytes = 0
@@ -366,7 +209,7 @@ class MemoryStore:
         oldest = min((e.delivery.accepted_at for e in self._outbox.values()), default=None)
         return OutboxSize(len(self._outbox), self._bytes, oldest)
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> StoreStats:
         return {
             "store": self.kind,
             "threads": len(self._threads),
@@ -374,7 +217,7 @@ class MemoryStore:
             "dead_letters": len(self._dead),
         }
 
-    async def threads(self) -> dict[str, dict[str, Any]]:
+    async def threads(self) -> ThreadListing:
         return {key: asdict(record) for key, record in self._threads.items()}
 
     async def clear_threads(self) -> int:

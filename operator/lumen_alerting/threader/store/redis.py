@@ -20,9 +20,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.typing import XReadGroupResponse
 
-from .durability import InfoRefused
-from .store import (
+from ..durability import InfoRefused
+from .contract import (
     DEFAULT_LIMITS,
     IDEMPOTENCY_TTL,
     THREAD_TTL,
@@ -33,7 +34,9 @@ from .store import (
     OutboxFull,
     OutboxLimits,
     OutboxSize,
+    StoreStats,
     StoreUnavailable,
+    ThreadListing,
     alert_bytes,
 )
 
@@ -245,22 +248,22 @@ class RedisStore:
             await self._promote(
                 keys=[self._key("delayed"), self._outbox], args=[int(time.time() * 1000), 100]
             )
-            reply = None
+            messages: list[tuple[str, dict[str, str]]] = []
             if consumer not in self._recovered:
                 # After a restart, first what this consumer had taken and not finished.
                 self._recovered.add(consumer)
-                reply = await self._redis.xreadgroup(
-                    GROUP, consumer, {self._outbox: "0"}, count=limit
+                messages = _messages(
+                    await self._redis.xreadgroup(GROUP, consumer, {self._outbox: "0"}, count=limit)
                 )
-                if not any(messages for _stream, messages in reply or []):
-                    reply = None
-            if reply is None:
-                reply = await self._redis.xreadgroup(
-                    GROUP,
-                    consumer,
-                    {self._outbox: ">"},
-                    count=limit,
-                    block=max(1, int(wait * 1000)),
+            if not messages:
+                messages = _messages(
+                    await self._redis.xreadgroup(
+                        GROUP,
+                        consumer,
+                        {self._outbox: ">"},
+                        count=limit,
+                        block=max(1, int(wait * 1000)),
+                    )
                 )
         except RedisError as error:
             if "NOGROUP" in str(error) or "no longer exists" in str(error):
@@ -268,12 +271,8 @@ class RedisStore:
                 # group is made again on the next call.
                 self._group_ready = False
             raise self._unavailable(error) from error
-        entries = []
-        for _stream, messages in reply or []:
-            for entry_id, fields in messages:
-                if fields:  # pending entries deleted meanwhile come back empty
-                    entries.append(_entry(entry_id, fields))
-        return entries
+        # Pending entries deleted meanwhile come back without fields.
+        return [_entry(entry_id, fields) for entry_id, fields in messages if fields]
 
     async def claim_stale(self, consumer: str, idle: float, limit: int) -> list[OutboxEntry]:
         try:
@@ -327,9 +326,12 @@ class RedisStore:
 
     async def parent(self, thread_key: str, generation: int) -> str | None:
         try:
-            return await self._redis.hget(self._key("thread", thread_key), f"parent:{generation}")
+            message = await self._redis.hget(
+                self._key("thread", thread_key), f"parent:{generation}"
+            )
         except RedisError as error:
             raise self._unavailable(error) from error
+        return None if message is None else _text(message)
 
     async def record_parent(self, thread_key: str, generation: int, message: str) -> None:
         key = self._key("thread", thread_key)
@@ -344,9 +346,10 @@ class RedisStore:
 
     async def channel_id(self, channel: str) -> str | None:
         try:
-            return await self._redis.hget(self._key("channels"), channel)
+            channel_id = await self._redis.hget(self._key("channels"), channel)
         except RedisError as error:
             raise self._unavailable(error) from error
+        return None if channel_id is None else _text(channel_id)
 
     async def remember_channel(self, channel: str, channel_id: str) -> None:
         try:
@@ -415,7 +418,7 @@ class RedisStore:
             raise self._unavailable(error) from error
         return info
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> StoreStats:
         try:
             outbox = await self._redis.xlen(self._outbox)
             delayed = await self._redis.zcard(self._key("delayed"))
@@ -424,14 +427,15 @@ class RedisStore:
             raise self._unavailable(error) from error
         return {"store": self.kind, "outbox": outbox + delayed, "dead_letters": dead}
 
-    async def threads(self) -> dict[str, dict[str, Any]]:
+    async def threads(self) -> ThreadListing:
         found: dict[str, dict[str, Any]] = {}
         prefix = self._key("thread", "")
         # A prefix is taken literally: its glob characters must not match another's keys.
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
         try:
             async for key in self._redis.scan_iter(match=pattern, count=500):
-                found[key[len(prefix) :]] = await self._redis.hgetall(key)
+                fields = await self._redis.hgetall(key)
+                found[_text(key)[len(prefix) :]] = {_text(k): _text(v) for k, v in fields.items()}
         except RedisError as error:
             raise self._unavailable(error) from error
         return found
@@ -444,6 +448,23 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _text(reply: bytes | str) -> str:
+    """A reply as the str it is: the client decodes every reply (``decode_responses``), but
+    redis-py's types say ``bytes | str`` whatever the setting."""
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
+def _messages(reply: XReadGroupResponse | None) -> list[tuple[str, dict[str, str]]]:
+    """The ``(entry id, fields)`` of an XREADGROUP reply, every stream's in turn. The client
+    speaks RESP2, whose reply is ``[[stream, [(id, fields), ...]], ...]`` (None when nothing
+    came); RESP3's map form is never asked for."""
+    if isinstance(reply, dict):
+        raise TypeError("XREADGROUP answered in RESP3 form; the store speaks RESP2")
+    return [
+        (entry_id, fields) for _stream, messages in reply or [] for entry_id, fields in messages
+    ]
 
 
 def _entry(entry_id: str, fields: dict[str, str]) -> OutboxEntry:

@@ -34,12 +34,12 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .store import (
+from .contract import (
     DEFAULT_LIMITS,
     IDEMPOTENCY_TTL,
     THREAD_TTL,
@@ -51,7 +51,9 @@ from .store import (
     OutboxFull,
     OutboxLimits,
     OutboxSize,
+    StoreStats,
     StoreUnavailable,
+    ThreadListing,
     alert_bytes,
 )
 
@@ -229,7 +231,7 @@ class SQLiteStore:
                 tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
-    def _transaction(self) -> Any:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._db
         assert db is not None, "the store is closed"
         db.execute("BEGIN IMMEDIATE")
@@ -541,7 +543,7 @@ class SQLiteStore:
         oldest = self._read_one("SELECT accepted_at FROM outbox ORDER BY id LIMIT 1", ())
         return OutboxSize(self._entries, self._bytes, oldest)
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self) -> StoreStats:
         threads, dead = await self._run(self._counts)
         return {
             "store": self.kind,
@@ -556,7 +558,7 @@ class SQLiteStore:
         dead = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         return threads, dead
 
-    async def threads(self) -> dict[str, dict[str, Any]]:
+    async def threads(self) -> ThreadListing:
         return await self._run(self._threads)
 
     def _threads(self) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,60 @@
+"""Where the threader keeps what must survive it. Which store for which scale:
+
+- ``MemoryStore`` (``--store memory``; ``store.memory``): one process, nothing survives a restart.
+  Tests, and the reference semantics every other store follows.
+- ``SQLiteStore`` (``--store sqlite:PATH``; ``store.sqlite``): one replica, on a persistent
+  volume. One file, one fsync per group of notifications.
+- ``RedisStore`` (``--store redis://HOST:PORT/DB``; ``store.redis``): several replicas sharing
+  one Redis (with AOF and ``noeviction``), each threader under its own key prefix.
+
+The contract they share (``ThreadStore`` for the request handler and the delivery worker,
+``StoreAdmin`` for ``/stats`` and ``/cache``, the records and errors) is in ``store.contract``.
+Only it and ``MemoryStore`` are re-exported here, so that importing the contract never imports
+``sqlite3`` or ``redis``; ``service.open_store`` imports the store it opens.
+"""
+
+from .contract import (
+    DEFAULT_LIMITS,
+    IDEMPOTENCY_TTL,
+    THREAD_TTL,
+    Acceptance,
+    Delivery,
+    DeliveryKind,
+    Disposition,
+    OutboxEntry,
+    OutboxFull,
+    OutboxLimits,
+    OutboxSize,
+    StoreAdmin,
+    StoreStats,
+    StoreUnavailable,
+    ThreadListing,
+    ThreadRecord,
+    ThreadState,
+    ThreadStore,
+    alert_bytes,
+)
+from .memory import MemoryStore
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "IDEMPOTENCY_TTL",
+    "THREAD_TTL",
+    "Acceptance",
+    "Delivery",
+    "DeliveryKind",
+    "Disposition",
+    "MemoryStore",
+    "OutboxEntry",
+    "OutboxFull",
+    "OutboxLimits",
+    "OutboxSize",
+    "StoreAdmin",
+    "StoreStats",
+    "StoreUnavailable",
+    "ThreadListing",
+    "ThreadRecord",
+    "ThreadState",
+    "ThreadStore",
+    "alert_bytes",
+]
