@@ -10,12 +10,8 @@ from typing import Any
 import pytest
 import redis
 
-from lumen_alerting.threader.durability import (
-    DurabilityCheck,
-    InfoRefused,
-    redis_durability,
-)
-from lumen_alerting.threader.store import Acceptance, StoreUnavailable
+from lumen_alerting.threader.durability import DurabilityCheck, redis_durability
+from lumen_alerting.threader.store import Acceptance, InfoRefused, StoreUnavailable
 from lumen_alerting.threader.store.redis import RedisStore
 from tests.threader_run import RedisServer
 

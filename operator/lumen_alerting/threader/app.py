@@ -22,7 +22,7 @@ from .acceptance import InvalidChannel, acceptances, choose_channel
 from .config import ThreaderConfig
 from .durability import DurabilityCheck
 from .metrics import ThreaderMetrics
-from .store import Acceptance, OutboxFull, StoreAdmin, StoreUnavailable, ThreadStore
+from .store.contract import Acceptance, OutboxFull, StoreAdmin, StoreUnavailable, ThreadStore
 from .webhook import MAX_ALERTS, InvalidNotification, Notification, parse_notification
 
 log = logging.getLogger("lumen.threader.http")

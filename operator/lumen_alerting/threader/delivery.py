@@ -36,7 +36,7 @@ from .messages import (
 from .metrics import ThreaderMetrics
 from .pacing import ChannelPace
 from .slack import MessageRef, SlackClient, SlackError
-from .store import Delivery, OutboxEntry, StoreUnavailable, ThreadStore
+from .store.contract import Delivery, OutboxEntry, StoreUnavailable, ThreadStore
 from .webhook import Alert, alert_from_json
 
 log = logging.getLogger("lumen.threader.delivery")

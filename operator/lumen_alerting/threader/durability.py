@@ -15,17 +15,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .store import StoreUnavailable
+from .store.contract import InfoRefused, StoreUnavailable
 
 log = logging.getLogger("lumen.threader.durability")
 
 # /ready asks at most this often; Redis' settings change rarely (CONFIG SET, a failover).
 CACHE_SECONDS = 5.0
 ALLOW_FLAG = "--allow-volatile-store"
-
-
-class InfoRefused(Exception):
-    """Redis answered INFO with an error (an ACL without +info, a renamed command)."""
 
 
 @dataclass(frozen=True)

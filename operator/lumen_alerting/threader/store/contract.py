@@ -53,6 +53,11 @@ class OutboxFull(StoreUnavailable):
     """The notification would take the outbox past its bound: nothing was accepted (503)."""
 
 
+class InfoRefused(Exception):
+    """Redis answered INFO with an error (an ACL without +info, a renamed command): the store
+    works, but ``durability`` cannot verify its persistence settings."""
+
+
 @dataclass(frozen=True)
 class OutboxLimits:
     """The outbox's bound. Bytes are those of the queued alerts' JSON."""

@@ -22,7 +22,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import XReadGroupResponse
 
-from ..durability import InfoRefused
 from .contract import (
     DEFAULT_LIMITS,
     IDEMPOTENCY_TTL,
@@ -30,6 +29,7 @@ from .contract import (
     Acceptance,
     Delivery,
     Disposition,
+    InfoRefused,
     OutboxEntry,
     OutboxFull,
     OutboxLimits,
