@@ -190,6 +190,8 @@ def test_no_channel_at_all_is_refused(requested: str | None, default: str | None
         ("c0123abcd", None, "'c0123abcd'"),  # ids are upper case
         ("C012", None, "'C012'"),  # too short for an id
         (None, "alerts", "'alerts'"),  # a bad default is refused too
+        ("#alerts\n", None, "'#alerts\\n'"),  # a pattern's $ would let the newline through
+        ("C0123ABCD\n", None, "'C0123ABCD\\n'"),
     ],
 )
 def test_a_channel_that_is_neither_a_name_nor_an_id_is_refused(

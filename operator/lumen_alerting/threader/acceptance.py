@@ -22,7 +22,7 @@ def choose_channel(requested: str | None, default: str | None) -> str:
     channel = requested or default
     if not channel:
         raise InvalidChannel("no channel: add ?channel=#name or start with --default-channel")
-    if not CHANNEL.match(channel):
+    if not CHANNEL.fullmatch(channel):
         raise InvalidChannel(f"channel {channel!r} is not #name or a channel id")
     return channel
 

@@ -21,7 +21,7 @@ from ..settings import Setting, flag_or_environment, parse_or_exit, seconds, who
 ENV_PREFIX = "LUMEN_THREADER_"
 DEFAULT_SLACK_API = "https://slack.com/api"
 ThreadKeyMode = Literal["occurrence", "labels"]
-CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CDG][A-Z0-9]{5,})$")
+CHANNEL = re.compile(r"#[a-z0-9][a-z0-9._-]{0,79}|[CDG][A-Z0-9]{5,}")  # whole string: fullmatch
 DEFAULT_KEY_PREFIX = "lumen:threader:"
 MAX_KEY_PREFIX = 200
 # Printable ASCII without spaces: the prefix shows up in redis-cli, logs and SCAN patterns.
@@ -175,7 +175,7 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
     if store.startswith(("sqlite:", "file:")) and not store.partition(":")[2]:
         raise ValueError(f"--store: {store.partition(':')[0]}: needs a path")
     channel = setting("default-channel") or None
-    if channel is not None and not CHANNEL.match(channel):
+    if channel is not None and not CHANNEL.fullmatch(channel):
         raise ValueError(f"--default-channel: {channel!r} is not #name or a channel id")
     thread_key = setting("thread-key") or "occurrence"
     if thread_key not in ("occurrence", "labels"):
