@@ -200,3 +200,29 @@ def test_an_info_denied_by_acl_cannot_be_verified(servers: list[RedisServer]) ->
         await store.close()
 
     run(scenario())
+
+
+def test_clearing_threads_a_user_may_not_delete_is_unavailable_not_a_crash(
+    servers: list[RedisServer],
+) -> None:
+    """A Redis error in the middle of ``clear_threads`` (here: DEL refused by an ACL, after
+    the scan) is ``StoreUnavailable``, which ``DELETE /cache`` answers 503, not a 500."""
+    server = RedisServer().start()
+    servers.append(server)
+    admin = redis.Redis.from_url(server.url)
+    admin.acl_setuser(
+        "threader", enabled=True, passwords=["+threader-password-0123"], keys=["*"],
+        channels=["*"], commands=["+@all", "-del", "-unlink"],
+    )  # fmt: skip
+    admin.close()
+    url = f"redis://threader:threader-password-0123@127.0.0.1:{server.port}/0"
+
+    async def scenario() -> None:
+        store = RedisStore(url)
+        assert await store.accept([acceptance(1)]) == ["queued"]
+        with pytest.raises(StoreUnavailable, match="no permissions to run the 'del' command"):
+            await store.clear_threads()
+        assert len(await store.threads()) == 1  # nothing was cleared
+        await store.close()
+
+    run(scenario())

@@ -443,7 +443,10 @@ class RedisStore:
     async def clear_threads(self) -> int:
         keys = list(await self.threads())
         if keys:
-            await self._redis.delete(*(self._key("thread", key) for key in keys))
+            try:
+                await self._redis.delete(*(self._key("thread", key) for key in keys))
+            except RedisError as error:
+                raise self._unavailable(error) from error
         return len(keys)
 
     async def close(self) -> None:
