@@ -20,11 +20,11 @@ import yaml
 
 from lumen_alerting.operator.config import _parser
 from lumen_alerting.operator.kinds import POLICY, PROMETHEUS_RULE, SECRET
-from tests.kube_api import ClusterEmulator
-from tests.operator_run import Kubectl, condition
-from tests.polling import eventually, free_port
-from tests.schemas import REPO
-from tests.settings_docs import undocumented
+from tests.support.kube_api import ClusterEmulator
+from tests.support.operator_run import Kubectl, condition
+from tests.support.polling import eventually, free_port
+from tests.support.schemas import REPO
+from tests.support.settings_docs import undocumented
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -31,10 +31,10 @@ from lumen_alerting.render.routing import (
     builtin_inhibit_rules,
 )
 from lumen_alerting.threader import webhook as threader_webhook
-from tests.polling import free_port
-from tests.schemas import validate_object
+from tests.support.polling import free_port
+from tests.support.schemas import validate_object
 
-POLICY_DIR = Path(__file__).parent / "policies"
+POLICY_DIR = Path(__file__).parents[1] / "policies"
 POLICY_FILES = sorted(POLICY_DIR.glob("routing-*.yaml"))
 AMTOOL = shutil.which("amtool")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")

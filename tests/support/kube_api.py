@@ -53,7 +53,7 @@ import jsonpatch
 import kmock
 import yaml
 
-from tests.background_loop import BackgroundLoop
+from tests.support.background_loop import BackgroundLoop
 
 __all__ = [
     "ApiCall",

@@ -1,5 +1,5 @@
 """
-Tests of the Slack Web API double (tests/slack_api.py), over real HTTP with httpx.
+Tests of the Slack Web API double (tests/support/slack_api.py), over real HTTP with httpx.
 
 Each test proves one behaviour of Slack's Web API that the threader's Slack client relies on
 (shapes, auth, errors, Block Kit limits, rate limits) or one injected failure, so that threader
@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests import slack_api
-from tests.polling import eventually
-from tests.slack_api import Call, ManualClock, SlackDouble
+from tests.support import slack_api
+from tests.support.polling import eventually
+from tests.support.slack_api import Call, ManualClock, SlackDouble
 
 pytestmark = pytest.mark.timeout(60)
 

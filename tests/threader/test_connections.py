@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.slack_api import SlackDouble
-from tests.threader_run import WEBHOOK_TOKEN, ThreaderProcess, alert, notification
+from tests.support.slack_api import SlackDouble
+from tests.support.threader_run import WEBHOOK_TOKEN, ThreaderProcess, alert, notification
 
 pytestmark = pytest.mark.timeout(180)
 

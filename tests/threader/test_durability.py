@@ -17,7 +17,7 @@ from lumen_alerting.threader.durability import (
 )
 from lumen_alerting.threader.redis_store import RedisStore
 from lumen_alerting.threader.store import Acceptance, StoreUnavailable
-from tests.threader_run import RedisServer
+from tests.support.threader_run import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,10 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.polling import eventually
-from tests.schemas import REPO
-from tests.slack_api import SlackDouble
-from tests.threader_run import SLACK_TOKEN, WEBHOOK_TOKEN, ThreaderProcess, alert, notification
+from tests.support.polling import eventually
+from tests.support.schemas import REPO
+from tests.support.slack_api import SlackDouble
+from tests.support.threader_run import (
+    SLACK_TOKEN,
+    WEBHOOK_TOKEN,
+    ThreaderProcess,
+    alert,
+    notification,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
