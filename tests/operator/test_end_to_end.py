@@ -59,12 +59,6 @@ def resource_key(kind: Any) -> str:
 
 
 @pytest.fixture()
-def cluster() -> Iterator[ClusterEmulator]:
-    with ClusterEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture()
 def kubectl(cluster: ClusterEmulator) -> Iterator[Kubectl]:
     client = Kubectl(cluster.url)
     yield client

@@ -42,12 +42,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def cluster() -> Iterator[ClusterEmulator]:
-    with ClusterEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
 def api(cluster: ClusterEmulator) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=cluster.url, timeout=10) as client:
         yield client

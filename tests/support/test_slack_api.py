@@ -13,7 +13,6 @@ import concurrent.futures
 import json
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -77,12 +76,6 @@ def posted(slack: SlackDouble, channel: str = CH, **body: Any) -> str:
     answer = post(slack, channel, **body)
     assert answer["ok"] is True, answer
     return str(answer["ts"])
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackDouble]:
-    with SlackDouble(rate_limit=False) as double:
-        yield double
 
 
 # --------------------------------------------------------------------------------------------

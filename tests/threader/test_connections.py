@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -31,12 +30,6 @@ GIVE_UP = 40.0
 class Outcome:
     kind: str
     cut_after: float | None  # seconds from connecting (or from going idle) to EOF/reset
-
-
-@pytest.fixture()
-def slack() -> Iterator[SlackDouble]:
-    with SlackDouble(rate_limit=False) as double:
-        yield double
 
 
 def threader_with_limits(slack: SlackDouble, **flags: str) -> ThreaderProcess:

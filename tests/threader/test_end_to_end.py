@@ -31,6 +31,7 @@ from tests.support.threader_run import (
 pytestmark = pytest.mark.timeout(180)
 
 
+# Not tests/conftest.py's slack: end to end, Slack's default rate limits apply.
 @pytest.fixture()
 def slack() -> Iterator[SlackDouble]:
     with SlackDouble() as double:

@@ -107,6 +107,7 @@ def test_an_empty_slack_token_file(secrets: Path) -> None:
 # --- running -------------------------------------------------------------------------------------
 
 
+# Not tests/conftest.py's slack: rate limits on, 50 a second per channel, bursts of 50.
 @pytest.fixture()
 def slack() -> Iterator[SlackDouble]:
     with SlackDouble(rate_per_channel=50, burst=50) as double:
