@@ -8,8 +8,8 @@ operator's CPU per policy of both (targets: within 20 s; 1,000 within 1.2x of 20
 
 The operator runs as its own process, exactly as deployed: the ``lumen-operator`` console script,
 logging in through a kubeconfig that points at the emulated API server of the tests
-(``tests/kube_api.py``, in this process). Every policy is the gateway example (9 children and
-a token Secret). Prints the time until every policy is Ready, p50/p99 of create -> Ready per
+(``tests/support/kube_api.py``, in this process). Every policy is the gateway example (9 children
+and a token Secret). Prints the time until every policy is Ready, p50/p99 of create -> Ready per
 policy, and the operator's CPU while idle afterwards. Targets (issue 3): all Ready within 30 s,
 p99 under 5 s, idle CPU under 2 %.
 """
@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lumen_alerting.operator.kinds import POLICY  # noqa: E402
-from tests.kube_api import ClusterEmulator  # noqa: E402
-from tests.polling import free_port  # noqa: E402
+from tests.support.kube_api import ClusterEmulator  # noqa: E402
+from tests.support.polling import free_port  # noqa: E402
 
 GATEWAY = yaml.safe_load((REPO / "examples" / "gateway.yaml").read_text())
 NAMESPACES = 10

@@ -31,9 +31,9 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.polling import free_port  # noqa: E402
-from tests.slack_api import SlackDouble  # noqa: E402
-from tests.threader_run import (  # noqa: E402
+from tests.support.polling import free_port  # noqa: E402
+from tests.support.slack_api import SlackDouble  # noqa: E402
+from tests.support.threader_run import (  # noqa: E402
     WEBHOOK_TOKEN,
     RedisServer,
     ThreaderProcess,

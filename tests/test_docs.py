@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from tests.schemas import REPO
+from tests.support.schemas import REPO
 
 # A script in tools/, loaded for its generator.
 _spec = importlib.util.spec_from_file_location(

@@ -1,6 +1,6 @@
 """Write files/operator-rbac.yaml, the operator's RBAC rules for the chart.
 
-Run ``make rbac``; tests/test_operator_rbac.py fails when the committed file is out of date.
+Run ``make rbac``; tests/operator/test_end_to_end.py fails when the committed file is out of date.
 """
 
 from __future__ import annotations

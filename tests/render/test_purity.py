@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from lumen_alerting.cli.lumenctl import main
-from tests.schemas import REPO
+from tests.support.schemas import REPO
 
 POLICY_FILES = sorted([*REPO.glob("examples/*.yaml"), *REPO.glob("tests/policies/*.yaml")])
 FORMATS = ["manifests", "rules", "alertmanager"]

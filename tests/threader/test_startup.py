@@ -14,10 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.polling import eventually
-from tests.schemas import REPO
-from tests.slack_api import SlackDouble
-from tests.threader_run import SLACK_TOKEN, WEBHOOK_TOKEN, ThreaderProcess, alert, notification
+from tests.support.polling import eventually
+from tests.support.schemas import REPO
+from tests.support.slack_api import SlackDouble
+from tests.support.threader_run import (
+    SLACK_TOKEN,
+    WEBHOOK_TOKEN,
+    ThreaderProcess,
+    alert,
+    notification,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -101,6 +107,7 @@ def test_an_empty_slack_token_file(secrets: Path) -> None:
 # --- running -------------------------------------------------------------------------------------
 
 
+# Not tests/conftest.py's slack: rate limits on, 50 a second per channel, bursts of 50.
 @pytest.fixture()
 def slack() -> Iterator[SlackDouble]:
     with SlackDouble(rate_per_channel=50, burst=50) as double:

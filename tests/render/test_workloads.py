@@ -21,9 +21,9 @@ from lumen_alerting.render.objects import (
     RenderOptions,
 )
 from lumen_alerting.render.threader import SecretRequest, threader_objects, threader_secret
-from tests.schemas import validate_object
+from tests.support.schemas import validate_object
 
-POLICIES = sorted((Path(__file__).parent / "policies").glob("workloads-*.yaml"))
+POLICIES = sorted((Path(__file__).parents[1] / "policies").glob("workloads-*.yaml"))
 OPTIONS = RenderOptions(
     kps_release="kps-test",
     threader_image="registry.example/lumen:1.2.3",
@@ -34,7 +34,7 @@ Manifest = dict[str, Any]
 
 
 def load(name: str, uid: str = "") -> Policy:
-    manifest = yaml.safe_load((Path(__file__).parent / "policies" / name).read_text())
+    manifest = yaml.safe_load((Path(__file__).parents[1] / "policies" / name).read_text())
     return dataclasses.replace(policy_from_manifest(manifest), uid=uid)
 
 

@@ -18,7 +18,7 @@ from lumen_alerting.render.alerts import number
 from lumen_alerting.render.prometheus_rule import rules_file
 from lumen_alerting.rule_tests.burn_rate_cases import slo_unit_tests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 POLICIES = [
     *sorted(str(p) for p in (ROOT / "examples").glob("*.yaml")),
     *sorted(str(p) for p in (ROOT / "tests" / "policies").glob("slo-*.yaml")),

@@ -31,8 +31,8 @@ from lumen_alerting.operator.rbac import operator_rules, peering_rules
 from lumen_alerting.policy.document import policy_from_manifest
 from lumen_alerting.render import render_policy
 from lumen_alerting.render.objects import POLICY_LABEL
-from tests.kube_api import ClusterEmulator
-from tests.operator_run import (
+from tests.support.kube_api import ClusterEmulator
+from tests.support.operator_run import (
     TEST_CONFIG,
     Kubectl,
     LogRecorder,
@@ -41,8 +41,8 @@ from tests.operator_run import (
     kopf_done,
     running_operator,
 )
-from tests.polling import eventually
-from tests.schemas import REPO, validate_object
+from tests.support.polling import eventually
+from tests.support.schemas import REPO, validate_object
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,12 +56,6 @@ EVERY_KIND["spec"]["exporter"]["persistence"] = {"enabled": True}
 
 def resource_key(kind: Any) -> str:
     return f"{kind.api_version}/{kind.plural}"
-
-
-@pytest.fixture()
-def cluster() -> Iterator[ClusterEmulator]:
-    with ClusterEmulator() as emulator:
-        yield emulator
 
 
 @pytest.fixture()
@@ -485,7 +479,7 @@ def test_a_policy_too_big_to_store_is_refused_and_its_children_stay(
     """#8 item 12: the spec grows past what etcd would store with kopf's copy of it: just over
     the estimate, and so far over that etcd refuses kopf's copy (the operator's own small
     status write still says why)."""
-    from tests.test_sizes import big_policy, largest_fitting
+    from tests.render.test_sizes import big_policy, largest_fitting
 
     with running_operator(cluster.url):
         create_gateway(kubectl)
@@ -512,7 +506,7 @@ def test_a_policy_just_under_the_size_limit_applies(
 ) -> None:
     """What validates applies: etcd's limit (enforced by the emulator) holds the policy with
     kopf's copy of its spec, and every child."""
-    from tests.test_sizes import big_policy, largest_fitting
+    from tests.render.test_sizes import big_policy, largest_fitting
 
     with running_operator(cluster.url):
         policy = create_gateway(kubectl, big_policy(largest_fitting()))

@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from tests.polling import eventually, free_port
-from tests.schemas import REPO
+from tests.support.polling import eventually, free_port
+from tests.support.schemas import REPO
 
 WEBHOOK_TOKEN = "webhook-token-0123456789abcdef"
 ADMIN_TOKEN = "admin-token-0123456789abcdef"

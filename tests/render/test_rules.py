@@ -16,7 +16,7 @@ from lumen_alerting.policy import Policy, policy_from_manifest
 from lumen_alerting.presets import GATEWAY, PIPELINE
 from lumen_alerting.render import RenderOptions, render_policy
 from lumen_alerting.render.prometheus_rule import prometheus_rule, rules_file
-from tests.schemas import REPO, validate_object
+from tests.support.schemas import REPO, validate_object
 
 POLICY_FILES = sorted([*REPO.glob("examples/*.yaml"), *REPO.glob("tests/policies/*.yaml")])
 SEEDS = REPO.parent / "shared" / "seeds"

@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.polling import eventually
-from tests.schemas import REPO
-from tests.slack_api import SlackDouble
-from tests.threader_run import RedisServer, ThreaderProcess, alert, notification
+from tests.support.polling import eventually
+from tests.support.schemas import REPO
+from tests.support.slack_api import SlackDouble
+from tests.support.threader_run import RedisServer, ThreaderProcess, alert, notification
 
 pytestmark = pytest.mark.timeout(300)
 

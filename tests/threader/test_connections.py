@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from tests.slack_api import SlackDouble
-from tests.threader_run import WEBHOOK_TOKEN, ThreaderProcess, alert, notification
+from tests.support.slack_api import SlackDouble
+from tests.support.threader_run import WEBHOOK_TOKEN, ThreaderProcess, alert, notification
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,12 +30,6 @@ GIVE_UP = 40.0
 class Outcome:
     kind: str
     cut_after: float | None  # seconds from connecting (or from going idle) to EOF/reset
-
-
-@pytest.fixture()
-def slack() -> Iterator[SlackDouble]:
-    with SlackDouble(rate_limit=False) as double:
-        yield double
 
 
 def threader_with_limits(slack: SlackDouble, **flags: str) -> ThreaderProcess:

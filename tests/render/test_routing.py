@@ -31,10 +31,10 @@ from lumen_alerting.render.routing import (
     builtin_inhibit_rules,
 )
 from lumen_alerting.threader import webhook as threader_webhook
-from tests.polling import free_port
-from tests.schemas import validate_object
+from tests.support.polling import free_port
+from tests.support.schemas import validate_object
 
-POLICY_DIR = Path(__file__).parent / "policies"
+POLICY_DIR = Path(__file__).parents[1] / "policies"
 POLICY_FILES = sorted(POLICY_DIR.glob("routing-*.yaml"))
 AMTOOL = shutil.which("amtool")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -493,17 +493,18 @@ def alertmanager(policies: dict[str, Policy], tmp_path: Path) -> Iterator[str]:
     config = write_config(tmp_path, list(policies.values()))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [
-            ALERTMANAGER,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "alertmanager.log").open("w"),
-    )
+    with (tmp_path / "alertmanager.log").open("w") as log_file:  # the process keeps its own copy
+        process = subprocess.Popen(
+            [
+                ALERTMANAGER,
+                f"--config.file={config}",
+                f"--storage.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
     try:
         deadline = time.monotonic() + 20
         while True:

@@ -92,7 +92,7 @@ from typing import Any, Final, Literal
 
 import aiohttp.web
 
-from tests.background_loop import BackgroundLoop
+from tests.support.background_loop import BackgroundLoop
 
 __all__ = ["Call", "MessageVersion", "SlackDouble", "StoredMessage"]
 

@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,11 +19,11 @@ import yaml
 
 from lumen_alerting.operator.config import _parser
 from lumen_alerting.operator.kinds import POLICY, PROMETHEUS_RULE, SECRET
-from tests.kube_api import ClusterEmulator
-from tests.operator_run import Kubectl, condition
-from tests.polling import eventually, free_port
-from tests.schemas import REPO
-from tests.settings_docs import undocumented
+from tests.support.kube_api import ClusterEmulator
+from tests.support.operator_run import Kubectl, condition
+from tests.support.polling import eventually, free_port
+from tests.support.schemas import REPO
+from tests.support.settings_docs import undocumented
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,12 +54,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LUMEN_", "KUBERNETES_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "operator"), env.get("PYTHONPATH", "")])
     return {**env, **extra}
-
-
-@pytest.fixture()
-def cluster() -> Iterator[ClusterEmulator]:
-    with ClusterEmulator() as emulator:
-        yield emulator
 
 
 def test_bad_flag_is_refused_with_its_name() -> None:

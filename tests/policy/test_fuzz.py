@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from lumen_alerting.policy import InvalidPolicy, policy_from_manifest
 from lumen_alerting.render import render_policy
-from tests.document_mutation import mutations, node_paths
-from tests.schemas import REPO
+from tests.support.document_mutation import mutations, node_paths
+from tests.support.schemas import REPO
 
 EXAMPLES = [yaml.safe_load(p.read_text()) for p in sorted(REPO.glob("examples/*.yaml"))]
 

@@ -1,5 +1,5 @@
 """
-Tests of the Slack Web API double (tests/slack_api.py), over real HTTP with httpx.
+Tests of the Slack Web API double (tests/support/slack_api.py), over real HTTP with httpx.
 
 Each test proves one behaviour of Slack's Web API that the threader's Slack client relies on
 (shapes, auth, errors, Block Kit limits, rate limits) or one injected failure, so that threader
@@ -13,15 +13,14 @@ import concurrent.futures
 import json
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests import slack_api
-from tests.polling import eventually
-from tests.slack_api import Call, ManualClock, SlackDouble
+from tests.support import slack_api
+from tests.support.polling import eventually
+from tests.support.slack_api import Call, ManualClock, SlackDouble
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -77,12 +76,6 @@ def posted(slack: SlackDouble, channel: str = CH, **body: Any) -> str:
     answer = post(slack, channel, **body)
     assert answer["ok"] is True, answer
     return str(answer["ts"])
-
-
-@pytest.fixture
-def slack() -> Iterator[SlackDouble]:
-    with SlackDouble(rate_limit=False) as double:
-        yield double
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.32"
 
 _UPSTREAM_FILES = {

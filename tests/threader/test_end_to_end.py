@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.document_mutation import mutations
-from tests.polling import eventually
-from tests.slack_api import SlackDouble
-from tests.threader_run import (
+from tests.support.document_mutation import mutations
+from tests.support.polling import eventually
+from tests.support.slack_api import SlackDouble
+from tests.support.threader_run import (
     ADMIN_TOKEN,
     T0,
     WEBHOOK_TOKEN,
@@ -31,6 +31,7 @@ from tests.threader_run import (
 pytestmark = pytest.mark.timeout(180)
 
 
+# Not tests/conftest.py's slack: end to end, Slack's default rate limits apply.
 @pytest.fixture()
 def slack() -> Iterator[SlackDouble]:
     with SlackDouble() as double:

@@ -11,8 +11,8 @@ import yaml
 from lumen_alerting.policy.document import policy_from_manifest
 from lumen_alerting.render.threader import THREADER_DIR, enabled_threader, threader_args
 from lumen_alerting.threader.config import _parser, parse_config
-from tests.schemas import REPO
-from tests.settings_docs import undocumented
+from tests.support.schemas import REPO
+from tests.support.settings_docs import undocumented
 
 TOKEN = "0123456789abcdef0123"
 

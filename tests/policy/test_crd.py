@@ -16,7 +16,7 @@ import yaml
 from lumen_alerting.manifest_yaml import to_yaml
 from lumen_alerting.policy import InvalidPolicy, policy_from_manifest
 from lumen_alerting.policy.schema import crd
-from tests.schemas import REPO, validate_object
+from tests.support.schemas import REPO, validate_object
 
 CRD_FILE = REPO / "crds" / "lumen.dev_lumenalertpolicies.yaml"
 POLICY_FILES = sorted([*REPO.glob("examples/*.yaml"), *REPO.glob("tests/policies/*.yaml")])

@@ -27,7 +27,7 @@ from lumen_alerting.operator.status import (
 from lumen_alerting.policy.document import policy_from_manifest
 from lumen_alerting.render import render_policy
 from lumen_alerting.render.objects import RenderOptions
-from tests.schemas import REPO
+from tests.support.schemas import REPO
 
 UID = "0b0e4c55-7a3e-4f4b-9d0c-9b1d3c1f0001"
 

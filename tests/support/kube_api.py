@@ -2,7 +2,7 @@
 An in-memory Kubernetes API server for tests, built on kmock's ``KubernetesEmulator``.
 
 No real API server can run where these tests run, so the operator (kopf plus the operator's
-own httpx client) is tested against :class:`ApiServer`: a kmock emulator that adds the API
+own aiohttp client) is tested against :class:`ApiServer`: a kmock emulator that adds the API
 server semantics the operator depends on — resourceVersions from one etcd-like counter, uids,
 generations, the status subresource, all four patch types incl. server-side apply with
 a simple managed-fields model, finalizers, delete preconditions, label/field selectors,
@@ -53,7 +53,7 @@ import jsonpatch
 import kmock
 import yaml
 
-from tests.background_loop import BackgroundLoop
+from tests.support.background_loop import BackgroundLoop
 
 __all__ = [
     "ApiCall",

@@ -20,9 +20,15 @@ import yaml
 
 from lumen_alerting.threader.app import MAX_BODY
 from lumen_alerting.threader.webhook import MAX_ALERTS
-from tests.polling import eventually, free_port
-from tests.slack_api import SlackDouble
-from tests.threader_run import WEBHOOK_TOKEN, RedisServer, ThreaderProcess, alert, notification
+from tests.support.polling import eventually, free_port
+from tests.support.slack_api import SlackDouble
+from tests.support.threader_run import (
+    WEBHOOK_TOKEN,
+    RedisServer,
+    ThreaderProcess,
+    alert,
+    notification,
+)
 
 pytestmark = pytest.mark.timeout(240)
 

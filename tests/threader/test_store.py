@@ -455,7 +455,7 @@ def test_sqlite_paths_it_cannot_use_are_one_line(tmp_path: Path) -> None:
 
 def test_sqlite_write_failure_accepts_nothing(tmp_path: Path) -> None:
     """A write that fails (here: the connection made read-only; the full disk is
-    test_threader.py's) is StoreUnavailable and leaves nothing accepted."""
+    test_store_faults.py's) is StoreUnavailable and leaves nothing accepted."""
 
     def query_only(store: SQLiteStore, on: bool) -> Any:
         assert store._db is not None

@@ -1,5 +1,5 @@
 """
-Tests of the API-server emulator (tests/kube_api.py), over real HTTP.
+Tests of the API-server emulator (tests/support/kube_api.py), over real HTTP.
 
 Each test proves one behaviour of a real Kubernetes API server that the operator relies on,
 so that operator tests running against the emulator mean something. The last test runs
@@ -27,7 +27,7 @@ import kmock
 import kopf
 import pytest
 
-from tests.kube_api import ApiCall, ApiServer, ClusterEmulator, parse_label_selector
+from tests.support.kube_api import ApiCall, ApiServer, ClusterEmulator, parse_label_selector
 
 LAP = "lumen.dev/v1alpha1/lumenalertpolicies"
 LAP_PATH = "/apis/lumen.dev/v1alpha1"
@@ -39,12 +39,6 @@ pytestmark = pytest.mark.timeout(60)
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cluster() -> Iterator[ClusterEmulator]:
-    with ClusterEmulator() as emulator:
-        yield emulator
 
 
 @pytest.fixture
@@ -1127,7 +1121,7 @@ def test_kopf_operator_end_to_end(cluster: ClusterEmulator, api: httpx.Client) -
 def test_objects_over_etcds_limit_are_refused_as_the_api_server_does(api: httpx.Client) -> None:
     """etcd's 1.5 MiB limit on one write (500 ``etcdserver: request is too large``, nothing
     stored), and the API server's 3 MiB limit on a request body (413)."""
-    from tests.test_sizes import big_policy
+    from tests.render.test_sizes import big_policy
 
     small = big_policy(100)
     small["metadata"]["namespace"] = NS

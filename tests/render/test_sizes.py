@@ -16,7 +16,7 @@ from lumen_alerting.cli.lumenctl import main
 from lumen_alerting.policy.document import policy_from_manifest
 from lumen_alerting.render import render_policy
 from lumen_alerting.render.sizes import MAX_OBJECT_BYTES, size_problems, stored_policy_bytes
-from tests.schemas import REPO
+from tests.support.schemas import REPO
 
 GATEWAY = yaml.safe_load((REPO / "examples" / "gateway.yaml").read_text())
 

@@ -13,7 +13,7 @@ import redis
 from lumen_alerting.threader.durability import DurabilityCheck, redis_durability
 from lumen_alerting.threader.store import Acceptance, InfoRefused, StoreUnavailable
 from lumen_alerting.threader.store.redis import RedisStore
-from tests.threader_run import RedisServer
+from tests.support.threader_run import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 
