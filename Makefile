@@ -37,11 +37,11 @@ setup: $(STAMP_APT) $(STAMP_VENV) $(STAMP_HELM) $(STAMP_CRDS) ## install everyth
 test: setup lint ## lint + full pytest run (the single test command)
 	$(VENV)/bin/pytest
 
-lint: $(STAMP_VENV) ## ruff, import contracts (.importlinter) and mypy --strict
+lint: $(STAMP_VENV) ## ruff, import contracts (.importlinter), mypy --strict (tests and bench too)
 	$(VENV)/bin/ruff check --config operator/pyproject.toml $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check --config operator/pyproject.toml $(LINT_PATHS)
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/mypy --config-file operator/pyproject.toml operator/lumen_alerting
+	$(VENV)/bin/mypy --config-file operator/pyproject.toml operator/lumen_alerting tests bench
 
 bench: bench-render bench-operator bench-threader ## run every benchmark (numbers: docs/PERFORMANCE.md)
 

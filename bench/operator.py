@@ -42,7 +42,7 @@ from lumen_alerting.operator.kinds import POLICY  # noqa: E402
 from tests.support.kube_api import ClusterEmulator  # noqa: E402
 from tests.support.polling import free_port  # noqa: E402
 
-GATEWAY = yaml.safe_load((REPO / "examples" / "gateway.yaml").read_text())
+GATEWAY: dict[str, Any] = yaml.safe_load((REPO / "examples" / "gateway.yaml").read_text())
 NAMESPACES = 10
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

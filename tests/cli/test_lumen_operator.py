@@ -107,6 +107,7 @@ def test_process_logs_in_serves_health_and_metrics_and_stops_on_sigterm(
         rule = kubectl.get(PROMETHEUS_RULE, "lumen", "lumen-gateway")
         assert rule is not None and rule["metadata"]["labels"]["release"] == "monitoring"
         metrics = _get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert metrics is not None
         assert re.search(
             r'^lumen_operator_reconciles_total\{result="applied"\} 1\.0$', metrics, re.MULTILINE
         )
@@ -115,9 +116,12 @@ def test_process_logs_in_serves_health_and_metrics_and_stops_on_sigterm(
             r"^lumen_operator_reconcile_duration_seconds_count 1\.0$", metrics, re.MULTILINE
         )
         # kopf caches probe results for 10 s: the count may still be the one before create.
-        health = json.loads(_get(f"http://127.0.0.1:{liveness_port}/healthz"))
+        healthz = _get(f"http://127.0.0.1:{liveness_port}/healthz")
+        assert healthz is not None
+        health = json.loads(healthz)
         assert health["policies"] in (0, 1)
         secret = kubectl.get(SECRET, "lumen", "lumen-gateway-threader")
+        assert secret is not None
         tokens = [base64.b64decode(v).decode() for v in secret["data"].values()]
         assert policy["metadata"]["uid"]
     finally:
@@ -126,10 +130,12 @@ def test_process_logs_in_serves_health_and_metrics_and_stops_on_sigterm(
         out, err = process.communicate(timeout=20)
     assert process.returncode == 0, err[-2000:]
     # Both kopf and the operator's own client log in with the kubeconfig's credentials.
-    agents = {}
+    agents: dict[str, set[str | None]] = {}
     for call in cluster.calls():
-        if call.plural and not (call.user_agent or "").startswith("python-httpx"):
-            agents.setdefault(call.user_agent.split("/")[0], set()).add(call.authorization)
+        # A call without a User-Agent counts as agent "" (and fails the comparison below).
+        agent = call.user_agent or ""
+        if call.plural and not agent.startswith("python-httpx"):
+            agents.setdefault(agent.split("/")[0], set()).add(call.authorization)
     assert agents == {
         "kopf": {"Bearer not-a-real-token"},
         "lumen-operator": {"Bearer not-a-real-token"},

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,7 +17,7 @@ from lumen_alerting.policy import policy_from_manifest
 from lumen_alerting.render import slo as slo_render
 from lumen_alerting.render.alerts import number
 from lumen_alerting.render.prometheus_rule import rules_file
-from lumen_alerting.rule_tests.burn_rate_cases import slo_unit_tests
+from lumen_alerting.rule_tests.burn_rate_cases import UnitTestSuite, slo_unit_tests
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = [
@@ -31,7 +32,7 @@ _HTTP = (
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not on PATH")
 
 
-def _manifest(slos: list[dict], **spec) -> dict:
+def _manifest(slos: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "lumen.dev/v1alpha1",
         "kind": "LumenAlertPolicy",
@@ -40,7 +41,7 @@ def _manifest(slos: list[dict], **spec) -> dict:
     }
 
 
-def _ratio_slo(name: str, errors: str, total: str, **extra) -> dict:
+def _ratio_slo(name: str, errors: str, total: str, **extra: Any) -> dict[str, Any]:
     return {
         "name": name,
         "objective": 99.9,
@@ -49,17 +50,17 @@ def _ratio_slo(name: str, errors: str, total: str, **extra) -> dict:
     }
 
 
-def _write(tmp_path: Path, manifest: dict) -> str:
+def _write(tmp_path: Path, manifest: dict[str, Any]) -> str:
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
     return str(path)
 
 
-def _test_files(suite) -> dict[str, dict]:
+def _test_files(suite: UnitTestSuite) -> dict[str, dict[str, Any]]:
     return {f.path: f.content for f in suite.files if f.path.endswith(".test.yaml")}
 
 
-def _series(content: dict) -> set[str]:
+def _series(content: dict[str, Any]) -> set[str]:
     return {s["series"] for group in content["tests"] for s in group["input_series"]}
 
 
@@ -245,7 +246,7 @@ def test_ratio_shapes_get_real_series_or_a_stated_fallback():
         if inputs == "synthetic SLI":
             (note,) = tests.notes
             assert note.startswith(f"tested with synthetic SLI for slo shape{i}: ")
-            assert detail in note
+            assert isinstance(detail, str) and detail in note
             assert series == {"lumen_test_errors_total", "lumen_test_requests_total"}
         else:
             assert tests.notes == ()
@@ -291,7 +292,7 @@ def test_ratio_shapes_and_guards_pass_promtool(capsys, tmp_path):
 def test_thresholds_near_one_are_tested_at_ratio_one_or_reported():
     """Above a threshold of 0.936 the case uses ratio 1 (x1.068); 0.9936 leaves no room."""
 
-    def slo(name: str, objective: float) -> dict:
+    def slo(name: str, objective: float) -> dict[str, Any]:
         runs = {"success": 'jobs_total{ok="true"}', "total": "jobs_total"}
         return {"name": name, "objective": objective, "sli": {"runs": runs}}
 

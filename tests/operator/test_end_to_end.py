@@ -99,7 +99,8 @@ def create_gateway(kubectl: Kubectl, manifest: dict[str, Any] | None = None) -> 
 
 def patch_spec(kubectl: Kubectl, spec: dict[str, Any]) -> int:
     patched = kubectl.merge_patch(POLICY, NAMESPACE, NAME, {"spec": spec})
-    return patched["metadata"]["generation"]
+    generation: int = patched["metadata"]["generation"]
+    return generation
 
 
 # --- create -------------------------------------------------------------------------------------
@@ -231,6 +232,7 @@ def test_invalid_update_reports_and_leaves_children_untouched(
             policy = kubectl.policy(NAMESPACE, NAME)
             valid = condition(policy, "Valid")
             if valid.get("status") == "False" and valid.get("observedGeneration") == generation:
+                assert policy is not None  # it has a Valid condition
                 return policy if kopf_done(policy) else None
             return None
 
@@ -323,6 +325,7 @@ def test_drift_is_corrected_by_the_timer(cluster: ClusterEmulator, kubectl: Kube
 
         eventually(restored, timeout=20, what="drift corrected")
     secret = kubectl.get(SECRET, NAMESPACE, f"lumen-{NAME}-threader")
+    assert secret is not None
     old_secret = original[("Secret", f"lumen-{NAME}-threader")]
     assert set(secret["data"]) == set(old_secret["data"]) == {"webhook-token", "admin-token"}
     assert secret["data"] != old_secret["data"], "a deleted token Secret gets new tokens"
@@ -361,6 +364,7 @@ def test_restart_converges_without_writes_or_flapping(
     assert kubectl.children(NAMESPACE, NAME) == children_before
     for name, policy in before.items():
         now = kubectl.policy(NAMESPACE, name)
+        assert now is not None and policy is not None, name
         assert now["status"]["conditions"] == policy["status"]["conditions"], name
     status_writes = [c for c in writes if c.plural == POLICY.plural]
     assert status_writes == [], f"restart wrote to policies: {status_writes}"
@@ -411,6 +415,7 @@ def test_status_converges_after_an_outage_even_if_its_write_is_lost(
         create_gateway(kubectl)
         cluster.fail("PATCH", resource_key(PROMETHEUS_RULE), status=500, times=1_000_000)
         rule = cluster.get(resource_key(PROMETHEUS_RULE), NAMESPACE, f"lumen-{NAME}")
+        assert rule is not None
         rule["spec"]["groups"] = []  # drift, so that the next resync must write
         cluster.put(resource_key(PROMETHEUS_RULE), rule)
         eventually(
@@ -431,6 +436,7 @@ def test_status_converges_after_an_outage_even_if_its_write_is_lost(
     lost = [c for c in cluster.calls() if c.subresource == "status" and c.status == 500]
     assert len(lost) == len(delays) + 1, "the Ready write failed as injected"
     live_rule = kubectl.get(PROMETHEUS_RULE, NAMESPACE, f"lumen-{NAME}")
+    assert live_rule is not None
     assert live_rule["spec"]["groups"], "the children were re-applied"
 
 
@@ -508,13 +514,18 @@ def test_a_policy_just_under_the_size_limit_applies(
     kopf's copy of its spec, and every child."""
     from tests.render.test_sizes import big_policy, largest_fitting
 
+    def kopf_copy() -> dict[str, Any] | None:
+        live = kubectl.policy(NAMESPACE, NAME)
+        assert live is not None
+        kopf: dict[str, Any] | None = live["status"].get("kopf")
+        return kopf
+
     with running_operator(cluster.url):
         policy = create_gateway(kubectl, big_policy(largest_fitting()))
-        assert "lastHandledConfiguration" in eventually(
-            lambda: kubectl.policy(NAMESPACE, NAME)["status"].get("kopf"), what="kopf's copy"
-        )
+        assert "lastHandledConfiguration" in eventually(kopf_copy, what="kopf's copy")
     assert condition(policy, "Ready")["reason"] == "Applied"
     rule = kubectl.get(PROMETHEUS_RULE, NAMESPACE, f"lumen-{NAME}")
+    assert rule is not None
     assert sum(len(group["rules"]) for group in rule["spec"]["groups"]) > largest_fitting()
     assert [c for c in cluster.calls() if c.status >= 500] == []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import yaml
@@ -32,7 +33,7 @@ from tests.support.schemas import REPO
 UID = "0b0e4c55-7a3e-4f4b-9d0c-9b1d3c1f0001"
 
 
-def example_manifests() -> dict[str, dict]:
+def example_manifests() -> dict[str, dict[str, Any]]:
     return {path.name: yaml.safe_load(path.read_text()) for path in REPO.glob("examples/*.yaml")}
 
 
@@ -135,13 +136,13 @@ def test_bad_settings_exit_with_a_clear_message(
 # --- convergence --------------------------------------------------------------------------------
 
 
-def rendered(name: str = "gateway.yaml") -> list[dict]:
+def rendered(name: str = "gateway.yaml") -> list[dict[str, Any]]:
     policy = policy_from_manifest(example_manifests()[name])
     policy = type(policy)(policy.name, policy.namespace, policy.spec, uid=UID)
     return [with_desired_hash(obj) for obj in render_policy(policy, RenderOptions())]
 
 
-def as_live(obj: dict, **extra_meta: str) -> dict:
+def as_live(obj: dict[str, Any], **extra_meta: str) -> dict[str, Any]:
     """What the API server would return: our fields plus server-set ones."""
     live = copy.deepcopy(obj)
     live["metadata"].update({"uid": f"uid-{obj['metadata']['name']}", "resourceVersion": "7"})
@@ -170,7 +171,9 @@ def test_hash_changes_with_content_and_is_stable() -> None:
 
 def test_containment_allows_server_defaults_but_not_changes() -> None:
     desired = {"spec": {"ports": [{"port": 80, "name": "http"}], "replicas": 1}}
-    live = {"spec": {"ports": [{"port": 80, "name": "http", "protocol": "TCP"}], "replicas": 1}}
+    live: dict[str, Any] = {
+        "spec": {"ports": [{"port": 80, "name": "http", "protocol": "TCP"}], "replicas": 1}
+    }
     assert contains(live, desired)
     assert not contains({"spec": {"ports": [], "replicas": 1}}, desired)
     assert not contains({"spec": {"ports": live["spec"]["ports"] * 2, "replicas": 1}}, desired)
@@ -184,7 +187,7 @@ def test_plan_for_an_empty_namespace_applies_everything() -> None:
     desired = rendered()
     plan = plan_convergence(desired, [], UID)
     assert plan.apply == desired
-    assert plan.unchanged == plan.prune == plan.foreign == []
+    assert plan.unchanged == [] and plan.prune == [] and plan.foreign == []
 
 
 def test_plan_leaves_objects_in_sync_alone() -> None:

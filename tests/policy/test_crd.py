@@ -12,6 +12,7 @@ import celpy
 import kubernetes_validate
 import pytest
 import yaml
+from celpy.adapter import json_to_cel
 
 from lumen_alerting.manifest_yaml import to_yaml
 from lumen_alerting.policy import InvalidPolicy, policy_from_manifest
@@ -23,7 +24,9 @@ POLICY_FILES = sorted([*REPO.glob("examples/*.yaml"), *REPO.glob("tests/policies
 
 
 def _root_schema() -> dict[str, Any]:
-    return yaml.safe_load(CRD_FILE.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
 
 
 def test_committed_crd_is_generated_from_the_model():
@@ -110,7 +113,7 @@ def broken_cel_rules(value: Any, schema: dict[str, Any], path: str = "") -> list
             broken.append(f"{path}: Duplicate value")
     for rule in schema.get("x-kubernetes-validations", []):
         program = _CEL.program(_CEL.compile(rule["rule"]))
-        if not program.evaluate({"self": celpy.json_to_cel(value)}):
+        if not program.evaluate({"self": json_to_cel(value)}):
             broken.append(f"{path or '<root>'}: {rule['message']}")
     if isinstance(value, dict):
         for key, sub in schema.get("properties", {}).items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -107,7 +108,9 @@ def expected_tiers(ratio: Fraction, burst: int, quiet: int, period: int) -> set[
     return firing
 
 
-def _case(ratio: Fraction, burst: int, quiet: int, step: int, period: int, tiers: set[str]) -> dict:
+def _case(
+    ratio: Fraction, burst: int, quiet: int, step: int, period: int, tiers: set[str]
+) -> dict[str, Any]:
     quiet_points, burst_points = quiet // step, burst // step
     errors_per_step = float(ratio * REQUESTS_PER_MINUTE * step / MINUTE)
     requests_per_step = REQUESTS_PER_MINUTE * step // MINUTE
@@ -133,7 +136,7 @@ def _case(ratio: Fraction, burst: int, quiet: int, step: int, period: int, tiers
     }
 
 
-def _expected_alert(tier: str, period: int) -> dict:
+def _expected_alert(tier: str, period: int) -> dict[str, Any]:
     speed = "fast" if tier == "page" else "steadily"
     factors = [
         (workbook_factor(k, period), long, short) for t, long, short, k in WORKBOOK if t == tier
@@ -167,8 +170,8 @@ def _expected_alert(tier: str, period: int) -> dict:
 
 
 def _run_promtool(
-    tmp_path: Path, rules: dict, tests: list[dict], step: int = MINUTE
-) -> subprocess.CompletedProcess:
+    tmp_path: Path, rules: dict[str, Any], tests: list[dict[str, Any]], step: int = MINUTE
+) -> subprocess.CompletedProcess[str]:
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
     (tmp_path / "test.yaml").write_text(
         yaml.safe_dump(

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from lumen_alerting.policy.document import policy_from_manifest
-from lumen_alerting.policy.model import Policy
+from lumen_alerting.policy.model import Policy, Routing
 from lumen_alerting.render.objects import (
     SLO_ALERT,
     THREADER_MAX_ALERTS,
@@ -109,6 +109,12 @@ def load_policy(path: Path) -> Policy:
 @pytest.fixture(scope="module")
 def policies() -> dict[str, Policy]:
     return {path.stem: load_policy(path) for path in POLICY_FILES}
+
+
+def routing_of(policy: Policy) -> Routing:
+    """The routing of a policy from tests/policies/routing-*.yaml (each has one)."""
+    assert policy.spec.routing is not None, policy.name
+    return policy.spec.routing
 
 
 def dump(obj: Any) -> str:
@@ -242,7 +248,7 @@ def test_every_threader_webhook_sets_max_alerts(policies: dict[str, Policy]) -> 
             if "-threader." in hook["url"]
         ]
         assert all(hook["max_alerts"] == THREADER_MAX_ALERTS for hook in threader_hooks)
-        slack = [r for r in policy.spec.routing.receivers if r.slack]  # type: ignore[union-attr]
+        slack = [r for r in routing_of(policy).receivers if r.slack]
         assert len(threader_hooks) == len(slack)
 
 
@@ -325,7 +331,7 @@ def test_builtin_inhibit_rules_always_present(policies: dict[str, Policy]) -> No
         assert config is not None
         rules = config["spec"]["inhibitRules"]
         assert rules[:2] == [slo_rule, severity_rule]
-        assert len(rules) == 2 + len(policy.spec.routing.inhibit_rules)  # type: ignore[union-attr]
+        assert len(rules) == 2 + len(routing_of(policy).inhibit_rules)
 
 
 def test_plain_config_has_one_namespaced_route_per_policy(policies: dict[str, Policy]) -> None:
@@ -425,8 +431,8 @@ def test_amtool_accepts_all_policies_together(policies: dict[str, Policy], tmp_p
     config = write_config(tmp_path, list(policies.values()))
     result = amtool("check-config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
-    receivers = sum(len(p.spec.routing.receivers) for p in policies.values())  # type: ignore[union-attr]
-    drops = sum(1 for p in policies.values() if not p.spec.routing.receiver)  # type: ignore[union-attr]
+    receivers = sum(len(routing_of(p).receivers) for p in policies.values())
+    drops = sum(1 for p in policies.values() if not routing_of(p).receiver)
     assert f"{receivers + drops + 1} receivers" in result.stdout
 
 

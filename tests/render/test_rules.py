@@ -251,7 +251,7 @@ def test_ion_api_down_fires_when_the_exporter_stops(tmp_path):
     policy = load(REPO / "examples" / "gateway.yaml")
     series = 'lumen_ion_health{namespace="lumen", job="lumen-gateway-exporter"}'
     labels = expected(policy, "IONAPIDown")
-    tests = [
+    tests: list[dict[str, Any]] = [
         {
             "interval": "1m",
             "input_series": [{"series": series, "values": "1x10 stale"}],
@@ -280,7 +280,7 @@ def test_threshold_override_moves_the_alert(tmp_path):
     policy = load(REPO / "tests" / "policies" / "rules-overrides.yaml")  # 800 ms for 10m
     series = 'lumen_ion_response_time_ms{job="lumen-gateway"}'
     fired = expected(policy, "IONHighResponseTime", {"{{ $value }}": "900"}, job="lumen-gateway")
-    tests = [
+    tests: list[dict[str, Any]] = [
         {
             "interval": "1m",
             "input_series": [{"series": series, "values": "700x30"}],
@@ -306,7 +306,7 @@ def test_suppression_toggle_mutes_alerts(tmp_path):
     integrity = 'lumen_remote_integrity_ok{namespace="lumen"}'
     suppressed = 'lumen_alert_suppressed{namespace="lumen"}'
     fired = expected(policy, "LumenIntegrityMismatch")
-    tests = [
+    tests: list[dict[str, Any]] = [
         {
             "interval": "1m",
             "input_series": [
@@ -328,7 +328,7 @@ def test_stage_failure_and_stalled_pipeline(tmp_path):
     stalled = expected(
         policy, "LumenPipelineStalled", {"{{ $value | humanizeDuration }}": "3h 10m 0s"}
     )
-    tests = [
+    tests: list[dict[str, Any]] = [
         {
             "interval": "1m",
             "input_series": [
@@ -422,7 +422,7 @@ def test_absent_threader_fires(tmp_path):
     policy = load(GATEWAY_EXAMPLE)
     absent = expected(policy, "LumenThreaderAbsent", job="lumen-gateway-threader")
     exporter_up = {"series": f"up{{{EXPORTER_JOB}}}", "values": "1x40"}
-    tests = [
+    tests: list[dict[str, Any]] = [
         {
             "interval": "1m",
             "input_series": [exporter_up],
@@ -453,7 +453,7 @@ def test_down_threader_fires_only_when_no_replica_answers(tmp_path):
     policy = load(GATEWAY_EXAMPLE)
     pod = 'up{job="lumen-gateway-threader",namespace="lumen",pod="%s"}'
     down = expected(policy, "LumenThreaderDown", job="lumen-gateway-threader")
-    tests = [
+    tests: list[dict[str, Any]] = [
         {
             "interval": "1m",
             "input_series": [
@@ -479,7 +479,7 @@ def test_old_backlog_fires(tmp_path):
     late = expected(
         policy, "LumenThreaderBacklogOld", {"{{ $value }}": "1020"}, job="lumen-gateway-threader"
     )
-    tests = [
+    tests: list[dict[str, Any]] = [
         {
             "interval": "1m",
             "input_series": [
@@ -512,7 +512,7 @@ def test_dead_letters_fire(tmp_path):
     policy = load(GATEWAY_EXAMPLE)
     metric = "lumen_threader_dead_letters_total"
     lost = expected(policy, "LumenThreaderDeadLetters", job="lumen-gateway-threader")
-    tests = [
+    tests: list[dict[str, Any]] = [
         {
             "interval": "1m",
             "input_series": [

@@ -18,7 +18,7 @@ from lumen_alerting.render import render_policy
 from lumen_alerting.render.sizes import MAX_OBJECT_BYTES, size_problems, stored_policy_bytes
 from tests.support.schemas import REPO
 
-GATEWAY = yaml.safe_load((REPO / "examples" / "gateway.yaml").read_text())
+GATEWAY: dict[str, Any] = yaml.safe_load((REPO / "examples" / "gateway.yaml").read_text())
 
 
 def big_policy(rules: int) -> dict[str, Any]:

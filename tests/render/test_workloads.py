@@ -57,7 +57,8 @@ def rendered_policies() -> list[Any]:
 
 def containers(deployment: Manifest) -> list[Manifest]:
     pod = deployment["spec"]["template"]["spec"]
-    return pod.get("initContainers", []) + pod["containers"]
+    found: list[Manifest] = pod.get("initContainers", []) + pod["containers"]
+    return found
 
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -504,6 +505,7 @@ def volume_at(deployment: Manifest, path: str) -> Manifest:
     pod = deployment["spec"]["template"]["spec"]
     (main,) = containers(deployment)
     (mount,) = [m for m in main["volumeMounts"] if m["mountPath"] == path]
+    volume: Manifest
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     return volume
 
@@ -569,7 +571,8 @@ def test_persistence_makes_a_redis_threader_recreate() -> None:
     single = with_threader(load("workloads-redis-ha.yaml"), replicas=1)
     rolling = one(threader_objects(single, OPTIONS), "Deployment")
     assert rolling["spec"]["strategy"]["type"] == "RollingUpdate"
-    persistence = dataclasses.replace(single.spec.threader.persistence, enabled=True)  # type: ignore[union-attr]
+    assert single.spec.threader is not None
+    persistence = dataclasses.replace(single.spec.threader.persistence, enabled=True)
     kept = one(
         threader_objects(with_threader(single, persistence=persistence), OPTIONS), "Deployment"
     )

@@ -46,6 +46,8 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
+import aiohttp.abc
+import aiohttp.http
 import aiohttp.test_utils
 import aiohttp.web
 import attrs
@@ -2016,9 +2018,21 @@ class _ApiHttpServer(aiohttp.test_utils.RawTestServer):
     answers 413 itself past that (``MAX_REQUEST_BYTES``, checked in ``_serve``)."""
 
     async def _make_runner(self, debug: bool = True, **kwargs: Any) -> aiohttp.web.ServerRunner:
-        def request(*args: Any) -> aiohttp.web.BaseRequest:
+        def request(
+            message: aiohttp.http.RawRequestMessage,
+            payload: aiohttp.StreamReader,
+            protocol: aiohttp.web.RequestHandler,
+            writer: aiohttp.abc.AbstractStreamWriter,
+            task: asyncio.Task[None],
+        ) -> aiohttp.web.BaseRequest:
             return aiohttp.web.BaseRequest(
-                *args, asyncio.get_running_loop(), client_max_size=2 * MAX_REQUEST_BYTES
+                message,
+                payload,
+                protocol,
+                writer,
+                task,
+                asyncio.get_running_loop(),
+                client_max_size=2 * MAX_REQUEST_BYTES,
             )
 
         return await super()._make_runner(debug=debug, request_factory=request, **kwargs)

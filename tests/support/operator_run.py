@@ -99,7 +99,8 @@ class Kubectl:
     def create(self, kind: ResourceKind, manifest: dict[str, Any]) -> dict[str, Any]:
         response = self.http.post(kind.path(manifest["metadata"]["namespace"]), json=manifest)
         assert response.status_code == 201 or response.is_success, response.text
-        return response.json()
+        created: dict[str, Any] = response.json()
+        return created
 
     def create_namespace(self, name: str) -> None:
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
@@ -111,7 +112,8 @@ class Kubectl:
         if response.status_code == 404:
             return None
         response.raise_for_status()
-        return response.json()
+        found: dict[str, Any] = response.json()
+        return found
 
     def list(
         self, kind: ResourceKind, namespace: str, selector: str | None = None
@@ -132,7 +134,8 @@ class Kubectl:
             headers={"Content-Type": "application/merge-patch+json"},
         )
         assert response.is_success, response.text
-        return response.json()
+        patched: dict[str, Any] = response.json()
+        return patched
 
     def delete(self, kind: ResourceKind, namespace: str, name: str) -> None:
         response = self.http.delete(kind.path(namespace, name))
@@ -164,6 +167,7 @@ def kopf_done(policy: dict[str, Any]) -> bool:
 
 
 def condition(policy: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    item: dict[str, Any]
     for item in ((policy or {}).get("status") or {}).get("conditions") or []:
         if item.get("type") == kind:
             return item

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -16,11 +16,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def eventually(probe: Callable[[], T | None], timeout: float = 60, what: str = "") -> T:
+def eventually(
+    probe: Callable[[], T | Literal[False] | None], timeout: float = 60, what: str = ""
+) -> T:
     """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds (by
-    default a minute: room for a loaded CI machine, and no cost to a test that passes)."""
+    default a minute: room for a loaded CI machine, and no cost to a test that passes).
+    ``probe`` may answer ``condition and value``: False until the condition holds."""
     deadline = time.monotonic() + timeout
-    last: T | None = None
+    last: T | Literal[False] | None = None
     while time.monotonic() < deadline:
         last = probe()
         if last:

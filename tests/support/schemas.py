@@ -32,7 +32,11 @@ class _CrdLoader(yaml.SafeLoader):
     """The AlertmanagerConfig CRD has an unquoted ``- =`` enum value (YAML's 'value' tag)."""
 
 
-_CrdLoader.add_constructor("tag:yaml.org,2002:value", _CrdLoader.construct_yaml_str)
+def _construct_value(loader: _CrdLoader, node: yaml.Node) -> str:
+    return loader.construct_yaml_str(node)
+
+
+_CrdLoader.add_constructor("tag:yaml.org,2002:value", _construct_value)
 
 
 def upstream_crd_dir() -> Path:

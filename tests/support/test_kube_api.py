@@ -80,7 +80,7 @@ def apply(client: httpx.Client, url: str, doc: str, **params: str) -> httpx.Resp
 
 def assert_status(response: httpx.Response, code: int, reason: str) -> dict[str, Any]:
     assert response.status_code == code, response.text
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["apiVersion"] == "v1"
     assert body["kind"] == "Status"
     assert body["status"] == "Failure"
@@ -104,7 +104,8 @@ class WatchStream:
     def next(self) -> dict[str, Any]:
         for line in self._lines:
             if line.strip():
-                return json.loads(line)  # type: ignore[no-any-return]
+                event: dict[str, Any] = json.loads(line)
+                return event
         raise EOFError("the watch stream has ended")
 
     def rest(self) -> list[dict[str, Any]]:
@@ -848,7 +849,8 @@ def test_collect_garbage_deletes_only_orphans_and_cascades(
         }
         response = api.post(path, json={"metadata": meta})
         assert response.status_code == 201, response.text
-        return response.json()  # type: ignore[no-any-return]
+        created: dict[str, Any] = response.json()
+        return created
 
     cms = "/api/v1/namespaces/team-a/configmaps"
     secrets = "/api/v1/namespaces/team-a/secrets"
@@ -879,7 +881,8 @@ def test_collect_garbage_deletes_only_orphans_and_cascades(
     )
     remaining = {o["metadata"]["name"] for o in cluster.list("v1/configmaps", NS)}
     assert remaining == {"shared", "standalone", "held"}
-    assert cluster.get("v1/configmaps", NS, "held")["metadata"]["deletionTimestamp"]  # type: ignore[index]
+    held_now = cluster.get("v1/configmaps", NS, "held")
+    assert held_now is not None and held_now["metadata"]["deletionTimestamp"]
     assert cluster.get("v1/secrets", NS, "held-child") is not None  # its owner still exists
     merge(api, f"{cms}/held", {"metadata": {"finalizers": None}})
     assert cluster.collect_garbage() == [("v1/secrets", NS, "held-child")]
@@ -971,7 +974,8 @@ def test_put_and_dry_run(cluster: ClusterEmulator, api: httpx.Client) -> None:
     before = cluster.resource_version()
     dry = merge(api, laps(name="x"), {"spec": {"a": 3}}, dryRun="All")
     assert dry.status_code == 200 and dry.json()["spec"] == {"a": 3}
-    assert cluster.get(LAP, NS, "x")["spec"] == {"a": 2}  # type: ignore[index]
+    stored = cluster.get(LAP, NS, "x")
+    assert stored is not None and stored["spec"] == {"a": 2}
     assert cluster.resource_version() == before
 
 

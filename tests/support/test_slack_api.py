@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import slack_api
 from tests.support.polling import eventually
 from tests.support.slack_api import Call, ManualClock, SlackDouble
 
@@ -253,7 +252,8 @@ def test_channels_names_ids_and_missing() -> None:
 def test_ts_stay_unique_and_increasing_when_the_clock_stalls(
     slack: SlackDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(slack_api.time, "time_ns", lambda: 1_700_000_000_123_456_000)
+    # The double's own time module, by name: slack_api does not re-export it.
+    monkeypatch.setattr("tests.support.slack_api.time.time_ns", lambda: 1_700_000_000_123_456_000)
     stamps = [posted(slack, text=str(i)) for i in range(3)]
     assert stamps == ["1700000000.123456", "1700000000.123457", "1700000000.123458"]
 
@@ -519,6 +519,7 @@ def test_text_attachments_and_metadata_validation(slack: SlackDouble) -> None:
     assert too_many == {"ok": False, "error": "too_many_attachments"}
     assert post(slack, attachments={"text": "a"})["error"] == "invalid_attachments"
     assert post(slack, blocks={"type": "divider"})["error"] == "invalid_blocks_format"
+    bad: dict[str, Any] | str
     for bad in ({"event_type": "x"}, {"event_payload": {}}, "nope"):
         assert post(slack, metadata=bad)["error"] == "invalid_metadata_format", bad
     assert post(slack, text="blocks only", blocks=[DIVIDER])["ok"] is True

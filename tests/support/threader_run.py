@@ -18,6 +18,7 @@ import httpx
 
 from tests.support.polling import eventually, free_port
 from tests.support.schemas import REPO
+from tests.support.slack_api import StoredMessage
 
 WEBHOOK_TOKEN = "webhook-token-0123456789abcdef"
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
@@ -192,7 +193,9 @@ def alert(
     }
 
 
-def notification(alerts: list[dict[str, Any]], group_key: str = '{}:{alertname="x"}') -> dict:
+def notification(
+    alerts: list[dict[str, Any]], group_key: str = '{}:{alertname="x"}'
+) -> dict[str, Any]:
     statuses = {a["status"] for a in alerts}
     return {
         "version": "4",
@@ -206,6 +209,13 @@ def notification(alerts: list[dict[str, Any]], group_key: str = '{}:{alertname="
         "externalURL": "http://alertmanager",
         "alerts": alerts,
     }
+
+
+def thread_key(parent: StoredMessage) -> str:
+    """The key the threader stored in a parent message's metadata (its ``event_payload``)."""
+    assert parent.metadata is not None, f"parent {parent.ts} has no metadata"
+    key: str = parent.metadata["event_payload"]["thread_key"]
+    return key
 
 
 def _time(moment: datetime) -> str:

@@ -8,7 +8,8 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypedDict
 
 import httpx
 import pytest
@@ -26,6 +27,7 @@ from tests.support.threader_run import (
     ThreaderProcess,
     alert,
     notification,
+    thread_key,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -104,10 +106,10 @@ def test_fifty_alerts_in_one_notification_make_fifty_threads(redis_db: str) -> N
             )
         finally:
             assert threader.stop() == 0
-        keys = sorted(p.metadata["event_payload"]["thread_key"] for p in parents)
+        keys = sorted(thread_key(p) for p in parents)
         assert keys == sorted(f"#alerts/{n:016x}@2026-11-22T09:00:00Z" for n in range(50))
         for parent in parents:
-            n = int(parent.metadata["event_payload"]["thread_key"].split("/")[1][:16], 16)
+            n = int(thread_key(parent).split("/")[1][:16], 16)
             assert f"Checkout alert {n}" in texts(parent)
         assert slack.rejected_429() == 0
 
@@ -138,14 +140,12 @@ def test_one_alert_routed_to_two_channels_gets_a_thread_in_each(
     """Two Slack receivers (routes with continue) each send the alert with their own channel."""
     for channel, group in (("#oncall", "route-a"), ("#team", "route-b")):
         threader.notify(notification([alert(1)], group_key=group), params={"channel": channel})
-    parents = {c: eventually(lambda c=c: slack.parents(c), what=c)[0] for c in ("#oncall", "#team")}
+    parents = {c: eventually(partial(slack.parents, c), what=c)[0] for c in ("#oncall", "#team")}
     for channel, group in (("#oncall", "route-a"), ("#team", "route-b")):
         resolved = notification([alert(1, "resolved")], group_key=group)
         threader.notify(resolved, params={"channel": channel})
     for channel, parent in parents.items():
-        eventually(
-            lambda c=channel, p=parent: slack.replies(c, p.ts), what=f"resolved in {channel}"
-        )
+        eventually(partial(slack.replies, channel, parent.ts), what=f"resolved in {channel}")
     assert not [c for c in slack.calls() if c.error], "no thread_not_found or other error"
 
 
@@ -168,7 +168,7 @@ def test_same_notification_ten_times_to_two_replicas_gives_one_parent_per_alert(
         eventually(lambda: outbox(replicas[0]) == 0, what="the outbox emptied")
         parents = slack.parents("#alerts")
         assert len(parents) == 5
-        assert len({p.metadata["event_payload"]["thread_key"] for p in parents}) == 5
+        assert len({thread_key(p) for p in parents}) == 5
     finally:
         for replica in replicas:
             assert replica.stop() == 0
@@ -214,11 +214,11 @@ def test_two_threaders_with_their_own_key_prefix_share_one_redis_database(redis_
         )
         for team in teams:
             parents = doubles[team].parents("#alerts")
-            delivered = sorted(p.metadata["event_payload"]["thread_key"] for p in parents)
+            delivered = sorted(thread_key(p) for p in parents)
             expected = sorted(f"#alerts/{n:016x}@2026-11-22T09:00:00Z" for n in range(per_team))
             assert delivered == expected, f"team {team}: each of its alerts exactly once"
             for parent in parents:
-                n = int(parent.metadata["event_payload"]["thread_key"].split("/")[1][:16], 16)
+                n = int(thread_key(parent).split("/")[1][:16], 16)
                 assert f"Team {team} alert {n}" in texts(parent), "its own alert, not the other's"
             failed = [c for c in doubles[team].calls() if not c.ok]
             assert failed == [], f"team {team}: no call with another team's token"
@@ -320,6 +320,12 @@ def test_redis_down_means_not_ready_and_503_then_recovery(slack: SlackDouble) ->
         server.remove()
 
 
+class ThreaderFlags(TypedDict, total=False):
+    """The flags the Redis persistence test passes to ThreaderProcess, by name."""
+
+    allow_volatile_store: bool
+
+
 @pytest.mark.parametrize(
     ("options", "flags", "ready", "logged"),
     [
@@ -343,7 +349,7 @@ def test_redis_down_means_not_ready_and_503_then_recovery(slack: SlackDouble) ->
 def test_ready_only_on_a_redis_that_keeps_acknowledged_alerts(
     slack: SlackDouble,
     options: tuple[str, ...],
-    flags: dict[str, bool],
+    flags: ThreaderFlags,
     ready: bool,
     logged: str,
 ) -> None:
@@ -426,7 +432,7 @@ def test_sigkill_with_a_full_outbox_then_restart_delivers_each_message_once(
         eventually(lambda: outbox(second) == 0, what="the outbox emptied")
     finally:
         assert second.stop() == 0
-    keys = [p.metadata["event_payload"]["thread_key"] for p in slack.parents("#alerts")]
+    keys = [thread_key(p) for p in slack.parents("#alerts")]
     assert len(keys) == 6 and len(set(keys)) == 6, f"each exactly once: {keys}"
     # The message in flight at the kill was found in Slack, not posted again.
     lookups = [c for c in slack.calls() if c.method == "conversations.history"]
@@ -532,7 +538,7 @@ def test_label_keyed_threads_reopen_after_resolution(slack: SlackDouble, redis_d
         parents = eventually(
             lambda: len(slack.parents("#alerts")) == 2 and slack.parents("#alerts")
         )
-        keys = {p.metadata["event_payload"]["thread_key"] for p in parents}
+        keys = {thread_key(p) for p in parents}
         assert keys == {"#alerts/Alert1|critical|checkout|prod-1|production"}
     finally:
         assert threader.stop() == 0

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import redis
@@ -62,13 +62,16 @@ def make_store(
 
 
 def acceptance(
-    n: int = 1, status: str = "firing", key: str | None = None, **changes: Any
+    n: int = 1,
+    status: Literal["firing", "resolved"] = "firing",
+    key: str | None = None,
+    **changes: Any,
 ) -> Acceptance:
     alert = {"labels": {"alertname": f"A{n}"}, "annotations": {}, "status": status}
     return Acceptance(
         delivery_id=changes.pop("delivery_id", f"d{n}-{status}"),
         thread_key=key or f"fp{n}@2026-11-22T00:00:00Z",
-        status=status,  # type: ignore[arg-type]
+        status=status,
         channel=changes.pop("channel", "#alerts"),
         alert=alert,
         **changes,

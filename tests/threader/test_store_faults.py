@@ -24,7 +24,13 @@ import pytest
 from tests.support.polling import eventually
 from tests.support.schemas import REPO
 from tests.support.slack_api import SlackDouble
-from tests.support.threader_run import RedisServer, ThreaderProcess, alert, notification
+from tests.support.threader_run import (
+    RedisServer,
+    ThreaderProcess,
+    alert,
+    notification,
+    thread_key,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -40,7 +46,7 @@ def queued(threader: ThreaderProcess) -> int:
 
 
 def thread_keys(slack: SlackDouble) -> list[str]:
-    return [p.metadata["event_payload"]["thread_key"] for p in slack.parents("#alerts")]
+    return [thread_key(p) for p in slack.parents("#alerts")]
 
 
 def ready(threader: ThreaderProcess) -> httpx.Response:

@@ -838,7 +838,7 @@ def test_fuzz_alert_from_json(data: Any) -> None:
         assert error.problems
 
 
-clean_text = st.text(alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"))
+clean_text = st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"))
 label_names = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,15}", fullmatch=True)
 
 
