@@ -44,63 +44,80 @@ def test_the_tree_keeps_every_contract(package_copy: Path) -> None:
     assert "0 broken" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("module", "statement", "complaint"),
-    [
-        (
-            "render/alerts.py",
-            "import httpx",
-            "lumen_alerting.render is not allowed to import httpx",
-        ),
-        (
-            "policy/model.py",
-            "import kopf",
-            "lumen_alerting.policy is not allowed to import kopf",
-        ),
-        (
-            "render/objects.py",
-            "from lumen_alerting.operator import kinds",
-            "lumen_alerting.render is not allowed to import lumen_alerting.operator",
-        ),
-        (
-            "threader/webhook.py",
-            "from lumen_alerting.operator import config",
-            "lumen_alerting.threader is not allowed to import lumen_alerting.operator",
-        ),
-        (
-            "operator/kube.py",
-            "from lumen_alerting.operator import reconcile",
-            "lumen_alerting.operator.kube -> lumen_alerting.operator.reconcile",
-        ),
-        (
-            "operator/runs.py",
-            "from lumen_alerting.operator import handlers",
-            "lumen_alerting.operator.runs -> lumen_alerting.operator.handlers",
-        ),
-        (
-            "threader/app.py",
-            "from lumen_alerting.threader.store import redis",
-            "lumen_alerting.threader.app is not allowed to import "
-            "lumen_alerting.threader.store.redis",
-        ),
-        (
-            "threader/store/memory.py",
-            "from lumen_alerting.threader.store import sqlite",
-            "lumen_alerting.threader.store.memory is not allowed to import "
-            "lumen_alerting.threader.store.sqlite",
-        ),
-        (
-            "threader/delivery.py",
-            "import sqlite3",
-            "lumen_alerting.threader.delivery -> sqlite3",
-        ),
-        (
-            "operator/status.py",
-            "import kubernetes",
-            "lumen_alerting.operator.status -> kubernetes",
-        ),
-    ],
-)
+def not_allowed(importer: str, imported: str) -> str:
+    """How lint-imports words a broken forbidden or layers contract."""
+    return f"lumen_alerting.{importer} is not allowed to import {imported}"
+
+
+# (module to change, import to add, what lint-imports must say). Each contract of .importlinter
+# has at least one case that breaks it alone, and every external name it forbids has one: an
+# external name import-linter does not know is not an error, so a typo would pass unseen.
+BAD_IMPORTS = [
+    # pure-core: the renderer and the model stay pure
+    ("render/alerts.py", "import httpx", not_allowed("render", "httpx")),
+    ("render/alerts.py", "import aiohttp", not_allowed("render", "aiohttp")),
+    ("render/objects.py", "import redis", not_allowed("render", "redis")),
+    ("render/slo.py", "import prometheus_client", not_allowed("render", "prometheus_client")),
+    ("policy/model.py", "import kopf", not_allowed("policy", "kopf")),
+    ("policy/model.py", "import kubernetes", not_allowed("policy", "kubernetes")),
+    (
+        "render/objects.py",
+        "from lumen_alerting.operator import kinds",
+        not_allowed("render", "lumen_alerting.operator"),
+    ),
+    # package-layers (alone): a lower layer importing a higher one, siblings importing each other
+    (
+        "policy/model.py",
+        "from lumen_alerting.render import alerts",
+        not_allowed("policy", "lumen_alerting.render"),
+    ),
+    (
+        "operator/metrics.py",
+        "from lumen_alerting.threader import config",
+        not_allowed("operator", "lumen_alerting.threader"),
+    ),
+    # services-apart
+    (
+        "threader/webhook.py",
+        "from lumen_alerting.operator import config",
+        not_allowed("threader", "lumen_alerting.operator"),
+    ),
+    # operator-layers
+    (
+        "operator/kube.py",
+        "from lumen_alerting.operator import reconcile",
+        "lumen_alerting.operator.kube -> lumen_alerting.operator.reconcile",
+    ),
+    (
+        "operator/runs.py",
+        "from lumen_alerting.operator import handlers",
+        "lumen_alerting.operator.runs -> lumen_alerting.operator.handlers",
+    ),
+    # kubernetes-client
+    ("operator/status.py", "import kubernetes", "lumen_alerting.operator.status -> kubernetes"),
+    # store-contract, store-implementations, store-drivers
+    (
+        "threader/app.py",
+        "from lumen_alerting.threader.store import redis",
+        not_allowed("threader.app", "lumen_alerting.threader.store.redis"),
+    ),
+    (
+        "threader/store/memory.py",
+        "from lumen_alerting.threader.store import sqlite",
+        not_allowed("threader.store.memory", "lumen_alerting.threader.store.sqlite"),
+    ),
+    ("threader/delivery.py", "import sqlite3", "lumen_alerting.threader.delivery -> sqlite3"),
+    ("threader/slack.py", "import redis", "lumen_alerting.threader.slack -> redis"),
+    # shared-leaves
+    (
+        "settings.py",
+        "from lumen_alerting.policy import durations",
+        not_allowed("settings", "lumen_alerting.policy"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("module", "statement", "complaint"), BAD_IMPORTS)
 def test_a_forbidden_import_breaks_a_contract(
     package_copy: Path, module: str, statement: str, complaint: str
 ) -> None:
@@ -109,3 +126,23 @@ def test_a_forbidden_import_breaks_a_contract(
     result = lint_imports(package_copy)
     assert result.returncode == 1, result.stdout + result.stderr
     assert complaint in " ".join(result.stdout.split()), result.stdout  # lines are wrapped
+
+
+def test_importing_the_store_contract_loads_no_database_driver() -> None:
+    """The store package re-exports only the contract and MemoryStore, so the request side and
+    the tests' doubles never pull in a driver (import-linter sees the package's own imports,
+    not what importing it loads)."""
+    probe = (
+        "import sys, lumen_alerting.threader.store.contract, lumen_alerting.threader.store, "
+        "lumen_alerting.threader.acceptance; "
+        "print(sorted(m for m in ('redis', 'sqlite3', '_sqlite3') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PACKAGE.parent)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"

@@ -17,6 +17,7 @@ from lumen_alerting.operator.convergence import (
     with_desired_hash,
 )
 from lumen_alerting.operator.kinds import CONFIG_MAP, PROMETHEUS_RULE, RENDERED_KINDS, kind_of
+from lumen_alerting.operator.runs import _conditions
 from lumen_alerting.operator.status import (
     READY,
     VALID,
@@ -289,3 +290,22 @@ def test_invalid_spec_keeps_the_children_of_the_last_valid_one() -> None:
     assert invalid["children"] == first["children"]
     assert (invalid["rules"], invalid["slos"]) == (3, 1)
     assert invalid["observedGeneration"] == 2
+
+
+def test_conditions_read_back_from_the_status_skip_what_is_malformed() -> None:
+    """A status edited by hand may hold anything; only well-formed conditions are compared
+    with the next observation (a missing reason or message reads as empty)."""
+    status = {
+        "conditions": [
+            {"type": "Valid", "status": "True", "reason": "Rendered", "message": "ok"},
+            {"type": "Ready", "status": "False"},
+            {"type": "Odd", "status": "Maybe", "reason": "x"},
+            {"status": "True"},
+            "not a condition",
+        ]
+    }
+    assert _conditions(status) == {
+        "Valid": ("True", "Rendered", "ok"),
+        "Ready": ("False", "", ""),
+    }
+    assert _conditions({}) == {}

@@ -1,6 +1,6 @@
 """threader/acceptance.py: the channel a request names, and the records the store is handed for
 each alert (thread key per channel, idempotency key, status, the alert as stored). Pure, so
-checked with exact values; the HTTP side is tested in test_threader.py."""
+checked with exact values; the HTTP side is tested in test_end_to_end.py."""
 
 from __future__ import annotations
 

@@ -76,6 +76,7 @@ def test_environment_forms(secrets_dir: Path) -> None:
         (["--listen", "8080"], "--listen: '8080' is not HOST:PORT"),
         (["--store", "postgres://x"], "--store: 'postgres://x' is not memory"),
         (["--default-channel", "alerts"], "--default-channel: 'alerts' is not #name"),
+        (["--default-channel", "#ops\n"], "--default-channel: '#ops\\n' is not #name"),
         (["--thread-key", "hash"], "--thread-key: 'hash' is not occurrence or labels"),
         (["--channel-interval", "fast"], "--channel-interval: not a number"),
         (["--dedupe-window", "0"], "--dedupe-window: must be between"),

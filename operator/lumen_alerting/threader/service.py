@@ -22,7 +22,8 @@ from .delivery import DeliveryWorker
 from .durability import DurabilityCheck
 from .metrics import ThreaderMetrics
 from .slack import SlackClient
-from .store import DEFAULT_LIMITS, MemoryStore, OutboxLimits, StoreUnavailable
+from .store.contract import DEFAULT_LIMITS, OutboxLimits, StoreUnavailable
+from .store.memory import MemoryStore
 from .store.redis import RedisStore
 from .store.sqlite import SQLiteStore
 
