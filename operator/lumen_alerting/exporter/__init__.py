@@ -1,0 +1,7 @@
+"""``lumen-exporter``: HTTP probes on a schedule, read by Prometheus from ``/metrics``.
+
+Layers inside the package: ``service`` (runs everything) over ``app`` (the HTTP endpoints) and
+``probes`` (the scheduler), over ``metrics`` (the last results as series) and ``values`` (JSON
+body -> numbers, pure), over ``config`` (flags and ``config.json``). Like the threader, it never
+imports the operator, the CLI, kopf or kubernetes.
+"""

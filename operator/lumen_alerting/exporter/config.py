@@ -1,0 +1,362 @@
+"""Exporter settings: flags (each with a ``LUMEN_EXPORTER_*`` environment form, see
+``lumen_alerting.settings``) and the ``config.json`` the renderer writes
+(``lumen_alerting.render.exporter.exporter_config``), parsed with pydantic.
+
+Everything is read and checked before anything starts: a bad flag, an unreadable file or a bad
+field of ``config.json`` ends the process with one line naming it, exit 2. The pipeline token is
+read from a file and kept out of every ``repr`` and log line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import jsonpath
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ..policy.durations import DURATION_PATTERN, parse_duration
+from ..settings import Setting, flag_or_environment, parse_or_exit, whole_number
+
+ENV_PREFIX = "LUMEN_EXPORTER_"
+DEFAULT_LISTEN = "0.0.0.0:9108"  # seed 001's exporter port
+DEFAULT_MAX_CONCURRENT_PROBES = 16
+MIN_TOKEN_LENGTH = 16
+
+# The names of the series every probe has; a policy's own metric must not take one of them.
+STANDARD_METRICS = frozenset(
+    {
+        "lumen_probe_success",
+        "lumen_probe_duration_seconds",
+        "lumen_probe_http_status",
+        "lumen_probe_last_success_timestamp_seconds",
+        "lumen_probe_field_errors_total",
+        "lumen_probe_field_errors",
+        "lumen_probe_runs_total",
+        "lumen_probe_runs",
+    }
+)
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+_DURATION = re.compile(DURATION_PATTERN)
+
+# RFC 9535 JSONPath, as the policy documents it ($.a.b, $.list[0], $['key with spaces']).
+JSONPATH = jsonpath.JSONPathEnvironment(strict=True)
+
+
+def _duration(text: str) -> str:
+    if not _DURATION.match(text) or not text:
+        raise ValueError(f"{text!r} is not a duration (use e.g. 500ms, 5s, 1m)")
+    if parse_duration(text) <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return text
+
+
+def _metric_name(name: str) -> str:
+    if not _METRIC_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a Prometheus metric name")
+    if name in STANDARD_METRICS:
+        raise ValueError(f"{name!r} is one of the exporter's own series")
+    return name
+
+
+def _compiled_path(path: str) -> str:
+    try:
+        JSONPATH.compile(path)
+    except jsonpath.JSONPathError as error:
+        reason = str(error).splitlines()[0]
+        raise ValueError(f"{path!r} is not a JSONPath ({reason})") from None
+    return path
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+MetricName = Annotated[str, AfterValidator(_metric_name)]
+JsonPathText = Annotated[str, AfterValidator(_compiled_path)]
+
+
+class ProbeConfig(BaseModel):
+    """One probe of ``config.json`` (``spec.exporter.probes[]`` of the policy).
+
+    ``interval`` and ``timeout`` are Prometheus durations as the policy writes them; ``fields``
+    maps a gauge name to the JSONPath of its value in the response body. ``method``,
+    ``expected_status`` and ``header_files`` are optional (the renderer writes none of them yet):
+    GET, any 2xx, no extra headers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    url: str = Field(pattern=r"^https?://[^\s/]+")
+    interval: Duration = "20s"
+    timeout: Duration = "5s"
+    health_metric: MetricName = "lumen_probe_up"
+    response_time_metric: MetricName = "lumen_probe_response_time_ms"
+    fields: dict[MetricName, JsonPathText] = Field(default_factory=dict, max_length=64)
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list)
+    # Header name -> file holding its value (a mounted Secret); read at start, never logged.
+    header_files: dict[str, str] = Field(default_factory=dict, max_length=16)
+
+    @field_validator("header_files")
+    @classmethod
+    def _header_names(cls, files: dict[str, str]) -> dict[str, str]:
+        for name in files:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+        return files
+
+    @model_validator(mode="after")
+    def _distinct_metrics(self) -> ProbeConfig:
+        names = [self.health_metric, self.response_time_metric, *self.fields]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"metric {twice[0]!r} is used twice by this probe")
+        return self
+
+    @property
+    def interval_seconds(self) -> float:
+        return float(parse_duration(self.interval))
+
+    @property
+    def timeout_seconds(self) -> float:
+        return float(parse_duration(self.timeout))
+
+    def answers_as_expected(self, status: int) -> bool:
+        """Whether an HTTP status counts as success: one of ``expected_status``, else any 2xx."""
+        if self.expected_status:
+            return status in self.expected_status
+        return 200 <= status < 300
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+
+
+class ExporterConfig(BaseModel):
+    """``config.json``: the probes and the pipeline switch, as the renderer writes them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    probes: list[ProbeConfig] = Field(default_factory=list, max_length=256)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+
+    @field_validator("probes")
+    @classmethod
+    def _unique_names(cls, probes: list[ProbeConfig]) -> list[ProbeConfig]:
+        names = [p.name for p in probes]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"probe name {twice[0]!r} is used twice")
+        return probes
+
+
+class ConfigError(ValueError):
+    """``config.json`` cannot be used; the message is one line naming the field."""
+
+
+def load_config(path: Path) -> ExporterConfig:
+    """The configuration in ``path``; ConfigError naming the first bad field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        document: Any = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: not JSON ({error})") from None
+    try:
+        return ExporterConfig.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {describe_first(error)}") from None
+
+
+def describe_first(error: ValidationError) -> str:
+    """``probes[0].interval: '0s' must be longer than zero`` (and how many more problems)."""
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    where = field_path(first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{where}: {message}{more}" if where else f"{message}{more}"
+
+
+def field_path(location: Sequence[int | str]) -> str:
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith("function-after") or part.startswith("["):
+            continue  # pydantic's name for a validator step, not a field
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+@dataclass(frozen=True)
+class ExporterSettings:
+    """Everything the exporter runs with: flags, the loaded ``config.json``, secrets read."""
+
+    config: ExporterConfig
+    config_path: Path
+    state_dir: Path
+    host: str = "0.0.0.0"
+    port: int = 9108
+    csv_path: Path | None = None
+    log_format: Literal["plain", "json"] = "plain"
+    log_level: str = "info"
+    max_concurrent_probes: int = DEFAULT_MAX_CONCURRENT_PROBES
+    pipeline_token: str | None = field(default=None, repr=False)
+    # probe name -> header -> value, from the probes' header files (secrets: never in a repr).
+    probe_headers: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
+
+
+def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> ExporterSettings:
+    """Settings from ``argv`` and ``environ``; exits 2 with one line on bad input."""
+    return parse_or_exit(
+        parser(), argv, lambda args: _settings(flag_or_environment(args, environ, ENV_PREFIX))
+    )
+
+
+def package_version() -> str:
+    try:
+        return version("lumen-alerting")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lumen-exporter",
+        description="Probe HTTP endpoints on a schedule and serve the results to Prometheus.",
+        epilog="Every flag can also be set as LUMEN_EXPORTER_<FLAG>.",
+    )
+    add = parser.add_argument
+    add("--listen", metavar="HOST:PORT", help=f"address to serve on (default: {DEFAULT_LISTEN})")
+    add("--config", metavar="FILE", help="config.json written by the operator (required)")
+    add("--state-dir", metavar="DIR", help="directory for state kept across restarts (required)")
+    add(
+        "--pipeline-token-file",
+        metavar="FILE",
+        help="bearer token CI presents to the pipeline endpoints (required when the config "
+        "enables the pipeline)",
+    )
+    add("--csv", metavar="FILE", help="CSV log of probe results (not used yet)")
+    add("--log-format", metavar="plain|json", help="log format (default: plain)")
+    add("--log-level", metavar="LEVEL", help="debug, info, warning or error (default: info)")
+    add(
+        "--max-concurrent-probes",
+        metavar="N",
+        help=f"probes in flight at once at most; the others wait their turn (default: "
+        f"{DEFAULT_MAX_CONCURRENT_PROBES})",
+    )
+    add("--version", action="version", version=f"lumen-exporter {package_version()}")
+    return parser
+
+
+def _settings(setting: Setting) -> ExporterSettings:
+    host, port = _listen(setting("listen") or DEFAULT_LISTEN)
+    config_file = setting("config")
+    if not config_file:
+        raise ValueError("--config: required (the operator's config.json)")
+    try:
+        config = load_config(Path(config_file))
+    except ConfigError as error:
+        raise ValueError(f"--config: {error}") from None
+    state = setting("state-dir")
+    if not state:
+        raise ValueError("--state-dir: required")
+    log_format = (setting("log-format") or "plain").lower()
+    if log_format not in ("plain", "json"):
+        raise ValueError(f"--log-format: {log_format!r} is not plain or json")
+    log_level = (setting("log-level") or "info").lower()
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise ValueError(f"--log-level: {log_level!r} is not debug, info, warning or error")
+    token = _pipeline_token(setting("pipeline-token-file"))
+    if config.pipeline.enabled and token is None:
+        raise ValueError(
+            "--pipeline-token-file: required, the config enables the pipeline endpoints"
+        )
+    csv = setting("csv")
+    return ExporterSettings(
+        config=config,
+        config_path=Path(config_file),
+        state_dir=_state_dir(state),
+        host=host,
+        port=port,
+        csv_path=Path(csv) if csv else None,
+        log_format=log_format,  # type: ignore[arg-type]
+        log_level=log_level,
+        max_concurrent_probes=whole_number(
+            "max-concurrent-probes",
+            setting("max-concurrent-probes"),
+            DEFAULT_MAX_CONCURRENT_PROBES,
+            low=1,
+            high=1024,
+        ),
+        pipeline_token=token,
+        probe_headers=_probe_headers(config),
+    )
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--listen: {value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _state_dir(value: str) -> Path:
+    path = Path(value).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--state-dir: cannot create {path}: {error.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"--state-dir: {path} is not writable")
+    return path
+
+
+def _pipeline_token(path: str | None) -> str | None:
+    if not path:
+        return None
+    token = _secret_file("--pipeline-token-file", path)
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"--pipeline-token-file: the token in {path} is shorter than "
+            f"{MIN_TOKEN_LENGTH} characters"
+        )
+    return token
+
+
+def _probe_headers(config: ExporterConfig) -> dict[str, dict[str, str]]:
+    headers: dict[str, dict[str, str]] = {}
+    for index, probe in enumerate(config.probes):
+        for name, path in probe.header_files.items():
+            where = f"--config: probes[{index}].header_files.{name}"
+            value = _secret_file(where, path)
+            if not value or "\n" in value or "\r" in value:
+                raise ValueError(f"{where}: {path} must hold one non-empty line")
+            headers.setdefault(probe.name, {})[name] = value
+    return headers
+
+
+def _secret_file(where: str, path: str) -> str:
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as error:
+        raise ValueError(f"{where}: cannot read {path}: {error.strerror}") from None

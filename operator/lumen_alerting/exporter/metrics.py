@@ -1,0 +1,143 @@
+"""The exporter's series: the last result of every probe, read at scrape time (never probed then).
+
+Per probe, in the blackbox exporter's style: ``lumen_probe_success``,
+``lumen_probe_duration_seconds``, ``lumen_probe_http_status`` (when the target answered) and
+``lumen_probe_last_success_timestamp_seconds`` (once it has succeeded); then the policy's own
+gauges: its ``health_metric`` (1/0), ``response_time_metric`` (milliseconds, when the target
+answered) and one gauge per field. Every series carries ``probe="<name>"``. A value the last
+probe did not produce is not exported at all, so Prometheus marks it stale instead of keeping an
+old number; fields that could not be read are counted in ``lumen_probe_field_errors_total``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .config import ExporterConfig, ProbeConfig
+from .values import FieldProblem
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one run of a probe found."""
+
+    success: bool
+    duration_seconds: float
+    finished_at: float  # Unix time
+    status: int | None = None  # None: no HTTP answer (refused, timed out, ...)
+    fields: Mapping[str, float] = field(default_factory=dict)  # metric -> value, read ones only
+    error: str | None = None  # why it failed, for the log
+
+
+class ProbeResults:
+    """The last result of each probe and the time of its last success: what scrapes read."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, ProbeResult] = {}
+        self._last_success: dict[str, float] = {}
+
+    def record(self, probe: str, result: ProbeResult) -> None:
+        self._last[probe] = result
+        if result.success:
+            self._last_success[probe] = result.finished_at
+
+    def last(self, probe: str) -> ProbeResult | None:
+        return self._last.get(probe)
+
+    def last_success(self, probe: str) -> float | None:
+        return self._last_success.get(probe)
+
+
+class ProbeCollector(Collector):
+    """The probe series, built from ``ProbeResults`` on each scrape (a few dicts: cheap)."""
+
+    def __init__(self, config: ExporterConfig, results: ProbeResults) -> None:
+        self._probes = config.probes
+        self._results = results
+
+    def collect(self) -> Iterable[Metric]:
+        success = _gauge("lumen_probe_success", "1 if the probe's last run succeeded, else 0.")
+        duration = _gauge(
+            "lumen_probe_duration_seconds", "How long the probe's last run took, in seconds."
+        )
+        status = _gauge(
+            "lumen_probe_http_status", "HTTP status of the last answer (absent without one)."
+        )
+        last_success = _gauge(
+            "lumen_probe_last_success_timestamp_seconds",
+            "Unix time of the probe's last success (absent until it has succeeded once).",
+        )
+        own: dict[str, GaugeMetricFamily] = {}
+        for probe in self._probes:
+            result = self._results.last(probe.name)
+            if result is None:
+                continue  # not run yet: nothing to say, rather than a made-up 0
+            labels = [probe.name]
+            success.add_metric(labels, 1.0 if result.success else 0.0)
+            duration.add_metric(labels, result.duration_seconds)
+            if result.status is not None:
+                status.add_metric(labels, float(result.status))
+            if (succeeded := self._results.last_success(probe.name)) is not None:
+                last_success.add_metric(labels, succeeded)
+            for name, value in _policy_values(probe, result):
+                family = own.get(name)
+                if family is None:
+                    family = own[name] = _gauge(name, _help(probe, name))
+                family.add_metric(labels, value)
+        yield from (success, duration, status, last_success, *own.values())
+
+
+def _policy_values(probe: ProbeConfig, result: ProbeResult) -> Iterable[tuple[str, float]]:
+    yield probe.health_metric, 1.0 if result.success else 0.0
+    if result.status is not None:
+        # Seed 001's response time is in milliseconds; only an answer has one.
+        yield probe.response_time_metric, result.duration_seconds * 1000.0
+    yield from result.fields.items()
+
+
+def _help(probe: ProbeConfig, name: str) -> str:
+    if name == probe.health_metric:
+        return "1 while the probed endpoint answers as expected in time, else 0."
+    if name == probe.response_time_metric:
+        return "Response time of the probed endpoint's last answer, in milliseconds."
+    return f"Field {probe.fields[name]} of the probed endpoint's JSON answer."
+
+
+def _gauge(name: str, documentation: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=["probe"])
+
+
+class ExporterMetrics:
+    """Everything ``/metrics`` serves, in one registry of its own."""
+
+    def __init__(self, config: ExporterConfig, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.results = ProbeResults()
+        self.registry.register(ProbeCollector(config, self.results))
+        self.field_errors = Counter(
+            "lumen_probe_field_errors",
+            "Fields of a probe's answer that had no value, by reason: invalid_json, missing, "
+            "many_values, not_a_number.",
+            ["probe", "field", "reason"],
+            registry=self.registry,
+        )
+        self.runs = Counter(
+            "lumen_probe_runs",
+            "Probe runs by result: success or failure.",
+            ["probe", "result"],
+            registry=self.registry,
+        )
+
+    def record(
+        self, probe: str, result: ProbeResult, problems: Mapping[str, FieldProblem] = {}
+    ) -> None:
+        """Keep ``result`` as the probe's last and count its failures and missing fields."""
+        self.results.record(probe, result)
+        self.runs.labels(probe, "success" if result.success else "failure").inc()
+        for name, problem in problems.items():
+            self.field_errors.labels(probe, name, problem.value).inc()

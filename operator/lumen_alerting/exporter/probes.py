@@ -1,0 +1,194 @@
+"""The probe scheduler: every probe on its own interval, spread out, a bounded number at once.
+
+Probes run in the background and only ever write ``ExporterMetrics``; scrapes read the last
+results and never wait for a target. A probe's first run is offset into its interval by a hash
+of its name, so probes sharing an interval do not all fire at the same instant (and the offset
+is the same on every restart); after that it keeps to its grid (start + offset + k * interval).
+A run that overruns skips the slots it missed rather than firing several times to catch up, and
+a probe never overlaps itself. At most ``max_concurrent`` probes are in flight; the rest wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+
+import aiohttp
+
+from .config import JSONPATH, ExporterConfig, ProbeConfig
+from .metrics import ExporterMetrics, ProbeResult
+from .values import FieldProblem, field_value, parse_body
+
+log = logging.getLogger("lumen.exporter.probes")
+
+# A health answer is small; a bigger body is cut off here rather than held in memory.
+MAX_BODY = 4 * 1024 * 1024
+USER_AGENT = "lumen-exporter"
+
+
+def first_run_offset(name: str, interval: float) -> float:
+    """Seconds into its interval at which probe ``name`` first runs: in [0, interval), the same
+    for the same name on every start, and spread evenly over many names."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * interval
+
+
+def next_slot(start: float, offset: float, interval: float, now: float) -> float:
+    """The first time on the grid ``start + offset + k * interval`` (k >= 0) after ``now``."""
+    first = start + offset
+    if now < first:
+        return first
+    return first + (int((now - first) // interval) + 1) * interval
+
+
+class ProbeScheduler:
+    """Runs the probes of ``config`` until ``stop()``; results go to ``metrics``."""
+
+    def __init__(
+        self,
+        config: ExporterConfig,
+        metrics: ExporterMetrics,
+        *,
+        max_concurrent: int,
+        headers: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._max_concurrent = max_concurrent
+        self._headers = headers or {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._paths = {
+            (probe.name, name): JSONPATH.compile(path)
+            for probe in config.probes
+            for name, path in probe.fields.items()
+        }
+        self._failing: set[str] = set()  # to log a change of state once, not every run
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks) or not self._config.probes
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            # One connection per probe in flight; keep-alive spares a handshake per run.
+            connector=aiohttp.TCPConnector(limit=self._max_concurrent),
+            headers={"User-Agent": USER_AGENT},
+        )
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for probe in self._config.probes:
+            offset = first_run_offset(probe.name, probe.interval_seconds)
+            self._tasks.append(
+                asyncio.create_task(self._keep_probing(probe, start, offset), name=probe.name)
+            )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _keep_probing(self, probe: ProbeConfig, start: float, offset: float) -> None:
+        loop = asyncio.get_running_loop()
+        interval = probe.interval_seconds
+        due = start + offset
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            async with self._slots:
+                try:
+                    await self.run_once(probe)
+                except Exception:  # a bug in one run must not end the probe's schedule
+                    log.exception("Probe %s failed unexpectedly.", probe.name)
+            due = next_slot(start, offset, interval, loop.time())
+
+    async def run_once(self, probe: ProbeConfig) -> ProbeResult:
+        """Probe once, record the result and return it (the semaphore is the caller's)."""
+        assert self._session is not None, "start() first"
+        result, problems = await self._probe(self._session, probe)
+        self._metrics.record(probe.name, result, problems)
+        self._log_change(probe, result)
+        return result
+
+    async def _probe(
+        self, session: aiohttp.ClientSession, probe: ProbeConfig
+    ) -> tuple[ProbeResult, dict[str, FieldProblem]]:
+        started = time.perf_counter()
+        status: int | None = None
+        try:
+            # asyncio.timeout bounds everything (connect, headers, body), whatever the target does.
+            async with asyncio.timeout(probe.timeout_seconds):
+                async with session.request(
+                    probe.method,
+                    probe.url,
+                    headers=self._headers.get(probe.name),
+                    allow_redirects=True,
+                ) as response:
+                    status = response.status
+                    body = await _read_body(response)
+        except TimeoutError:
+            return self._failure(probe, started, status, f"no answer within {probe.timeout}")
+        except (aiohttp.ClientError, OSError, ValueError) as error:
+            return self._failure(probe, started, status, _describe(error))
+        duration = time.perf_counter() - started
+        finished = time.time()
+        if not probe.answers_as_expected(status):
+            result = ProbeResult(False, duration, finished, status, error=f"HTTP {status}")
+            return result, {}
+        fields: dict[str, float] = {}
+        problems: dict[str, FieldProblem] = {}
+        if probe.fields:
+            document = parse_body(body) if body is not None else None
+            for name in probe.fields:
+                if document is None:
+                    problems[name] = FieldProblem.INVALID_JSON  # too large to read
+                    continue
+                value = field_value(document, self._paths[probe.name, name])
+                if isinstance(value, FieldProblem):
+                    problems[name] = value
+                else:
+                    fields[name] = value
+        return ProbeResult(True, duration, finished, status, fields), problems
+
+    @staticmethod
+    def _failure(
+        probe: ProbeConfig, started: float, status: int | None, error: str
+    ) -> tuple[ProbeResult, dict[str, FieldProblem]]:
+        # No body to read fields from: they disappear with the failure, which
+        # lumen_probe_success already reports (so they are not counted as field errors).
+        duration = time.perf_counter() - started
+        return ProbeResult(False, duration, time.time(), status, error=error), {}
+
+    def _log_change(self, probe: ProbeConfig, result: ProbeResult) -> None:
+        if not result.success and probe.name not in self._failing:
+            self._failing.add(probe.name)
+            log.warning("Probe %s failed: %s.", probe.name, result.error)
+        elif result.success and probe.name in self._failing:
+            self._failing.discard(probe.name)
+            log.info("Probe %s succeeds again.", probe.name)
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes | None:
+    """The body, or None past MAX_BODY (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await response.content.read(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

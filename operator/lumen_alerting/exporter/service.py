@@ -1,0 +1,83 @@
+"""Run the exporter: the probe scheduler and the HTTP endpoints, until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Sequence
+
+from aiohttp import web
+
+from .app import make_app
+from .config import ExporterSettings
+from .metrics import ExporterMetrics
+from .probes import ProbeScheduler
+
+log = logging.getLogger("lumen.exporter")
+
+
+class StartupError(Exception):
+    """The exporter cannot start because of a setting: reported as one line naming ``flag``."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(f"{flag}: {message}")
+
+
+async def serve(
+    settings: ExporterSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[int], None] | None = None,
+    metrics: ExporterMetrics | None = None,
+    routes: Sequence[web.RouteDef] = (),
+) -> None:
+    """Serve until SIGTERM/SIGINT or ``stop``; ``on_ready`` gets the bound port."""
+    stop = stop or asyncio.Event()
+    config = settings.config
+    metrics = metrics or ExporterMetrics(config)
+    scheduler = ProbeScheduler(
+        config,
+        metrics,
+        max_concurrent=settings.max_concurrent_probes,
+        headers=settings.probe_headers,
+    )
+    runner = web.AppRunner(
+        make_app(config, metrics, ready=lambda: scheduler.running, routes=routes),
+        access_log=None,
+        shutdown_timeout=5,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        where = f"{settings.host}:{settings.port}"
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise StartupError("--listen", f"cannot listen on {where}: {reason}") from None
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(RuntimeError, NotImplementedError):  # not in the main thread
+            loop.add_signal_handler(number, stop.set)
+    await scheduler.start()
+    port = runner.addresses[0][1] if runner.addresses else settings.port
+    log.info(
+        "Exporter listening on %s:%s with %d probes (at most %d at once).",
+        settings.host,
+        port,
+        len(config.probes),
+        settings.max_concurrent_probes,
+    )
+    if settings.csv_path is not None:
+        log.info("--csv: the CSV log of probe results is not written by this version yet.")
+    if on_ready is not None:
+        on_ready(port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("Stopping.")
+        await runner.cleanup()
+        await scheduler.stop()
