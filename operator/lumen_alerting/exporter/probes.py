@@ -74,12 +74,18 @@ class ProbeScheduler:
     def running(self) -> bool:
         return bool(self._tasks) or not self._config.probes
 
+    async def start_session(self) -> None:
+        """Open the HTTP client the probes share (``start()`` does it too)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                # One connection per probe in flight; keep-alive spares a handshake per run.
+                connector=aiohttp.TCPConnector(limit=self._max_concurrent),
+                headers={"User-Agent": USER_AGENT},
+            )
+
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            # One connection per probe in flight; keep-alive spares a handshake per run.
-            connector=aiohttp.TCPConnector(limit=self._max_concurrent),
-            headers={"User-Agent": USER_AGENT},
-        )
+        """Schedule every probe: its first run at its offset into its interval from now."""
+        await self.start_session()
         loop = asyncio.get_running_loop()
         start = loop.time()
         for probe in self._config.probes:
@@ -105,15 +111,19 @@ class ProbeScheduler:
         due = start + offset
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
-            async with self._slots:
-                try:
-                    await self.run_once(probe)
-                except Exception:  # a bug in one run must not end the probe's schedule
-                    log.exception("Probe %s failed unexpectedly.", probe.name)
+            try:
+                await self.run_gated(probe)
+            except Exception:  # a bug in one run must not end the probe's schedule
+                log.exception("Probe %s failed unexpectedly.", probe.name)
             due = next_slot(start, offset, interval, loop.time())
 
+    async def run_gated(self, probe: ProbeConfig) -> ProbeResult:
+        """``run_once`` when one of the ``max_concurrent`` slots is free."""
+        async with self._slots:
+            return await self.run_once(probe)
+
     async def run_once(self, probe: ProbeConfig) -> ProbeResult:
-        """Probe once, record the result and return it (the semaphore is the caller's)."""
+        """Probe once now, record the result and return it."""
         assert self._session is not None, "start() first"
         result, problems = await self._probe(self._session, probe)
         self._metrics.record(probe.name, result, problems)
