@@ -1,0 +1,164 @@
+"""The real ``lumen-exporter`` process: the gateway example against a stand-in ION API gives
+seed 001's nine gauges, a hung target does not slow scrapes, it stops cleanly on SIGTERM, and
+a bad config stops it before it listens."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.exporter.exporter_run import (
+    ExporterProcess,
+    command,
+    environment,
+    rendered_config,
+)
+from tests.exporter.series import probe_series, samples
+from tests.exporter.targets import Answer, ProbeTargets
+from tests.support.polling import eventually, free_port
+
+pytestmark = pytest.mark.timeout(180)
+
+# What the ION API's /health answers (seed 001's fields; the phase difference as a string, as
+# some gateways write numbers).
+ION_HEALTH = {
+    "status": "ok",
+    "mock": False,
+    "confidence": 0.87,
+    "gateway": {"status": 1},
+    "resonance": {
+        "phase_diff": "0.40",
+        "entropy_rate": 0.24,
+        "creative_band": 0.42,
+        "risk_band": 0.12,
+    },
+}
+SEED_001 = {
+    "lumen_ion_health": 1.0,
+    "lumen_ion_mock_mode": 0.0,
+    "lumen_ion_confidence": 0.87,
+    "lumen_gateway_status": 1.0,
+    "lumen_phase_diff": 0.40,
+    "lumen_entropy_rate": 0.24,
+    "lumen_creative_band": 0.42,
+    "lumen_risk_band": 0.12,
+}
+STANDARD = {
+    "lumen_probe_success",
+    "lumen_probe_duration_seconds",
+    "lumen_probe_http_status",
+    "lumen_probe_last_success_timestamp_seconds",
+    "lumen_probe_runs_total",
+}
+
+
+def gateway_config(url: str) -> dict[str, Any]:
+    """The gateway example's rendered config, pointed at the stand-in and probing every second
+    (so the test needs not wait up to 20 s for the first run)."""
+    config = rendered_config("gateway")
+    (probe,) = config["probes"]
+    assert probe["name"] == "ion-api" and probe["interval"] == "20s"
+    probe.update(url=url, interval="1s")
+    return config
+
+
+def test_the_gateway_example_exposes_seed_001s_nine_gauges():
+    with ProbeTargets() as ion_api:
+        ion_api.answers["/health"] = Answer.json(ION_HEALTH)
+        with ExporterProcess(gateway_config(f"{ion_api.url}/health")) as exporter:
+            text = eventually(
+                lambda: (t := exporter.metrics()) and "lumen_ion_health" in t and t,
+                60,
+                "the first probe of ion-api",
+            )
+    found = samples(text)
+    policy_series = {
+        (name, labels): value for (name, labels), value in found.items() if name not in STANDARD
+    }
+    nine = {name for name, _ in policy_series}
+    assert nine == {*SEED_001, "lumen_ion_response_time_ms"}
+    assert all(labels == (("probe", "ion-api"),) for _, labels in policy_series)
+    values = probe_series(text, "ion-api")
+    assert values.pop("lumen_ion_response_time_ms") > 0
+    assert {name: values[name] for name in SEED_001} == SEED_001
+    assert values["lumen_probe_success"] == 1.0
+
+
+def test_a_hung_target_does_not_slow_scrapes():
+    with ProbeTargets() as targets:
+        targets.answers["/hung"] = Answer(hang=True)
+        targets.answers["/health"] = Answer.json(ION_HEALTH)
+        config = {
+            "probes": [
+                {"name": "hung", "url": f"{targets.url}/hung", "interval": "1s", "timeout": "30s"},
+                {"name": "fine", "url": f"{targets.url}/health", "interval": "1s"},
+            ],
+            "pipeline": {"enabled": False},
+        }
+        with ExporterProcess(config) as exporter:
+            eventually(lambda: targets.seen.in_flight >= 1, 60, "the hung probe in flight")
+            eventually(lambda: targets.requests("/health") >= 2, 60, "two runs of the fine probe")
+            latencies = []
+            with httpx.Client(timeout=30) as client:
+                for _ in range(20):
+                    started = time.perf_counter()
+                    answer = client.get(f"{exporter.url}/metrics")
+                    latencies.append(time.perf_counter() - started)
+                    assert answer.status_code == 200
+            # The hung probe was in flight all along: it has 30 s before it gives up.
+            assert targets.requests("/hung") == 1
+            assert targets.seen.in_flight >= 1
+            text = answer.text
+    # A scrape that waited on the probe would take 30 s; these take milliseconds (roomy bound
+    # for a loaded machine).
+    assert statistics.median(latencies) < 0.5 and max(latencies) < 5, latencies
+    assert probe_series(text, "fine")["lumen_probe_success"] == 1.0
+    assert "hung" not in {dict(labels).get("probe") for _, labels in samples(text)}
+
+
+def test_health_ready_and_a_clean_stop():
+    with ExporterProcess({"probes": []}) as exporter:
+        assert httpx.get(f"{exporter.url}/health", timeout=10).json()["status"] == "ok"
+        assert httpx.get(f"{exporter.url}/ready", timeout=10).json() == {"ready": True}
+        assert exporter.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ('{"probes": [{"name": "a", "url": "http://x", "interval": "0s"}]}', "probes[0].interval"),
+        ('{"probes": [{"name": "a", "url": "http://x", "fields": {"m": "mock"}}]}', "fields.m"),
+        ('{"probes": [], "pipline": {}}', "pipline"),
+        ("{not json", "not JSON"),
+    ],
+)
+def test_a_bad_config_exits_2_with_one_line_before_listening(tmp_path, config, named):
+    (tmp_path / "config.json").write_text(config)
+    port = free_port()
+    result = subprocess.run(
+        command(
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--config",
+            str(tmp_path / "config.json"),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ),  # fmt: skip
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lumen-exporter: error: --config: "), lines
+    assert named in lines[0]
+    assert result.stdout == ""
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
