@@ -76,11 +76,28 @@ BAD_IMPORTS = [
         "from lumen_alerting.threader import config",
         not_allowed("operator", "lumen_alerting.threader"),
     ),
+    (
+        "exporter/metrics.py",
+        "from lumen_alerting.threader import config",
+        not_allowed("exporter", "lumen_alerting.threader"),
+    ),
     # services-apart
     (
         "threader/webhook.py",
         "from lumen_alerting.operator import config",
         not_allowed("threader", "lumen_alerting.operator"),
+    ),
+    (
+        "exporter/probes.py",
+        "from lumen_alerting.operator import config",
+        not_allowed("exporter", "lumen_alerting.operator"),
+    ),
+    ("exporter/app.py", "import kopf", not_allowed("exporter", "kopf")),
+    # pure-core and shared-leaves: nothing below the services imports the exporter
+    (
+        "render/exporter.py",
+        "from lumen_alerting.exporter import config",
+        not_allowed("render", "lumen_alerting.exporter"),
     ),
     # operator-layers
     (
@@ -113,6 +130,11 @@ BAD_IMPORTS = [
         "settings.py",
         "from lumen_alerting.policy import durations",
         not_allowed("settings", "lumen_alerting.policy"),
+    ),
+    (
+        "logs.py",
+        "from lumen_alerting.exporter import config",
+        not_allowed("logs", "lumen_alerting.exporter"),
     ),
 ]
 

@@ -142,13 +142,10 @@ def test_a_bad_config_exits_2_with_one_line_before_listening(tmp_path, config, n
     port = free_port()
     result = subprocess.run(
         command(
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--config",
-            str(tmp_path / "config.json"),
-            "--state-dir",
-            str(tmp_path / "state"),
-        ),  # fmt: skip
+            *("--listen", f"127.0.0.1:{port}"),
+            *("--config", str(tmp_path / "config.json")),
+            *("--state-dir", str(tmp_path / "state")),
+        ),
         env=environment(),
         capture_output=True,
         text=True,

@@ -1,0 +1,166 @@
+"""The exporter's flags (each also a LUMEN_EXPORTER_* variable) and its config.json: what the
+renderer writes loads; anything else stops it with one line naming the field; secrets come from
+files and never show in a repr."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lumen_alerting.exporter.config import (
+    DEFAULT_MAX_CONCURRENT_PROBES,
+    ExporterConfig,
+    load_config,
+    parse_settings,
+    parser,
+)
+from tests.exporter.exporter_run import rendered_config
+from tests.support.schemas import REPO
+from tests.support.settings_docs import undocumented
+
+TOKEN = "pipeline-token-0123456789"
+
+
+def write(tmp_path: Path, document: Any, name: str = "config.json") -> Path:
+    path = tmp_path / name
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    return path
+
+
+def flags(tmp_path: Path, document: Any = None) -> list[str]:
+    config = write(tmp_path, {"probes": []} if document is None else document)
+    return ["--config", str(config), "--state-dir", str(tmp_path / "state")]
+
+
+def refusal(
+    argv: list[str], capsys: pytest.CaptureFixture[str], environ: dict[str, str] | None = None
+) -> str:
+    with pytest.raises(SystemExit) as exit:
+        parse_settings(argv, environ or {})
+    assert exit.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("example", ["gateway", "pipeline"])
+def test_what_the_renderer_writes_loads(tmp_path, example):
+    document = rendered_config(example)
+    config = load_config(write(tmp_path, document))
+    assert [p.name for p in config.probes] == [p["name"] for p in document["probes"]]
+    assert config.pipeline.enabled == document["pipeline"]["enabled"]
+
+
+def test_the_gateway_probe_as_seed_001_reads_it(tmp_path):
+    (probe,) = load_config(write(tmp_path, rendered_config("gateway"))).probes
+    assert (probe.interval_seconds, probe.timeout_seconds) == (20.0, 5.0)
+    assert probe.health_metric == "lumen_ion_health"
+    assert probe.response_time_metric == "lumen_ion_response_time_ms"
+    assert len(probe.fields) == 7 and probe.fields["lumen_gateway_status"] == "$.gateway.status"
+    assert probe.method == "GET" and probe.answers_as_expected(204)
+    assert not probe.answers_as_expected(301)
+
+
+PROBE = {"name": "api", "url": "http://api:8080/health"}
+
+
+@pytest.mark.parametrize(
+    ("document", "named"),
+    [
+        ({"probes": [PROBE | {"interval": "0s"}]}, "probes[0].interval: '0s' must be longer"),
+        ({"probes": [PROBE | {"timeout": "5 s"}]}, "probes[0].timeout: '5 s' is not a duration"),
+        (
+            {"probes": [PROBE | {"fields": {"m": "mock"}}]},
+            "probes[0].fields.m: 'mock' is not a JSONPath",
+        ),
+        ({"probes": [PROBE | {"fields": {"bad-name": "$.a"}}]}, "probes[0].fields.bad-name:"),
+        ({"probes": [PROBE | {"health_metric": "lumen_probe_success"}]}, "exporter's own series"),
+        ({"probes": [PROBE | {"health_metric": "x", "fields": {"x": "$.a"}}]}, "'x' is used twice"),
+        ({"probes": [PROBE, PROBE]}, "probes: probe name 'api' is used twice"),
+        ({"probes": [PROBE | {"url": "ftp://x"}]}, "probes[0].url:"),
+        ({"probes": [PROBE | {"nmae": "x"}]}, "probes[0].nmae: Extra inputs are not permitted"),
+        ({"probes": [{"url": "http://x"}]}, "probes[0].name: Field required"),
+        ({"probes": [PROBE], "pipeline": {"enabled": "maybe"}}, "pipeline.enabled:"),
+        ({"probes": [PROBE | {"expected_status": [99]}]}, "probes[0].expected_status[0]:"),
+        ("[1, 2", "not JSON"),
+    ],
+)
+def test_a_bad_config_is_one_line_naming_the_field(tmp_path, capsys, document, named):
+    line = refusal(flags(tmp_path, document), capsys)
+    assert line.startswith("lumen-exporter: error: --config: "), line
+    assert named in line, line
+
+
+def test_several_problems_name_the_first_and_count_the_rest(tmp_path, capsys):
+    document = {"probes": [PROBE | {"interval": "0s", "timeout": "x", "nmae": 1}]}
+    line = refusal(flags(tmp_path, document), capsys)
+    assert "probes[0].interval" in line and "(and 2 more)" in line
+
+
+def test_required_flags_and_unreadable_files(tmp_path, capsys):
+    assert "--config: required" in refusal(["--state-dir", str(tmp_path)], capsys)
+    assert "--state-dir: required" in refusal(["--config", str(write(tmp_path, {}))], capsys)
+    missing = ["--config", str(tmp_path / "nope.json"), "--state-dir", str(tmp_path)]
+    assert "cannot read" in refusal(missing, capsys)
+    assert "--listen:" in refusal([*flags(tmp_path), "--listen", "9108"], capsys)
+    too_many = [*flags(tmp_path), "--max-concurrent-probes", "0"]
+    assert "--max-concurrent-probes:" in refusal(too_many, capsys)
+    assert "--log-format:" in refusal([*flags(tmp_path), "--log-format", "xml"], capsys)
+
+
+def test_flags_have_environment_forms_and_win_over_them(tmp_path):
+    environ = {
+        "LUMEN_EXPORTER_CONFIG": str(write(tmp_path, {"probes": [PROBE]})),
+        "LUMEN_EXPORTER_STATE_DIR": str(tmp_path / "state"),
+        "LUMEN_EXPORTER_LISTEN": "127.0.0.1:9200",
+        "LUMEN_EXPORTER_MAX_CONCURRENT_PROBES": "3",
+        "LUMEN_EXPORTER_LOG_FORMAT": "json",
+    }
+    settings = parse_settings([], environ)
+    assert (settings.host, settings.port, settings.max_concurrent_probes) == ("127.0.0.1", 9200, 3)
+    assert settings.log_format == "json" and settings.config.probes[0].name == "api"
+    assert (tmp_path / "state").is_dir()
+    settings = parse_settings(["--max-concurrent-probes", "5", "--listen", "[::1]:1"], environ)
+    assert (settings.host, settings.port, settings.max_concurrent_probes) == ("::1", 1, 5)
+    defaults = parse_settings(flags(tmp_path), {})
+    assert (defaults.host, defaults.port) == ("0.0.0.0", 9108)
+    assert defaults.max_concurrent_probes == DEFAULT_MAX_CONCURRENT_PROBES
+
+
+def test_the_pipeline_token_is_read_from_a_file_and_never_shown(tmp_path, capsys):
+    pipeline_on = {"probes": [], "pipeline": {"enabled": True}}
+    line = refusal(flags(tmp_path, pipeline_on), capsys)
+    assert "--pipeline-token-file: required" in line
+    (tmp_path / "short").write_text("short\n")
+    short = [*flags(tmp_path, pipeline_on), "--pipeline-token-file", str(tmp_path / "short")]
+    assert "shorter than 16 characters" in refusal(short, capsys)
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    argv = [*flags(tmp_path, pipeline_on), "--pipeline-token-file", str(tmp_path / "token")]
+    settings = parse_settings(argv, {})
+    assert settings.pipeline_token == TOKEN
+    assert TOKEN not in repr(settings)
+
+
+def test_probe_headers_come_from_files_and_never_show(tmp_path, capsys):
+    (tmp_path / "auth").write_text("Bearer probe-secret\n")
+    document = {"probes": [PROBE | {"header_files": {"Authorization": str(tmp_path / "auth")}}]}
+    settings = parse_settings(flags(tmp_path, document), {})
+    assert settings.probe_headers == {"api": {"Authorization": "Bearer probe-secret"}}
+    assert "probe-secret" not in repr(settings)
+    gone = {"probes": [PROBE | {"header_files": {"X-Key": str(tmp_path / "absent")}}]}
+    assert "probes[0].header_files.X-Key: cannot read" in refusal(flags(tmp_path, gone), capsys)
+    bad = {"probes": [PROBE | {"header_files": {"Bad Header": str(tmp_path / "auth")}}]}
+    assert "is not an HTTP header name" in refusal(flags(tmp_path, bad), capsys)
+
+
+def test_an_empty_config_is_valid():
+    assert ExporterConfig.model_validate({}).probes == []
+
+
+def test_every_flag_and_variable_is_documented():
+    docs = (REPO / "docs" / "exporter.md").read_text()
+    # --version prints and exits: it has no variable.
+    assert undocumented(parser(), docs, "LUMEN_EXPORTER_") == ["LUMEN_EXPORTER_VERSION"]
