@@ -252,6 +252,32 @@ def test_the_schedule_runs_each_probe_on_its_interval():
         assert series(metrics, f"p{n}")["m_up"] == 1.0
 
 
+def test_the_scheduler_starts_each_probe_at_its_offset():
+    # Two names whose offsets into a 4 s interval are far apart (0.02 s and 3.79 s): started
+    # together, the scheduler must run them about 3.8 s apart, not at once.
+    early, late = "p-5", "p-11"
+    assert first_run_offset(early, 4.0) < 0.1 and first_run_offset(late, 4.0) > 3.7
+    first_seen: dict[str, float] = {}
+    with ProbeTargets() as targets:
+        for name in (early, late):
+            targets.answers[f"/{name}"] = Answer.json(BODY)
+        probes = [probe(f"{targets.url}/{n}", name=n, interval="4s") for n in (early, late)]
+
+        async def until_both_ran(scheduler: ProbeScheduler, _: ExporterMetrics) -> None:
+            await scheduler.start()
+
+            def both_ran() -> bool:
+                for name in (early, late):
+                    if name not in first_seen and targets.requests(f"/{name}"):
+                        first_seen[name] = time.monotonic()
+                return len(first_seen) == 2
+
+            await asyncio.to_thread(eventually, both_ran, 60, "both probes' first runs")
+
+        run(probes, until_both_ran)
+    assert first_seen[late] - first_seen[early] > 2.0, first_seen
+
+
 def test_first_runs_are_spread_over_the_interval_and_stable():
     names = [f"probe-{n}" for n in range(400)]
     offsets = [first_run_offset(name, 20.0) for name in names]

@@ -4,6 +4,7 @@ a bad config stops it before it listens."""
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import subprocess
 import time
@@ -11,7 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from lumen_alerting.exporter.app import make_app
+from lumen_alerting.exporter.config import ExporterConfig
+from lumen_alerting.exporter.metrics import ExporterMetrics
 from tests.exporter.exporter_run import (
     ExporterProcess,
     command,
@@ -114,6 +120,10 @@ def test_a_hung_target_does_not_slow_scrapes():
             assert targets.requests("/hung") == 1
             assert targets.seen.in_flight >= 1
             text = answer.text
+            # SIGTERM does not wait for the hung probe either.
+            stopping = time.monotonic()
+            assert exporter.stop() == 0
+            assert time.monotonic() - stopping < 20
     # A scrape that waited on the probe would take 30 s; these take milliseconds (roomy bound
     # for a loaded machine).
     assert statistics.median(latencies) < 0.5 and max(latencies) < 5, latencies
@@ -126,6 +136,36 @@ def test_health_ready_and_a_clean_stop():
         assert httpx.get(f"{exporter.url}/health", timeout=10).json()["status"] == "ok"
         assert httpx.get(f"{exporter.url}/ready", timeout=10).json() == {"ready": True}
         assert exporter.stop() == 0
+
+
+def test_routes_handed_to_make_app_are_served():
+    """How the pipeline endpoints plug in: ``make_app(..., routes=[...])``."""
+
+    async def extra(request: web.Request) -> web.Response:
+        return web.json_response({"extra": True})
+
+    async def main() -> tuple[int, Any, int]:
+        config = ExporterConfig()
+        app = make_app(config, ExporterMetrics(config), routes=[web.post("/extra", extra)])
+        async with TestClient(TestServer(app)) as client:
+            answer = await client.post("/extra")
+            metrics = await client.get("/metrics")
+            return answer.status, await answer.json(), metrics.status
+
+    assert asyncio.run(main()) == (200, {"extra": True}, 200)
+
+
+def test_not_ready_until_the_probes_are_scheduled():
+    async def main() -> tuple[int, int]:
+        config = ExporterConfig()
+        scheduled = False
+        app = make_app(config, ExporterMetrics(config), ready=lambda: scheduled)
+        async with TestClient(TestServer(app)) as client:
+            before = (await client.get("/ready")).status
+            scheduled = True
+            return before, (await client.get("/ready")).status
+
+    assert asyncio.run(main()) == (503, 200)
 
 
 @pytest.mark.parametrize(
