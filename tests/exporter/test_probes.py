@@ -15,7 +15,12 @@ from prometheus_client import generate_latest
 
 from lumen_alerting.exporter.config import ExporterConfig, ProbeConfig
 from lumen_alerting.exporter.metrics import ExporterMetrics
-from lumen_alerting.exporter.probes import ProbeScheduler, first_run_offset, next_slot
+from lumen_alerting.exporter.probes import (
+    MAX_BODY,
+    ProbeScheduler,
+    first_run_offset,
+    next_slot,
+)
 from tests.exporter.series import probe_series, samples
 from tests.exporter.targets import Answer, ProbeTargets
 from tests.support.polling import eventually
@@ -178,6 +183,16 @@ def test_bad_json_removes_every_field_and_counts_each():
         ("m_confidence", "invalid_json"): 1.0,
         ("m_status", "invalid_json"): 1.0,
     }
+
+
+def test_a_body_past_the_limit_is_not_read_whole():
+    with ProbeTargets() as targets:
+        padding = "x" * (MAX_BODY + 1024)
+        targets.answers["/health"] = Answer.json({"mock": False, "padding": padding})
+        config = probe(f"{targets.url}/health", fields={"m_mock": "$.mock"})
+        result, metrics = run([config], lambda s, _: s.run_once(config))
+    assert result.success and "m_mock" not in series(metrics)
+    assert field_errors(metrics) == {("m_mock", "invalid_json"): 1.0}
 
 
 def test_a_missing_or_non_numeric_field_removes_only_that_series():

@@ -60,6 +60,12 @@ def test_fields_are_read_by_jsonpath_from_the_body():
     assert field_value(document, JSONPATH.compile("$.list")) is FieldProblem.NOT_A_NUMBER
 
 
+def test_a_json_null_body_is_json_without_the_field():
+    document = parse_body(b"null")
+    assert document is None
+    assert field_value(document, JSONPATH.compile("$.mock")) is FieldProblem.MISSING
+
+
 @pytest.mark.parametrize("body", [b"", b"<html>oops</html>", b'{"mock": ', b"\xff\xfe"])
 def test_a_body_that_is_not_json_fails_every_field(body):
     document = parse_body(body)

@@ -134,10 +134,10 @@ class ExporterMetrics:
         )
 
     def record(
-        self, probe: str, result: ProbeResult, problems: Mapping[str, FieldProblem] = {}
+        self, probe: str, result: ProbeResult, problems: Mapping[str, FieldProblem] | None = None
     ) -> None:
         """Keep ``result`` as the probe's last and count its failures and missing fields."""
         self.results.record(probe, result)
         self.runs.labels(probe, "success" if result.success else "failure").inc()
-        for name, problem in problems.items():
+        for name, problem in (problems or {}).items():
             self.field_errors.labels(probe, name, problem.value).inc()

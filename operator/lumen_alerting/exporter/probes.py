@@ -21,7 +21,7 @@ import aiohttp
 
 from .config import JSONPATH, ExporterConfig, ProbeConfig
 from .metrics import ExporterMetrics, ProbeResult
-from .values import FieldProblem, field_value, parse_body
+from .values import INVALID_BODY, FieldProblem, field_value, parse_body
 
 log = logging.getLogger("lumen.exporter.probes")
 
@@ -158,11 +158,9 @@ class ProbeScheduler:
         fields: dict[str, float] = {}
         problems: dict[str, FieldProblem] = {}
         if probe.fields:
-            document = parse_body(body) if body is not None else None
+            # A body past MAX_BODY was not read whole: as unusable as one that is not JSON.
+            document = INVALID_BODY if body is None else parse_body(body)
             for name in probe.fields:
-                if document is None:
-                    problems[name] = FieldProblem.INVALID_JSON  # too large to read
-                    continue
                 value = field_value(document, self._paths[probe.name, name])
                 if isinstance(value, FieldProblem):
                     problems[name] = value
