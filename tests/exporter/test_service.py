@@ -138,6 +138,19 @@ def test_health_ready_and_a_clean_stop():
         assert exporter.stop() == 0
 
 
+def test_the_pipeline_token_is_never_logged(tmp_path):
+    token = "pipeline-token-never-logged-0123"
+    (tmp_path / "token").write_text(token + "\n")
+    config = {"probes": [], "pipeline": {"enabled": True}}
+    flags = ("--pipeline-token-file", str(tmp_path / "token"), "--log-level", "debug")
+    with ExporterProcess(config, *flags) as exporter:
+        httpx.get(f"{exporter.url}/metrics", timeout=10)
+        assert exporter.stop() == 0
+    log = exporter.log.read_text()
+    assert "Exporter listening" in log  # the log was written, at debug level
+    assert token not in log
+
+
 def test_routes_handed_to_make_app_are_served():
     """How the pipeline endpoints plug in: ``make_app(..., routes=[...])``."""
 
