@@ -119,6 +119,8 @@ def parse_problems(error: ValidationError) -> list[str]:
         message = item["msg"]
         if item["type"] == "value_error":
             message = message.removeprefix("Value error, ")
+        elif item["type"] == "model_type":  # "a valid dictionary or instance of PipelineRun"
+            message = "Input should be an object"
         problems.append(f"{path or 'body'}: {message}")
     return problems
 
@@ -444,7 +446,7 @@ class PipelineStore:
         except OSError as error:
             raise StateFileError(f"{self.path}: cannot read the pipeline state: {error}") from None
         try:
-            return PipelineState.from_json(json.loads(raw))
+            return PipelineState.from_json(json.loads(raw.decode("utf-8")))
         except (ValueError, ValidationError) as error:
             detail = (
                 "; ".join(parse_problems(error))
