@@ -21,11 +21,13 @@ import os
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
+from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import (
@@ -123,6 +125,28 @@ def parse_problems(error: ValidationError) -> list[str]:
             message = "Input should be an object"
         problems.append(f"{path or 'body'}: {message}")
     return problems
+
+
+def parse_json(data: bytes) -> Any:
+    """A request body or run file as JSON: UTF-8, no repeated keys, no NaN or Infinity;
+    ``ValueError`` naming what is wrong otherwise."""
+    try:
+        return json.loads(
+            data.decode("utf-8"), object_pairs_hook=_no_repeated_keys, parse_constant=_no_constant
+        )
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    repeated = sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+    if repeated:
+        raise ValueError(f"key given more than once: {', '.join(repeated)}")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 @dataclass
@@ -305,14 +329,26 @@ def _pushed(saved: _SavedPushed | None) -> Pushed | None:
 
 
 class PipelineCollector(Collector):
-    """The pipeline series of a state (or of whatever state ``source()`` returns at scrape)."""
+    """The pipeline series of a state (or of whatever state ``source()`` returns at scrape).
+    ``counters=False`` leaves the run counters out (``lumenctl emit`` without a state)."""
 
-    def __init__(self, source: PipelineState | Callable[[], PipelineState]) -> None:
+    def __init__(
+        self, source: PipelineState | Callable[[], PipelineState], *, counters: bool = True
+    ) -> None:
         self._source = source
+        self._counters = counters
 
     def collect(self) -> Iterator[Metric]:
         state = self._source if isinstance(self._source, PipelineState) else self._source()
-        return iter(pipeline_metrics(state))
+        families = pipeline_metrics(state)
+        if not self._counters:
+            families = [family for family in families if family.type != "counter"]
+        return iter(families)
+
+
+def textfile(state: PipelineState, *, counters: bool = True) -> bytes:
+    """``state``'s series in the text format node_exporter's textfile collector reads."""
+    return generate_latest(PipelineCollector(state, counters=counters))
 
 
 def pipeline_metrics(state: PipelineState) -> list[Metric]:

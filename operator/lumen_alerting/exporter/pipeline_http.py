@@ -14,13 +14,19 @@ import asyncio
 import hmac
 import json
 import logging
-from collections import Counter
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from .pipeline import PipelineRun, PipelineStore, RunRejected, Suppression, parse_problems
+from .pipeline import (
+    PipelineRun,
+    PipelineStore,
+    RunRejected,
+    Suppression,
+    parse_json,
+    parse_problems,
+)
 
 log = logging.getLogger("lumen.exporter.pipeline")
 
@@ -109,8 +115,8 @@ async def _parse(request: web.Request, model: type[M]) -> M | web.Response:
     if isinstance(body, web.Response):
         return body
     try:
-        data = json.loads(body, object_pairs_hook=_no_repeated_keys, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        data = parse_json(body)
+    except ValueError as error:
         return _error(400, "body is not JSON", problems=[f"body: {error}"])
     try:
         return model.model_validate(data)
@@ -138,17 +144,6 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
         response.force_close()
         return response
     return b"".join(chunks)
-
-
-def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    repeated = sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
-    if repeated:
-        raise ValueError(f"key given more than once: {', '.join(repeated)}")
-    return dict(pairs)
-
-
-def _no_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _bearer_matches(request: web.Request, token: str) -> bool:
