@@ -138,6 +138,10 @@ def test_a_run_succeeds_only_when_nothing_failed(fields, result):
             ["stages: List should have at most 64 items after validation, not 65"],
         ),
         ({"run_id": ""}, ["run_id: String should have at least 1 character"]),
+        (
+            {"run_id": "a\nforged log line"},
+            ["run_id: String should match pattern '^[^\\x00-\\x1f\\x7f]+$'"],
+        ),
         ([], ["body: Input should be an object"]),
     ],
 )

@@ -53,7 +53,10 @@ STATE_VERSION = 1
 StageName = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 ]
-RunId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# No control characters: a run id is logged.
+RunId = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 Result = Literal["success", "failure"]
 RESULTS: tuple[Result, Result] = ("success", "failure")
 
