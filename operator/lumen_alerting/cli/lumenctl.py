@@ -8,8 +8,11 @@ Nothing is written to stdout unless every policy is valid, so a pipe never appli
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..manifest_yaml import to_yaml, to_yaml_documents
 from ..policy.schema import crd
@@ -19,6 +22,9 @@ from ..render.prometheus_rule import alert_count, rule_groups, rules_file
 from ..render.routing import alertmanager_yaml
 from ..render.self_monitoring import self_monitoring_warning
 from .policy_files import LoadedPolicies, load_policies
+
+# node_exporter's textfile directory in seed 004's emit_metrics.py.
+DEFAULT_TEXTFILE_DIR = "/var/lib/node_exporter/textfile_collector"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,6 +73,39 @@ def _parser() -> argparse.ArgumentParser:
         "--keep", metavar="DIR", help="write the generated rule and test files to DIR"
     )
     test.set_defaults(run=_test)
+
+    emit = commands.add_parser(
+        "emit",
+        help="write a pipeline run's metrics as a node_exporter textfile",
+        description="Write the exporter's pipeline metrics for one run (JSON, the body of POST "
+        "/pipeline/runs) as a node_exporter textfile, atomically. Without --state-dir the run "
+        "counters are left out: a counter that starts again at 1 every run measures nothing.",
+    )
+    emit.add_argument(
+        "--run",
+        dest="run_file",
+        default="-",
+        metavar="FILE",
+        help="the run as JSON, the body of POST /pipeline/runs (default: - for stdin)",
+    )
+    emit.add_argument(
+        "--output",
+        metavar="FILE",
+        help="the textfile to write (default: $LUMEN_TEXTFILE_DIR/lumen.prom, else "
+        f"{DEFAULT_TEXTFILE_DIR}/lumen.prom)",
+    )
+    emit.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="keep state between runs here (the exporter's format): counters, stages of "
+        "earlier runs, suppression",
+    )
+    emit.add_argument(
+        "--suppressed",
+        choices=("true", "false"),
+        help="set lumen_alert_suppressed (kept in --state-dir; default false without one)",
+    )
+    emit.set_defaults(run=_emit)
 
     crd_command = commands.add_parser("crd", help="print the LumenAlertPolicy CRD")
     crd_command.set_defaults(run=lambda _args: _print(to_yaml(crd())))
@@ -143,6 +182,66 @@ def _test(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     return run_slo_tests([p for _, p in loaded.policies], args.promtool, args.keep)
+
+
+def _emit(args: argparse.Namespace) -> int:
+    # The exporter's code (prometheus_client, pydantic) is imported only for this command.
+    from pydantic import ValidationError
+
+    from ..exporter.pipeline import (
+        PipelineRun,
+        PipelineState,
+        PipelineStore,
+        RunRejected,
+        StateFileError,
+        parse_json,
+        parse_problems,
+        textfile,
+        write_atomically,
+    )
+
+    source = "<stdin>" if args.run_file == "-" else args.run_file
+    try:
+        raw = sys.stdin.buffer.read() if args.run_file == "-" else Path(args.run_file).read_bytes()
+        run = PipelineRun.model_validate(parse_json(raw))
+    except OSError as error:
+        print(f"{source}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except ValidationError as invalid:
+        for problem in parse_problems(invalid):
+            print(f"{source}: {problem}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"{source}: not JSON: {error}", file=sys.stderr)
+        return 1
+    output = Path(
+        args.output
+        or Path(os.environ.get("LUMEN_TEXTFILE_DIR") or DEFAULT_TEXTFILE_DIR) / "lumen.prom"
+    )
+    suppressed = None if args.suppressed is None else args.suppressed == "true"
+    try:
+        if args.state_dir is None:
+            state = PipelineState()
+            state.apply_run(run, time.time())
+            if suppressed is not None:
+                state.set_suppressed(suppressed, time.time())
+        else:
+            Path(args.state_dir).mkdir(parents=True, exist_ok=True)
+            store = PipelineStore(Path(args.state_dir))
+            store.apply_run(run)
+            if suppressed is not None:
+                store.set_suppressed(suppressed)
+            state = store.state
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(output, textfile(state, counters=args.state_dir is not None), mode=0o644)
+    except (RunRejected, StateFileError) as error:
+        print(f"{source}: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"{error.filename or output}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    print(f"wrote {output} ({run.result}, {len(run.stages)} stages)", file=sys.stderr)
+    return 0
 
 
 def _print(text: str) -> int:
