@@ -212,3 +212,62 @@ def test_a_bad_config_exits_2_with_one_line_before_listening(tmp_path, config, n
     assert result.stdout == ""
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_the_pipeline_endpoints_are_served_and_their_state_survives_a_restart(tmp_path):
+    """``pipeline.enabled`` wires POST /pipeline/runs and /suppression into the real process,
+    their series into /metrics, and the state file in --state-dir into the next start."""
+    token = "pipeline-token-0123456789"
+    (tmp_path / "token").write_text(token + "\n")
+    config = {"probes": [], "pipeline": {"enabled": True}}
+    exporter = ExporterProcess(config, "--pipeline-token-file", str(tmp_path / "token"))
+    run = {
+        "run_id": "ci-1",
+        "stages": [{"stage": "upload", "success": False, "duration_seconds": 3.5}],
+        "integrity_ok": True,
+        "report_generated": True,
+    }
+    authorized = {"Authorization": f"Bearer {token}"}
+    failed_runs = ("lumen_pipeline_runs_total", (("result", "failure"),))
+    upload = ("lumen_pipeline_success", (("stage", "upload"),))
+    suppressed = ("lumen_alert_suppressed", ())
+
+    with exporter:
+        wrong = httpx.post(
+            f"{exporter.url}/pipeline/runs", json=run, headers={"Authorization": "Bearer x"}
+        )
+        assert wrong.status_code == 401
+        assert samples(exporter.metrics())[failed_runs] == 0
+        answer = httpx.post(f"{exporter.url}/pipeline/runs", json=run, headers=authorized)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["result"] == "failure"
+        muted = httpx.post(
+            f"{exporter.url}/suppression", json={"suppressed": True}, headers=authorized
+        )
+        assert muted.status_code == 200, muted.text
+        before = samples(exporter.metrics())
+        assert (before[failed_runs], before[upload], before[suppressed]) == (1, 0, 1)
+
+    with exporter:  # the same --state-dir, a new process
+        after = samples(exporter.metrics())
+        assert (after[failed_runs], after[upload], after[suppressed]) == (1, 0, 1)
+        again = httpx.post(f"{exporter.url}/pipeline/runs", json=run, headers=authorized)
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+        assert samples(exporter.metrics())[failed_runs] == 1  # a CI retry is not counted twice
+
+
+def test_an_unreadable_pipeline_state_stops_the_start_with_one_line(tmp_path):
+    """Starting empty would lose the run counters the SLOs read: refuse, and say which file."""
+    (tmp_path / "token").write_text("pipeline-token-0123456789\n")
+    config = {"probes": [], "pipeline": {"enabled": True}}
+    exporter = ExporterProcess(config, "--pipeline-token-file", str(tmp_path / "token"))
+    (exporter.dir / "state").mkdir()
+    (exporter.dir / "state" / "pipeline-state.json").write_text("{not json")
+    result = subprocess.run(
+        exporter.command, env=environment(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lumen-exporter: error: --state-dir: "), lines[0]
+    assert "pipeline-state.json" in lines[0]

@@ -1,7 +1,9 @@
-"""``lumen-exporter``: HTTP probes on a schedule, read by Prometheus from ``/metrics``.
+"""``lumen-exporter``: HTTP probes on a schedule and CI's pipeline runs, read by Prometheus from
+``/metrics``.
 
 Layers inside the package: ``service`` (runs everything) over ``app`` (the HTTP endpoints) and
 ``probes`` (the scheduler), over ``metrics`` (the last results as series) and ``values`` (JSON
-body -> numbers, pure), over ``config`` (flags and ``config.json``). Like the threader, it never
-imports the operator, the CLI, kopf or kubernetes.
+body -> numbers, pure), over ``config`` (flags and ``config.json``). The pipeline endpoints
+(``pipeline_http``) sit beside ``app`` over ``pipeline`` (the run bodies, the state, its file and
+its series). Like the threader, it never imports the operator, the CLI, kopf or kubernetes.
 """

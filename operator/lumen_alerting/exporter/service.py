@@ -14,6 +14,8 @@ from aiohttp import web
 from .app import make_app
 from .config import ExporterSettings
 from .metrics import ExporterMetrics
+from .pipeline import PipelineStore, StateFileError
+from .pipeline_http import pipeline_routes
 from .probes import ProbeScheduler
 
 log = logging.getLogger("lumen.exporter")
@@ -24,6 +26,21 @@ class StartupError(Exception):
 
     def __init__(self, flag: str, message: str) -> None:
         super().__init__(f"{flag}: {message}")
+
+
+def pipeline_endpoints(settings: ExporterSettings, metrics: ExporterMetrics) -> list[web.RouteDef]:
+    """The pipeline routes over the state kept in ``--state-dir``, its series in ``metrics``.
+
+    The state is read before anything listens: a state file that cannot be read stops the
+    start rather than starting empty and losing the run counters."""
+    try:
+        store = PipelineStore(settings.state_dir)
+    except StateFileError as error:
+        raise StartupError("--state-dir", str(error)) from None
+    except OSError as error:
+        raise StartupError("--state-dir", f"cannot use {settings.state_dir}: {error}") from None
+    metrics.registry.register(store.collector())
+    return pipeline_routes(store, settings.pipeline_token)
 
 
 async def serve(
@@ -38,6 +55,8 @@ async def serve(
     stop = stop or asyncio.Event()
     config = settings.config
     metrics = metrics or ExporterMetrics(config)
+    if config.pipeline.enabled:
+        routes = [*routes, *pipeline_endpoints(settings, metrics)]
     scheduler = ProbeScheduler(
         config,
         metrics,
