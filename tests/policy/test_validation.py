@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from lumen_alerting.cli.lumenctl import main
+from tests.support.schemas import REPO
 
 VALID = yaml.safe_load(
     """
@@ -351,3 +352,46 @@ def test_same_policy_twice_is_rejected(tmp_path, capsys):
         (tmp_path / name).write_text(yaml.safe_dump(VALID))
     assert main(["render", "-f", str(tmp_path)]) == 1
     assert f"shop/api is also defined in {tmp_path / 'a.yaml'}" in capsys.readouterr().err
+
+
+GATEWAY = yaml.safe_load((REPO / "examples" / "gateway.yaml").read_text())
+PROBE = "spec.exporter.probes[0]"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (
+            "fields.lumen_probe_success",
+            "$.ok",
+            f"{PROBE}.fields.lumen_probe_success: 'lumen_probe_success' is one of the "
+            "exporter's own series",
+        ),
+        (
+            "fields.lumen_pipeline_runs_total",
+            "$.runs",
+            f"{PROBE}.fields.lumen_pipeline_runs_total: 'lumen_pipeline_runs_total' is one of "
+            "the exporter's own series",
+        ),
+        ("fields.lumen_ion_health", "$.up", f"{PROBE}: metric 'lumen_ion_health' is used twice"),
+        ("fields.lumen_ion_mock_mode", "mock-mode", f"{PROBE}.fields.lumen_ion_mock_mode: 'mock"),
+        ("interval", "0s", f"{PROBE}.interval: '0s' must be longer than zero"),
+        ("timeout", "", f"{PROBE}.timeout: '' is not a duration"),
+    ],
+)
+def test_a_probe_the_exporter_would_refuse_is_invalid(
+    tmp_path: Path, capsys, path: str, value: str, expected: str
+):
+    """What the exporter's config.json check refuses, ``lumenctl validate`` refuses first, so a
+    policy the API server takes never makes the exporter crash-loop."""
+    manifest = copy.deepcopy(GATEWAY)
+    probe = manifest["spec"]["exporter"]["probes"][0]
+    if path.startswith("fields."):
+        probe["fields"][path.removeprefix("fields.")] = value
+    else:
+        probe[path] = value
+    file = tmp_path / "policy.yaml"
+    file.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    assert main(["validate", "-f", str(file)]) == 1
+    _, err = capsys.readouterr()
+    assert any(line.startswith(f"{file}: {expected}") for line in err.splitlines()), err

@@ -16,6 +16,7 @@ from ..presets import PACKS
 from .durations import parse_duration
 from .loading import Problem
 from .model import SLO, Matcher, Policy, PolicySpec
+from .probe_metrics import jsonpath_problem, repeated_metric, reserved_metric_problem
 from .sli import sli_queries
 
 # Labels Lumen sets on every alert; a policy may not set them by hand.
@@ -32,6 +33,7 @@ def semantic_problems(policy: Policy) -> list[Problem]:
         *_slo_problems(spec),
         *_routing_problems(spec),
         *_selector_problems(spec),
+        *_probe_problems(spec),
     ]
 
 
@@ -96,6 +98,35 @@ def _slo_problems(spec: PolicySpec) -> Iterator[Problem]:
             continue
         yield from _sli_parse_problems(slo, path)
         yield from _reachability_problems(slo, int(period), path)
+
+
+def _probe_problems(spec: PolicySpec) -> Iterator[Problem]:
+    """What the exporter would refuse in its config.json: caught here, not by a crash-loop."""
+    if spec.exporter is None or not spec.exporter.enabled:
+        return
+    for i, probe in enumerate(spec.exporter.probes):
+        path = f"spec.exporter.probes[{i}]"
+        for key, duration in (("interval", probe.interval), ("timeout", probe.timeout)):
+            try:
+                seconds = parse_duration(duration)
+            except ValueError as error:
+                yield Problem(f"{path}.{key}", str(error))
+                continue
+            if seconds <= 0:
+                yield Problem(f"{path}.{key}", f"{duration!r} must be longer than zero")
+        named = {
+            "healthMetric": probe.health_metric,
+            "responseTimeMetric": probe.response_time_metric,
+            **{f"fields.{name}": name for name in probe.fields},
+        }
+        for key, name in named.items():
+            if (problem := reserved_metric_problem(name)) is not None:
+                yield Problem(f"{path}.{key}", problem)
+        if (twice := repeated_metric(list(named.values()))) is not None:
+            yield Problem(path, f"metric {twice!r} is used twice by this probe")
+        for name, query in probe.fields.items():
+            if (problem := jsonpath_problem(query)) is not None:
+                yield Problem(f"{path}.fields.{name}", problem)
 
 
 def _sli_parse_problems(slo: SLO, path: str) -> Iterator[Problem]:

@@ -1,0 +1,63 @@
+"""What a probe of ``spec.exporter.probes`` may name and read, shared by ``lumenctl validate``
+(``policy.validation``) and the exporter's own ``config.json`` check, so a policy the API server
+and ``lumenctl`` accept never makes the exporter refuse its config and crash-loop.
+
+Pure: names and a JSONPath parser, no I/O.
+"""
+
+from __future__ import annotations
+
+import jsonpath
+
+# The exporter's own families, as they appear on /metrics: a probe's gauge under one of these
+# names would give a family two TYPE lines, and Prometheus drops the whole scrape.
+_EXPORTER_COUNTERS = (
+    "lumen_probe_field_errors",
+    "lumen_probe_runs",
+    "lumen_pipeline_runs",
+    "lumen_pipeline_stage_runs",
+)
+_EXPORTER_GAUGES = (
+    "lumen_probe_success",
+    "lumen_probe_duration_seconds",
+    "lumen_probe_http_status",
+    "lumen_probe_last_success_timestamp_seconds",
+    "lumen_pipeline_last_run_timestamp",
+    "lumen_pipeline_success",
+    "lumen_pipeline_duration_seconds",
+    "lumen_remote_integrity_ok",
+    "lumen_report_generated",
+    "lumen_alert_suppressed",
+)
+_COUNTER_SUFFIXES = ("", "_total", "_created")  # prometheus_client exposes all three
+RESERVED_METRICS = frozenset(
+    {
+        *_EXPORTER_GAUGES,
+        *(name + suffix for name in _EXPORTER_COUNTERS for suffix in _COUNTER_SUFFIXES),
+    }
+)
+
+# RFC 9535 JSONPath, as the policy documents it ($.a.b, $.list[0], $['key with spaces']).
+JSONPATH = jsonpath.JSONPathEnvironment(strict=True)
+
+
+def reserved_metric_problem(name: str) -> str | None:
+    """Why a probe may not export a gauge called ``name``, or None."""
+    if name in RESERVED_METRICS:
+        return f"{name!r} is one of the exporter's own series"
+    return None
+
+
+def jsonpath_problem(path: str) -> str | None:
+    """Why ``path`` is not an RFC 9535 JSONPath, or None."""
+    try:
+        JSONPATH.compile(path)
+    except jsonpath.JSONPathError as error:
+        return f"{path!r} is not a JSONPath ({str(error).splitlines()[0]})"
+    return None
+
+
+def repeated_metric(names: list[str]) -> str | None:
+    """The first metric name a probe uses twice (health, response time, fields), or None."""
+    twice = sorted({name for name in names if names.count(name) > 1})
+    return twice[0] if twice else None
