@@ -185,6 +185,107 @@ def test_bad_json_removes_every_field_and_counts_each():
     }
 
 
+def healthy_then(
+    targets: ProbeTargets, config: ProbeConfig, answer: Answer
+) -> Callable[[ProbeScheduler, ExporterMetrics], Awaitable[dict[str, float]]]:
+    """A healthy run (its series returned), then one more against ``answer``."""
+
+    async def body(scheduler: ProbeScheduler, metrics: ExporterMetrics) -> dict[str, float]:
+        targets.answers["/health"] = Answer.json(BODY)
+        await scheduler.run_once(config)
+        first = series(metrics)
+        targets.answers["/health"] = answer
+        await scheduler.run_once(config)
+        return first
+
+    return body
+
+
+def test_a_body_nested_too_deep_to_parse_is_invalid_json_not_a_stale_value():
+    with ProbeTargets() as targets:
+        config = probe(f"{targets.url}/health")
+        first, metrics = run([config], healthy_then(targets, config, Answer(body=b"[" * 100_000)))
+    assert first["m_confidence"] == 0.87
+    got = series(metrics)
+    assert got["m_up"] == 1.0 and got["lumen_probe_success"] == 1.0
+    assert not {"m_mock", "m_confidence", "m_status"} & got.keys()
+    assert field_errors(metrics) == {
+        ("m_mock", "invalid_json"): 1.0,
+        ("m_confidence", "invalid_json"): 1.0,
+        ("m_status", "invalid_json"): 1.0,
+    }
+
+
+def test_a_descendant_path_over_a_deeply_nested_body_is_unreadable_not_stale():
+    deep = b"[" * 500 + b'{"x": 1}' + b"]" * 500  # JSON, deeper than $.. will go
+    with ProbeTargets() as targets:
+        config = probe(f"{targets.url}/health", fields={"m_mock": "$.mock", "m_x": "$..x"})
+        first, metrics = run([config], healthy_then(targets, config, Answer(body=deep)))
+    assert first["m_mock"] == 0.0 and "m_x" not in first  # BODY has no x
+    got = series(metrics)
+    assert got["lumen_probe_success"] == 1.0
+    assert not {"m_mock", "m_x"} & got.keys()
+    assert field_errors(metrics)[("m_x", "unreadable")] == 1.0
+
+
+def test_an_unexpected_error_in_a_run_records_a_failure_not_the_last_result(monkeypatch, caplog):
+    from lumen_alerting.exporter import probes
+
+    with ProbeTargets() as targets:
+        config = probe(f"{targets.url}/health")
+
+        async def healthy_then_broken(
+            scheduler: ProbeScheduler, metrics: ExporterMetrics
+        ) -> dict[str, float]:
+            targets.answers["/health"] = Answer.json(BODY)
+            await scheduler.run_once(config)
+            first = series(metrics)
+
+            def broken(*_: object) -> float:
+                raise RuntimeError("a bug quoting secret-header-value")
+
+            monkeypatch.setattr(probes, "field_value", broken)
+            for _ in range(2):
+                result = await scheduler.run_once(config)
+                assert not result.success
+            return first
+
+        caplog.set_level("DEBUG", logger="lumen.exporter.probes")
+        first, metrics = run([config], healthy_then_broken)
+    assert first["m_confidence"] == 0.87
+    got = series(metrics)
+    assert got["lumen_probe_success"] == 0.0 and got["m_up"] == 0.0
+    assert not {"m_mock", "m_confidence", "m_status"} & got.keys()
+    failures = [r for r in caplog.records if "api" in r.getMessage() and r.levelname == "ERROR"]
+    assert len(failures) == 1 and "RuntimeError" in failures[0].getMessage()
+    assert "secret-header-value" not in caplog.text
+
+
+def test_an_unexpected_error_in_the_schedule_records_a_failure(monkeypatch):
+    with ProbeTargets() as targets:
+        targets.answers["/health"] = Answer.json(BODY)
+        config = probe(f"{targets.url}/health", interval="1s")
+
+        async def scheduled(scheduler: ProbeScheduler, metrics: ExporterMetrics) -> None:
+            await scheduler.run_once(config)
+            assert series(metrics)["lumen_probe_success"] == 1.0
+
+            async def broken(_: ProbeConfig) -> None:
+                raise RuntimeError("boom")
+
+            monkeypatch.setattr(scheduler, "run_once", broken)
+            await scheduler.start()
+            await asyncio.to_thread(
+                eventually,
+                lambda: series(metrics)["lumen_probe_success"] == 0.0,
+                60,
+                "the scheduled run's failure recorded",
+            )
+
+        _, metrics = run([config], scheduled)
+    assert not {"m_mock", "m_confidence", "m_status"} & series(metrics).keys()
+
+
 def test_a_body_past_the_limit_is_not_read_whole():
     with ProbeTargets() as targets:
         padding = "x" * (MAX_BODY + 1024)

@@ -122,7 +122,7 @@ class ExporterMetrics:
         self.field_errors = Counter(
             "lumen_probe_field_errors",
             "Fields of a probe's answer that had no value, by reason: invalid_json, missing, "
-            "many_values, not_a_number.",
+            "many_values, not_a_number, unreadable.",
             ["probe", "field", "reason"],
             registry=self.registry,
         )

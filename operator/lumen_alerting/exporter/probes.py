@@ -111,10 +111,11 @@ class ProbeScheduler:
         due = start + offset
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
+            begun = loop.time()
             try:
                 await self.run_gated(probe)
-            except Exception:  # a bug in one run must not end the probe's schedule
-                log.exception("Probe %s failed unexpectedly.", probe.name)
+            except Exception as error:  # a bug in one run must not end the probe's schedule
+                self._record_unexpected(probe, error, begun, loop.time())
             due = next_slot(start, offset, interval, loop.time())
 
     async def run_gated(self, probe: ProbeConfig) -> ProbeResult:
@@ -125,9 +126,28 @@ class ProbeScheduler:
     async def run_once(self, probe: ProbeConfig) -> ProbeResult:
         """Probe once now, record the result and return it."""
         assert self._session is not None, "start() first"
-        result, problems = await self._probe(self._session, probe)
+        started = time.perf_counter()
+        try:
+            result, problems = await self._probe(self._session, probe)
+        except Exception as error:  # a bug, or a body no check foresaw: a failure, not stale
+            return self._record_unexpected(probe, error, started, time.perf_counter())
         self._metrics.record(probe.name, result, problems)
         self._log_change(probe, result)
+        return result
+
+    def _record_unexpected(
+        self, probe: ProbeConfig, error: Exception, started: float, finished: float
+    ) -> ProbeResult:
+        """Record a failed run (success 0, no fields) for a run that raised ``error``, so the
+        previous result does not stay; logged once, by probe name and exception type only (its
+        message could quote a header or the URL's credentials)."""
+        reason = f"unexpected {type(error).__name__}"
+        result = ProbeResult(False, max(0.0, finished - started), time.time(), error=reason)
+        if probe.name not in self._failing:
+            log.error("Probe %s failed: %s; recorded as a failure.", probe.name, reason)
+        self._failing.add(probe.name)
+        with contextlib.suppress(Exception):  # recording is what failed: nothing more to do
+            self._metrics.record(probe.name, result)
         return result
 
     async def _probe(

@@ -2,7 +2,9 @@
 
 A field's value is a JSON number, a boolean (1/0) or a string holding a decimal number
 (``"0.42"``, ``" 7 "``, ``"1e-3"``); it must be finite. Anything else is a ``FieldProblem``, and
-the exporter then removes that field's series rather than keep a stale value.
+the exporter then removes that field's series rather than keep a stale value. No body makes this
+raise: one nested too deep to parse is invalid JSON, a JSONPath that cannot be evaluated over it
+(``$..x`` past the recursion limit) is ``unreadable``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class FieldProblem(StrEnum):
     MISSING = "missing"  # the JSONPath selects nothing
     MANY_VALUES = "many_values"  # the JSONPath selects more than one node
     NOT_A_NUMBER = "not_a_number"  # null, an object, a list, a non-numeric string, NaN, inf
+    UNREADABLE = "unreadable"  # the JSONPath cannot be evaluated (e.g. $..x, nested too deep)
 
 
 class InvalidBody:
@@ -42,7 +45,8 @@ def parse_body(body: bytes) -> Any:
     """The JSON document in ``body``, or ``INVALID_BODY``."""
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+    # JSONDecodeError and UnicodeDecodeError are ValueErrors; RecursionError: nested too deep.
+    except (ValueError, RecursionError):
         return INVALID_BODY
 
 
@@ -52,7 +56,12 @@ def field_value(
     """The number ``path`` selects in ``document`` (as ``parse_body`` returned it)."""
     if isinstance(document, InvalidBody):
         return FieldProblem.INVALID_JSON
-    found = path.findall(document)
+    try:
+        found = path.findall(document)
+    except (jsonpath.JSONPathError, RecursionError):
+        # e.g. $..x over a document nested deeper than the recursion limit: no value rather
+        # than an exception that would leave the probe's last result (and its fields) in place.
+        return FieldProblem.UNREADABLE
     if not found:
         return FieldProblem.MISSING
     if len(found) > 1:
