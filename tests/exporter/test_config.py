@@ -17,6 +17,7 @@ from lumen_alerting.exporter.config import (
     parse_settings,
     parser,
 )
+from lumen_alerting.policy.probe_metrics import RESERVED_METRICS
 from tests.exporter.exporter_run import rendered_config
 from tests.support.schemas import REPO
 from tests.support.settings_docs import undocumented
@@ -92,6 +93,16 @@ def test_a_bad_config_is_one_line_naming_the_field(tmp_path, capsys, document, n
     line = refusal(flags(tmp_path, document), capsys)
     assert line.startswith("lumen-exporter: error: --config: "), line
     assert named in line, line
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_METRICS))
+@pytest.mark.parametrize("where", ["health_metric", "response_time_metric", "fields"])
+def test_every_series_name_of_the_exporter_is_refused_to_a_probe(tmp_path, capsys, name, where):
+    """Probe and pipeline series, counters in all three forms: the same list as ``lumenctl
+    validate``, so a policy it accepts never crash-loops the exporter."""
+    probe = PROBE | ({"fields": {name: "$.a"}} if where == "fields" else {where: name})
+    line = refusal(flags(tmp_path, {"probes": [probe]}), capsys)
+    assert "exporter's own series" in line and repr(name) in line, line
 
 
 def test_several_problems_name_the_first_and_count_the_rest(tmp_path, capsys):

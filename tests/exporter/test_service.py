@@ -256,6 +256,48 @@ def test_the_pipeline_endpoints_are_served_and_their_state_survives_a_restart(tm
         assert samples(exporter.metrics())[failed_runs] == 1  # a CI retry is not counted twice
 
 
+def test_metrics_with_probes_and_the_pipeline_pass_promtool(tmp_path):
+    """Probe and pipeline series side by side in the real process: every family once, well
+    formed, as ``promtool check metrics`` (what Prometheus' own lint) sees it."""
+    token = "pipeline-token-0123456789"
+    (tmp_path / "token").write_text(token + "\n")
+    run = {
+        "run_id": "ci-1",
+        "stages": [{"stage": "build", "success": True, "duration_seconds": 12.5}],
+        "integrity_ok": True,
+        "report_generated": False,
+    }
+    with ProbeTargets() as ion_api:
+        ion_api.answers["/health"] = Answer.json(ION_HEALTH)
+        config = gateway_config(f"{ion_api.url}/health") | {"pipeline": {"enabled": True}}
+        # Seed 001's lumen_ion_response_time_ms is promtool's one lint ("abbreviated units"):
+        # a name the seed fixes, not a fault of the exposition this test checks.
+        config["probes"][0]["response_time_metric"] = "lumen_ion_response_time"
+        with ExporterProcess(config, "--pipeline-token-file", str(tmp_path / "token")) as exporter:
+            answer = httpx.post(
+                f"{exporter.url}/pipeline/runs",
+                json=run,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+            text = eventually(
+                lambda: (t := exporter.metrics()) and "lumen_ion_health" in t and t,
+                60,
+                "the first probe of ion-api",
+            )
+    assert "lumen_pipeline_success" in text and "lumen_probe_runs_total" in text
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", ""), checked.stderr
+
+
 def test_an_unreadable_pipeline_state_stops_the_start_with_one_line(tmp_path):
     """Starting empty would lose the run counters the SLOs read: refuse, and say which file."""
     (tmp_path / "token").write_text("pipeline-token-0123456789\n")

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lumen_alerting.exporter.config import JSONPATH
 from lumen_alerting.exporter.values import (
     INVALID_BODY,
     FieldProblem,
@@ -18,6 +17,7 @@ from lumen_alerting.exporter.values import (
     number,
     parse_body,
 )
+from lumen_alerting.policy.probe_metrics import JSONPATH
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import jsonpath
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -31,6 +30,7 @@ from pydantic import (
 )
 
 from ..policy.durations import DURATION_PATTERN, parse_duration
+from ..policy.probe_metrics import jsonpath_problem, repeated_metric, reserved_metric_problem
 from ..settings import Setting, flag_or_environment, parse_or_exit, whole_number
 
 ENV_PREFIX = "LUMEN_EXPORTER_"
@@ -38,25 +38,9 @@ DEFAULT_LISTEN = "0.0.0.0:9108"  # seed 001's exporter port
 DEFAULT_MAX_CONCURRENT_PROBES = 16
 MIN_TOKEN_LENGTH = 16
 
-# The names of the series every probe has; a policy's own metric must not take one of them.
-STANDARD_METRICS = frozenset(
-    {
-        "lumen_probe_success",
-        "lumen_probe_duration_seconds",
-        "lumen_probe_http_status",
-        "lumen_probe_last_success_timestamp_seconds",
-        "lumen_probe_field_errors_total",
-        "lumen_probe_field_errors",
-        "lumen_probe_runs_total",
-        "lumen_probe_runs",
-    }
-)
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 _DURATION = re.compile(DURATION_PATTERN)
-
-# RFC 9535 JSONPath, as the policy documents it ($.a.b, $.list[0], $['key with spaces']).
-JSONPATH = jsonpath.JSONPathEnvironment(strict=True)
 
 
 def _duration(text: str) -> str:
@@ -68,19 +52,18 @@ def _duration(text: str) -> str:
 
 
 def _metric_name(name: str) -> str:
+    # The exporter's own series (probes' and pipeline's, counters with _total and _created) are
+    # reserved by policy.probe_metrics, the list ``lumenctl validate`` checks too.
     if not _METRIC_NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a Prometheus metric name")
-    if name in STANDARD_METRICS:
-        raise ValueError(f"{name!r} is one of the exporter's own series")
+    if (problem := reserved_metric_problem(name)) is not None:
+        raise ValueError(problem)
     return name
 
 
 def _compiled_path(path: str) -> str:
-    try:
-        JSONPATH.compile(path)
-    except jsonpath.JSONPathError as error:
-        reason = str(error).splitlines()[0]
-        raise ValueError(f"{path!r} is not a JSONPath ({reason})") from None
+    if (problem := jsonpath_problem(path)) is not None:
+        raise ValueError(problem)
     return path
 
 
@@ -122,8 +105,8 @@ class ProbeConfig(BaseModel):
     @model_validator(mode="after")
     def _distinct_metrics(self) -> ProbeConfig:
         names = [self.health_metric, self.response_time_metric, *self.fields]
-        if twice := sorted({n for n in names if names.count(n) > 1}):
-            raise ValueError(f"metric {twice[0]!r} is used twice by this probe")
+        if (twice := repeated_metric(names)) is not None:
+            raise ValueError(f"metric {twice!r} is used twice by this probe")
         return self
 
     @property

@@ -19,7 +19,8 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from .config import JSONPATH, ExporterConfig, ProbeConfig
+from ..policy.probe_metrics import JSONPATH
+from .config import ExporterConfig, ProbeConfig
 from .metrics import ExporterMetrics, ProbeResult
 from .values import INVALID_BODY, FieldProblem, field_value, parse_body
 
