@@ -28,6 +28,7 @@ from lumen_alerting.exporter.pipeline import (
 )
 from lumen_alerting.exporter.pipeline_http import MAX_BODY
 from tests.exporter.pipeline_server import PipelineServer
+from tests.support.raw_http import post_with_raw_header
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -533,6 +534,16 @@ def test_a_missing_or_wrong_token_gets_401_and_changes_nothing(server, path, hea
     assert TOKEN not in response.text
     assert metrics(server) == before
     assert state_file(server) is None
+
+
+@pytest.mark.parametrize("path", ["/pipeline/runs", "/suppression"])
+def test_a_token_that_is_not_utf8_gets_401_and_the_server_keeps_serving(server, path):
+    """aiohttp hands such header bytes over as surrogates: no 500 from encoding them."""
+    status = post_with_raw_header(server.url + path, "Authorization", b"Bearer \xff\xfe")
+    assert status == 401
+    assert state_file(server) is None
+    body = GOOD_RUN if path == "/pipeline/runs" else {"suppressed": True}
+    assert post(server, path, json=body, headers=AUTH).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/pipeline/runs", "/suppression"])

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from tests.support.document_mutation import mutations
 from tests.support.polling import eventually
+from tests.support.raw_http import post_with_raw_header
 from tests.support.slack_api import SlackDouble
 from tests.support.threader_run import (
     ADMIN_TOKEN,
@@ -290,6 +291,17 @@ def test_cache_needs_the_admin_token(threader: ThreaderProcess) -> None:
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     assert httpx.get(f"{threader.url}/cache", headers=admin, timeout=10).json()["count"] == 1
     assert httpx.delete(f"{threader.url}/cache", headers=admin, timeout=10).json()["removed"] == 1
+
+
+def test_a_token_that_is_not_utf8_gets_401_and_the_threader_keeps_serving(
+    threader: ThreaderProcess,
+) -> None:
+    """aiohttp hands such header bytes over as surrogates: no 500 from encoding them."""
+    raw = b"Bearer \xff\xfe"
+    assert post_with_raw_header(f"{threader.url}/alert", "Authorization", raw) == 401
+    admin = {b"Authorization": raw}  # the admin token's check: httpx sends bytes as they are
+    assert httpx.get(f"{threader.url}/cache", headers=admin, timeout=10).status_code == 401
+    assert threader.notify(notification([alert(1)])).status_code == 200
 
 
 # --- Redis down ---------------------------------------------------------------------------------

@@ -256,7 +256,13 @@ def _bearer_matches(request: web.Request, token: str) -> bool:
     if scheme.lower() != "bearer" or not token:
         return False
     # Constant time: the comparison must not tell an attacker how much of a guess was right.
-    return hmac.compare_digest(presented.strip().encode(), token.encode())
+    # aiohttp decodes header bytes that are not UTF-8 as lone surrogates: encode them back the
+    # same way (a plain .encode() raises, and the answer would be a 500, not a 401).
+    try:
+        presented_bytes = presented.strip().encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no decoder made: not the token either
+        return False
+    return hmac.compare_digest(presented_bytes, token.encode())
 
 
 def _error(
