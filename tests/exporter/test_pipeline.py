@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -442,6 +443,31 @@ def test_a_crash_before_the_rename_keeps_the_old_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_FILE]
     assert store.state == state  # nothing changed in memory either
     assert PipelineStore(tmp_path).state == state
+
+
+def test_a_directory_that_cannot_be_synced_after_the_rename_keeps_the_change(
+    tmp_path, monkeypatch, caplog
+):
+    """The rename put the new state on disk: adopting it is the truth (an error would say
+    nothing changed while the file, and the next start, say otherwise)."""
+    store = PipelineStore(tmp_path, clock=Clock())
+    store.apply_run(run(run_id="first"))
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        if stat.S_ISDIR(os.fstat(descriptor).st_mode):
+            raise OSError(5, "Input/output error")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    outcome = store.apply_run(run(run_id="second", integrity_ok=False))
+    store.set_suppressed(True)
+    monkeypatch.undo()
+    assert not outcome.duplicate
+    assert "could not be synced" in caplog.text and "Input/output error" in caplog.text
+    assert store.state == PipelineStore(tmp_path).state  # memory and disk agree
+    assert store.state.suppressed.value == 1.0
+    assert store.apply_run(run(run_id="second", integrity_ok=False)).duplicate
 
 
 def test_the_store_expires_at_scrape_and_saves_it(tmp_path):

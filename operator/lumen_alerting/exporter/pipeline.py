@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -38,6 +39,8 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+log = logging.getLogger("lumen.exporter.pipeline")
 
 MAX_STAGES_PER_RUN = 64
 # Distinct stage names the state keeps (their counters live for ever): a bound on cardinality.
@@ -427,7 +430,8 @@ def pipeline_metrics(state: PipelineState) -> list[Metric]:
 def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` so that a reader (or a crash) sees the old file or the new
     one, never a part: a temporary file in the same directory, fsync, rename, fsync the
-    directory. The temporary file does not end in ``.prom`` or ``.json``."""
+    directory. The temporary file does not end in ``.prom`` or ``.json``. ``OSError`` means the
+    file was not replaced; once it is, a directory that cannot be synced is only logged."""
     directory = path.parent
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -441,11 +445,22 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    directory_fd = os.open(directory, os.O_RDONLY)
+    # The rename is done: the new file IS the file now, whatever happens next. A directory that
+    # cannot be synced only means a crash (of the machine) might still bring back the old one,
+    # so it is a warning, not a failure a caller would take for "nothing changed".
     try:
-        os.fsync(directory_fd)
-    finally:
-        os.close(directory_fd)
+        directory_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
+    except OSError as error:
+        log.warning(
+            "%s written, but its directory could not be synced (%s): a machine crash now "
+            "could bring back the previous version.",
+            path,
+            error,
+        )
 
 
 class StateFileError(Exception):
