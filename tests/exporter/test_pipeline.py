@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -649,6 +651,32 @@ def test_a_run_from_the_future_gets_422(server):
     assert response.status_code == 422
     assert response.json()["problems"][0].startswith("finished_at: 4000000000 is more than")
     assert state_file(server) is None
+
+
+def test_a_write_stuck_in_fsync_does_not_hold_up_scrapes(server, monkeypatch):
+    """The store's fsyncs run off the event loop, and /metrics reads the committed state
+    without waiting for the writer: a slow disk never slows a scrape."""
+    real_fsync = os.fsync
+    in_fsync, release = threading.Event(), threading.Event()
+
+    def slow_fsync(descriptor: int) -> None:
+        if not stat.S_ISDIR(os.fstat(descriptor).st_mode):
+            in_fsync.set()
+            release.wait(120)
+        real_fsync(descriptor)
+
+    before = metrics(server)
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            posted = pool.submit(post, server, "/pipeline/runs", json=GOOD_RUN, headers=AUTH)
+            assert in_fsync.wait(60), "the write never reached fsync"
+            during = httpx.get(server.url + "/metrics", timeout=10)
+            assert during.status_code == 200 and during.text == before  # not committed yet
+        finally:
+            release.set()
+        assert posted.result(60).status_code == 200
+    assert 'lumen_pipeline_success{stage="build"} 1.0' in metrics(server)
 
 
 def test_a_state_that_cannot_be_saved_gets_503_and_changes_nothing(server, monkeypatch):

@@ -520,10 +520,15 @@ class PipelineStore:
             return self._state.copy()
 
     def current(self) -> PipelineState:
-        """The current state itself, after expiry: for a collector, which only reads it."""
-        with self._lock:
-            self._expire_locked()
-            return self._state
+        """The committed state itself, for a collector, which only reads it: never waits for a
+        writer (and its fsyncs). Expiry runs first only when no write is under way; a state is
+        never changed once committed (changes are made on a copy), so reading it is safe."""
+        if self.max_age is not None and self._lock.acquire(blocking=False):
+            try:
+                self._expire_locked()
+            finally:
+                self._lock.release()
+        return self._state
 
     def apply_run(self, run: PipelineRun) -> RunOutcome:
         """Apply and save a run; ``RunRejected`` or ``OSError`` leave everything as it was."""

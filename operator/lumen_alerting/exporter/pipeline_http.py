@@ -49,6 +49,9 @@ class _Endpoints:
     def __init__(self, store: PipelineStore, token: str | None) -> None:
         self._store = store
         self._token = token
+        # A write fsyncs twice: it runs in a thread, so the loop keeps serving scrapes, and one
+        # at a time, so requests queue here rather than on the store's lock in the thread pool.
+        self._writes = asyncio.Lock()
 
     async def runs(self, request: web.Request) -> web.Response:
         refusal = self._refusal(request)
@@ -58,7 +61,8 @@ class _Endpoints:
         if isinstance(parsed, web.Response):
             return parsed
         try:
-            outcome = self._store.apply_run(parsed)
+            async with self._writes:
+                outcome = await asyncio.to_thread(self._store.apply_run, parsed)
         except RunRejected as rejected:
             return _error(422, "run not accepted", problems=[str(rejected)])
         except OSError as error:
@@ -90,7 +94,8 @@ class _Endpoints:
         if isinstance(parsed, web.Response):
             return parsed
         try:
-            self._store.set_suppressed(parsed.suppressed)
+            async with self._writes:
+                await asyncio.to_thread(self._store.set_suppressed, parsed.suppressed)
         except OSError as error:
             log.warning("Suppression not saved: %s", error)
             return _error(503, "state not saved; retry later", headers={"Retry-After": "5"})
