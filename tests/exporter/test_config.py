@@ -105,6 +105,13 @@ def test_every_series_name_of_the_exporter_is_refused_to_a_probe(tmp_path, capsy
     assert "exporter's own series" in line and repr(name) in line, line
 
 
+def test_the_docs_list_every_reserved_name():
+    docs = (REPO / "docs" / "exporter.md").read_text()
+    families = {name.removesuffix("_total").removesuffix("_created") for name in RESERVED_METRICS}
+    assert "policy/probe_metrics.py" in docs
+    assert {name for name in families if f"`{name}`" not in docs} == set()
+
+
 def test_several_problems_name_the_first_and_count_the_rest(tmp_path, capsys):
     document = {"probes": [PROBE | {"interval": "0s", "timeout": "x", "nmae": 1}]}
     line = refusal(flags(tmp_path, document), capsys)

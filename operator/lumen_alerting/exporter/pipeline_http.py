@@ -1,11 +1,14 @@
 """``POST /pipeline/runs`` and ``POST /suppression``: CI's way into the pipeline state.
 
-Both need ``Authorization: Bearer <token>`` (compared in constant time; 401 with
-``WWW-Authenticate: Bearer`` otherwise). An exporter started without a pipeline token answers
-403 on both: it never takes unauthenticated writes. A body over ``MAX_BODY`` bytes gets 413,
-one that is not JSON 400, one that does not fit the schema 422; each error body lists the
-problems as ``path: reason`` and changes nothing. A state that cannot be saved gives 503 (and
-nothing changed either). The token is never logged.
+Both need ``Authorization: Bearer <token>`` (compared in constant time, header bytes that are
+not UTF-8 included; 401 with ``WWW-Authenticate: Bearer`` otherwise). Routes built without a
+token answer 403 on both, never taking unauthenticated writes; the real process never gets
+there: ``pipeline.enabled`` without ``--pipeline-token-file`` does not start, and without
+``pipeline.enabled`` the routes do not exist (404). A body over ``MAX_BODY`` bytes gets 413, one
+not received within ``BODY_TIMEOUT`` 408, one that is not JSON 400, one that does not fit the
+schema 422; each error body lists the problems as ``path: reason`` and changes nothing. A state
+that cannot be saved gives 503 (and nothing changed either). Saving (two fsyncs) runs in a
+thread, one write at a time, so scrapes are never held up by it. The token is never logged.
 """
 
 from __future__ import annotations
