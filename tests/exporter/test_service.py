@@ -143,12 +143,19 @@ def test_the_pipeline_token_is_never_logged(tmp_path):
     (tmp_path / "token").write_text(token + "\n")
     config = {"probes": [], "pipeline": {"enabled": True}}
     flags = ("--pipeline-token-file", str(tmp_path / "token"), "--log-level", "debug")
+    wrong = "wrong-token-also-never-logged-99"
+    run = {"run_id": "ci-7", "stages": [{"stage": "build", "success": True, "duration_seconds": 1}]}
     with ExporterProcess(config, *flags) as exporter:
+        runs = f"{exporter.url}/pipeline/runs"
+        accepted = httpx.post(runs, json=run, headers={"Authorization": f"Bearer {token}"})
+        refused = httpx.post(runs, json=run, headers={"Authorization": f"Bearer {wrong}"})
+        bad = httpx.post(runs, content=b"{not json", headers={"Authorization": f"Bearer {token}"})
+        assert (accepted.status_code, refused.status_code, bad.status_code) == (200, 401, 400)
         httpx.get(f"{exporter.url}/metrics", timeout=10)
         assert exporter.stop() == 0
     log = exporter.log.read_text()
-    assert "Exporter listening" in log  # the log was written, at debug level
-    assert token not in log
+    assert "Exporter listening" in log and "Pipeline run ci-7" in log  # the log was written
+    assert token not in log and wrong not in log
 
 
 def test_routes_handed_to_make_app_are_served():
