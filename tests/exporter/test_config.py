@@ -73,6 +73,7 @@ PROBE = {"name": "api", "url": "http://api:8080/health"}
     [
         ({"probes": [PROBE | {"interval": "0s"}]}, "probes[0].interval: '0s' must be longer"),
         ({"probes": [PROBE | {"timeout": "5 s"}]}, "probes[0].timeout: '5 s' is not a duration"),
+        ({"probes": [PROBE | {"timeout": "5s\n"}]}, "probes[0].timeout: '5s\\n' is not a dura"),
         (
             {"probes": [PROBE | {"fields": {"m": "mock"}}]},
             "probes[0].fields.m: 'mock' is not a JSONPath",

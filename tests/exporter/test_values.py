@@ -49,6 +49,11 @@ def test_anything_else_is_not_a_number(value):
     assert number(value) is FieldProblem.NOT_A_NUMBER
 
 
+@pytest.mark.parametrize("value", ["\u0663", "\u0661.5", "\uff17", "\u20037"])
+def test_only_ascii_digits_and_spaces_make_a_numeric_string(value):
+    assert number(value) is FieldProblem.NOT_A_NUMBER
+
+
 def test_fields_are_read_by_jsonpath_from_the_body():
     document = parse_body(b'{"mock": false, "gateway": {"status": 1}, "list": [1, 2]}')
     assert field_value(document, JSONPATH.compile("$.mock")) == 0.0

@@ -44,7 +44,7 @@ _DURATION = re.compile(DURATION_PATTERN)
 
 
 def _duration(text: str) -> str:
-    if not _DURATION.match(text) or not text:
+    if not text or not _DURATION.fullmatch(text):
         raise ValueError(f"{text!r} is not a duration (use e.g. 500ms, 5s, 1m)")
     if parse_duration(text) <= 0:
         raise ValueError(f"{text!r} must be longer than zero")

@@ -18,8 +18,8 @@ from typing import Any
 import jsonpath
 
 # A decimal number as JSON writes it, optionally signed and padded: not Python's float()
-# grammar, which also takes "nan", "infinity" and "1_000".
-_NUMERIC_STRING = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
+# grammar, which also takes "nan", "infinity", "1_000" and other scripts' digits ("٣" is 3).
+_NUMERIC_STRING = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
 
 
 class FieldProblem(StrEnum):
