@@ -153,6 +153,15 @@ def test_bad_runs_are_refused_with_every_problem_named(body, expected):
     assert problems(body) == expected
 
 
+@pytest.mark.parametrize(
+    "body", [{}, {"stages": []}, {"run_id": "x", "integrity_ok": None, "report_generated": None}]
+)
+def test_a_run_that_reports_nothing_is_refused(body):
+    assert problems(body) == [
+        "body: a run must report at least one stage, integrity_ok or report_generated"
+    ]
+
+
 def test_suppression_body_is_strict():
     assert Suppression.model_validate({"suppressed": True}).suppressed is True
     assert problems({"suppressed": 1}, Suppression) == [
@@ -646,8 +655,18 @@ def test_a_body_that_breaks_the_schema_gets_422_and_changes_nothing(server):
     assert state_file(server) == saved
 
 
+def test_an_empty_run_gets_422_and_changes_nothing(server):
+    before = metrics(server)
+    response = post(server, "/pipeline/runs", json={"run_id": "ci-empty"}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["problems"] == [
+        "body: a run must report at least one stage, integrity_ok or report_generated"
+    ]
+    assert metrics(server) == before and state_file(server) is None
+
+
 def test_a_run_from_the_future_gets_422(server):
-    response = post(server, "/pipeline/runs", json={"finished_at": 4e9}, headers=AUTH)
+    response = post(server, "/pipeline/runs", json=GOOD_RUN | {"finished_at": 4e9}, headers=AUTH)
     assert response.status_code == 422
     assert response.json()["problems"][0].startswith("finished_at: 4000000000 is more than")
     assert state_file(server) is None

@@ -38,6 +38,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 log = logging.getLogger("lumen.exporter.pipeline")
@@ -97,6 +98,15 @@ class PipelineRun(BaseModel):
         if repeated:
             raise ValueError(f"stage named more than once: {', '.join(repeated)}")
         return stages
+
+    @model_validator(mode="after")
+    def _says_something(self) -> PipelineRun:
+        # Counted as a success, a run reporting nothing would hide a CI job that lost its steps.
+        if not self.stages and self.integrity_ok is None and self.report_generated is None:
+            raise ValueError(
+                "a run must report at least one stage, integrity_ok or report_generated"
+            )
+        return self
 
     @property
     def result(self) -> Result:
