@@ -81,6 +81,20 @@ def field_errors(metrics: ExporterMetrics) -> dict[tuple[str, str], float]:
     }
 
 
+def test_both_run_counters_of_every_probe_start_at_zero():
+    config = ExporterConfig(probes=[probe("http://a/health"), probe("http://b/", name="b")])
+    runs = {
+        (dict(labels)["probe"], dict(labels)["result"]): value
+        for (name, labels), value in samples(
+            generate_latest(ExporterMetrics(config).registry).decode()
+        ).items()
+        if name == "lumen_probe_runs_total"
+    }
+    assert runs == {
+        (name, result): 0.0 for name in ("api", "b") for result in ("success", "failure")
+    }
+
+
 def test_a_healthy_target_gives_every_series():
     with ProbeTargets() as targets:
         targets.answers["/health"] = Answer.json(BODY)

@@ -128,7 +128,14 @@ def test_a_hung_target_does_not_slow_scrapes():
     # for a loaded machine).
     assert statistics.median(latencies) < 0.5 and max(latencies) < 5, latencies
     assert probe_series(text, "fine")["lumen_probe_success"] == 1.0
-    assert "hung" not in {dict(labels).get("probe") for _, labels in samples(text)}
+    # Not run yet: nothing of the hung probe but its two run counters, still at 0.
+    hung = {
+        (name, labels): value
+        for (name, labels), value in samples(text).items()
+        if dict(labels).get("probe") == "hung"
+    }
+    assert {name for name, _ in hung} == {"lumen_probe_runs_total"}
+    assert sorted(hung.values()) == [0.0, 0.0]
 
 
 def test_health_ready_and_a_clean_stop():

@@ -132,6 +132,10 @@ class ExporterMetrics:
             ["probe", "result"],
             registry=self.registry,
         )
+        # Both results from 0 at start: a rate over failures has a series before the first one.
+        for probe in config.probes:
+            for result in ("success", "failure"):
+                self.runs.labels(probe.name, result)
 
     def record(
         self, probe: str, result: ProbeResult, problems: Mapping[str, FieldProblem] | None = None
