@@ -14,14 +14,13 @@ thread, one write at a time, so scrapes are never held up by it. The token is ne
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from ..service_http import bearer_matches, json_error
 from .pipeline import (
     PipelineRun,
     PipelineStore,
@@ -67,10 +66,10 @@ class _Endpoints:
             async with self._writes:
                 outcome = await asyncio.to_thread(self._store.apply_run, parsed)
         except RunRejected as rejected:
-            return _error(422, "run not accepted", problems=[str(rejected)])
+            return json_error(422, "run not accepted", problems=[str(rejected)])
         except OSError as error:
             log.warning("Pipeline run not saved: %s", error)
-            return _error(503, "state not saved; retry later", headers={"Retry-After": "5"})
+            return json_error(503, "state not saved; retry later", headers={"Retry-After": "5"})
         if not outcome.duplicate:
             log.info(
                 "Pipeline run %s: %s (%d stages%s)",
@@ -101,17 +100,17 @@ class _Endpoints:
                 await asyncio.to_thread(self._store.set_suppressed, parsed.suppressed)
         except OSError as error:
             log.warning("Suppression not saved: %s", error)
-            return _error(503, "state not saved; retry later", headers={"Retry-After": "5"})
+            return json_error(503, "state not saved; retry later", headers={"Retry-After": "5"})
         log.warning("Alert suppression %s", "on" if parsed.suppressed else "off")
         return web.json_response({"ok": True, "suppressed": parsed.suppressed})
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         if self._token is None:
-            return _error(
+            return json_error(
                 403, "pipeline endpoints are off: the exporter has no --pipeline-token-file"
             )
-        if not _bearer_matches(request, self._token):
-            return _error(
+        if not bearer_matches(request, self._token):
+            return json_error(
                 401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
             )
         return None
@@ -125,16 +124,16 @@ async def _parse(request: web.Request, model: type[M]) -> M | web.Response:
     try:
         data = parse_json(body)
     except ValueError as error:
-        return _error(400, "body is not JSON", problems=[f"body: {error}"])
+        return json_error(400, "body is not JSON", problems=[f"body: {error}"])
     try:
         return model.model_validate(data)
     except ValidationError as invalid:
-        return _error(422, "invalid body", problems=parse_problems(invalid))
+        return json_error(422, "invalid body", problems=parse_problems(invalid))
 
 
 async def _read_body(request: web.Request) -> bytes | web.Response:
     """At most MAX_BODY bytes, read within BODY_TIMEOUT, whatever the app's client_max_size."""
-    too_large = _error(413, f"body larger than {MAX_BODY} bytes")
+    too_large = json_error(413, f"body larger than {MAX_BODY} bytes")
     if request.content_length is not None and request.content_length > MAX_BODY:
         return too_large
     chunks: list[bytes] = []
@@ -148,37 +147,7 @@ async def _read_body(request: web.Request) -> bytes | web.Response:
                     too_large.force_close()  # the rest is not worth reading
                     return too_large
     except TimeoutError:
-        response = _error(408, f"body not received within {BODY_TIMEOUT:g} seconds")
+        response = json_error(408, f"body not received within {BODY_TIMEOUT:g} seconds")
         response.force_close()
         return response
     return b"".join(chunks)
-
-
-def _bearer_matches(request: web.Request, token: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    # Constant time: the comparison must not tell an attacker how much of a guess was right.
-    # aiohttp decodes header bytes that are not UTF-8 as lone surrogates: encode them back the
-    # same way (a plain .encode() raises, and the answer would be a 500, not a 401).
-    try:
-        presented_bytes = presented.strip().encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate no decoder made: not the token either
-        return False
-    return hmac.compare_digest(presented_bytes, token.encode())
-
-
-def _error(
-    status: int,
-    message: str,
-    *,
-    problems: list[str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    body: dict[str, Any] = {"ok": False, "error": message}
-    if problems:
-        body["problems"] = problems
-    return web.Response(
-        status=status, text=json.dumps(body), content_type="application/json", headers=headers
-    )

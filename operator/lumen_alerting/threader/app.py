@@ -9,15 +9,13 @@ is wrong, and stores nothing.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
 import time
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..service_http import bearer_matches, json_error
 from .acceptance import InvalidChannel, acceptances, choose_channel
 from .config import ThreaderConfig
 from .durability import DurabilityCheck
@@ -82,9 +80,9 @@ class _Endpoints:
         return response
 
     async def _alert(self, request: web.Request) -> web.Response:
-        if not _bearer_matches(request, self._config.webhook_token):
+        if not bearer_matches(request, self._config.webhook_token):
             self._metrics.notifications.labels("unauthorized").inc()
-            return _error(
+            return json_error(
                 401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
             )
         body = await self._read_body(request)
@@ -95,10 +93,12 @@ class _Endpoints:
             notification = parse_notification(body)
         except InvalidChannel as invalid:
             self._metrics.notifications.labels("invalid").inc()
-            return _error(400, str(invalid))
+            return json_error(400, str(invalid))
         except InvalidNotification as invalid:
             self._metrics.notifications.labels("invalid").inc()
-            return _error(400, "invalid notification", problems=[str(p) for p in invalid.problems])
+            return json_error(
+                400, "invalid notification", problems=[str(p) for p in invalid.problems]
+            )
         self._note_truncation(notification)
         return await self._accept(acceptances(notification, channel, self._config))
 
@@ -106,7 +106,7 @@ class _Endpoints:
         """The notification's bytes, or the answer to a body too large or too slow."""
         if request.content_length is not None and request.content_length > MAX_BODY:
             self._metrics.notifications.labels("too_large").inc()
-            return _error(413, f"body larger than {MAX_BODY} bytes")
+            return json_error(413, f"body larger than {MAX_BODY} bytes")
         try:
             # A body sent slowly or only in part must not hold the connection (and a store
             # write slot) for ever: Go's ReadTimeout, for the body only.
@@ -114,11 +114,11 @@ class _Endpoints:
                 return await request.read()
         except web.HTTPRequestEntityTooLarge:
             self._metrics.notifications.labels("too_large").inc()
-            return _error(413, f"body larger than {MAX_BODY} bytes")
+            return json_error(413, f"body larger than {MAX_BODY} bytes")
         except TimeoutError:
             self._metrics.notifications.labels("body_timeout").inc()
             self._metrics.connections_cut.labels("body_timeout").inc()
-            response = _error(
+            response = json_error(
                 408, f"body not received within {self._config.body_timeout:g} seconds"
             )
             response.force_close()  # what is left of the body is not worth reading
@@ -133,7 +133,7 @@ class _Endpoints:
             if time.monotonic() - self._full_logged >= FULL_LOG_INTERVAL:
                 self._full_logged = time.monotonic()
                 log.warning("Refusing notifications until the outbox drains: %s", error)
-            return _error(
+            return json_error(
                 503,
                 f"{error}; retry later",
                 headers={"Retry-After": str(OUTBOX_FULL_RETRY_AFTER)},
@@ -141,7 +141,7 @@ class _Endpoints:
         except StoreUnavailable as error:
             self._metrics.notifications.labels("unavailable").inc()
             log.warning("Refused a notification, the store is unavailable: %s", error)
-            return _error(503, "store unavailable; retry later", headers={"Retry-After": "5"})
+            return json_error(503, "store unavailable; retry later", headers={"Retry-After": "5"})
         counts = {d: dispositions.count(d) for d in ("queued", "duplicate", "skipped")}
         for disposition, count in counts.items():
             if count:
@@ -215,7 +215,7 @@ class _Endpoints:
         try:
             stats = await self._admin.stats()
         except StoreUnavailable as error:
-            return _error(503, str(error))
+            return json_error(503, str(error))
         last_error = self._metrics.last_slack_error  # method, error and time of the last failure
         return web.json_response(
             {
@@ -227,54 +227,24 @@ class _Endpoints:
         )
 
     async def cache(self, request: web.Request) -> web.Response:
-        if not self._config.admin_token or not _bearer_matches(request, self._config.admin_token):
-            return _error(
+        if not self._config.admin_token or not bearer_matches(request, self._config.admin_token):
+            return json_error(
                 401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"}
             )
         try:
             threads = await self._admin.threads()
         except StoreUnavailable as error:
-            return _error(503, str(error))
+            return json_error(503, str(error))
         return web.json_response({"threads": threads, "count": len(threads)})
 
     async def clear_cache(self, request: web.Request) -> web.Response:
-        if not self._config.admin_token or not _bearer_matches(request, self._config.admin_token):
-            return _error(
+        if not self._config.admin_token or not bearer_matches(request, self._config.admin_token):
+            return json_error(
                 401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"}
             )
         try:
             removed = await self._admin.clear_threads()
         except StoreUnavailable as error:
-            return _error(503, str(error))
+            return json_error(503, str(error))
         log.warning("Thread cache cleared by an admin request: %d threads forgotten.", removed)
         return web.json_response({"ok": True, "removed": removed})
-
-
-def _bearer_matches(request: web.Request, token: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    # Constant time: the comparison must not tell an attacker how much of a guess was right.
-    # aiohttp decodes header bytes that are not UTF-8 as lone surrogates: encode them back the
-    # same way (a plain .encode() raises, and the answer would be a 500, not a 401).
-    try:
-        presented_bytes = presented.strip().encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate no decoder made: not the token either
-        return False
-    return hmac.compare_digest(presented_bytes, token.encode())
-
-
-def _error(
-    status: int,
-    message: str,
-    *,
-    problems: list[str] | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    body: dict[str, Any] = {"ok": False, "error": message}
-    if problems:
-        body["problems"] = problems
-    return web.Response(
-        status=status, text=json.dumps(body), content_type="application/json", headers=headers
-    )
