@@ -20,6 +20,7 @@ class Answer:
     delay: float = 0.0
     hang: bool = False
     require_header: tuple[str, str] | None = None  # else 401
+    location: str | None = None  # a Location header (with a 3xx status: a redirect)
 
     @classmethod
     def json(cls, document: Any, **options: Any) -> Answer:
@@ -101,6 +102,8 @@ class ProbeTargets:
             handler.send_response(status)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(body)))
+            if answer.location is not None:
+                handler.send_header("Location", answer.location)
             handler.end_headers()
             if handler.command != "HEAD":
                 handler.wfile.write(body)

@@ -422,3 +422,22 @@ def test_a_late_run_skips_the_slots_it_missed():
     assert next_slot(100.0, 5.0, 20.0, now=90.0) == 105.0  # not started yet
     assert next_slot(100.0, 5.0, 20.0, now=105.0) == 125.0
     assert next_slot(100.0, 5.0, 20.0, now=187.0) == 205.0  # 125, 145, 165 and 185 missed
+
+
+def test_a_probe_with_secret_headers_follows_no_redirect(tmp_path: Path):
+    """aiohttp forwards custom headers to a redirect's target: a probe carrying secrets must
+    not take the redirect, or another host (or plain http) would get its API key."""
+    with ProbeTargets() as targets, ProbeTargets() as elsewhere:
+        elsewhere.answers["/collect"] = Answer.json(BODY)
+        targets.answers["/moved"] = Answer(
+            status=302, body=b"", location=f"{elsewhere.url}/collect"
+        )
+        config = probe(f"{targets.url}/moved", fields={})
+        secret = {"api": {"X-Api-Key": "s3cret-key"}}
+        result, _ = run([config], lambda s, _: s.run_once(config), headers=secret)
+        assert (result.success, result.status) == (False, 302)
+        assert elsewhere.requests("/collect") == 0
+        # Without secret headers the redirect is followed, as before.
+        result, _ = run([config], lambda s, _: s.run_once(config))
+        assert (result.success, result.status) == (True, 200)
+        assert elsewhere.requests("/collect") == 1

@@ -163,7 +163,9 @@ class ProbeScheduler:
                     probe.method,
                     probe.url,
                     headers=self._headers.get(probe.name),
-                    allow_redirects=True,
+                    # aiohttp would send the secret headers on to wherever a redirect points
+                    # (it strips only Authorization and cookies): such probes take no redirect.
+                    allow_redirects=not self._headers.get(probe.name),
                 ) as response:
                     status = response.status
                     body = await _read_body(response)
