@@ -1,10 +1,11 @@
-"""HTTP pieces the services share (the threader and the exporter): the bearer-token check and
-the JSON error body their 4xx/5xx answers carry."""
+"""HTTP pieces the services share (the threader and the exporter): the bearer-token check, the
+JSON error body their 4xx/5xx answers carry, and how a port they cannot bind is reported."""
 
 from __future__ import annotations
 
 import hmac
 import json
+import os
 from typing import Any
 
 from aiohttp import web
@@ -40,3 +41,9 @@ def json_error(
     return web.Response(
         status=status, text=json.dumps(body), content_type="application/json", headers=headers
     )
+
+
+def cannot_listen(host: str, port: int, error: OSError) -> str:
+    """The one line a service stops with when ``host:port`` cannot be bound."""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return f"cannot listen on {host}:{port}: {reason}"

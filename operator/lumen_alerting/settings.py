@@ -8,6 +8,7 @@ naming the flag (exit 2), before anything starts; the parsers of numbers are sha
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -71,3 +72,35 @@ def seconds(flag: str, value: str | None, default: float, *, low: float, high: f
     if not low <= number <= high:
         raise ValueError(f"--{flag}: must be between {low:g} and {high:g} seconds")
     return number
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``--listen HOST:PORT`` as (host, port); ``[::1]:80`` gives ``::1``."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--listen: {value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def secret_file(where: str, path: str) -> str:
+    """The stripped content of a mounted Secret file; ``where`` names the setting in errors."""
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as error:
+        raise ValueError(f"{where}: cannot read {path}: {error.strerror}") from None
+
+
+MIN_TOKEN_LENGTH = 16  # a bearer token shorter than this is a placeholder, not a secret
+
+
+def token_file(where: str, path: str | None) -> str | None:
+    """A bearer token from a file (None when no file is given), at least MIN_TOKEN_LENGTH long."""
+    if not path:
+        return None
+    token = secret_file(where, path)
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(
+            f"{where}: the token in {path} is shorter than {MIN_TOKEN_LENGTH} characters"
+        )
+    return token

@@ -31,12 +31,19 @@ from pydantic import (
 
 from ..policy.durations import DURATION_PATTERN, parse_duration
 from ..policy.probe_metrics import jsonpath_problem, repeated_metric, reserved_metric_problem
-from ..settings import Setting, flag_or_environment, parse_or_exit, whole_number
+from ..settings import (
+    Setting,
+    flag_or_environment,
+    listen_address,
+    parse_or_exit,
+    secret_file,
+    token_file,
+    whole_number,
+)
 
 ENV_PREFIX = "LUMEN_EXPORTER_"
 DEFAULT_LISTEN = "0.0.0.0:9108"  # seed 001's exporter port
 DEFAULT_MAX_CONCURRENT_PROBES = 16
-MIN_TOKEN_LENGTH = 16
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
@@ -251,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _settings(setting: Setting) -> ExporterSettings:
-    host, port = _listen(setting("listen") or DEFAULT_LISTEN)
+    host, port = listen_address(setting("listen") or DEFAULT_LISTEN)
     config_file = setting("config")
     if not config_file:
         raise ValueError("--config: required (the operator's config.json)")
@@ -268,7 +275,7 @@ def _settings(setting: Setting) -> ExporterSettings:
     log_level = (setting("log-level") or "info").lower()
     if log_level not in ("debug", "info", "warning", "error"):
         raise ValueError(f"--log-level: {log_level!r} is not debug, info, warning or error")
-    token = _pipeline_token(setting("pipeline-token-file"))
+    token = token_file("--pipeline-token-file", setting("pipeline-token-file"))
     if config.pipeline.enabled and token is None:
         raise ValueError(
             "--pipeline-token-file: required, the config enables the pipeline endpoints"
@@ -295,13 +302,6 @@ def _settings(setting: Setting) -> ExporterSettings:
     )
 
 
-def _listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--listen: {value!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
 def _state_dir(value: str) -> Path:
     path = Path(value).expanduser()
     try:
@@ -313,33 +313,13 @@ def _state_dir(value: str) -> Path:
     return path
 
 
-def _pipeline_token(path: str | None) -> str | None:
-    if not path:
-        return None
-    token = _secret_file("--pipeline-token-file", path)
-    if len(token) < MIN_TOKEN_LENGTH:
-        raise ValueError(
-            f"--pipeline-token-file: the token in {path} is shorter than "
-            f"{MIN_TOKEN_LENGTH} characters"
-        )
-    return token
-
-
 def _probe_headers(config: ExporterConfig) -> dict[str, dict[str, str]]:
     headers: dict[str, dict[str, str]] = {}
     for index, probe in enumerate(config.probes):
         for name, path in probe.header_files.items():
             where = f"--config: probes[{index}].header_files.{name}"
-            value = _secret_file(where, path)
+            value = secret_file(where, path)
             if not value or "\n" in value or "\r" in value:
                 raise ValueError(f"{where}: {path} must hold one non-empty line")
             headers.setdefault(probe.name, {})[name] = value
     return headers
-
-
-def _secret_file(where: str, path: str) -> str:
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8") as handle:
-            return handle.read().strip()
-    except OSError as error:
-        raise ValueError(f"{where}: cannot read {path}: {error.strerror}") from None

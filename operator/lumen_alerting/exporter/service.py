@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
+from ..service_http import cannot_listen
 from .app import make_app
 from .config import ExporterSettings
 from .metrics import ExporterMetrics
@@ -74,9 +74,8 @@ async def serve(
         await site.start()
     except OSError as error:
         await runner.cleanup()
-        where = f"{settings.host}:{settings.port}"
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise StartupError("--listen", f"cannot listen on {where}: {reason}") from None
+        message = cannot_listen(settings.host, settings.port, error)
+        raise StartupError("--listen", message) from None
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(RuntimeError, NotImplementedError):  # not in the main thread

@@ -9,14 +9,22 @@ a command-line argument.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..settings import Setting, flag_or_environment, parse_or_exit, seconds, whole_number
+from ..settings import (
+    Setting,
+    flag_or_environment,
+    listen_address,
+    parse_or_exit,
+    seconds,
+    secret_file,
+    token_file,
+    whole_number,
+)
 
 ENV_PREFIX = "LUMEN_THREADER_"
 DEFAULT_SLACK_API = "https://slack.com/api"
@@ -166,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
-    host, port = _listen(setting("listen") or "0.0.0.0:8080")
+    host, port = listen_address(setting("listen") or "0.0.0.0:8080")
     store = setting("store") or "memory"
     if not (store == "memory" or store.startswith(("sqlite:", "file:", "redis://", "rediss://"))):
         raise ValueError(
@@ -204,8 +212,8 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         raise ValueError(f"--log-format: {log_format!r} is not plain or json")
     database_url = setting("database-url")
     if database_url_file := setting("database-url-file"):
-        database_url = _secret_file("database-url-file", database_url_file)
-    webhook_token = _token("webhook-token-file", setting("webhook-token-file"))
+        database_url = secret_file("--database-url-file", database_url_file)
+    webhook_token = token_file("--webhook-token-file", setting("webhook-token-file")) or ""
     if not webhook_token:
         raise ValueError("--webhook-token-file: required; Alertmanager must authenticate")
     return ThreaderConfig(
@@ -216,7 +224,7 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         slack_token=_slack_token(setting("slack-token-file"), environ),
         default_channel=channel,
         webhook_token=webhook_token,
-        admin_token=_token("admin-token-file", setting("admin-token-file")),
+        admin_token=token_file("--admin-token-file", setting("admin-token-file")) or "",
         thread_key=thread_key,  # type: ignore[arg-type]
         reply_on_repeat=not no_repeat,
         channel_interval=interval,
@@ -245,7 +253,7 @@ def _slack_token(path: str | None, environ: Mapping[str, str]) -> str:
     """The bot token from ``--slack-token-file``, else ``SLACK_BOT_TOKEN`` (never logged)."""
     if not path:
         return environ.get("SLACK_BOT_TOKEN", "").strip()
-    token = _secret_file("slack-token-file", path)
+    token = secret_file("--slack-token-file", path)
     if not token:
         raise ValueError(f"--slack-token-file: {path} is empty")
     return token
@@ -263,28 +271,3 @@ def _key_prefix(value: str | None) -> str:
             "without spaces"
         )
     return value
-
-
-def _listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--listen: {value!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
-def _token(flag: str, path: str | None) -> str:
-    """A token from a file; empty when no file is given."""
-    if not path:
-        return ""
-    token = _secret_file(flag, path)
-    if len(token) < 16:
-        raise ValueError(f"--{flag}: the token in {path} is shorter than 16 characters")
-    return token
-
-
-def _secret_file(flag: str, path: str) -> str:
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8") as handle:
-            return handle.read().strip()
-    except OSError as error:
-        raise ValueError(f"--{flag}: cannot read {path}: {error.strerror}") from None

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Callable
 
 from aiohttp import web
 
+from ..service_http import cannot_listen
 from .app import make_app
 from .config import DEFAULT_KEY_PREFIX, ThreaderConfig
 from .connections import ConnectionLimits, GuardedAppRunner
@@ -110,9 +110,7 @@ async def serve(
         await runner.cleanup()
         await slack.aclose()
         await store.close()
-        where = f"{config.host}:{config.port}"
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise StartupError("--listen", f"cannot listen on {where}: {reason}") from None
+        raise StartupError("--listen", cannot_listen(config.host, config.port, error)) from None
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(RuntimeError, NotImplementedError):  # not in the main thread
