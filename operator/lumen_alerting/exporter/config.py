@@ -83,9 +83,11 @@ class ProbeConfig(BaseModel):
     """One probe of ``config.json`` (``spec.exporter.probes[]`` of the policy).
 
     ``interval`` and ``timeout`` are Prometheus durations as the policy writes them; ``fields``
-    maps a gauge name to the JSONPath of its value in the response body. ``method``,
-    ``expected_status`` and ``header_files`` are optional (the renderer writes none of them yet):
-    GET, any 2xx, no extra headers."""
+    maps a gauge name to the JSONPath of its value in the response body; ``value_maps`` turns a
+    field's string values into numbers (``{"lumen_gateway_status": {"locked": 1, "unlocked":
+    2}}``); ``count_values`` counts a string field by value in the counter ``<name>_total{probe,
+    value}``, at most ``max_distinct_values`` distinct values. ``method``, ``expected_status``
+    and ``header_files`` default to GET, any 2xx and no extra headers."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -96,6 +98,11 @@ class ProbeConfig(BaseModel):
     health_metric: MetricName = "lumen_probe_up"
     response_time_metric: MetricName = "lumen_probe_response_time_ms"
     fields: dict[MetricName, JsonPathText] = Field(default_factory=dict, max_length=64)
+    # Field metric -> string value -> number; a string not in its map is no value ("unmapped").
+    value_maps: dict[str, dict[str, float]] = Field(default_factory=dict, max_length=64)
+    # Counter base name (exported as <name>_total{probe,value}) -> JSONPath of a string field.
+    count_values: dict[MetricName, JsonPathText] = Field(default_factory=dict, max_length=16)
+    max_distinct_values: int = Field(default=20, ge=1, le=1000)
     method: Literal["GET", "HEAD", "POST"] = "GET"
     expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list)
     # Header name -> file holding its value (a mounted Secret); read at start, never logged.
@@ -135,6 +142,8 @@ class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
+    # Remove the last run's gauges not pushed again within this duration; None keeps them.
+    expire_after: Duration | None = None
 
 
 class ExporterConfig(BaseModel):

@@ -31,6 +31,8 @@ class ProbeResult:
     finished_at: float  # Unix time
     status: int | None = None  # None: no HTTP answer (refused, timed out, ...)
     fields: Mapping[str, float] = field(default_factory=dict)  # metric -> value, read ones only
+    # count_values metric -> the string value this run saw (read ones only)
+    counted: Mapping[str, str] = field(default_factory=dict)
     error: str | None = None  # why it failed, for the log
 
 
