@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
@@ -56,9 +56,12 @@ class ProbeScheduler:
         *,
         max_concurrent: int,
         headers: Mapping[str, Mapping[str, str]] | None = None,
+        on_result: Callable[[str, ProbeResult], None] | None = None,
     ) -> None:
         self._config = config
         self._metrics = metrics
+        # Told every result after the metrics have it (the CSV log); must not block the loop.
+        self._on_result = on_result
         self._slots = asyncio.Semaphore(max_concurrent)
         self._max_concurrent = max_concurrent
         self._headers = headers or {}
@@ -134,6 +137,7 @@ class ProbeScheduler:
             return self._record_unexpected(probe, error, started, time.perf_counter())
         self._metrics.record(probe.name, result, problems)
         self._log_change(probe, result)
+        self._tell(probe, result)
         return result
 
     def _record_unexpected(
@@ -149,7 +153,16 @@ class ProbeScheduler:
         self._failing.add(probe.name)
         with contextlib.suppress(Exception):  # recording is what failed: nothing more to do
             self._metrics.record(probe.name, result)
+        self._tell(probe, result)
         return result
+
+    def _tell(self, probe: ProbeConfig, result: ProbeResult) -> None:
+        if self._on_result is None:
+            return
+        try:
+            self._on_result(probe.name, result)
+        except Exception:  # a failing listener must not end the probe's schedule
+            log.exception("Recording probe %s's result failed.", probe.name)
 
     async def _probe(
         self, session: aiohttp.ClientSession, probe: ProbeConfig

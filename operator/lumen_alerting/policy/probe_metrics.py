@@ -7,6 +7,8 @@ Pure: names and a JSONPath parser, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import jsonpath
 
 # The exporter's own families, as they appear on /metrics: a probe's gauge under one of these
@@ -55,6 +57,29 @@ def jsonpath_problem(path: str) -> str | None:
     except jsonpath.JSONPathError as error:
         return f"{path!r} is not a JSONPath ({str(error).splitlines()[0]})"
     return None
+
+
+def counter_series(base: str) -> tuple[str, ...]:
+    """The names a counter called ``base`` takes on /metrics: base, base_total, base_created."""
+    return tuple(base + suffix for suffix in _COUNTER_SUFFIXES)
+
+
+def counter_problem(base: str) -> str | None:
+    """Why a probe may not count values under the counter name ``base``, or None."""
+    if base.endswith(("_total", "_created")):
+        return (
+            f"{base!r}: give a counter's name without _total or _created (the exporter adds _total)"
+        )
+    for name in counter_series(base):
+        if (problem := reserved_metric_problem(name)) is not None:
+            return problem
+    return None
+
+
+def probe_series_names(gauges: Iterable[str], counters: Iterable[str]) -> list[str]:
+    """Every name a probe's series take: its gauges, and each counter's three names; feed it to
+    ``repeated_metric`` so a gauge ``x_total`` and a counter ``x`` are caught as a clash."""
+    return [*gauges, *(name for base in counters for name in counter_series(base))]
 
 
 def repeated_metric(names: list[str]) -> str | None:
