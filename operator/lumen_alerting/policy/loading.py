@@ -200,7 +200,7 @@ def _load_map(
     value_doc = FieldDoc(description="")
     for key, value in data.items():
         sub = f"{path}.{key}"
-        if doc.key_pattern and not (isinstance(key, str) and re.match(doc.key_pattern, key)):
+        if doc.key_pattern and not (isinstance(key, str) and _matches(doc.key_pattern, key)):
             problems.append(Problem(sub, f"key must match {doc.key_pattern}"))
             continue
         result[key] = _load_value(value_tp, value, sub, value_doc, problems)
@@ -230,11 +230,18 @@ def _load_scalar(tp: type, data: Any, path: str, doc: FieldDoc, problems: list[P
             )
         if doc.max_length is not None and len(data) > doc.max_length:
             problems.append(Problem(path, f"must be at most {doc.max_length} characters"))
-        if doc.pattern is not None and not re.match(doc.pattern, data):
+        if doc.pattern is not None and not _matches(doc.pattern, data):
             problems.append(Problem(path, f"{data!r} does not match {doc.pattern}"))
     else:
         _check_range(data, path, doc, problems)
     return data
+
+
+def _matches(pattern: str, text: str) -> bool:
+    """Whether ``text`` matches ``pattern`` as the API server (Go's RE2) and the services read
+    it: Python's ``$`` also matches before a final newline, so ``"ion-api\\n"`` (a YAML block
+    scalar) would pass ``re.match`` and then be refused by the API server or the exporter."""
+    return re.fullmatch(pattern, text) is not None
 
 
 def _check_range(value: float, path: str, doc: FieldDoc, problems: list[Problem]) -> None:

@@ -27,6 +27,8 @@ HTTP_URL = r"^https?://[^\s/$.?#][^\s]*$"
 EMAIL = r"^[^@\s,]+@[^@\s,]+$"
 HOST_PORT = r"^[^:\s/]+:[0-9]{1,5}$"
 SLACK_CHANNEL = r"^[#@]?[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"
+HTTP_HEADER_NAME = r"^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"  # an RFC 9110 token
+MAX_VALUE_MAP_ENTRIES = 64  # strings one probe field maps to numbers
 # Longest policy name whose derived names (``lumen-<name>-threader``) stay valid Service names.
 MAX_POLICY_NAME = 48
 
@@ -518,16 +520,70 @@ class Threader:
 
 
 @dataclass(frozen=True)
+class ProbeHeader:
+    name: str = spec_field(
+        "HTTP header name (an RFC 9110 token), e.g. `Authorization` or `X-Api-Key`; each at most "
+        "once per probe, whatever its case.",
+        pattern=HTTP_HEADER_NAME,
+        max_length=128,
+    )
+    secret: SecretKeyRef = spec_field(
+        "Secret key holding the header's whole value, e.g. `Bearer <token>` (one line). It is "
+        "mounted into the exporter's pod as a file: never in its ConfigMap, never logged."
+    )
+
+
+def _value_maps_name_fields(probe: Probe) -> bool:
+    return all(metric in probe.fields for metric in probe.value_maps)
+
+
+def _value_maps_are_small(maps: dict[str, dict[str, float]]) -> bool:
+    return all(len(mapping) <= MAX_VALUE_MAP_ENTRIES for mapping in maps.values())
+
+
+@dataclass(frozen=True)
 class Probe:
+    __rules__: ClassVar[tuple[Cel, ...]] = (
+        Cel(
+            rule="!has(self.valueMaps) || self.valueMaps.all(k, has(self.fields) && "
+            "k in self.fields)",
+            message="every key of valueMaps must be a key of fields (a value map converts "
+            "that field's strings)",
+            check=_value_maps_name_fields,
+        ),
+    )
+
     name: str = spec_field("Probe name, unique in the policy.", pattern=DNS_LABEL, max_length=63)
-    url: str = spec_field("Health endpoint to GET.", pattern=HTTP_URL)
+    url: str = spec_field("Health endpoint to request (with `method`).", pattern=HTTP_URL)
     interval: str = spec_field(
         "Time between probes (never at scrape time).", default="20s", pattern=DURATION_PATTERN
     )
     timeout: str = spec_field("Probe timeout.", default="5s", pattern=DURATION_PATTERN)
+    method: Literal["GET", "HEAD", "POST"] = spec_field(
+        "HTTP method of the probe request (`POST` sends no body).", default="GET"
+    )
+    expected_status: list[int] = spec_field(
+        "HTTP statuses that count as success, e.g. `[200, 204]`. Empty: any 2xx.",
+        default_factory=list,
+        max_items=16,
+        rules=(
+            Cel(
+                rule="self.all(s, s >= 100 && s <= 599)",
+                message="every status must be between 100 and 599",
+                check=lambda statuses: all(100 <= s <= 599 for s in statuses),
+            ),
+        ),
+    )
+    headers: list[ProbeHeader] = spec_field(
+        "Request headers whose values come from Secrets, e.g. `Authorization`. A probe with "
+        "headers follows no redirect (the secrets would go wherever it points).",
+        default_factory=list,
+        max_items=16,
+        list_map_key="name",
+    )
     health_metric: str = spec_field(
-        "Gauge set to 1 while the endpoint answers 2xx in time, else 0 (seed 001: "
-        "`lumen_ion_health`).",
+        "Gauge set to 1 while the endpoint answers as expected (`expectedStatus`) in time, else "
+        "0 (seed 001: `lumen_ion_health`).",
         default="lumen_probe_up",
         pattern=METRIC_NAME,
     )
@@ -538,10 +594,46 @@ class Probe:
     )
     fields: dict[str, str] = spec_field(
         "Gauges read from the JSON body: metric name -> JSONPath, e.g. "
-        "`lumen_ion_mock_mode: $.mock`. Booleans export as 1/0.",
+        "`lumen_ion_mock_mode: $.mock`. Numbers, booleans (1/0) and numeric strings export as "
+        "they are; other strings need a `valueMaps` entry.",
         default_factory=dict,
         key_pattern=METRIC_NAME,
         max_properties=32,
+    )
+    value_maps: dict[str, dict[str, float]] = spec_field(
+        "String -> number maps for `fields`: field metric -> {string: number}, e.g. seed 001's "
+        "`lumen_gateway_status: {down: 0, locked: 1, unlocked: 2}`. A JSON string of that "
+        "field must be a key of its map, matched exactly (case-sensitive), else the field has "
+        "no value that run (counted as `unmapped`); numbers, booleans and numeric strings that "
+        "are not keys convert as before.",
+        default_factory=dict,
+        key_pattern=METRIC_NAME,
+        max_properties=32,
+        rules=(
+            Cel(
+                rule=f"self.all(k, self[k].size() <= {MAX_VALUE_MAP_ENTRIES})",
+                message=f"each value map has at most {MAX_VALUE_MAP_ENTRIES} entries",
+                check=_value_maps_are_small,
+            ),
+        ),
+    )
+    count_values: dict[str, str] = spec_field(
+        "Fields counted by value: counter name -> JSONPath of a string field, e.g. seed 001's "
+        "persona distribution `lumen_ion_persona: $.persona`. Each successful run adds 1 to "
+        '`<name>_total{probe="...", value="<what it read>"}` (numbers and booleans as their '
+        "JSON text); a series appears on its value's first sighting. Give the name without "
+        "`_total`.",
+        default_factory=dict,
+        key_pattern=METRIC_NAME,
+        max_properties=16,
+    )
+    max_distinct_values: int = spec_field(
+        "Distinct values each `countValues` counter keeps per probe, first come first kept; "
+        'later ones are counted under `value="__other__"` (and as `too_many_values` field '
+        "errors), so a chatty field cannot flood Prometheus with series.",
+        default=20,
+        minimum=1,
+        maximum=1000,
     )
 
 
@@ -553,6 +645,15 @@ class Pipeline:
     )
     token: SecretKeyRef | None = spec_field(
         "Bearer token CI must send with stage results. Required when enabled.", default=None
+    )
+    expire_after: str | None = spec_field(
+        "Remove the last run's `lumen_pipeline_success` and `lumen_pipeline_duration_seconds` "
+        "(per stage), `lumen_remote_integrity_ok` and `lumen_report_generated` when not pushed "
+        "again within this duration, e.g. `2d` for a daily pipeline. Unset: they keep their "
+        "last value. Never expired: `lumen_pipeline_last_run_timestamp` (what "
+        "LumenPipelineStalled measures), the run counters and `lumen_alert_suppressed`.",
+        default=None,
+        pattern=DURATION_PATTERN,
     )
 
 

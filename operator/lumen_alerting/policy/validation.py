@@ -15,8 +15,15 @@ from ..burnrate import TIERS, burn_threshold, tier_windows
 from ..presets import PACKS
 from .durations import parse_duration
 from .loading import Problem
-from .model import SLO, Matcher, Policy, PolicySpec
-from .probe_metrics import jsonpath_problem, repeated_metric, reserved_metric_problem
+from .model import SLO, Matcher, Policy, PolicySpec, Probe
+from .probe_metrics import (
+    counter_problem,
+    counter_series,
+    jsonpath_problem,
+    probe_series_names,
+    repeated_metric,
+    reserved_metric_problem,
+)
 from .sli import sli_queries
 
 # Labels Lumen sets on every alert; a policy may not set them by hand.
@@ -105,28 +112,80 @@ def _probe_problems(spec: PolicySpec) -> Iterator[Problem]:
     if spec.exporter is None or not spec.exporter.enabled:
         return
     for i, probe in enumerate(spec.exporter.probes):
-        path = f"spec.exporter.probes[{i}]"
-        for key, duration in (("interval", probe.interval), ("timeout", probe.timeout)):
-            try:
-                seconds = parse_duration(duration)
-            except ValueError as error:
-                yield Problem(f"{path}.{key}", str(error))
-                continue
-            if seconds <= 0:
-                yield Problem(f"{path}.{key}", f"{duration!r} must be longer than zero")
-        named = {
-            "healthMetric": probe.health_metric,
-            "responseTimeMetric": probe.response_time_metric,
-            **{f"fields.{name}": name for name in probe.fields},
-        }
-        for key, name in named.items():
-            if (problem := reserved_metric_problem(name)) is not None:
-                yield Problem(f"{path}.{key}", problem)
-        if (twice := repeated_metric(list(named.values()))) is not None:
-            yield Problem(path, f"metric {twice!r} is used twice by this probe")
-        for name, query in probe.fields.items():
+        yield from _one_probe_problems(probe, f"spec.exporter.probes[{i}]")
+    yield from _family_type_problems(spec.exporter.probes)
+    expire_after = spec.exporter.pipeline.expire_after
+    if expire_after is not None:
+        yield from _positive_duration("spec.exporter.pipeline.expireAfter", expire_after)
+
+
+def _one_probe_problems(probe: Probe, path: str) -> Iterator[Problem]:
+    yield from _positive_duration(f"{path}.interval", probe.interval)
+    yield from _positive_duration(f"{path}.timeout", probe.timeout)
+    named = {
+        "healthMetric": probe.health_metric,
+        "responseTimeMetric": probe.response_time_metric,
+        **{f"fields.{name}": name for name in probe.fields},
+    }
+    for key, name in named.items():
+        if (problem := reserved_metric_problem(name)) is not None:
+            yield Problem(f"{path}.{key}", problem)
+    for name in probe.count_values:
+        if (problem := counter_problem(name)) is not None:
+            yield Problem(f"{path}.countValues.{name}", problem)
+    # A counter ``x`` is exposed as x, x_total and x_created: a gauge under any of them would
+    # give Prometheus two families of one name, and it drops the whole scrape.
+    series = probe_series_names(named.values(), probe.count_values)
+    if (twice := repeated_metric(series)) is not None:
+        counters = [base for base in probe.count_values if twice in counter_series(base)]
+        which = f" (countValues {counters[0]!r} exports {twice})" if counters else ""
+        yield Problem(path, f"metric {twice!r} is used twice by this probe{which}")
+    for key, paths in (("fields", probe.fields), ("countValues", probe.count_values)):
+        for name, query in paths.items():
             if (problem := jsonpath_problem(query)) is not None:
-                yield Problem(f"{path}.fields.{name}", problem)
+                yield Problem(f"{path}.{key}.{name}", problem)
+    # Value maps' numbers are finite and their keys name fields (the loader checks both), and
+    # header names are tokens (the model's pattern).
+    seen: dict[str, int] = {}
+    for j, header in enumerate(probe.headers):
+        # Header names are case-insensitive: two spellings would send the header twice.
+        first = seen.setdefault(header.name.lower(), j)
+        if first != j:
+            yield Problem(
+                f"{path}.headers[{j}].name",
+                f"header {header.name!r} is also set at [{first}] (names ignore case)",
+            )
+
+
+def _family_type_problems(probes: list[Probe]) -> Iterator[Problem]:
+    """Probes may share a gauge (their series differ by ``probe``), but a name one probe
+    exports as a gauge and another as a counter's series would be two families of one name on
+    /metrics, and Prometheus drops the whole scrape."""
+    gauges = {
+        name: i
+        for i, probe in reversed(list(enumerate(probes)))
+        for name in (probe.health_metric, probe.response_time_metric, *probe.fields)
+    }
+    for i, probe in enumerate(probes):
+        for base in probe.count_values:
+            for name in counter_series(base):
+                j = gauges.get(name)
+                if j is not None and j != i:
+                    yield Problem(
+                        f"spec.exporter.probes[{i}].countValues.{base}",
+                        f"counter {base!r} exports {name}, a gauge of spec.exporter.probes[{j}]",
+                    )
+                    break
+
+
+def _positive_duration(path: str, duration: str) -> Iterator[Problem]:
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as error:
+        yield Problem(path, str(error))
+        return
+    if seconds <= 0:
+        yield Problem(path, f"{duration!r} must be longer than zero")
 
 
 def _sli_parse_problems(slo: SLO, path: str) -> Iterator[Problem]:

@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from ..policy.model import Exporter, Policy, SecretKeyRef
+from ..policy.model import Exporter, Policy, Probe, SecretKeyRef
 from .objects import EXPORTER_PORT, ChildNames, Manifest, RenderOptions, metadata
 from .pods import (
     STATE_DIR,
@@ -29,6 +29,7 @@ EXPORTER_APP = "lumen-exporter"
 EXPORTER_DIR = "/etc/lumen/exporter"
 EXPORTER_CONFIG_KEY = "config.json"
 PIPELINE_TOKEN_FILE = "pipeline-token"
+HEADERS_DIR = "headers"  # probes' secret header values, one file each
 CONFIG_HASH_ANNOTATION = "lumen.dev/config-hash"
 
 
@@ -38,26 +39,51 @@ def enabled_exporter(policy: Policy) -> Exporter | None:
 
 
 def exporter_config(exporter: Exporter) -> str:
-    """``config.json`` of the exporter: probes and pipeline switch, serialised deterministically.
+    """``config.json`` of the exporter: probes and pipeline, serialised deterministically.
 
-    JSON (which YAML readers read too) because it is two orders of magnitude cheaper to write
-    than YAML, and this runs on every reconcile."""
+    Every key is written, defaults included, so the file says everything the exporter will do;
+    ``header_files`` only when a probe has headers. JSON (which YAML readers read too) because it
+    is two orders of magnitude cheaper to write than YAML, and this runs on every reconcile."""
+    pipeline: dict[str, Any] = {"enabled": exporter.pipeline.enabled}
+    if exporter.pipeline.expire_after is not None:
+        pipeline["expire_after"] = exporter.pipeline.expire_after
     document = {
-        "probes": [
-            {
-                "name": probe.name,
-                "url": probe.url,
-                "interval": probe.interval,
-                "timeout": probe.timeout,
-                "health_metric": probe.health_metric,
-                "response_time_metric": probe.response_time_metric,
-                "fields": dict(probe.fields),
-            }
-            for probe in exporter.probes
-        ],
-        "pipeline": {"enabled": exporter.pipeline.enabled},
+        "probes": [probe_config(probe) for probe in exporter.probes],
+        "pipeline": pipeline,
     }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def probe_config(probe: Probe) -> dict[str, Any]:
+    """One probe of ``config.json``, keys in the exporter's snake_case."""
+    config: dict[str, Any] = {
+        "name": probe.name,
+        "url": probe.url,
+        "interval": probe.interval,
+        "timeout": probe.timeout,
+        "method": probe.method,
+        "expected_status": list(probe.expected_status),
+        "health_metric": probe.health_metric,
+        "response_time_metric": probe.response_time_metric,
+        "fields": dict(probe.fields),
+        "value_maps": {metric: dict(mapping) for metric, mapping in probe.value_maps.items()},
+        "count_values": dict(probe.count_values),
+        "max_distinct_values": probe.max_distinct_values,
+    }
+    if probe.headers:
+        config["header_files"] = {
+            header.name: f"{EXPORTER_DIR}/{header_file(probe, index)}"
+            for index, header in enumerate(probe.headers)
+        }
+    return config
+
+
+def header_file(probe: Probe, index: int) -> str:
+    """Where the value of the probe's ``index``-th header is mounted, relative to EXPORTER_DIR.
+
+    By position rather than header name: a directory per probe (probe names are unique DNS
+    labels) and a number per header keep every path distinct and free of odd characters."""
+    return f"{HEADERS_DIR}/{probe.name}/{index}"
 
 
 def config_hash(config: str) -> str:
@@ -90,6 +116,13 @@ def exporter_volumes(policy: Policy, exporter: Exporter) -> list[dict[str, Any]]
     token = pipeline_token(exporter)
     if token is not None:
         sources.append(secret_source(token.name, [(token.key, PIPELINE_TOKEN_FILE)]))
+    # Each header value is a file of the same read-only directory, so the exporter reads it like
+    # the token; the Secret's value never enters the ConfigMap.
+    sources += [
+        secret_source(header.secret.name, [(header.secret.key, header_file(probe, index))])
+        for probe in exporter.probes
+        for index, header in enumerate(probe.headers)
+    ]
     claim = ChildNames.of(policy).exporter_state if exporter.persistence.enabled else None
     return [*scratch_volumes(claim), token_volume("config", sources)]
 
