@@ -395,3 +395,174 @@ def test_a_probe_the_exporter_would_refuse_is_invalid(
     assert main(["validate", "-f", str(file)]) == 1
     _, err = capsys.readouterr()
     assert any(line.startswith(f"{file}: {expected}") for line in err.splitlines()), err
+
+
+# The probe features of issue 10: each line is something the exporter (or the API server) would
+# refuse, so ``lumenctl validate`` must refuse it first.
+HEADER = {"name": "Authorization", "secret": {"name": "ion-api", "key": "authorization"}}
+SECOND_PROBE = {
+    "name": "other",
+    "url": "http://other:8080/health",
+    "fields": {"lumen_ion_persona_total": "$.personas"},
+}
+PROBE_FEATURES = [
+    (
+        "counter named with _total",
+        changed(f"{PROBE}.countValues", {"lumen_ion_persona_total": "$.persona"}, GATEWAY),
+        f"{PROBE}.countValues.lumen_ion_persona_total: 'lumen_ion_persona_total': give a "
+        "counter's name without _total or _created (the exporter adds _total)",
+    ),
+    (
+        "counter named like the exporter's own",
+        changed(f"{PROBE}.countValues", {"lumen_probe_runs": "$.persona"}, GATEWAY),
+        f"{PROBE}.countValues.lumen_probe_runs: 'lumen_probe_runs' is one of the exporter's own "
+        "series",
+    ),
+    (
+        "counter named like a gauge of the probe",
+        changed(f"{PROBE}.countValues", {"lumen_ion_mock_mode": "$.persona"}, GATEWAY),
+        f"{PROBE}: metric 'lumen_ion_mock_mode' is used twice by this probe (countValues "
+        "'lumen_ion_mock_mode' exports lumen_ion_mock_mode)",
+    ),
+    (
+        "gauge named like a counter's _total series",
+        changed(f"{PROBE}.fields.lumen_ion_persona_total", "$.count", GATEWAY),
+        f"{PROBE}: metric 'lumen_ion_persona_total' is used twice by this probe (countValues "
+        "'lumen_ion_persona' exports lumen_ion_persona_total)",
+    ),
+    (
+        "counter whose series is another probe's gauge",
+        changed("spec.exporter.probes[1]", SECOND_PROBE, GATEWAY),
+        f"{PROBE}.countValues.lumen_ion_persona: counter 'lumen_ion_persona' exports "
+        "lumen_ion_persona_total, a gauge of spec.exporter.probes[1]",
+    ),
+    (
+        "counted path that is no JSONPath",
+        changed(f"{PROBE}.countValues.lumen_ion_persona", "persona", GATEWAY),
+        f"{PROBE}.countValues.lumen_ion_persona: 'persona' is not a JSONPath (expected "
+        "'TOKEN_ROOT', found 'TOKEN_NAME')",
+    ),
+    (
+        "value map of no field",
+        changed(f"{PROBE}.valueMaps", {"lumen_gateway_state": {"locked": 1}}, GATEWAY),
+        f"{PROBE}: every key of valueMaps must be a key of fields (a value map converts that "
+        "field's strings)",
+    ),
+    (
+        "value map to infinity (YAML .inf)",
+        changed(f"{PROBE}.valueMaps.lumen_gateway_status.down", float("-inf"), GATEWAY),
+        f"{PROBE}.valueMaps.lumen_gateway_status.down: must be a finite number, not -inf",
+    ),
+    (
+        "value map with too many entries",
+        changed(
+            f"{PROBE}.valueMaps.lumen_gateway_status", {f"s{n}": n for n in range(65)}, GATEWAY
+        ),
+        f"{PROBE}.valueMaps: each value map has at most 64 entries",
+    ),
+    (
+        "value map number as text",
+        changed(f"{PROBE}.valueMaps.lumen_gateway_status.down", "0", GATEWAY),
+        f"{PROBE}.valueMaps.lumen_gateway_status.down: must be a number, not a string",
+    ),
+    (
+        "expiry of zero",
+        changed("spec.exporter.pipeline", {"expireAfter": "0s"}, GATEWAY),
+        "spec.exporter.pipeline.expireAfter: '0s' must be longer than zero",
+    ),
+    (
+        "empty expiry",
+        changed("spec.exporter.pipeline", {"expireAfter": ""}, GATEWAY),
+        "spec.exporter.pipeline.expireAfter: '' is not a duration (use e.g. 30s, 5m, 1h, 30d)",
+    ),
+    (
+        "header name with a space",
+        changed(f"{PROBE}.headers", [HEADER | {"name": "X Token"}], GATEWAY),
+        f"{PROBE}.headers[0].name: 'X Token' does not match ^[-!#$%&'*+.^_`|~0-9A-Za-z]+$",
+    ),
+    (
+        "header name ending in a newline (a YAML block scalar)",
+        changed(f"{PROBE}.headers", [HEADER | {"name": "Authorization\n"}], GATEWAY),
+        f"{PROBE}.headers[0].name: 'Authorization\\n' does not match "
+        "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$",
+    ),
+    (
+        "probe name ending in a newline",
+        changed(f"{PROBE}.name", "ion-api\n", GATEWAY),
+        f"{PROBE}.name: 'ion-api\\n' does not match ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    ),
+    (
+        "header set twice",
+        changed(f"{PROBE}.headers", [HEADER, HEADER], GATEWAY),
+        f"{PROBE}.headers[1].name: duplicate name 'Authorization' (also at [0])",
+    ),
+    (
+        "header set twice in two spellings",
+        changed(f"{PROBE}.headers", [HEADER, HEADER | {"name": "authorization"}], GATEWAY),
+        f"{PROBE}.headers[1].name: header 'authorization' is also set at [0] (names ignore case)",
+    ),
+    (
+        "header value inlined instead of a Secret",
+        changed(f"{PROBE}.headers", [HEADER | {"secret": "Bearer s3cr3t"}], GATEWAY),
+        f"{PROBE}.headers[0].secret: must be an object",
+    ),
+    (
+        "expected status out of range",
+        changed(f"{PROBE}.expectedStatus", [200, 600], GATEWAY),
+        f"{PROBE}.expectedStatus: every status must be between 100 and 599",
+    ),
+    (
+        "method the exporter does not send",
+        changed(f"{PROBE}.method", "PUT", GATEWAY),
+        f"{PROBE}.method: must be one of GET, HEAD, POST",
+    ),
+    (
+        "no distinct value kept",
+        changed(f"{PROBE}.maxDistinctValues", 0, GATEWAY),
+        f"{PROBE}.maxDistinctValues: must be >= 1",
+    ),
+    (
+        "too many distinct values",
+        changed(f"{PROBE}.maxDistinctValues", 1001, GATEWAY),
+        f"{PROBE}.maxDistinctValues: must be <= 1000",
+    ),
+]
+
+
+def test_the_gateway_example_uses_the_probe_features():
+    (probe,) = GATEWAY["spec"]["exporter"]["probes"]
+    assert probe["valueMaps"] == {"lumen_gateway_status": {"down": 0, "locked": 1, "unlocked": 2}}
+    assert probe["countValues"] == {"lumen_ion_persona": "$.persona"}
+    assert len(probe["fields"]) == 7  # with health and response time, seed 001's nine gauges
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expected"), [pytest.param(m, e, id=what) for what, m, e in PROBE_FEATURES]
+)
+def test_a_probe_feature_the_exporter_would_refuse_is_invalid(
+    tmp_path: Path, capsys, manifest: dict[str, Any], expected: str
+):
+    file = tmp_path / "policy.yaml"
+    file.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    assert main(["validate", "-f", str(file)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"{file}: {expected}" in err.splitlines(), err
+
+
+def test_every_probe_feature_together_is_valid(tmp_path, capsys):
+    manifest = changed(f"{PROBE}.headers", [HEADER], GATEWAY)
+    probe = manifest["spec"]["exporter"]["probes"][0]
+    probe.update(method="POST", expectedStatus=[200, 204], maxDistinctValues=1000)
+    manifest["spec"]["exporter"]["pipeline"] = {
+        "enabled": True,
+        "token": {"name": "ci", "key": "token"},
+        "expireAfter": "2d",
+    }
+    # Another probe may share a gauge name (its series differ by probe), just not a counter's.
+    manifest["spec"]["exporter"]["probes"].append(
+        {"name": "other", "url": "http://other/health", "fields": {"lumen_gateway_status": "$.s"}}
+    )
+    file = tmp_path / "policy.yaml"
+    file.write_text(yaml.safe_dump(manifest))
+    assert main(["validate", "-f", str(file)]) == 0, capsys.readouterr().err

@@ -284,7 +284,14 @@ def test_exporter_config_content() -> None:
         },
         "health_metric": "lumen_probe_up",
         "response_time_metric": "lumen_probe_response_time_ms",
+        # Defaults are written too: the file says everything the exporter will do.
+        "method": "GET",
+        "expected_status": [],
+        "value_maps": {},
+        "count_values": {},
+        "max_distinct_values": 20,
     }
+    assert "header_files" not in config["probes"][0]  # only for a probe with headers
     assert config["probes"][1]["timeout"] == "5s"  # the model's default
     assert config_text == json.dumps(config, indent=2, sort_keys=True) + "\n"
 
