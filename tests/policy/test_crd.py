@@ -158,8 +158,35 @@ def _policy(**spec: Any) -> dict[str, Any]:
 _RATIO = {"errors": "sum(rate(e[{{window}}]))", "total": "sum(rate(t[{{window}}]))"}
 _SLO = {"name": "a", "objective": 99.9, "sli": {"ratio": _RATIO}}
 
+_PROBE = {"name": "ion-api", "url": "http://ion-api:8080/health", "fields": {"s": "$.status"}}
+_HEADER = {"name": "Authorization", "secret": {"name": "ion-api", "key": "authorization"}}
+
+
+def _probe(**changes: Any) -> dict[str, Any]:
+    return _policy(exporter={"probes": [{**_PROBE, **changes}]})
+
+
 # Policies both the API server (schema + CEL) and the loader must reject.
 REJECTED = {
+    "value map of no field": _probe(valueMaps={"t": {"up": 1}}),
+    "value map of a field, without fields": _policy(
+        exporter={"probes": [{"name": "a", "url": "http://a/", "valueMaps": {"s": {"up": 1}}}]}
+    ),
+    "value map with too many entries": _probe(valueMaps={"s": {f"v{n}": n for n in range(65)}}),
+    "value map to text": _probe(valueMaps={"s": {"up": "1"}}),
+    "value map keyed by no metric name": _probe(valueMaps={"a-b": {"up": 1}}),
+    "counter keyed by no metric name": _probe(countValues={"persona-count": "$.persona"}),
+    "status out of range": _probe(expectedStatus=[200, 99]),
+    "status as text": _probe(expectedStatus=["200"]),
+    "too many statuses": _probe(expectedStatus=[200] * 17),
+    "unknown method": _probe(method="PUT"),
+    "no distinct value": _probe(maxDistinctValues=0),
+    "too many distinct values": _probe(maxDistinctValues=1001),
+    "header name with a colon": _probe(headers=[_HEADER | {"name": "Authorization:"}]),
+    "header twice": _probe(headers=[_HEADER, _HEADER]),
+    "header without a secret": _probe(headers=[{"name": "Authorization"}]),
+    "header value inline": _probe(headers=[_HEADER | {"secret": "Bearer x"}]),
+    "expiry that is no duration": _policy(exporter={"pipeline": {"expireAfter": "2 days"}}),
     "two SLI kinds": _policy(
         slos=[{**_SLO, "sli": {"ratio": _RATIO, "runs": {"success": "s", "total": "t"}}}]
     ),
@@ -244,6 +271,22 @@ ACCEPTED = {
         threader={
             "store": {"type": "redis", "url": "redis://r:6379/0"},
             "persistence": {"enabled": True, "accessModes": ["ReadWriteOncePod"]},
+        }
+    ),
+    "every probe feature": _policy(
+        exporter={
+            "probes": [
+                {
+                    **_PROBE,
+                    "method": "HEAD",
+                    "expectedStatus": [200, 204, 599, 100],
+                    "headers": [_HEADER, _HEADER | {"name": "X-Api-Key"}],
+                    "valueMaps": {"s": {"down": 0, "locked": 1, "unlocked": 2.5, "": -1}},
+                    "countValues": {"lumen_ion_persona": "$.persona"},
+                    "maxDistinctValues": 1000,
+                }
+            ],
+            "pipeline": {"expireAfter": "1h30m"},
         }
     ),
     "exporter persistence without a class": _policy(
