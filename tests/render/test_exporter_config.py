@@ -77,9 +77,7 @@ def test_every_probe_feature_is_written() -> None:
         "X-Lumen-Tenant": "/etc/lumen/exporter/headers/ion-api/1",
     }
     assert gateway["method"] == "HEAD" and gateway["expected_status"] == [204]
-    assert gateway["header_files"] == {
-        "X-Api-Key": "/etc/lumen/exporter/headers/gateway/0"
-    }
+    assert gateway["header_files"] == {"X-Api-Key": "/etc/lumen/exporter/headers/gateway/0"}
     assert document["pipeline"] == {"enabled": True, "expire_after": "2d"}
 
 
@@ -89,9 +87,7 @@ def test_without_expiry_or_headers_neither_key_is_written() -> None:
     assert all("header_files" not in probe for probe in document["probes"])
 
 
-def mount_projected_volumes(
-    deployment: Manifest, config: str, root: Path
-) -> dict[str, str]:
+def mount_projected_volumes(deployment: Manifest, config: str, root: Path) -> dict[str, str]:
     """Write what the kubelet would put in the container's projected volumes under ``root``:
     the ConfigMap's config.json and, for each Secret item, the text ``<secret>/<key>``. Returns
     {mount path: directory standing in for it}."""
@@ -128,9 +124,7 @@ def test_header_secrets_are_mounted_where_header_files_point(tmp_path: Path) -> 
     # The config and the arguments name the pod's paths; point them at the stand-in directories.
     standing_in = mount_projected_volumes(deployment, config, tmp_path / "volumes")
     assert list(standing_in) == ["/etc/lumen/exporter"]
-    relocated = config.replace(
-        "/etc/lumen/exporter", standing_in["/etc/lumen/exporter"]
-    )
+    relocated = config.replace("/etc/lumen/exporter", standing_in["/etc/lumen/exporter"])
     (Path(standing_in["/etc/lumen/exporter"]) / "config.json").write_text(relocated)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args = [
@@ -186,9 +180,7 @@ def with_probe(policy: Policy, change: Callable[[Probe], Probe]) -> Policy:
     probes = [change(exporter.probes[0]), *exporter.probes[1:]]
     return dataclasses.replace(
         policy,
-        spec=dataclasses.replace(
-            policy.spec, exporter=replace(exporter, probes=probes)
-        ),
+        spec=dataclasses.replace(policy.spec, exporter=replace(exporter, probes=probes)),
     )
 
 
@@ -202,9 +194,7 @@ def with_pipeline(policy: Policy, **changes: Any) -> Policy:
     pipeline = dataclasses.replace(exporter.pipeline, **changes)
     return dataclasses.replace(
         policy,
-        spec=dataclasses.replace(
-            policy.spec, exporter=replace(exporter, pipeline=pipeline)
-        ),
+        spec=dataclasses.replace(policy.spec, exporter=replace(exporter, pipeline=pipeline)),
     )
 
 
@@ -219,16 +209,12 @@ CONFIG_CHANGES: dict[str, Callable[[Policy], Policy]] = {
     ),
     "counted value": lambda p: with_probe(
         p,
-        lambda probe: dataclasses.replace(
-            probe, count_values={"lumen_ion_persona": "$.p"}
-        ),
+        lambda probe: dataclasses.replace(probe, count_values={"lumen_ion_persona": "$.p"}),
     ),
     "distinct values": lambda p: with_probe(
         p, lambda probe: dataclasses.replace(probe, max_distinct_values=51)
     ),
-    "method": lambda p: with_probe(
-        p, lambda probe: dataclasses.replace(probe, method="GET")
-    ),
+    "method": lambda p: with_probe(p, lambda probe: dataclasses.replace(probe, method="GET")),
     "expected status": lambda p: with_probe(
         p, lambda probe: dataclasses.replace(probe, expected_status=[200])
     ),
@@ -266,9 +252,7 @@ def test_a_header_moved_to_another_secret_changes_the_pod_template() -> None:
         lambda probe: dataclasses.replace(
             probe,
             headers=[
-                dataclasses.replace(
-                    h, secret=SecretKeyRef(name="rotated", key="authorization")
-                )
+                dataclasses.replace(h, secret=SecretKeyRef(name="rotated", key="authorization"))
                 if h.name == "Authorization"
                 else h
                 for h in probe.headers
