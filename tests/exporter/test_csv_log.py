@@ -70,9 +70,7 @@ DROPPED = ("lumen_exporter_csv_rows_dropped_total", ())
 
 def gateway_config(url: str = "http://ion-api:8080/health") -> ExporterConfig:
     document = rendered_config("gateway")
-    document["probes"][0].update(
-        url=url, count_values={"lumen_ion_persona": "$.persona"}
-    )
+    document["probes"][0].update(url=url, count_values={"lumen_ion_persona": "$.persona"})
     return ExporterConfig.model_validate(document)
 
 
@@ -163,9 +161,7 @@ def test_successful_and_failing_results_read_back_with_dict_reader(tmp_path):
         {"lumen_ion_confidence": 0.87},
         {"lumen_ion_persona": 'Na, "na"\nline two'},
     )
-    refused = ProbeResult(
-        False, 0.001, 1796184070.5, None, error="ClientConnectorError: refused"
-    )
+    refused = ProbeResult(False, 0.001, 1796184070.5, None, error="ClientConnectorError: refused")
     http_500 = ProbeResult(False, 0.25, 1796184071.25, 500, error="HTTP 500")
     log.add("ion-api", answer)
     log.add("web", refused)
@@ -187,9 +183,7 @@ def test_successful_and_failing_results_read_back_with_dict_reader(tmp_path):
         "lumen_ion_persona": 'Na, "na" line two',
         "error": "",
     }
-    assert second | {"timestamp": "", "duration_seconds": ""} == dict.fromkeys(
-        first, ""
-    ) | {
+    assert second | {"timestamp": "", "duration_seconds": ""} == dict.fromkeys(first, "") | {
         "probe": "web",
         "success": "0",
         "lumen_probe_up": "0.0",
@@ -228,9 +222,7 @@ def test_a_metric_named_like_a_fixed_column_stops_the_start(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lumen-exporter: error: --csv: "), (
-        lines
-    )
+    assert len(lines) == 1 and lines[0].startswith("lumen-exporter: error: --csv: "), lines
     assert "'error'" in lines[0]
 
 
@@ -267,16 +259,12 @@ def test_rotation_by_size_keeps_the_backups_each_with_a_header(tmp_path):
         assert content.startswith(header) and content.count(header) == 1, file
         assert len(content) <= max_bytes, file
     # The newest rows, in order, with nothing lost between the files: 41 rows, 4 a file.
-    assert [n for file in (*backups, path) for n in numbers(file)] == list(
-        range(32, 41)
-    )
+    assert [n for file in (*backups, path) for n in numbers(file)] == list(range(32, 41))
 
 
 def test_no_backups_means_the_full_file_starts_over(tmp_path):
     path = tmp_path / "metrics.csv"
-    csv_file = CsvFile(
-        path, HEADER, max_bytes=len(csv_line(HEADER)) + 2 * len(line(0)), backups=0
-    )
+    csv_file = CsvFile(path, HEADER, max_bytes=len(csv_line(HEADER)) + 2 * len(line(0)), backups=0)
     csv_file.append([line(n) for n in range(5)])
     csv_file.close()
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
@@ -317,9 +305,7 @@ def test_a_partial_last_line_is_cut_off(tmp_path, caplog):
     csv_file.close()
     assert path.read_bytes() == csv_line(HEADER) + line(1) + line(3)
     assert numbers(path) == [1, 3]
-    assert (
-        "partial line" in caplog.text and not path.with_name("metrics.csv.1").exists()
-    )
+    assert "partial line" in caplog.text and not path.with_name("metrics.csv.1").exists()
 
 
 def test_a_partial_header_is_cut_and_written_whole(tmp_path):
@@ -371,9 +357,7 @@ def full_fifo(path: Path) -> Iterator[int]:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096)  # the smallest pipe: quick to fill
         with contextlib.suppress(BlockingIOError):
             while True:
-                os.write(
-                    fd, b"j" * 511 + b"\n"
-                )  # < PIPE_BUF: written whole or not at all
+                os.write(fd, b"j" * 511 + b"\n")  # < PIPE_BUF: written whole or not at all
         yield fd
     finally:
         os.close(fd)
@@ -388,9 +372,7 @@ def drain(fd: int, into: bytearray) -> None:
 
 def written(read: bytearray) -> bytes:
     """The lines of ``read`` other than the filler."""
-    return b"".join(
-        line for line in io.BytesIO(bytes(read)).readlines() if b"jjj" not in line
-    )
+    return b"".join(line for line in io.BytesIO(bytes(read)).readlines() if b"jjj" not in line)
 
 
 @contextlib.contextmanager
@@ -414,9 +396,7 @@ def draining(fd: int) -> Iterator[bytearray]:
         drain(fd, read)
 
 
-def test_a_writer_that_cannot_keep_up_never_blocks_and_drops_past_the_bound(
-    tmp_path, caplog
-):
+def test_a_writer_that_cannot_keep_up_never_blocks_and_drops_past_the_bound(tmp_path, caplog):
     path = tmp_path / "metrics.fifo"
     registry = CollectorRegistry()
     log = ProbeCsvLog(path, gateway_config(), registry, max_queued=5)
@@ -429,13 +409,9 @@ def test_a_writer_that_cannot_keep_up_never_blocks_and_drops_past_the_bound(
         adding = time.perf_counter() - started
         assert value(registry, DROPPED[0]) == 15
         assert caplog.text.count("cannot keep up") == 1
-        read = bytearray()
-        eventually(
-            lambda: (drain(fd, read), written(read).count(b"\n") == 6)[1],
-            30,
-            "the header and 5 rows",
-        )
-        closed(log)
+        with draining(fd) as read:
+            eventually(lambda: written(read).count(b"\n") == 6, 30, "the header and 5 rows")
+            closed(log)
         text = written(read)
     assert adding < 1.0  # 20 appends to a deque while the writer is stuck (roomy bound)
     rows = list(csv.DictReader(io.StringIO(text.decode())))
@@ -508,9 +484,7 @@ def test_the_exporter_logs_each_result_and_appends_after_a_restart(tmp_path):
         counted = sum(v for (n, _), v in runs.items() if n == "lumen_probe_runs_total")
         assert first_run >= counted
         with exporter:  # the same --csv, a new process: appended, no second header
-            eventually(
-                lambda: len(rows_of(path)) >= first_run + 2, 60, "rows after a restart"
-            )
+            eventually(lambda: len(rows_of(path)) >= first_run + 2, 60, "rows after a restart")
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0].split(",") == csv_columns(
         ExporterConfig.model_validate(exporter_config(targets))
@@ -520,10 +494,7 @@ def test_the_exporter_logs_each_result_and_appends_after_a_restart(tmp_path):
     for row in by_probe["ion-api"]:
         assert (row["success"], row["http_status"], row["error"]) == ("1", "200", "")
         assert (row["lumen_ion_health"], row["lumen_ion_confidence"]) == ("1.0", "0.87")
-        assert (
-            row["lumen_phase_diff"] == "0.4"
-            and float(row["lumen_probe_response_time_ms"]) > 0
-        )
+        assert row["lumen_phase_diff"] == "0.4" and float(row["lumen_probe_response_time_ms"]) > 0
         assert row["lumen_probe_up"] == ""
     for row in by_probe["broken"]:
         assert (row["success"], row["http_status"], row["error"]) == (
@@ -547,9 +518,7 @@ def test_the_exporter_rotates_its_log_by_size(tmp_path):
             eventually(oldest.exists, 60, "two rotations")
             first = rows_of(oldest)[0]["timestamp"]
             # Rotating on: the oldest file is dropped, never a third backup.
-            eventually(
-                lambda: rows_of(oldest)[0]["timestamp"] > first, 60, "a third rotation"
-            )
+            eventually(lambda: rows_of(oldest)[0]["timestamp"] > first, 60, "a third rotation")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "metrics.csv",
         "metrics.csv.1",
@@ -561,10 +530,7 @@ def test_the_exporter_rotates_its_log_by_size(tmp_path):
         assert text.splitlines()[0] == header and text.count("timestamp,") == 1
         assert len(text.encode()) <= 1024
     # Contiguous: the three files in order hold the newest rows without a gap or a repeat.
-    stamps = [
-        row["timestamp"]
-        for row in rows_of(oldest, path.with_name("metrics.csv.1"), path)
-    ]
+    stamps = [row["timestamp"] for row in rows_of(oldest, path.with_name("metrics.csv.1"), path)]
     assert stamps == sorted(stamps)
 
 
@@ -581,9 +547,7 @@ def test_a_full_disk_is_counted_and_probing_goes_on(tmp_path):
             )
             found = eventually(
                 lambda: (
-                    (s := samples(exporter.metrics()))[WRITE_ERRORS] >= 2
-                    and s[runs] >= 5
-                    and s
+                    (s := samples(exporter.metrics()))[WRITE_ERRORS] >= 2 and s[runs] >= 5 and s
                 ),
                 60,
                 "write errors while probing",
@@ -601,16 +565,12 @@ def test_a_stuck_disk_delays_neither_scrapes_nor_probes(tmp_path):
     with ProbeTargets() as targets, full_fifo(path) as fd:
         targets.answers["/health"] = Answer.json(ION_HEALTH)
         targets.answers["/broken"] = Answer(status=500)
-        with ExporterProcess(
-            exporter_config(targets, "100ms"), "--csv", str(path)
-        ) as exporter:
+        with ExporterProcess(exporter_config(targets, "100ms"), "--csv", str(path)) as exporter:
             runs = (
                 "lumen_probe_runs_total",
                 (("probe", "ion-api"), ("result", "success")),
             )
-            eventually(
-                lambda: samples(exporter.metrics())[runs] >= 10, 60, "ten runs, stuck"
-            )
+            eventually(lambda: samples(exporter.metrics())[runs] >= 10, 60, "ten runs, stuck")
             latencies = []
             with httpx.Client(timeout=30) as client:
                 for _ in range(20):
@@ -619,9 +579,7 @@ def test_a_stuck_disk_delays_neither_scrapes_nor_probes(tmp_path):
                     latencies.append(time.perf_counter() - started)
             # Unstuck: the queued rows arrive (a reader drains the pipe as the writer goes).
             with draining(fd) as read:
-                eventually(
-                    lambda: written(read).count(b"\n") >= 11, 60, "the rows unstuck"
-                )
+                eventually(lambda: written(read).count(b"\n") >= 11, 60, "the rows unstuck")
                 assert exporter.stop() == 0
     assert statistics.median(latencies) < 0.5 and max(latencies) < 5, latencies
 

@@ -23,6 +23,7 @@ Two parts:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import errno
 import io
@@ -275,14 +276,10 @@ class CsvFile:
         if self._fd is None:
             return
         if self._regular:
-            try:
+            with contextlib.suppress(OSError):  # the next open cuts a partial last line anyway
                 os.ftruncate(self._fd, self._size)
-            except OSError:
-                pass  # the next open cuts a partial last line anyway
-        try:
+        with contextlib.suppress(OSError):
             os.close(self._fd)
-        except OSError:
-            pass
         self._fd = None
 
 
