@@ -264,7 +264,8 @@ class CsvFile:
                 older = self._backup(number)
                 if older.exists():
                     os.replace(older, self._backup(number + 1))
-            os.replace(self.path, self._backup(1))
+            if self.path.exists():  # it may have been removed while open
+                os.replace(self.path, self._backup(1))
         _sync_directory(self.path.parent)
 
     def _backup(self, number: int) -> Path:
@@ -403,7 +404,14 @@ class ProbeCsvLog:
             with self._lock:
                 batch = list(self._queue)
                 self._queue.clear()
-            written = self._write(batch)
+            try:
+                written = self._write(batch)
+            except Exception:  # a bug must not end the thread (the queue would only fill)
+                log.exception(
+                    "CSV log %s: %d rows could not be formatted.", self.file.path, len(batch)
+                )
+                self.rows_dropped.inc(len(batch))
+                written = True
             if closing:
                 if not written:
                     log.error(
