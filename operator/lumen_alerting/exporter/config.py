@@ -44,6 +44,10 @@ from ..settings import (
 ENV_PREFIX = "LUMEN_EXPORTER_"
 DEFAULT_LISTEN = "0.0.0.0:9108"  # seed 001's exporter port
 DEFAULT_MAX_CONCURRENT_PROBES = 16
+DEFAULT_CSV_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_CSV_BACKUPS = 3
+_BYTE_SUFFIXES = {"": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+_BYTE_SIZE = re.compile(r"([0-9]+)\s*(KiB|MiB|GiB)?")
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
@@ -215,6 +219,8 @@ class ExporterSettings:
     host: str = "0.0.0.0"
     port: int = 9108
     csv_path: Path | None = None
+    csv_max_bytes: int = DEFAULT_CSV_MAX_BYTES
+    csv_backups: int = DEFAULT_CSV_BACKUPS
     log_format: Literal["plain", "json"] = "plain"
     log_level: str = "info"
     max_concurrent_probes: int = DEFAULT_MAX_CONCURRENT_PROBES
@@ -253,7 +259,18 @@ def parser() -> argparse.ArgumentParser:
         help="bearer token CI presents to the pipeline endpoints (required when the config "
         "enables the pipeline)",
     )
-    add("--csv", metavar="FILE", help="CSV log of probe results (not used yet)")
+    add("--csv", metavar="FILE", help="append a CSV row per probe result to FILE")
+    add(
+        "--csv-max-bytes",
+        metavar="BYTES",
+        help="rotate the CSV log when it would grow past this size: bytes, or with KiB, MiB "
+        "or GiB (default: 10MiB)",
+    )
+    add(
+        "--csv-backups",
+        metavar="N",
+        help=f"rotated CSV logs kept, FILE.1 (newest) to FILE.N (default: {DEFAULT_CSV_BACKUPS})",
+    )
     add("--log-format", metavar="plain|json", help="log format (default: plain)")
     add("--log-level", metavar="LEVEL", help="debug, info, warning or error (default: info)")
     add(
@@ -296,7 +313,11 @@ def _settings(setting: Setting) -> ExporterSettings:
         state_dir=_state_dir(state),
         host=host,
         port=port,
-        csv_path=Path(csv) if csv else None,
+        csv_path=_csv_path(csv) if csv else None,
+        csv_max_bytes=_byte_size("csv-max-bytes", setting("csv-max-bytes")),
+        csv_backups=whole_number(
+            "csv-backups", setting("csv-backups"), DEFAULT_CSV_BACKUPS, low=0, high=1000
+        ),
         log_format=log_format,  # type: ignore[arg-type]
         log_level=log_level,
         max_concurrent_probes=whole_number(
@@ -320,6 +341,42 @@ def _state_dir(value: str) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise ValueError(f"--state-dir: {path} is not writable")
     return path
+
+
+def _csv_path(value: str) -> Path:
+    """``--csv FILE``: checked here so a path the exporter cannot write stops the start, rather
+    than every row failing later. The directory is not created (a typo would go unseen)."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise ValueError(f"--csv: {path} is a directory; give a file in it")
+    directory = path.parent
+    if not directory.is_dir():
+        raise ValueError(f"--csv: the directory {directory} does not exist")
+    if path.exists() and not path.is_file():
+        # /dev/stdout, a FIFO: written as a stream (no rotation), so only the file must be
+        # writable.
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"--csv: {path} is not writable")
+        return path
+    # A regular file is rotated by renaming it in its directory: both must be writable.
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"--csv: the directory {directory} is not writable")
+    if path.exists() and not os.access(path, os.W_OK | os.R_OK):
+        raise ValueError(f"--csv: {path} is not readable and writable")
+    return path
+
+
+def _byte_size(flag: str, value: str | None) -> int:
+    """``--csv-max-bytes``: ``1048576``, ``512KiB``, ``10MiB``, ``1GiB``; 1 KiB to 1 TiB."""
+    if value is None or value == "":
+        return DEFAULT_CSV_MAX_BYTES
+    match = _BYTE_SIZE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"--{flag}: {value!r} is not a size (bytes, or e.g. 512KiB, 10MiB)")
+    size = int(match[1]) * _BYTE_SUFFIXES[match[2] or ""]
+    if not 1024 <= size <= 1024**4:
+        raise ValueError(f"--{flag}: must be between 1KiB and 1TiB ({value} is not)")
+    return size
 
 
 def _probe_headers(config: ExporterConfig) -> dict[str, dict[str, str]]:

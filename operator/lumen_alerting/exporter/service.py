@@ -12,7 +12,8 @@ from aiohttp import web
 
 from ..service_http import cannot_listen
 from .app import make_app
-from .config import ExporterSettings
+from .config import ExporterConfig, ExporterSettings
+from .csv_log import CsvColumnError, ProbeCsvLog
 from .metrics import ExporterMetrics
 from .pipeline import PipelineStore, StateFileError
 from .pipeline_http import pipeline_routes
@@ -43,6 +44,26 @@ def pipeline_endpoints(settings: ExporterSettings, metrics: ExporterMetrics) -> 
     return pipeline_routes(store, settings.pipeline_token)
 
 
+def csv_log(
+    settings: ExporterSettings, config: ExporterConfig, metrics: ExporterMetrics
+) -> ProbeCsvLog | None:
+    """The CSV log of ``--csv``, its counters in ``metrics``; None without the flag. The flag's
+    path was checked with the settings; the file itself is opened by the log's writer thread
+    (a disk that fails now is reported and retried like any later write)."""
+    if settings.csv_path is None:
+        return None
+    try:
+        return ProbeCsvLog(
+            settings.csv_path,
+            config,
+            metrics.registry,
+            max_bytes=settings.csv_max_bytes,
+            backups=settings.csv_backups,
+        )
+    except CsvColumnError as error:
+        raise StartupError("--csv", str(error)) from None
+
+
 async def serve(
     settings: ExporterSettings,
     *,
@@ -57,11 +78,13 @@ async def serve(
     metrics = metrics or ExporterMetrics(config)
     if config.pipeline.enabled:
         routes = [*routes, *pipeline_endpoints(settings, metrics)]
+    rows = csv_log(settings, config, metrics)
     scheduler = ProbeScheduler(
         config,
         metrics,
         max_concurrent=settings.max_concurrent_probes,
         headers=settings.probe_headers,
+        on_result=None if rows is None else rows.add,
     )
     runner = web.AppRunner(
         make_app(config, metrics, ready=lambda: scheduler.running, routes=routes),
@@ -76,6 +99,9 @@ async def serve(
         await runner.cleanup()
         message = cannot_listen(settings.host, settings.port, error)
         raise StartupError("--listen", message) from None
+    if rows is not None:
+        rows.start()
+        log.info("Logging probe results to %s.", settings.csv_path)
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(RuntimeError, NotImplementedError):  # not in the main thread
@@ -89,8 +115,6 @@ async def serve(
         len(config.probes),
         settings.max_concurrent_probes,
     )
-    if settings.csv_path is not None:
-        log.info("--csv: the CSV log of probe results is not written by this version yet.")
     if on_ready is not None:
         on_ready(port)
     try:
@@ -99,3 +123,5 @@ async def serve(
         log.info("Stopping.")
         await runner.cleanup()
         await scheduler.stop()
+        if rows is not None:
+            await rows.close()  # after the last result: writes every row still queued

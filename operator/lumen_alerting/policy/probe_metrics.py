@@ -18,6 +18,8 @@ _EXPORTER_COUNTERS = (
     "lumen_probe_runs",
     "lumen_pipeline_runs",
     "lumen_pipeline_stage_runs",
+    "lumen_exporter_csv_write_errors",
+    "lumen_exporter_csv_rows_dropped",
 )
 _EXPORTER_GAUGES = (
     "lumen_probe_success",
