@@ -94,7 +94,4 @@ def test_concurrent_emits_count_every_run(tmp_path: Path) -> None:
     assert state["stage_runs_total"] == {"build": {"success": EMITS, "failure": 0}}
     assert sorted(state["recent_run_ids"]) == sorted(f"job-{n}" for n in range(EMITS))
     # The textfile is written under the lock too: the last one written has every run.
-    assert (
-        f'lumen_pipeline_runs_total{{result="success"}} {float(EMITS)}'
-        in output.read_text()
-    )
+    assert f'lumen_pipeline_runs_total{{result="success"}} {float(EMITS)}' in output.read_text()
