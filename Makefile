@@ -26,7 +26,7 @@ STAMP_VENV := $(VENV)/.stamp-deps
 STAMP_HELM := $(TOOLS)/.stamp-helm
 STAMP_CRDS := $(CACHE)/upstream-crds/.stamp
 
-.PHONY: help setup test lint bench bench-render bench-operator bench-threader lock crds docs rbac run clean
+.PHONY: help setup test lint bench bench-render bench-operator bench-threader bench-exporter lock crds docs rbac run clean
 
 help: ## show this help
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | \
@@ -43,7 +43,7 @@ lint: $(STAMP_VENV) ## ruff, import contracts (.importlinter), mypy --strict (te
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy --config-file operator/pyproject.toml operator/lumen_alerting tests bench
 
-bench: bench-render bench-operator bench-threader ## run every benchmark (numbers: docs/PERFORMANCE.md)
+bench: bench-render bench-operator bench-threader bench-exporter ## run every benchmark (numbers: docs/PERFORMANCE.md)
 
 bench-render: setup ## render throughput (bench/render.py)
 	$(VPY) bench/render.py
@@ -53,6 +53,9 @@ bench-operator: setup ## 200 policies at once, then 1,000 over 42 s, until Ready
 
 bench-threader: setup ## webhook acknowledgements/s and latency vs a floor, Redis and SQLite (bench/threader.py)
 	$(VPY) bench/threader.py
+
+bench-exporter: setup ## scrape latency vs a floor with 100 probes (10 hung); probe schedule (bench/exporter.py)
+	$(VPY) bench/exporter.py
 
 # Debian packages providing promtool, amtool and redis-server (skipped when all are on PATH;
 # the threader's fault tests start private redis-servers).

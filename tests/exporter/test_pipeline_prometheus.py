@@ -1,6 +1,9 @@
-"""End to end: a real ``prometheus`` scrapes the pipeline endpoints' ``/metrics`` and evaluates
-the rendered rules of examples/pipeline.yaml. LumenStageFailed and LumenIntegrityMismatch fire
-for a failed stage and a mismatch, not for a good run, and the suppression toggle silences them.
+"""End to end: a real ``prometheus`` scrapes the real ``lumen-exporter`` process, run with the
+``config.json`` the renderer writes for examples/pipeline.yaml (the pipeline enabled), a token
+file and a state dir, and evaluates the rendered rules of the same example. Runs are posted to
+the exporter's own ``POST /pipeline/runs`` and ``POST /suppression``. LumenStageFailed and
+LumenIntegrityMismatch fire for a failed stage and a mismatch, not for a good run, and the
+suppression toggle silences them.
 
 LumenIntegrityMismatch has ``for: 1m`` in the seed and the preset: the test waits for it, once."""
 
@@ -18,13 +21,12 @@ import httpx
 import pytest
 
 from lumen_alerting.cli.lumenctl import main as lumenctl
-from lumen_alerting.exporter.pipeline import PipelineStore
-from tests.exporter.pipeline_server import PipelineServer
+from tests.exporter.exporter_run import ExporterProcess, rendered_config
 from tests.support.polling import eventually, free_port
 from tests.support.schemas import REPO
 
 PROMETHEUS = shutil.which("prometheus")
-TOKEN = "e2e-token"
+TOKEN = "e2e-pipeline-token-0123"  # the exporter wants at least 16 characters
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WATCHED = ("LumenStageFailed", "LumenIntegrityMismatch")
 
@@ -112,19 +114,22 @@ class Prometheus:
 
 
 @pytest.fixture
-def stack(tmp_path) -> Iterator[tuple[PipelineServer, Prometheus]]:
-    (tmp_path / "state").mkdir()
-    with PipelineServer(PipelineStore(tmp_path / "state"), TOKEN) as server:
-        prometheus = Prometheus(tmp_path, server.url.removeprefix("http://"))
+def stack(tmp_path) -> Iterator[tuple[ExporterProcess, Prometheus]]:
+    config = rendered_config("pipeline")
+    assert config["pipeline"]["enabled"] is True
+    token_file = tmp_path / "pipeline-token"
+    token_file.write_text(TOKEN + "\n")
+    with ExporterProcess(config, "--pipeline-token-file", str(token_file)) as exporter:
+        prometheus = Prometheus(tmp_path, exporter.url.removeprefix("http://"))
         try:
             eventually(prometheus.ready, what="prometheus ready")
-            yield server, prometheus
+            yield exporter, prometheus
         finally:
             prometheus.stop()
 
 
-def post(server: PipelineServer, path: str, body: object) -> None:
-    response = httpx.post(server.url + path, json=body, headers=AUTH, timeout=10)
+def post(exporter: ExporterProcess, path: str, body: object) -> None:
+    response = httpx.post(exporter.url + path, json=body, headers=AUTH, timeout=10)
     assert response.status_code == 200, response.text
 
 
@@ -140,10 +145,10 @@ def pipeline_run(*, failed: str | None = None, integrity_ok: bool = True) -> dic
 
 
 def test_prometheus_fires_the_pipeline_alerts_and_suppression_silences_them(stack):
-    server, prometheus = stack
+    exporter, prometheus = stack
 
     # A good run: once the rules have been evaluated over it, nothing watched is even pending.
-    post(server, "/pipeline/runs", pipeline_run())
+    post(exporter, "/pipeline/runs", pipeline_run())
     eventually(
         lambda: (
             len(prometheus.query('job:lumen_stage_failure{lumen_policy="pipeline"} == 0')) == 4
@@ -157,7 +162,7 @@ def test_prometheus_fires_the_pipeline_alerts_and_suppression_silences_them(stac
     assert prometheus.alerts() == {}
 
     # A failed upload and a mismatch: both fire (the mismatch after its 1m).
-    post(server, "/pipeline/runs", pipeline_run(failed="upload", integrity_ok=False))
+    post(exporter, "/pipeline/runs", pipeline_run(failed="upload", integrity_ok=False))
     firing = {("LumenStageFailed", "upload"): "firing", ("LumenIntegrityMismatch", ""): "firing"}
     eventually(lambda: prometheus.alerts() == firing, timeout=240, what="both alerts firing")
     (stage_alert,) = [
@@ -168,9 +173,9 @@ def test_prometheus_fires_the_pipeline_alerts_and_suppression_silences_them(stac
     assert stage_alert["labels"]["namespace"] == "lumen"
 
     # The toggle silences both; lifting it brings the stage failure straight back.
-    post(server, "/suppression", {"suppressed": True})
+    post(exporter, "/suppression", {"suppressed": True})
     eventually(lambda: prometheus.alerts() == {}, timeout=120, what="alerts silenced")
-    post(server, "/suppression", {"suppressed": False})
+    post(exporter, "/suppression", {"suppressed": False})
     eventually(
         lambda: prometheus.alerts().get(("LumenStageFailed", "upload")) == "firing",
         timeout=120,
@@ -178,5 +183,5 @@ def test_prometheus_fires_the_pipeline_alerts_and_suppression_silences_them(stac
     )
 
     # The next good run resolves everything.
-    post(server, "/pipeline/runs", pipeline_run())
+    post(exporter, "/pipeline/runs", pipeline_run())
     eventually(lambda: prometheus.alerts() == {}, timeout=120, what="alerts resolved")

@@ -196,6 +196,7 @@ def _emit(args: argparse.Namespace) -> int:
         StateFileError,
         parse_json,
         parse_problems,
+        state_dir_lock,
         textfile,
         write_atomically,
     )
@@ -225,15 +226,19 @@ def _emit(args: argparse.Namespace) -> int:
             state.apply_run(run, time.time())
             if suppressed is not None:
                 state.set_suppressed(suppressed, time.time())
+            output.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(output, textfile(state, counters=False), mode=0o644)
         else:
             Path(args.state_dir).mkdir(parents=True, exist_ok=True)
-            store = PipelineStore(Path(args.state_dir))
-            store.apply_run(run)
-            if suppressed is not None:
-                store.set_suppressed(suppressed)
-            state = store.state
-        output.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(output, textfile(state, counters=args.state_dir is not None), mode=0o644)
+            # Read, apply, save and write the textfile under the state dir's lock: another emit
+            # at the same time would otherwise lose this run or write an older textfile last.
+            with state_dir_lock(Path(args.state_dir)):
+                store = PipelineStore(Path(args.state_dir))
+                store.apply_run(run)
+                if suppressed is not None:
+                    store.set_suppressed(suppressed)
+                output.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically(output, textfile(store.state), mode=0o644)
     except (RunRejected, StateFileError) as error:
         print(f"{source}: {error}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ reset) or ``lumen_alert_suppressed`` (a mute is lifted by a person, not by a clo
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -52,6 +53,8 @@ MAX_CLOCK_SKEW = 300.0
 # Run ids remembered to answer a repeated POST (a CI retry) without counting the run twice.
 REMEMBERED_RUN_IDS = 256
 STATE_FILE = "pipeline-state.json"
+# Held (flock) by `lumenctl emit` for its read-modify-write of the state file.
+LOCK_FILE = "pipeline-state.lock"
 STATE_VERSION = 1
 
 StageName = Annotated[
@@ -471,6 +474,19 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
             path,
             error,
         )
+
+
+@contextlib.contextmanager
+def state_dir_lock(state_dir: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<state_dir>/pipeline-state.lock`` (created if missing)
+    for a read-modify-write of the state file by a short-lived process (``lumenctl emit``): two
+    CI jobs emitting at once on one runner would otherwise both read the same state and the
+    second write would lose the first run. Waits for the holder; the kernel releases the lock
+    when its process ends, so a killed emit never leaves it held."""
+    # "a": create without truncating; the file's content is never used, only its lock.
+    with open(Path(state_dir) / LOCK_FILE, "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 class StateFileError(Exception):
