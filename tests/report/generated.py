@@ -27,8 +27,15 @@ GAUGES = (
 )
 PERSONA = "lumen_ion_persona"
 COLUMNS = (
-    "timestamp", "probe", "success", "http_status", "duration_seconds", *GAUGES, PERSONA, "error"
-)  # fmt: skip
+    "timestamp",
+    "probe",
+    "success",
+    "http_status",
+    "duration_seconds",
+    *GAUGES,
+    PERSONA,
+    "error",
+)
 # One persona is markup: the HTML report must show it as text.
 PERSONAS = (
     ("Nana", 0.55),
@@ -91,7 +98,8 @@ def gateway_runs(
         for i in range(first, min(count, first + rng.randint(20, 90))):
             mock[i] = True
     spikes = set(rng.sample(range(count), count // 500))
-    names, weights = zip(*PERSONAS, strict=True)
+    names = [name for name, _ in PERSONAS]
+    weights = [weight for _, weight in PERSONAS]
     runs: list[Run] = []
     for i in range(count):
         timestamp = (
@@ -109,7 +117,7 @@ def gateway_runs(
                     {"lumen_ion_health": 0.0},
                     None,
                     "HTTP 500" if rng.random() < 0.5 else "timed out",
-                )  # fmt: skip
+                )
             )
             continue
         response_ms = rng.gauss(243.0, 18.0) * (4.0 if i in spikes else 1.0)
@@ -128,7 +136,7 @@ def gateway_runs(
             for name in ("lumen_phase_diff", "lumen_risk_band", "lumen_gateway_status"):
                 if rng.random() < 0.01:
                     del gauges[name]
-        persona = rng.choices(names, weights)[0]
+        persona: str | None = rng.choices(names, weights)[0]
         if empty_cells and rng.random() < 0.01:
             persona = None
         runs.append(
@@ -160,5 +168,5 @@ def write_csv(path: Path, runs: list[Run]) -> None:
                     *(repr(run.gauges[g]) if g in run.gauges else "" for g in GAUGES),
                     run.persona or "",
                     run.error,
-                ]  # fmt: skip
+                ]
             )

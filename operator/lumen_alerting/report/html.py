@@ -86,7 +86,7 @@ def _probe_section(
                     format_time(probe.last),
                     _duration(probe.span_seconds),
                 ]
-            ],  # fmt: skip
+            ],
         )
     )
     parts.append(_health(probe))
@@ -142,7 +142,7 @@ def _health(probe: ProbeReport) -> str:
                     mock,
                     str(len(health.downtime)),
                 ]
-            ],  # fmt: skip
+            ],
             escaped=True,
         ),
     ]
@@ -161,7 +161,7 @@ def _downtime_table(probe: ProbeReport) -> str:
                 _duration(d.duration_seconds),
                 str(d.records),
                 "still down" if d.recovered_at is None else format_time(d.recovered_at),
-            ]  # fmt: skip
+            ]
             for d in sorted(longest, key=lambda d: d.start)
         ]
         parts.append(_note_more("downtime periods", len(health.downtime), "longest"))
@@ -181,7 +181,7 @@ def _statistics_table(statistics: Sequence[FieldStatistics]) -> str:
             "-" if f.stdev is None else _number(f.stdev),
             _number(f.p95),
             _number(f.p99),
-        ]  # fmt: skip
+        ]
         for f in statistics
     ]
     return _table(["field", "count", "min", "max", "mean", "median", "stdev", "p95", "p99"], rows)
@@ -285,9 +285,10 @@ def thinned(times: Sequence[float], values: Sequence[float]) -> tuple[np.ndarray
 
 def _time_axes(figure: Figure) -> Axes:
     axes = figure.add_subplot()
-    locator = AutoDateLocator()
+    # matplotlib.dates' constructors carry no annotations; their types are plain.
+    locator = AutoDateLocator()  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     axes.grid(True, alpha=0.3)
     return axes
 
