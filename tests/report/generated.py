@@ -121,12 +121,14 @@ def gateway_runs(
             )
             continue
         response_ms = rng.gauss(243.0, 18.0) * (4.0 if i in spikes else 1.0)
+        if failed[i]:  # failed_fields: a failed run that still read its fields, slowly
+            response_ms *= 10
         gauges = {
             "lumen_creative_band": round(rng.gauss(0.42, 0.09), 4),
             "lumen_entropy_rate": round(rng.gauss(0.24, 0.03), 4),
             "lumen_gateway_status": float(rng.choice((1, 2, 2, 2))),
             "lumen_ion_confidence": round(min(1.0, max(0.0, rng.gauss(0.87, 0.05))), 4),
-            "lumen_ion_health": 1.0,
+            "lumen_ion_health": 0.0 if failed[i] else 1.0,
             "lumen_ion_mock_mode": 1.0 if mock[i] else 0.0,
             "lumen_ion_response_time_ms": round(response_ms, 2),
             "lumen_phase_diff": round(rng.uniform(0.0, 0.83), 4),
@@ -137,36 +139,82 @@ def gateway_runs(
                 if rng.random() < 0.01:
                     del gauges[name]
         persona: str | None = rng.choices(names, weights)[0]
-        if empty_cells and rng.random() < 0.01:
-            persona = None
+        if (empty_cells and rng.random() < 0.01) or failed[i]:
+            persona = None  # a failed run counts no persona
+        status = 503 if failed[i] else 200
+        duration = round(response_ms / 1000, 5)
         runs.append(
-            Run(
-                timestamp,
-                probe,
-                True,
-                200,
-                round(response_ms / 1000, 5),
-                gauges,
-                persona,
-            )
+            Run(timestamp, probe, not failed[i], status, duration, gauges, persona)
         )
     return Generated(runs, downtime, len(spikes))
+
+
+def csv_rows(runs: list[Run]) -> list[list[str]]:
+    """The runs as the exporter's CSV cells (columns ``COLUMNS``)."""
+    return [
+        [
+            rfc3339(run.timestamp),
+            run.probe,
+            "1" if run.success else "0",
+            "" if run.http_status is None else str(run.http_status),
+            repr(run.duration_seconds),
+            *(repr(run.gauges[g]) if g in run.gauges else "" for g in GAUGES),
+            run.persona or "",
+            run.error,
+        ]
+        for run in runs
+    ]
 
 
 def write_csv(path: Path, runs: list[Run]) -> None:
     with path.open("w", encoding="utf-8", newline="") as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(COLUMNS)
-        for run in runs:
-            writer.writerow(
-                [
-                    rfc3339(run.timestamp),
-                    run.probe,
-                    "1" if run.success else "0",
-                    "" if run.http_status is None else str(run.http_status),
-                    repr(run.duration_seconds),
-                    *(repr(run.gauges[g]) if g in run.gauges else "" for g in GAUGES),
-                    run.persona or "",
-                    run.error,
-                ]
-            )
+        writer.writerows(csv_rows(runs))
+
+
+def openmetrics(runs: list[Run], labels: str = 'job="lumen-exporter"') -> str:
+    """The runs as the exporter's series in OpenMetrics text, for ``promtool tsdb
+    create-blocks-from openmetrics``: the standard probe series, the gauges and the persona
+    counter (a value's series appears on its first sighting, as the exporter's does)."""
+    families: dict[str, list[str]] = {}
+
+    def sample(family: str, name: str, run: Run, value: float, extra: str = "") -> None:
+        families.setdefault(family, []).append(
+            f'{name}{{{labels},probe="{run.probe}"{extra}}} {value!r} {run.timestamp:.3f}'
+        )
+
+    counts: dict[tuple[str, str], int] = {}
+    for run in runs:
+        sample(
+            "lumen_probe_success",
+            "lumen_probe_success",
+            run,
+            1.0 if run.success else 0.0,
+        )
+        sample("lumen_probe_duration_seconds", "lumen_probe_duration_seconds", run,
+               run.duration_seconds)  # fmt: skip
+        if run.http_status is not None:
+            sample("lumen_probe_http_status", "lumen_probe_http_status", run,
+                   float(run.http_status))  # fmt: skip
+        for name, value in run.gauges.items():
+            sample(name, name, run, value)
+        if run.persona is not None:
+            counts[run.probe, run.persona] = counts.get((run.probe, run.persona), 0) + 1
+        for (probe, persona), count in counts.items():
+            if probe == run.probe:
+                escaped = persona.replace("\\", "\\\\").replace('"', '\\"')
+                sample(
+                    PERSONA,
+                    PERSONA + "_total",
+                    run,
+                    float(count),
+                    f',value="{escaped}"',
+                )
+    lines: list[str] = []
+    for family, samples in families.items():
+        kind = "counter" if family == PERSONA else "gauge"
+        lines.append(f"# TYPE {family} {kind}")
+        lines.extend(samples)
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
