@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+# Float figures agree to 1e-9 (numpy sums in a different order than exact arithmetic).
+REL = ABS = 1e-9
 NOT_STATISTICS = {
     "timestamp",
     "probe",
@@ -120,7 +122,6 @@ def expected_probe(
 
 def assert_probe_report(report: dict[str, Any], expected: dict[str, Any]) -> None:
     """The JSON report of one probe holds exactly the expected figures."""
-    close = {"rel": 1e-9, "abs": 1e-9}
     summary = report["summary"]
     assert summary["records"] == expected["summary"]["records"]
     assert (summary["first"], summary["last"]) == (
@@ -136,7 +137,10 @@ def assert_probe_report(report: dict[str, Any], expected: dict[str, Any]) -> Non
         got = report["statistics"][name]
         assert got["count"] == figures["count"], name
         for key in ("min", "max", "mean", "median", "stdev", "p95", "p99"):
-            assert got[key] == pytest.approx(figures[key], **close), (name, key)
+            assert got[key] == pytest.approx(figures[key], rel=REL, abs=ABS), (
+                name,
+                key,
+            )
 
     got_anomalies = {
         (a["field"], a["timestamp"], a["value"]) for a in report["anomalies"]
@@ -145,13 +149,15 @@ def assert_probe_report(report: dict[str, Any], expected: dict[str, Any]) -> Non
     for anomaly in report["anomalies"]:
         figures = expected["statistics"][anomaly["field"]]
         z = (anomaly["value"] - figures["mean"]) / figures["stdev"]
-        assert anomaly["z_score"] == pytest.approx(z, **close)
+        assert anomaly["z_score"] == pytest.approx(z, rel=REL, abs=ABS)
 
     health = report["health"]
     for key in ("successes", "failures", "mock_records", "mock_known"):
         assert health[key] == expected["health"][key], key
     for key in ("uptime_percent", "mock_mode_percent"):
-        assert health[key] == pytest.approx(expected["health"][key], **close), key
+        assert health[key] == pytest.approx(
+            expected["health"][key], rel=REL, abs=ABS
+        ), key
     assert len(health["downtime"]) == len(expected["health"]["downtime"])
     for got, want in zip(
         health["downtime"], expected["health"]["downtime"], strict=True
@@ -170,6 +176,6 @@ def assert_probe_report(report: dict[str, Any], expected: dict[str, Any]) -> Non
     assert set(personas) == set(expected["personas"])
     for value, (count, percent) in expected["personas"].items():
         assert personas[value][0] == count, value
-        assert personas[value][1] == pytest.approx(percent, **close), value
+        assert personas[value][1] == pytest.approx(percent, rel=REL, abs=ABS), value
     counts = [share["count"] for share in report["personas"]["values"]]
     assert counts == sorted(counts, reverse=True)  # most frequent first

@@ -192,11 +192,19 @@ def openmetrics(runs: list[Run], labels: str = 'job="lumen-exporter"') -> str:
             run,
             1.0 if run.success else 0.0,
         )
-        sample("lumen_probe_duration_seconds", "lumen_probe_duration_seconds", run,
-               run.duration_seconds)  # fmt: skip
+        sample(
+            "lumen_probe_duration_seconds",
+            "lumen_probe_duration_seconds",
+            run,
+            run.duration_seconds,
+        )
         if run.http_status is not None:
-            sample("lumen_probe_http_status", "lumen_probe_http_status", run,
-                   float(run.http_status))  # fmt: skip
+            sample(
+                "lumen_probe_http_status",
+                "lumen_probe_http_status",
+                run,
+                float(run.http_status),
+            )
         for name, value in run.gauges.items():
             sample(name, name, run, value)
         if run.persona is not None:

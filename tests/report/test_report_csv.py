@@ -91,8 +91,11 @@ def test_every_figure_of_the_10000_row_log_matches_statistics(log, full_report):
 
 
 def test_the_standard_deviation_is_the_sample_one(log, full_report):
-    values = [float(row["lumen_ion_confidence"]) for row in log.rows("edge-api")
-              if row["lumen_ion_confidence"]]  # fmt: skip
+    values = [
+        float(row["lumen_ion_confidence"])
+        for row in log.rows("edge-api")
+        if row["lumen_ion_confidence"]
+    ]
     got = full_report["probes"]["edge-api"]["statistics"]["lumen_ion_confidence"][
         "stdev"
     ]
@@ -102,11 +105,17 @@ def test_the_standard_deviation_is_the_sample_one(log, full_report):
 
 def test_injected_response_time_spikes_are_anomalies(log, full_report):
     anomalies = full_report["probes"]["ion-api"]["anomalies"]
-    slow = {a["timestamp"] for a in anomalies
-            if a["field"] == "lumen_ion_response_time_ms" and a["z_score"] > 0}  # fmt: skip
+    slow = {
+        a["timestamp"]
+        for a in anomalies
+        if a["field"] == "lumen_ion_response_time_ms" and a["z_score"] > 0
+    }
     # A spike is four times the usual ~243 ms; nothing else comes near 600 ms.
-    spikes = {row["timestamp"] for row in log.rows("ion-api")
-              if row["lumen_ion_response_time_ms"] and float(row["lumen_ion_response_time_ms"]) > 600}  # fmt: skip
+    response_times = [
+        (row["timestamp"], row["lumen_ion_response_time_ms"])
+        for row in log.rows("ion-api")
+    ]
+    spikes = {timestamp for timestamp, ms in response_times if ms and float(ms) > 600}
     assert len(spikes) == log.ion.spikes
     assert spikes <= slow
 
@@ -127,8 +136,11 @@ def test_rotated_files_in_any_order_give_the_same_report(log, full_report, tmp_p
         str(tmp_path / name)
         for name in ("metrics.csv", "metrics.csv.2", "metrics.csv.1")
     ]
-    rotated = report(*(a for path in inputs for a in ("--input", path)),
-                     "--output", str(tmp_path / "r.json"))  # fmt: skip
+    rotated = report(
+        *(a for path in inputs for a in ("--input", path)),
+        "--output",
+        str(tmp_path / "r.json"),
+    )
     assert rotated["sources"] == inputs
     assert rotated["probes"] == full_report["probes"]
 
@@ -147,8 +159,16 @@ def test_probe_picks_one_probe(log, full_report, tmp_path):
 
 
 def test_z_threshold_changes_the_anomalies(log, tmp_path):
-    three = report("--input", str(log.path), "--z-threshold", "3", "--probe", "ion-api",
-                   "--output", str(tmp_path / "z.json"))  # fmt: skip
+    three = report(
+        "--input",
+        str(log.path),
+        "--z-threshold",
+        "3",
+        "--probe",
+        "ion-api",
+        "--output",
+        str(tmp_path / "z.json"),
+    )
     assert three["z_threshold"] == 3.0
     expected = expected_probe(log.rows("ion-api"), z_threshold=3.0)
     assert {
@@ -174,8 +194,16 @@ def test_other_persona_and_mock_fields(tmp_path):
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
-    renamed = report("--input", str(path), "--persona-field", "mood", "--mock-field", "lumen_fake",
-                     "--output", str(tmp_path / "m.json"))["probes"]["ion-api"]  # fmt: skip
+    renamed = report(
+        "--input",
+        str(path),
+        "--persona-field",
+        "mood",
+        "--mock-field",
+        "lumen_fake",
+        "--output",
+        str(tmp_path / "m.json"),
+    )["probes"]["ion-api"]
     defaults = report("--input", str(path), "--output", str(tmp_path / "d.json"))[
         "probes"
     ]["ion-api"]
@@ -202,7 +230,7 @@ def test_a_seed_like_log_of_146_healthy_runs(tmp_path):
             run.duration_seconds,
             {**run.gauges, "lumen_ion_mock_mode": 0.0},
             "Nana",
-        )  # fmt: skip
+        )
         for run in runs
     ]
     write_csv(tmp_path / "seed.csv", runs)
