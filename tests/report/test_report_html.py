@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory) -> Path:
+def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The HTML report of a generated 10,000-row log (one probe, seed 001's gateway)."""
     directory = tmp_path_factory.mktemp("report-html")
     write_csv(directory / "metrics.csv", gateway_runs(10_000, seed=21).runs)
