@@ -81,7 +81,11 @@ def gateway_runs(
     start: float = START,
     jitter: bool = True,
     empty_cells: bool = True,
+    failed_fields: bool = False,
 ) -> Generated:
+    """``count`` runs of ``probe``. ``failed_fields``: failed runs still have every gauge and an
+    HTTP status (for Prometheus' backfill, where a missing sample is not a gap: a query would
+    see the previous one for 5 minutes)."""
     rng = random.Random(seed)
     failed = [False] * count
     downtime: list[tuple[int, int]] = []
@@ -106,7 +110,7 @@ def gateway_runs(
             start + i * interval + (rng.randint(0, 999) / 1000 if jitter else 0.0)
         )
         timestamp = round(timestamp, 3)
-        if failed[i]:
+        if failed[i] and not failed_fields:
             runs.append(
                 Run(
                     timestamp,
