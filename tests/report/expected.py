@@ -62,8 +62,7 @@ def expected_probe(
             anomalies |= {
                 (name, row["timestamp"], float(row[name]))
                 for row in rows
-                if row[name] != ""
-                and abs((float(row[name]) - mean) / stdev) > z_threshold
+                if row[name] != "" and abs((float(row[name]) - mean) / stdev) > z_threshold
             }
     downtime = []
     index = 0
@@ -78,20 +77,12 @@ def expected_probe(
                     "duration_seconds": seconds(run[-1]["timestamp"])
                     - seconds(run[0]["timestamp"]),
                     "records": len(run),
-                    "recovered_at": rows[index]["timestamp"]
-                    if index < len(rows)
-                    else None,
+                    "recovered_at": rows[index]["timestamp"] if index < len(rows) else None,
                 }
             )
-    mock = [
-        float(row["lumen_ion_mock_mode"])
-        for row in rows
-        if row["lumen_ion_mock_mode"] != ""
-    ]
+    mock = [float(row["lumen_ion_mock_mode"]) for row in rows if row["lumen_ion_mock_mode"] != ""]
     personas = Counter(
-        row["lumen_ion_persona"]
-        for row in (persona_rows or rows)
-        if row["lumen_ion_persona"]
+        row["lumen_ion_persona"] for row in (persona_rows or rows) if row["lumen_ion_persona"]
     )
     successes = sum(row["success"] == "1" for row in rows)
     return {
@@ -99,8 +90,7 @@ def expected_probe(
             "records": len(rows),
             "first": rows[0]["timestamp"],
             "last": rows[-1]["timestamp"],
-            "span_seconds": seconds(rows[-1]["timestamp"])
-            - seconds(rows[0]["timestamp"]),
+            "span_seconds": seconds(rows[-1]["timestamp"]) - seconds(rows[0]["timestamp"]),
         },
         "statistics": stats,
         "anomalies": anomalies,
@@ -128,9 +118,7 @@ def assert_probe_report(report: dict[str, Any], expected: dict[str, Any]) -> Non
         expected["summary"]["first"],
         expected["summary"]["last"],
     )
-    assert summary["span_seconds"] == pytest.approx(
-        expected["summary"]["span_seconds"], abs=1e-3
-    )
+    assert summary["span_seconds"] == pytest.approx(expected["summary"]["span_seconds"], abs=1e-3)
 
     assert set(report["statistics"]) == set(expected["statistics"])
     for name, figures in expected["statistics"].items():
@@ -142,9 +130,7 @@ def assert_probe_report(report: dict[str, Any], expected: dict[str, Any]) -> Non
                 key,
             )
 
-    got_anomalies = {
-        (a["field"], a["timestamp"], a["value"]) for a in report["anomalies"]
-    }
+    got_anomalies = {(a["field"], a["timestamp"], a["value"]) for a in report["anomalies"]}
     assert got_anomalies == expected["anomalies"]
     for anomaly in report["anomalies"]:
         figures = expected["statistics"][anomaly["field"]]
@@ -155,23 +141,16 @@ def assert_probe_report(report: dict[str, Any], expected: dict[str, Any]) -> Non
     for key in ("successes", "failures", "mock_records", "mock_known"):
         assert health[key] == expected["health"][key], key
     for key in ("uptime_percent", "mock_mode_percent"):
-        assert health[key] == pytest.approx(
-            expected["health"][key], rel=REL, abs=ABS
-        ), key
+        assert health[key] == pytest.approx(expected["health"][key], rel=REL, abs=ABS), key
     assert len(health["downtime"]) == len(expected["health"]["downtime"])
-    for got, want in zip(
-        health["downtime"], expected["health"]["downtime"], strict=True
-    ):
+    for got, want in zip(health["downtime"], expected["health"]["downtime"], strict=True):
         assert {k: v for k, v in got.items() if k != "duration_seconds"} == {
             k: v for k, v in want.items() if k != "duration_seconds"
         }
-        assert got["duration_seconds"] == pytest.approx(
-            want["duration_seconds"], abs=1e-3
-        )
+        assert got["duration_seconds"] == pytest.approx(want["duration_seconds"], abs=1e-3)
 
     personas = {
-        share["value"]: (share["count"], share["percent"])
-        for share in report["personas"]["values"]
+        share["value"]: (share["count"], share["percent"]) for share in report["personas"]["values"]
     }
     assert set(personas) == set(expected["personas"])
     for value, (count, percent) in expected["personas"].items():

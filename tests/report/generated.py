@@ -61,9 +61,7 @@ class Run:
 @dataclass(frozen=True)
 class Generated:
     runs: list[Run]
-    downtime_runs: list[
-        tuple[int, int]
-    ]  # (index of the first failed run, failed runs), per probe
+    downtime_runs: list[tuple[int, int]]  # (index of the first failed run, failed runs), per probe
     spikes: int  # response time spikes injected
 
 
@@ -106,9 +104,7 @@ def gateway_runs(
     weights = [weight for _, weight in PERSONAS]
     runs: list[Run] = []
     for i in range(count):
-        timestamp = (
-            start + i * interval + (rng.randint(0, 999) / 1000 if jitter else 0.0)
-        )
+        timestamp = start + i * interval + (rng.randint(0, 999) / 1000 if jitter else 0.0)
         timestamp = round(timestamp, 3)
         if failed[i] and not failed_fields:
             runs.append(
@@ -147,9 +143,7 @@ def gateway_runs(
             persona = None  # a failed run counts no persona
         status = 503 if failed[i] else 200
         duration = round(response_ms / 1000, 5)
-        runs.append(
-            Run(timestamp, probe, not failed[i], status, duration, gauges, persona)
-        )
+        runs.append(Run(timestamp, probe, not failed[i], status, duration, gauges, persona))
     return Generated(runs, downtime, len(spikes))
 
 

@@ -24,12 +24,8 @@ pytestmark = pytest.mark.timeout(300)
 class Log:
     def __init__(self, directory: Path) -> None:
         self.ion: Generated = gateway_runs(9_500, seed=11)
-        self.edge: Generated = gateway_runs(
-            500, seed=12, probe="edge-api", interval=280.0
-        )
-        self.runs = sorted(
-            self.ion.runs + self.edge.runs, key=lambda run: run.timestamp
-        )
+        self.edge: Generated = gateway_runs(500, seed=12, probe="edge-api", interval=280.0)
+        self.runs = sorted(self.ion.runs + self.edge.runs, key=lambda run: run.timestamp)
         self.path = directory / "metrics.csv"
         write_csv(self.path, self.runs)
 
@@ -55,9 +51,7 @@ def full_report(log, tmp_path_factory) -> dict[str, Any]:
     output = tmp_path_factory.mktemp("report-json") / "report.json"
     started = time.perf_counter()
     document = report("--input", str(log.path), "--output", str(output))
-    print(
-        f"report of {len(log.runs)} rows as JSON: {time.perf_counter() - started:.2f} s"
-    )
+    print(f"report of {len(log.runs)} rows as JSON: {time.perf_counter() - started:.2f} s")
     return document
 
 
@@ -69,9 +63,7 @@ def test_the_generated_log_has_what_the_report_must_find(log):
     assert log.ion.spikes >= 10
     assert any(row["lumen_ion_mock_mode"] == "1.0" for row in rows)
     assert any(row["lumen_phase_diff"] == "" and row["success"] == "1" for row in rows)
-    assert (
-        len({row["lumen_ion_persona"] for row in rows}) == 5
-    )  # four personas and empty
+    assert len({row["lumen_ion_persona"] for row in rows}) == 5  # four personas and empty
 
 
 def test_every_figure_of_the_10000_row_log_matches_statistics(log, full_report):
@@ -79,9 +71,7 @@ def test_every_figure_of_the_10000_row_log_matches_statistics(log, full_report):
     assert full_report["stdev"] == "sample"
     assert list(full_report["probes"]) == ["edge-api", "ion-api"]
     for probe in ("ion-api", "edge-api"):
-        assert_probe_report(
-            full_report["probes"][probe], expected_probe(log.rows(probe))
-        )
+        assert_probe_report(full_report["probes"][probe], expected_probe(log.rows(probe)))
     # Ground truth from the generator, not from the file: one period per injected run of failures.
     ion = full_report["probes"]["ion-api"]
     assert [d["records"] for d in ion["health"]["downtime"]] == [
@@ -96,9 +86,7 @@ def test_the_standard_deviation_is_the_sample_one(log, full_report):
         for row in log.rows("edge-api")
         if row["lumen_ion_confidence"]
     ]
-    got = full_report["probes"]["edge-api"]["statistics"]["lumen_ion_confidence"][
-        "stdev"
-    ]
+    got = full_report["probes"]["edge-api"]["statistics"]["lumen_ion_confidence"]["stdev"]
     assert got == pytest.approx(statistics.stdev(values), rel=1e-12)
     assert got != pytest.approx(statistics.pstdev(values), rel=1e-6)
 
@@ -112,8 +100,7 @@ def test_injected_response_time_spikes_are_anomalies(log, full_report):
     }
     # A spike is four times the usual ~243 ms; nothing else comes near 600 ms.
     response_times = [
-        (row["timestamp"], row["lumen_ion_response_time_ms"])
-        for row in log.rows("ion-api")
+        (row["timestamp"], row["lumen_ion_response_time_ms"]) for row in log.rows("ion-api")
     ]
     spikes = {timestamp for timestamp, ms in response_times if ms and float(ms) > 600}
     assert len(spikes) == log.ion.spikes
@@ -132,10 +119,7 @@ def test_rotated_files_in_any_order_give_the_same_report(log, full_report, tmp_p
     }
     for name, part in parts.items():
         (tmp_path / name).write_text(header + "".join(part), encoding="utf-8")
-    inputs = [
-        str(tmp_path / name)
-        for name in ("metrics.csv", "metrics.csv.2", "metrics.csv.1")
-    ]
+    inputs = [str(tmp_path / name) for name in ("metrics.csv", "metrics.csv.2", "metrics.csv.1")]
     rotated = report(
         *(a for path in inputs for a in ("--input", path)),
         "--output",
@@ -172,14 +156,9 @@ def test_z_threshold_changes_the_anomalies(log, tmp_path):
     assert three["z_threshold"] == 3.0
     expected = expected_probe(log.rows("ion-api"), z_threshold=3.0)
     assert {
-        (a["field"], a["timestamp"], a["value"])
-        for a in three["probes"]["ion-api"]["anomalies"]
+        (a["field"], a["timestamp"], a["value"]) for a in three["probes"]["ion-api"]["anomalies"]
     } == (expected["anomalies"])
-    assert (
-        0
-        < len(expected["anomalies"])
-        < len(expected_probe(log.rows("ion-api"))["anomalies"])
-    )
+    assert 0 < len(expected["anomalies"]) < len(expected_probe(log.rows("ion-api"))["anomalies"])
 
 
 def test_other_persona_and_mock_fields(tmp_path):
@@ -204,9 +183,9 @@ def test_other_persona_and_mock_fields(tmp_path):
         "--output",
         str(tmp_path / "m.json"),
     )["probes"]["ion-api"]
-    defaults = report("--input", str(path), "--output", str(tmp_path / "d.json"))[
-        "probes"
-    ]["ion-api"]
+    defaults = report("--input", str(path), "--output", str(tmp_path / "d.json"))["probes"][
+        "ion-api"
+    ]
     assert renamed["personas"]["field"] == "mood"
     assert sum(v["count"] for v in renamed["personas"]["values"]) == sum(
         1 for run in runs if run.persona
@@ -234,17 +213,13 @@ def test_a_seed_like_log_of_146_healthy_runs(tmp_path):
         for run in runs
     ]
     write_csv(tmp_path / "seed.csv", runs)
-    probe = report(
-        "--input", str(tmp_path / "seed.csv"), "--output", str(tmp_path / "s.json")
-    )
+    probe = report("--input", str(tmp_path / "seed.csv"), "--output", str(tmp_path / "s.json"))
     ion = probe["probes"]["ion-api"]
     assert ion["summary"]["records"] == 146
     assert ion["health"]["uptime_percent"] == 100.0
     assert ion["health"]["mock_mode_percent"] == 0.0
     assert ion["health"]["downtime"] == []
-    assert ion["personas"]["values"] == [
-        {"value": "Nana", "count": 146, "percent": 100.0}
-    ]
+    assert ion["personas"]["values"] == [{"value": "Nana", "count": 146, "percent": 100.0}]
 
 
 def test_shuffled_rows_are_put_in_time_order(tmp_path):
@@ -253,10 +228,6 @@ def test_shuffled_rows_are_put_in_time_order(tmp_path):
     random.Random(0).shuffle(shuffled)
     write_csv(tmp_path / "ordered.csv", runs)
     write_csv(tmp_path / "shuffled.csv", shuffled)
-    a = report(
-        "--input", str(tmp_path / "ordered.csv"), "--output", str(tmp_path / "a.json")
-    )
-    b = report(
-        "--input", str(tmp_path / "shuffled.csv"), "--output", str(tmp_path / "b.json")
-    )
+    a = report("--input", str(tmp_path / "ordered.csv"), "--output", str(tmp_path / "a.json"))
+    b = report("--input", str(tmp_path / "shuffled.csv"), "--output", str(tmp_path / "b.json"))
     assert a["probes"] == b["probes"]

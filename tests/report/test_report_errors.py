@@ -114,28 +114,21 @@ BAD_INPUTS: list[tuple[Callable[[Path], Path], str]] = [
 
 
 @pytest.mark.parametrize(("make_input", "message"), BAD_INPUTS)
-def test_bad_input_is_one_line_and_writes_nothing(
-    tmp_path, good_csv, capsys, make_input, message
-):
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, good_csv, capsys, make_input, message):
     path = make_input(good_csv)
     code, output = run_report(tmp_path, "--input", str(path))
     err = capsys.readouterr().err
     assert code == 1, err
     assert err == f"{path.parent}/{message}\n"
     assert output.read_text() == OLD_REPORT
-    assert [p.name for p in output.parent.iterdir()] == [
-        "report.json"
-    ]  # no temporary left
+    assert [p.name for p in output.parent.iterdir()] == ["report.json"]  # no temporary left
 
 
 def test_a_bad_file_among_good_ones_stops_the_report(tmp_path, good_csv, capsys):
     bad = broken_cell(good_csv, 9, "lumen_phase_diff", "n/a")
     code, output = run_report(tmp_path, "--input", str(good_csv), "--input", str(bad))
     assert code == 1
-    assert (
-        capsys.readouterr().err
-        == f"{bad}:9: column lumen_phase_diff: 'n/a' is not a number\n"
-    )
+    assert capsys.readouterr().err == f"{bad}:9: column lumen_phase_diff: 'n/a' is not a number\n"
     assert output.read_text() == OLD_REPORT
 
 

@@ -60,9 +60,7 @@ class Resources(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.add(tag)
         self.urls += [
-            value or ""
-            for name, value in attrs
-            if name in ("src", "href", "xlink:href", "action")
+            value or "" for name, value in attrs if name in ("src", "href", "xlink:href", "action")
         ]
 
 
@@ -74,17 +72,11 @@ def test_the_page_fetches_nothing(page):
     assert all(url.startswith("#") for url in resources.urls), [
         u for u in resources.urls if u[:1] != "#"
     ]
-    assert not re.search(
-        r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE
-    )
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE)
     assert not re.search(r"url\(\s*['\"]?\s*(https?:)?//", text, re.IGNORECASE)
     assert not {"script", "link", "img", "iframe", "object", "embed"} & resources.tags
-    assert (
-        text.count("<svg") >= 12
-    )  # success, ten fields, the response times, the personas
-    assert (
-        100_000 < len(text) < 4_000_000
-    )  # thinned for drawing: a 10,000-point series is not
+    assert text.count("<svg") >= 12  # success, ten fields, the response times, the personas
+    assert 100_000 < len(text) < 4_000_000  # thinned for drawing: a 10,000-point series is not
 
 
 def test_data_is_escaped(page):
@@ -97,9 +89,7 @@ def test_data_is_escaped(page):
 def test_every_figure_of_the_tables_is_in_the_page(page, tmp_path):
     json_output = tmp_path / "report.json"
     source = page.parent / "metrics.csv"
-    assert (
-        lumenctl(["report", "--input", str(source), "--output", str(json_output)]) == 0
-    )
+    assert lumenctl(["report", "--input", str(source), "--output", str(json_output)]) == 0
     document = json.loads(json_output.read_text(encoding="utf-8"))["probes"]["ion-api"]
     text = page.read_text(encoding="utf-8")
     for name, figures in document["statistics"].items():
@@ -108,8 +98,7 @@ def test_every_figure_of_the_tables_is_in_the_page(page, tmp_path):
         cells = re.findall(r"<td>(.*?)</td>", row.group(1))
         shown = [float(cell) for cell in cells]
         want = [
-            figures[k]
-            for k in ("count", "min", "max", "mean", "median", "stdev", "p95", "p99")
+            figures[k] for k in ("count", "min", "max", "mean", "median", "stdev", "p95", "p99")
         ]
         assert shown == pytest.approx(want, rel=1e-5), name
     assert f"{document['health']['uptime_percent']:.2f}%" in text

@@ -57,16 +57,13 @@ class Backfilled:
     def rows(self, first: int, last: int) -> list[dict[str, str]]:
         """Runs first..last (inclusive) as CSV rows, the shape tests/report/expected.py reads."""
         return [
-            dict(zip(COLUMNS, row, strict=True))
-            for row in csv_rows(self.runs[first : last + 1])
+            dict(zip(COLUMNS, row, strict=True)) for row in csv_rows(self.runs[first : last + 1])
         ]
 
     def report(self, *args: str) -> tuple[int, dict[str, Any] | None]:
         output = self.directory / "report.json"
         output.unlink(missing_ok=True)
-        code = lumenctl(
-            ["report", "--prometheus", self.url, *args, "--output", str(output)]
-        )
+        code = lumenctl(["report", "--prometheus", self.url, *args, "--output", str(output)])
         return code, json.loads(output.read_text()) if code == 0 else None
 
 
@@ -89,8 +86,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]
     family = "# TYPE lumen_ion_confidence gauge\n"
     text = text.replace(
         family,
-        family
-        + f'lumen_ion_confidence{{job="other",probe="ion-api"}} 0.5 {start + 300}\n',
+        family + f'lumen_ion_confidence{{job="other",probe="ion-api"}} 0.5 {start + 300}\n',
     )
     (directory / "metrics.om").write_text(text, encoding="utf-8")
     assert PROMTOOL is not None and PROMETHEUS is not None
@@ -200,16 +196,12 @@ def test_a_range_of_more_points_than_one_query_is_asked_in_chunks(prometheus):
     assert {s["value"]: s["count"] for s in ion["personas"]["values"]} == {
         value: count for value, (count, _) in expected["personas"].items()
     }
-    assert ion["health"]["uptime_percent"] == pytest.approx(
-        expected["health"]["uptime_percent"]
-    )
+    assert ion["health"]["uptime_percent"] == pytest.approx(expected["health"]["uptime_percent"])
 
 
 def test_two_series_for_one_field_need_a_selector(prometheus, capsys):
     start = prometheus.runs[0].timestamp
-    code, _ = prometheus.report(
-        "--start", str(start), "--end", str(start + 3600), "--step", "15s"
-    )
+    code, _ = prometheus.report("--start", str(start), "--end", str(start + 3600), "--step", "15s")
     assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("two series of lumen_ion_confidence{probe='ion-api'}: ")
