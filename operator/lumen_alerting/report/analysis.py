@@ -254,7 +254,7 @@ def _probe_document(probe: ProbeReport) -> dict[str, object]:
             "records": probe.records,
             "first": format_time(probe.first),
             "last": format_time(probe.last),
-            "span_seconds": probe.span_seconds,
+            "span_seconds": _milliseconds(probe.span_seconds),
         },
         "statistics": {
             figures.field: {
@@ -290,7 +290,7 @@ def _probe_document(probe: ProbeReport) -> dict[str, object]:
                 {
                     "start": format_time(period.start),
                     "end": format_time(period.end),
-                    "duration_seconds": period.duration_seconds,
+                    "duration_seconds": _milliseconds(period.duration_seconds),
                     "records": period.records,
                     "recovered_at": None
                     if period.recovered_at is None
@@ -307,3 +307,9 @@ def _probe_document(probe: ProbeReport) -> dict[str, object]:
             ],
         },
     }
+
+
+def _milliseconds(seconds: float) -> float:
+    """A difference of two times, rounded as the times are (to milliseconds), so that 12.3 s
+    does not read 12.299999952316284."""
+    return round(seconds, 3)
