@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -151,3 +152,39 @@ def test_chromium_renders_the_page(page, tmp_path):
     assert marks > 500, marks
     white = np.all(rgb >= 250, axis=-1).mean()
     assert 0.3 < white < 0.97, white
+
+
+def test_markup_in_any_text_stays_text(tmp_path):
+    """Persona values and probe names reach tables, chart labels and SVG comments."""
+    nasty = "--><img src=x onerror=alert(1)><!--"
+    runs = [
+        replace(run, persona=nasty, probe="<b>probe</b>") for run in gateway_runs(50, seed=8).runs
+    ]
+    write_csv(tmp_path / "m.csv", runs)
+    output = tmp_path / "r.html"
+    assert lumenctl(["report", "--input", str(tmp_path / "m.csv"), "--output", str(output)]) == 0
+    text = output.read_text(encoding="utf-8")
+    resources = Resources()
+    resources.feed(text)
+    assert {"img", "b"}.isdisjoint(resources.tags)
+    assert "&lt;b&gt;probe&lt;/b&gt;" in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_tiny_and_all_failed_logs_make_a_page(tmp_path, count):
+    runs = [
+        replace(run, success=False, gauges={}, persona=None) for run in gateway_runs(count).runs
+    ]
+    write_csv(tmp_path / "m.csv", runs)
+    for output in (tmp_path / "r.html", tmp_path / "r.json"):
+        assert (
+            lumenctl(["report", "--input", str(tmp_path / "m.csv"), "--output", str(output)]) == 0
+        )
+    probe = json.loads((tmp_path / "r.json").read_text())["probes"]["ion-api"]
+    assert probe["health"]["uptime_percent"] == 0.0
+    assert probe["health"]["downtime"][0]["recovered_at"] is None  # still down
+    assert probe["health"]["mock_mode_percent"] is None
+    assert probe["personas"]["values"] == []
+    assert (probe["statistics"]["duration_seconds"]["stdev"] is None) == (count == 1)
+    assert "still down" in (tmp_path / "r.html").read_text()

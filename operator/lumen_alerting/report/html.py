@@ -344,7 +344,7 @@ def _histogram(name: str, values: Sequence[float]) -> Figure:
 
 def _persona_chart(probe: ProbeReport) -> Figure:
     shares = probe.personas[:20]
-    figure = _figure(0.5 + 0.3 * len(shares))
+    figure = _figure(max(1.6, 0.6 + 0.3 * len(shares)))
     axes = figure.add_subplot()
     labels = [share.value for share in reversed(shares)]
     axes.barh(range(len(shares)), [s.count for s in reversed(shares)], color=LINE_COLOUR)
