@@ -57,19 +57,21 @@ bench-threader: setup ## webhook acknowledgements/s and latency vs a floor, Redi
 bench-exporter: setup ## scrape latency vs a floor with 100 probes (10 hung); probe schedule (bench/exporter.py)
 	$(VPY) bench/exporter.py
 
-# Debian packages providing promtool, amtool and redis-server (skipped when all are on PATH;
-# the threader's fault tests start private redis-servers).
-$(STAMP_APT):
+# Debian packages providing promtool, amtool, redis-server and chromium (skipped when all are on
+# PATH; the threader's fault tests start private redis-servers, the report's tests screenshot
+# the HTML report in headless chromium). Rechecked when this file changes: a new package here
+# reaches checkouts set up before it.
+$(STAMP_APT): Makefile
 	@mkdir -p $(@D)
 	@if command -v promtool >/dev/null && command -v amtool >/dev/null \
-	    && command -v redis-server >/dev/null; then \
-	  echo ">> promtool/amtool/redis-server present"; \
+	    && command -v redis-server >/dev/null && command -v chromium >/dev/null; then \
+	  echo ">> promtool/amtool/redis-server/chromium present"; \
 	else \
-	  echo ">> apt-get install prometheus prometheus-alertmanager redis-server"; \
+	  echo ">> apt-get install prometheus prometheus-alertmanager redis-server chromium"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-	    prometheus prometheus-alertmanager redis-server; \
-	  command -v promtool && command -v amtool && command -v redis-server; \
+	    prometheus prometheus-alertmanager redis-server chromium; \
+	  command -v promtool && command -v amtool && command -v redis-server && command -v chromium; \
 	fi
 	@touch $@
 
@@ -114,6 +116,6 @@ run: $(STAMP_VENV) ## run the operator against the current kubeconfig context
 	$(VENV)/bin/lumen-operator $(ARGS)
 
 clean: ## remove venv, tools, caches and build output
-	rm -rf $(VENV) $(TOOLS) $(CACHE) .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) $(TOOLS) $(CACHE) .pytest_cache .ruff_cache build dist test-artifacts
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find operator -name '*.egg-info' -type d -prune -exec rm -rf {} +

@@ -99,6 +99,27 @@ BAD_IMPORTS = [
         "from lumen_alerting.exporter import config",
         not_allowed("render", "lumen_alerting.exporter"),
     ),
+    # report-apart, report-pure, and the report's place in package-layers
+    (
+        "report/records.py",
+        "from lumen_alerting.exporter import config",
+        not_allowed("report", "lumen_alerting.exporter"),
+    ),
+    ("report/prometheus.py", "import kopf", not_allowed("report", "kopf")),
+    ("report/analysis.py", "import httpx", not_allowed("report.analysis", "httpx")),
+    ("report/html.py", "import httpx", not_allowed("report.html", "httpx")),
+    ("report/records.py", "import aiohttp", not_allowed("report.records", "aiohttp")),
+    ("report/output.py", "import httpx", not_allowed("report.output", "httpx")),
+    (
+        "exporter/metrics.py",
+        "from lumen_alerting.report import analysis",
+        not_allowed("exporter", "lumen_alerting.report"),
+    ),
+    (
+        "render/objects.py",
+        "from lumen_alerting.report import analysis",
+        not_allowed("render", "lumen_alerting.report"),
+    ),
     # operator-layers
     (
         "operator/kube.py",

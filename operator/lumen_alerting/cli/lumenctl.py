@@ -8,6 +8,8 @@ Nothing is written to stdout unless every policy is valid, so a pipe never appli
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
 import time
@@ -106,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
         help="set lumen_alert_suppressed (kept in --state-dir; default false without one)",
     )
     emit.set_defaults(run=_emit)
+
+    _add_report(commands)
 
     crd_command = commands.add_parser("crd", help="print the LumenAlertPolicy CRD")
     crd_command.set_defaults(run=lambda _args: _print(to_yaml(crd())))
@@ -246,6 +250,139 @@ def _emit(args: argparse.Namespace) -> int:
         print(f"{error.filename or output}: {error.strerror or error}", file=sys.stderr)
         return 1
     print(f"wrote {output} ({run.result}, {len(run.stages)} stages)", file=sys.stderr)
+    return 0
+
+
+def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = commands.add_parser(
+        "report",
+        help="statistics, anomalies, health and personas of probe runs, as HTML or JSON",
+        description="Report on the exporter's probe runs (seed 001's analyze_metrics.py): from "
+        "its CSV log (--input) or from Prometheus (--prometheus, --start). The output's "
+        "extension picks the format (.html or .json) unless --format says.",
+    )
+    source = report.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--input",
+        action="append",
+        metavar="FILE",
+        help="the exporter's CSV log; repeatable (rotated files, in any order)",
+    )
+    source.add_argument("--prometheus", metavar="URL", help="Prometheus' base URL")
+    report.add_argument(
+        "--start", metavar="TIME", help="with --prometheus: RFC 3339 or Unix seconds"
+    )
+    report.add_argument(
+        "--end", metavar="TIME", help="with --prometheus: RFC 3339 or Unix seconds (default: now)"
+    )
+    report.add_argument(
+        "--step",
+        metavar="DURATION",
+        help="with --prometheus: seconds between records, e.g. 15s (default: 15s, or coarser "
+        "for a range over 10,000 steps)",
+    )
+    report.add_argument(
+        "--selector",
+        default="",
+        metavar="MATCHERS",
+        help='with --prometheus: label matchers for the series, e.g. {job="lumen-exporter"}',
+    )
+    report.add_argument("--output", required=True, metavar="FILE", help="report.html or .json")
+    report.add_argument("--format", choices=("html", "json"), help="default: from --output")
+    report.add_argument("--probe", metavar="NAME", help="only this probe (default: every one)")
+    report.add_argument(
+        "--z-threshold",
+        type=float,
+        default=2.0,
+        metavar="Z",
+        help="anomaly when |z-score| is above this (default 2.0)",
+    )
+    report.add_argument(
+        "--mock-field",
+        default="lumen_ion_mock_mode",
+        metavar="NAME",
+        help="gauge that is 1 in mock mode (default lumen_ion_mock_mode)",
+    )
+    report.add_argument(
+        "--persona-field",
+        default="lumen_ion_persona",
+        metavar="NAME",
+        help="counted field of the persona distribution (default lumen_ion_persona)",
+    )
+    report.set_defaults(run=_report, parser=report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    # numpy, matplotlib and httpx are imported only for this command.
+    from ..policy.durations import parse_duration
+    from ..report.analysis import ReportOptions, analyze, report_document
+    from ..report.html import report_html
+    from ..report.output import write_atomically
+    from ..report.prometheus import RangeQuery, read_prometheus
+    from ..report.records import ReportInputError, parse_time, read_csv_files
+
+    parser: argparse.ArgumentParser = args.parser
+    output = Path(args.output)
+    output_format = args.format or {".html": "html", ".htm": "html", ".json": "json"}.get(
+        output.suffix.lower()
+    )
+    if output_format is None:
+        parser.error(f"--output {args.output}: name it .html or .json, or give --format")
+    if not math.isfinite(args.z_threshold) or args.z_threshold <= 0:
+        parser.error(f"--z-threshold {args.z_threshold}: must be a positive number")
+    if args.prometheus is None and any((args.start, args.end, args.step)):
+        parser.error("--start, --end and --step go with --prometheus")
+    if args.prometheus is not None and args.start is None:
+        parser.error("--prometheus needs --start")
+
+    def moment(option: str, text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            return parse_time(text)
+        except ValueError:
+            parser.error(f"{option} {text!r}: not an RFC 3339 time nor Unix seconds")
+
+    options = ReportOptions(args.z_threshold, args.mock_field, args.persona_field)
+    try:
+        if args.prometheus is not None:
+            step = None
+            if args.step is not None:
+                try:
+                    step = (
+                        float(args.step) if args.step[-1:].isdigit() else parse_duration(args.step)
+                    )
+                except ValueError as error:
+                    parser.error(f"--step {args.step!r}: {error}")
+            query = RangeQuery(
+                url=args.prometheus,
+                start=moment("--start", args.start),
+                end=time.time() if args.end is None else moment("--end", args.end),
+                step=step,
+                selector=args.selector,
+            )
+            table = read_prometheus(query, options.persona_field)
+        else:
+            table = read_csv_files([Path(f) for f in args.input], [options.persona_field])
+        if args.probe is not None:
+            table = table.only(args.probe)
+        report = analyze(table, options)
+        text = (
+            json.dumps(report_document(report), indent=2, allow_nan=False) + "\n"
+            if output_format == "json"
+            else report_html(report, table)
+        )
+        write_atomically(output, text)
+    except ReportInputError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"{error.filename or output}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    probes = ", ".join(f"{p.probe} ({p.records} records)" for p in report.probes)
+    print(f"wrote {output}: {probes}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,246 @@
+"""The report's table from Prometheus: one ``query_range`` over the exporter's series, pivoted
+into the same ``ProbeRecord`` rows the CSV log gives.
+
+The query selects every series with a ``probe`` label (narrowed by ``--selector``). Per probe and
+evaluation step: ``lumen_probe_success`` makes a record (steps without it are skipped),
+``lumen_probe_duration_seconds`` and ``lumen_probe_http_status`` fill those columns, and every
+other series is a gauge column, except counters and their companions (``*_total``,
+``*_created``) and ``lumen_probe_last_success_timestamp_seconds``. The persona counter
+``<persona>_total{value}`` is not a per-run value: its increase over the range, per value, is the
+persona distribution (steps of the range query, with counter resets handled as Prometheus does:
+a drop starts again from 0).
+
+A record is a step of the query, not a scrape: with a step shorter than the scrape interval
+Prometheus repeats the last sample (for up to 5 minutes), so ``--step`` should be the scrape
+interval. Prometheus refuses more than 11,000 points per series in one query: a longer range is
+asked for in chunks, up to ``MAX_POINTS`` steps in all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .records import (
+    MetricsTable,
+    ProbeRecord,
+    ReportInputError,
+    build_table,
+    format_time,
+)
+
+SUCCESS_SERIES = "lumen_probe_success"
+DURATION_SERIES = "lumen_probe_duration_seconds"
+STATUS_SERIES = "lumen_probe_http_status"
+IGNORED_SERIES = frozenset({"lumen_probe_last_success_timestamp_seconds"})
+# Prometheus refuses a range query of more than 11,000 points per series; ask for fewer.
+POINTS_PER_QUERY = 10_000
+# Steps over the whole range at most (the chunks together): beyond, ask for a larger --step.
+MAX_POINTS = 1_000_000
+DEFAULT_STEP_SECONDS = 15.0
+# Labels that identify the field rather than the series' origin.
+FIELD_LABELS = frozenset({"__name__", "probe", "value"})
+
+
+@dataclass(frozen=True)
+class RangeQuery:
+    url: str  # Prometheus' base URL, e.g. http://prometheus:9090
+    start: float  # Unix seconds
+    end: float
+    step: float | None = None  # seconds; None: DEFAULT_STEP_SECONDS, or coarser to fit a query
+    selector: str = ""  # e.g. {job="lumen-exporter"}: label matchers added to the query
+    timeout: float = 30.0
+
+    def steps(self) -> float:
+        if self.step is not None:
+            return self.step
+        # The default fits one query: 15 s, or the step that makes the range POINTS_PER_QUERY.
+        return max(DEFAULT_STEP_SECONDS, math.ceil((self.end - self.start) / POINTS_PER_QUERY))
+
+
+def series_query(selector: str) -> str:
+    """The PromQL selector of every probe series, with the user's matchers added."""
+    text = selector.strip()
+    if not text:
+        return '{probe!=""}'
+    if not (text.startswith("{") and text.endswith("}")):
+        raise ReportInputError(
+            f'--selector {selector!r}: give label matchers in braces, e.g. {{job="lumen-exporter"}}'
+        )
+    inner = text[1:-1].strip().rstrip(",")
+    return '{probe!=""' + (f",{inner}" if inner else "") + "}"
+
+
+def read_prometheus(
+    query: RangeQuery,
+    persona_field: str,
+    transport: httpx.BaseTransport | None = None,
+) -> MetricsTable:
+    """The table of every probe's steps in the range. ReportInputError for a bad range, an
+    unreachable or refusing Prometheus, or no probe series."""
+    if query.end <= query.start:
+        raise ReportInputError(
+            f"--end {format_time(query.end)} is not after --start {format_time(query.start)}"
+        )
+    step = query.steps()
+    if step <= 0:
+        raise ReportInputError(f"--step {step} s: must be positive")
+    points = math.floor((query.end - query.start) / step) + 1
+    if points > MAX_POINTS:
+        raise ReportInputError(
+            f"too many points: {points} steps of {step:g} s from {format_time(query.start)} to "
+            f"{format_time(query.end)} (at most {MAX_POINTS}); give a larger --step"
+        )
+    expression = series_query(query.selector)
+    pivot = _Pivot(persona_field, query.start)
+    with httpx.Client(
+        base_url=query.url.rstrip("/"), timeout=query.timeout, transport=transport
+    ) as client:
+        chunk_start = query.start
+        while chunk_start <= query.end:
+            chunk_end = min(query.end, chunk_start + (POINTS_PER_QUERY - 1) * step)
+            for series in _query_range(client, query.url, expression, chunk_start, chunk_end, step):
+                pivot.add(series)
+            chunk_start = chunk_end + step
+    table = build_table(pivot.records(), pivot.gauges, [], [query.url])
+    if not table.probes:
+        raise ReportInputError(
+            f"{query.url}: no probe runs ({SUCCESS_SERIES}) for {expression} from "
+            f"{format_time(query.start)} to {format_time(query.end)}"
+        )
+    for probe, counts in pivot.persona_counts().items():
+        if probe in table.probes:
+            table.probes[probe].counted[persona_field] = counts
+    return table
+
+
+def _query_range(
+    client: httpx.Client, url: str, expression: str, start: float, end: float, step: float
+) -> list[dict[str, Any]]:
+    params = {
+        "query": expression,
+        "start": f"{start:.3f}",
+        "end": f"{end:.3f}",
+        "step": f"{step:g}",
+    }
+    try:
+        response = client.get("/api/v1/query_range", params=params)
+    except httpx.TransportError as error:
+        raise ReportInputError(f"cannot reach Prometheus at {url}: {error}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        raise ReportInputError(
+            f"{url}: answered HTTP {response.status_code} without a JSON body "
+            "(is it Prometheus' base URL?)"
+        ) from None
+    if not isinstance(body, dict) or body.get("status") != "success":
+        detail = body.get("error", "no reason given") if isinstance(body, dict) else body
+        raise ReportInputError(
+            f"{url}: Prometheus refused the query ({response.status_code}): {detail}"
+        )
+    result = body.get("data", {}).get("result")
+    if not isinstance(result, list):
+        raise ReportInputError(f"{url}: not a range query answer")
+    return result
+
+
+@dataclass
+class _ProbeSteps:
+    """One probe's values per step (milliseconds since the epoch)."""
+
+    success: dict[int, bool] = field(default_factory=dict)
+    duration: dict[int, float] = field(default_factory=dict)
+    status: dict[int, int] = field(default_factory=dict)
+    gauges: dict[int, dict[str, float]] = field(default_factory=dict)
+    # persona value -> [(step, counter value)]
+    persona: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+
+class _Pivot:
+    """Series -> per probe, per step values; refuses two series for one field (the same metric
+    of one probe from two jobs or instances: which one is the probe's?)."""
+
+    def __init__(self, persona_field: str, start: float) -> None:
+        self._persona_counter = f"{persona_field}_total"
+        self._start_ms = round(start * 1000)
+        self._probes: dict[str, _ProbeSteps] = {}
+        self._origins: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
+        self.gauges: set[str] = set()
+
+    def add(self, series: Mapping[str, Any]) -> None:
+        labels: dict[str, str] = dict(series.get("metric", {}))
+        name = labels.get("__name__", "")
+        probe = labels.get("probe", "")
+        if not name or not probe or name in IGNORED_SERIES:
+            return
+        is_persona = name == self._persona_counter
+        if not is_persona and name.endswith(("_total", "_created")):
+            return  # other counters are no per-run value
+        value_label = labels.get("value", "") if is_persona else ""
+        origin = tuple(sorted((k, v) for k, v in labels.items() if k not in FIELD_LABELS))
+        known = self._origins.setdefault((name, probe, value_label), origin)
+        if known != origin:
+            raise ReportInputError(
+                f"two series of {name}{{probe={probe!r}}}: {_labels(known)} and "
+                f"{_labels(origin)}; narrow the query with --selector"
+            )
+        steps = self._probes.setdefault(probe, _ProbeSteps())
+        points = [
+            (round(float(t) * 1000), float(v))
+            for t, v in series.get("values", [])
+            if math.isfinite(float(v))
+        ]
+        if is_persona:
+            steps.persona.setdefault(value_label, []).extend(points)
+        elif name == SUCCESS_SERIES:
+            steps.success.update((t, v != 0) for t, v in points)
+        elif name == DURATION_SERIES:
+            steps.duration.update(points)
+        elif name == STATUS_SERIES:
+            steps.status.update((t, int(v)) for t, v in points)
+        else:
+            self.gauges.add(name)
+            for t, v in points:
+                steps.gauges.setdefault(t, {})[name] = v
+
+    def records(self) -> Iterable[tuple[str, ProbeRecord]]:
+        for probe, steps in self._probes.items():
+            for t, success in steps.success.items():
+                yield (
+                    probe,
+                    ProbeRecord(
+                        timestamp=t / 1000,
+                        success=success,
+                        http_status=steps.status.get(t),
+                        duration_seconds=steps.duration.get(t),
+                        values=steps.gauges.get(t, {}),
+                        texts={},
+                    ),
+                )
+
+    def persona_counts(self) -> dict[str, Counter[str]]:
+        """Per probe, the persona counter's increase over the range per value. A series already
+        there at the range's first step starts from that value; one that appears later was
+        created in the range and starts from 0 (the exporter creates it on the first sighting)."""
+        counts: dict[str, Counter[str]] = {}
+        for probe, steps in self._probes.items():
+            for value, points in steps.persona.items():
+                points.sort()
+                previous = points[0][1] if points[0][0] == self._start_ms else 0.0
+                increase = 0.0
+                for _, current in points:
+                    increase += current - previous if current >= previous else current
+                    previous = current
+                if round(increase) > 0:
+                    counts.setdefault(probe, Counter())[value] = round(increase)
+        return counts
+
+
+def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
+    return "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}"

@@ -1,0 +1,233 @@
+"""``lumenctl report --input``: a generated 10,000-row CSV log of two probes, every figure of the
+JSON report checked against the same figures computed with ``statistics`` (tests/report/
+expected.py); rotated files, ``--probe``, ``--z-threshold``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lumen_alerting.cli.lumenctl import main as lumenctl
+from tests.report.expected import assert_probe_report, expected_probe
+from tests.report.generated import COLUMNS, Generated, csv_rows, gateway_runs, write_csv
+
+pytestmark = pytest.mark.timeout(300)
+
+
+class Log:
+    def __init__(self, directory: Path) -> None:
+        self.ion: Generated = gateway_runs(9_500, seed=11)
+        self.edge: Generated = gateway_runs(500, seed=12, probe="edge-api", interval=280.0)
+        self.runs = sorted(self.ion.runs + self.edge.runs, key=lambda run: run.timestamp)
+        self.path = directory / "metrics.csv"
+        write_csv(self.path, self.runs)
+
+    def rows(self, probe: str) -> list[dict[str, str]]:
+        """The probe's rows as csv.DictReader reads the file: the test's own view of it."""
+        with self.path.open(encoding="utf-8", newline="") as stream:
+            return [row for row in csv.DictReader(stream) if row["probe"] == probe]
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory) -> Log:
+    return Log(tmp_path_factory.mktemp("report-csv"))
+
+
+def report(*args: str) -> dict[str, Any]:
+    output = Path(args[args.index("--output") + 1])
+    assert lumenctl(["report", *args]) == 0
+    return json.loads(output.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def full_report(log, tmp_path_factory) -> dict[str, Any]:
+    output = tmp_path_factory.mktemp("report-json") / "report.json"
+    started = time.perf_counter()
+    document = report("--input", str(log.path), "--output", str(output))
+    print(f"report of {len(log.runs)} rows as JSON: {time.perf_counter() - started:.2f} s")
+    return document
+
+
+def test_the_generated_log_has_what_the_report_must_find(log):
+    with log.path.open(encoding="utf-8") as stream:
+        assert sum(1 for _ in stream) == 10_001  # the header and 10,000 rows
+    rows = log.rows("ion-api")
+    assert len(log.ion.downtime_runs) >= 10
+    assert log.ion.spikes >= 10
+    assert any(row["lumen_ion_mock_mode"] == "1.0" for row in rows)
+    assert any(row["lumen_phase_diff"] == "" and row["success"] == "1" for row in rows)
+    assert len({row["lumen_ion_persona"] for row in rows}) == 5  # four personas and empty
+
+
+def test_every_figure_of_the_10000_row_log_matches_statistics(log, full_report):
+    assert full_report["z_threshold"] == 2.0
+    assert full_report["stdev"] == "sample"
+    assert list(full_report["probes"]) == ["edge-api", "ion-api"]
+    for probe in ("ion-api", "edge-api"):
+        assert_probe_report(full_report["probes"][probe], expected_probe(log.rows(probe)))
+    # Ground truth from the generator, not from the file: one period per injected run of failures.
+    ion = full_report["probes"]["ion-api"]
+    assert [d["records"] for d in ion["health"]["downtime"]] == [
+        length for _, length in log.ion.downtime_runs
+    ]
+    assert ion["summary"]["records"] == 9_500
+
+
+def test_the_standard_deviation_is_the_sample_one(log, full_report):
+    values = [
+        float(row["lumen_ion_confidence"])
+        for row in log.rows("edge-api")
+        if row["lumen_ion_confidence"]
+    ]
+    got = full_report["probes"]["edge-api"]["statistics"]["lumen_ion_confidence"]["stdev"]
+    assert got == pytest.approx(statistics.stdev(values), rel=1e-12)
+    assert got != pytest.approx(statistics.pstdev(values), rel=1e-6)
+
+
+def test_injected_response_time_spikes_are_anomalies(log, full_report):
+    anomalies = full_report["probes"]["ion-api"]["anomalies"]
+    slow = {
+        a["timestamp"]
+        for a in anomalies
+        if a["field"] == "lumen_ion_response_time_ms" and a["z_score"] > 0
+    }
+    # A spike is four times the usual ~243 ms; nothing else comes near 600 ms.
+    response_times = [
+        (row["timestamp"], row["lumen_ion_response_time_ms"]) for row in log.rows("ion-api")
+    ]
+    spikes = {timestamp for timestamp, ms in response_times if ms and float(ms) > 600}
+    assert len(spikes) == log.ion.spikes
+    assert spikes <= slow
+
+
+def test_rotated_files_in_any_order_give_the_same_report(log, full_report, tmp_path):
+    with log.path.open(encoding="utf-8", newline="") as stream:
+        lines = stream.read().splitlines(keepends=True)
+    header, rows = lines[0], lines[1:]
+    # metrics.csv.2 is the oldest; each file starts with the header, as the exporter writes it.
+    parts = {
+        "metrics.csv.2": rows[:3000],
+        "metrics.csv.1": rows[3000:7000],
+        "metrics.csv": rows[7000:],
+    }
+    for name, part in parts.items():
+        (tmp_path / name).write_text(header + "".join(part), encoding="utf-8")
+    inputs = [str(tmp_path / name) for name in ("metrics.csv", "metrics.csv.2", "metrics.csv.1")]
+    rotated = report(
+        *(a for path in inputs for a in ("--input", path)),
+        "--output",
+        str(tmp_path / "r.json"),
+    )
+    assert rotated["sources"] == inputs
+    assert rotated["probes"] == full_report["probes"]
+
+
+def test_probe_picks_one_probe(log, full_report, tmp_path):
+    one = report(
+        "--input",
+        str(log.path),
+        "--probe",
+        "edge-api",
+        "--output",
+        str(tmp_path / "e.json"),
+    )
+    assert list(one["probes"]) == ["edge-api"]
+    assert one["probes"]["edge-api"] == full_report["probes"]["edge-api"]
+
+
+def test_z_threshold_changes_the_anomalies(log, tmp_path):
+    three = report(
+        "--input",
+        str(log.path),
+        "--z-threshold",
+        "3",
+        "--probe",
+        "ion-api",
+        "--output",
+        str(tmp_path / "z.json"),
+    )
+    assert three["z_threshold"] == 3.0
+    expected = expected_probe(log.rows("ion-api"), z_threshold=3.0)
+    assert {
+        (a["field"], a["timestamp"], a["value"]) for a in three["probes"]["ion-api"]["anomalies"]
+    } == (expected["anomalies"])
+    assert 0 < len(expected["anomalies"]) < len(expected_probe(log.rows("ion-api"))["anomalies"])
+
+
+def test_other_persona_and_mock_fields(tmp_path):
+    runs = gateway_runs(300, seed=5).runs
+    rows = csv_rows(runs)
+    header = [
+        {"lumen_ion_persona": "mood", "lumen_ion_mock_mode": "lumen_fake"}.get(c, c)
+        for c in COLUMNS
+    ]
+    path = tmp_path / "renamed.csv"
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    renamed = report(
+        "--input",
+        str(path),
+        "--persona-field",
+        "mood",
+        "--mock-field",
+        "lumen_fake",
+        "--output",
+        str(tmp_path / "m.json"),
+    )["probes"]["ion-api"]
+    defaults = report("--input", str(path), "--output", str(tmp_path / "d.json"))["probes"][
+        "ion-api"
+    ]
+    assert renamed["personas"]["field"] == "mood"
+    assert sum(v["count"] for v in renamed["personas"]["values"]) == sum(
+        1 for run in runs if run.persona
+    )
+    assert renamed["health"]["mock_known"] == sum(1 for run in runs if run.success)
+    # Under the default names the persona column is gone and there is no mock field.
+    assert defaults["personas"]["values"] == []
+    assert defaults["health"]["mock_mode_percent"] is None
+    assert "mood" not in defaults["statistics"]  # a text column, never a statistic
+
+
+def test_a_seed_like_log_of_146_healthy_runs(tmp_path):
+    """Seed 001's baseline: 146 records, 100% uptime, no mock mode, one persona."""
+    runs = [run for run in gateway_runs(400, seed=3).runs if run.success][:146]
+    runs = [
+        type(run)(
+            run.timestamp,
+            run.probe,
+            True,
+            200,
+            run.duration_seconds,
+            {**run.gauges, "lumen_ion_mock_mode": 0.0},
+            "Nana",
+        )
+        for run in runs
+    ]
+    write_csv(tmp_path / "seed.csv", runs)
+    probe = report("--input", str(tmp_path / "seed.csv"), "--output", str(tmp_path / "s.json"))
+    ion = probe["probes"]["ion-api"]
+    assert ion["summary"]["records"] == 146
+    assert ion["health"]["uptime_percent"] == 100.0
+    assert ion["health"]["mock_mode_percent"] == 0.0
+    assert ion["health"]["downtime"] == []
+    assert ion["personas"]["values"] == [{"value": "Nana", "count": 146, "percent": 100.0}]
+
+
+def test_shuffled_rows_are_put_in_time_order(tmp_path):
+    runs = gateway_runs(400, seed=4).runs
+    shuffled = runs[:]
+    random.Random(0).shuffle(shuffled)
+    write_csv(tmp_path / "ordered.csv", runs)
+    write_csv(tmp_path / "shuffled.csv", shuffled)
+    a = report("--input", str(tmp_path / "ordered.csv"), "--output", str(tmp_path / "a.json"))
+    b = report("--input", str(tmp_path / "shuffled.csv"), "--output", str(tmp_path / "b.json"))
+    assert a["probes"] == b["probes"]
