@@ -15,6 +15,7 @@ from prometheus_client import generate_latest
 
 from lumen_alerting.exporter.config import ExporterConfig, ProbeConfig
 from lumen_alerting.exporter.metrics import ExporterMetrics
+from lumen_alerting.exporter.values import FieldReading
 from lumen_alerting.exporter.probes import (
     MAX_BODY,
     ProbeScheduler,
@@ -255,10 +256,10 @@ def test_an_unexpected_error_in_a_run_records_a_failure_not_the_last_result(monk
             await scheduler.run_once(config)
             first = series(metrics)
 
-            def broken(*_: object) -> float:
+            def broken(*_: object) -> FieldReading:
                 raise RuntimeError("a bug quoting secret-header-value")
 
-            monkeypatch.setattr(probes, "field_value", broken)
+            monkeypatch.setattr(probes, "read_fields", broken)
             for _ in range(2):
                 result = await scheduler.run_once(config)
                 assert not result.success

@@ -6,6 +6,11 @@ of its name, so probes sharing an interval do not all fire at the same instant (
 is the same on every restart); after that it keeps to its grid (start + offset + k * interval).
 A run that overruns skips the slots it missed rather than firing several times to catch up, and
 a probe never overlaps itself. At most ``max_concurrent`` probes are in flight; the rest wait.
+
+Fields are read from a small body on the event loop (a few milliseconds at most), from a bigger
+one (over ``INLINE_BODY``) in a worker process: parsing 4 MiB of JSON takes a quarter of a second
+and more, and a thread would not do, since the parser holds the GIL all that time and every
+scrape would wait for it (measured: see ``tests/exporter/test_probes.py``).
 """
 
 from __future__ import annotations
@@ -14,20 +19,28 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import aiohttp
 
-from ..policy.probe_metrics import JSONPATH
 from .config import ExporterConfig, ProbeConfig
 from .metrics import ExporterMetrics, ProbeResult
-from .values import INVALID_BODY, FieldProblem, field_value, parse_body
+from .values import BodyFields, FieldProblem, FieldReading, compiled, read_fields
 
 log = logging.getLogger("lumen.exporter.probes")
 
 # A health answer is small; a bigger body is cut off here rather than held in memory.
 MAX_BODY = 4 * 1024 * 1024
+# Bodies up to this size are read on the event loop: parsing 64 KiB of JSON takes a few ms at
+# most, less than handing it to another process would.
+INLINE_BODY = 64 * 1024
+# Worker processes reading big bodies: enough that two probes with big answers need not queue,
+# few enough to leave the event loop a core.
+BODY_READERS = 2
 USER_AGENT = "lumen-exporter"
 
 
@@ -67,11 +80,11 @@ class ProbeScheduler:
         self._headers = headers or {}
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
-        self._paths = {
-            (probe.name, name): JSONPATH.compile(path)
-            for probe in config.probes
-            for name, path in probe.fields.items()
-        }
+        self._wanted = {probe.name: body_fields(probe) for probe in config.probes}
+        for wanted in self._wanted.values():  # compiled once, here, rather than at a first run
+            for path in (*wanted.gauges.values(), *wanted.counted.values()):
+                compiled(path)
+        self._readers = BodyReaders()
         self._failing: set[str] = set()  # to log a change of state once, not every run
 
     @property
@@ -108,6 +121,7 @@ class ProbeScheduler:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._readers.close()
 
     async def _keep_probing(self, probe: ProbeConfig, start: float, offset: float) -> None:
         loop = asyncio.get_running_loop()
@@ -191,18 +205,12 @@ class ProbeScheduler:
         if not probe.answers_as_expected(status):
             result = ProbeResult(False, duration, finished, status, error=f"HTTP {status}")
             return result, {}
-        fields: dict[str, float] = {}
-        problems: dict[str, FieldProblem] = {}
-        if probe.fields:
-            # A body past MAX_BODY was not read whole: as unusable as one that is not JSON.
-            document = INVALID_BODY if body is None else parse_body(body)
-            for name in probe.fields:
-                value = field_value(document, self._paths[probe.name, name])
-                if isinstance(value, FieldProblem):
-                    problems[name] = value
-                else:
-                    fields[name] = value
-        return ProbeResult(True, duration, finished, status, fields), problems
+        # A body past MAX_BODY (None) was not read whole: as unusable as one that is not JSON.
+        reading = await self._readers.read(body, self._wanted[probe.name])
+        result = ProbeResult(
+            True, duration, finished, status, reading.numbers, counted=reading.counted
+        )
+        return result, reading.problems
 
     @staticmethod
     def _failure(
@@ -220,6 +228,53 @@ class ProbeScheduler:
         elif result.success and probe.name in self._failing:
             self._failing.discard(probe.name)
             log.info("Probe %s succeeds again.", probe.name)
+
+
+def body_fields(probe: ProbeConfig) -> BodyFields:
+    """What to read from ``probe``'s answers (plain data: it may go to a worker process)."""
+    return BodyFields(
+        gauges=dict(probe.fields),
+        value_maps={name: dict(mapping) for name, mapping in probe.value_maps.items()},
+        counted=dict(probe.count_values),
+    )
+
+
+class BodyReaders:
+    """Reads the fields of a body: on the event loop up to ``INLINE_BODY``, else in a pool of
+    ``BODY_READERS`` worker processes, started at the first big body (an exporter whose targets
+    answer small bodies never starts one).
+
+    Processes are spawned, not forked: a fork of a process with threads (aiohttp's resolver,
+    the pool's own) can copy a held lock. A worker that dies (killed for memory, say) breaks the
+    pool: that read raises, its run is recorded as failed, and the next big body starts a new
+    pool."""
+
+    def __init__(self, inline_limit: int = INLINE_BODY, workers: int = BODY_READERS) -> None:
+        self.inline_limit = inline_limit
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def read(self, body: bytes | None, wanted: BodyFields) -> FieldReading:
+        if body is None or len(body) <= self.inline_limit or not (wanted.gauges or wanted.counted):
+            return read_fields(body, wanted)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self._workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        pool = self._pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, read_fields, body, wanted)
+        except BrokenProcessPool:
+            if self._pool is pool:
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    async def close(self) -> None:
+        """Stop the workers (a read under way is waited for, off the event loop)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
 async def _read_body(response: aiohttp.ClientResponse) -> bytes | None:
