@@ -188,6 +188,10 @@ class PipelineConfig(BaseModel):
     # Remove the last run's gauges not pushed again within this duration; None keeps them.
     expire_after: Duration | None = None
 
+    @property
+    def expire_after_seconds(self) -> float | None:
+        return None if self.expire_after is None else float(parse_duration(self.expire_after))
+
 
 class ExporterConfig(BaseModel):
     """``config.json``: the probes and the pipeline switch, as the renderer writes them."""

@@ -249,13 +249,12 @@ class BodyReaders:
     pool: that read raises, its run is recorded as failed, and the next big body starts a new
     pool."""
 
-    def __init__(self, inline_limit: int = INLINE_BODY, workers: int = BODY_READERS) -> None:
-        self.inline_limit = inline_limit
+    def __init__(self, workers: int = BODY_READERS) -> None:
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
 
     async def read(self, body: bytes | None, wanted: BodyFields) -> FieldReading:
-        if body is None or len(body) <= self.inline_limit or not (wanted.gauges or wanted.counted):
+        if body is None or len(body) <= INLINE_BODY or not (wanted.gauges or wanted.counted):
             return read_fields(body, wanted)
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
