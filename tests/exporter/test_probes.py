@@ -649,15 +649,13 @@ def test_the_cap_bounds_what_is_kept_whatever_the_values():
 
 def test_the_counter_says_what_it_counts_and_its_limit():
     config = probe(
-        "http://api/health",
-        count_values={"m_persona": "$.persona"},
-        max_distinct_values=5,
+        "http://api/health", count_values={"m_persona": "$.persona"}, max_distinct_values=5
     )
     metrics = ExporterMetrics(ExporterConfig(probes=[config]))
     metrics.record("api", ProbeResult(True, 0.01, 1767225600.0, 200, counted={"m_persona": "N"}))
     text = generate_latest(metrics.registry).decode()
-    assert "# TYPE m_persona_total counter" in text or "# TYPE m_persona counter" in text
-    (help_line,) = [line for line in text.splitlines() if line.startswith("# HELP m_persona")]
+    assert "# TYPE m_persona_total counter" in text
+    (help_line,) = [line for line in text.splitlines() if line.startswith("# HELP m_persona_t")]
     assert "$.persona" in help_line and "at most 5 distinct values" in help_line
     assert "__other__" in help_line
     assert 'm_persona_created{probe="api",value="N"} 1.7672256e+09' in text
