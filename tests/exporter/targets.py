@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-
 # The stand-in ION API's /health (seed 001's fields): the gateway status as a word (the gateway
 # example maps down/locked/unlocked to 0/1/2), the phase difference as a string (as some
 # gateways write numbers), and the persona the example counts by value.

@@ -683,3 +683,13 @@ def test_a_reader_process_that_dies_fails_one_run_and_the_next_starts_anew():
 
     first, again = asyncio.run(main())
     assert first.counted == again.counted == {"m_persona": "Nana"}
+
+
+def test_only_a_successful_run_moves_a_counted_value():
+    config = probe("http://api/health", fields={}, count_values={"m_persona": "$.persona"})
+    metrics = ExporterMetrics(ExporterConfig(probes=[config]))
+    failed = ProbeResult(False, 0.01, 1.0, 500, counted={"m_persona": "Nana"}, error="HTTP 500")
+    metrics.record("api", failed)
+    assert counted(metrics) == {}
+    metrics.record("api", ProbeResult(True, 0.01, 2.0, 200, counted={"m_persona": "Nana"}))
+    assert counted(metrics) == {("api", "Nana"): 1.0}

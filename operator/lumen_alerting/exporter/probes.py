@@ -9,8 +9,8 @@ a probe never overlaps itself. At most ``max_concurrent`` probes are in flight; 
 
 Fields are read from a small body on the event loop (a few milliseconds at most), from a bigger
 one (over ``INLINE_BODY``) in a worker process: parsing 4 MiB of JSON takes a quarter of a second
-and more, and a thread would not do, since the parser holds the GIL all that time and every
-scrape would wait for it (measured: see ``tests/exporter/test_probes.py``).
+and more, and a thread cannot be relied on, since the parser holds the GIL while it runs and a
+scrape may wait for all of it (the scrapes are measured in ``tests/exporter/test_probes.py``).
 """
 
 from __future__ import annotations
