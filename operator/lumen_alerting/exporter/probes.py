@@ -8,9 +8,9 @@ A run that overruns skips the slots it missed rather than firing several times t
 a probe never overlaps itself. At most ``max_concurrent`` probes are in flight; the rest wait.
 
 Fields are read from a small body on the event loop (a few milliseconds at most), from a bigger
-one (over ``INLINE_BODY``) in a worker process: parsing 4 MiB of JSON takes a quarter of a second
-and more, and a thread cannot be relied on, since the parser holds the GIL while it runs and a
-scrape may wait for all of it (the scrapes are measured in ``tests/exporter/test_probes.py``).
+one (over ``INLINE_BODY``) in a process of its own: parsing 4 MiB of JSON takes a quarter of a
+second and more, and a thread cannot be relied on, since the parser holds the GIL while it runs
+and a scrape may wait for all of it (the scrapes are measured in ``tests/exporter/test_probes.py``).
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import multiprocessing
+import os
+import sys
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import aiohttp
 
+from .body_reader import decode_reading, encode_request
 from .config import ExporterConfig, ProbeConfig
 from .metrics import ExporterMetrics, ProbeResult
 from .values import BodyFields, FieldProblem, FieldReading, compiled, read_fields
@@ -38,9 +39,11 @@ MAX_BODY = 4 * 1024 * 1024
 # Bodies up to this size are read on the event loop: parsing 64 KiB of JSON takes a few ms at
 # most, less than handing it to another process would.
 INLINE_BODY = 64 * 1024
-# Worker processes reading big bodies: enough that two probes with big answers need not queue,
-# few enough to leave the event loop a core.
-BODY_READERS = 2
+# Big bodies read at once, each in a process of its own: one, as a 4 MiB body of small values
+# takes some 100 MB to parse (the exporter's pod has a memory limit); the others queue.
+BODY_READERS = 1
+# A reader taking longer is killed and its run recorded as failed (4 MiB parse in under a second).
+READ_TIMEOUT = 60.0
 USER_AGENT = "lumen-exporter"
 
 
@@ -121,7 +124,6 @@ class ProbeScheduler:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        await self._readers.close()
 
     async def _keep_probing(self, probe: ProbeConfig, start: float, offset: float) -> None:
         loop = asyncio.get_running_loop()
@@ -239,41 +241,56 @@ def body_fields(probe: ProbeConfig) -> BodyFields:
     )
 
 
+class BodyReaderFailed(Exception):
+    """The process reading a big body did not give its reading (killed, or out of time)."""
+
+
 class BodyReaders:
-    """Reads the fields of a body: on the event loop up to ``INLINE_BODY``, else in a pool of
-    ``BODY_READERS`` worker processes, started at the first big body (an exporter whose targets
-    answer small bodies never starts one).
+    """Reads the fields of a body: on the event loop up to ``INLINE_BODY``, else in a process of
+    its own (``python -m lumen_alerting.exporter.body_reader``), at most ``BODY_READERS`` at
+    once, each given ``READ_TIMEOUT`` seconds.
 
-    Processes are spawned, not forked: a fork of a process with threads (aiohttp's resolver,
-    the pool's own) can copy a held lock. A worker that dies (killed for memory, say) breaks the
-    pool: that read raises, its run is recorded as failed, and the next big body starts a new
-    pool."""
+    A process per big body rather than a pool: it imports only ``values`` (0.2 s, 20 MB), and
+    the memory a big document takes (100 MB for 4 MiB of small values) goes back to the system
+    when it exits, where a long-lived worker would keep it. A reader that fails (killed for
+    memory, say) fails that one run, recorded as such; the next big body starts a new one."""
 
-    def __init__(self, workers: int = BODY_READERS) -> None:
-        self._workers = workers
-        self._pool: ProcessPoolExecutor | None = None
+    def __init__(self, readers: int = BODY_READERS) -> None:
+        self._slots = asyncio.Semaphore(readers)
+        self.command = [sys.executable, "-m", "lumen_alerting.exporter.body_reader"]
+        # The reader imports this package wherever it is, installed or not (tests run it from
+        # the source tree).
+        package_root = str(Path(__file__).resolve().parents[2])
+        path = os.environ.get("PYTHONPATH")
+        self._environment = os.environ | {
+            "PYTHONPATH": package_root if not path else f"{package_root}{os.pathsep}{path}"
+        }
 
     async def read(self, body: bytes | None, wanted: BodyFields) -> FieldReading:
         if body is None or len(body) <= INLINE_BODY or not (wanted.gauges or wanted.counted):
             return read_fields(body, wanted)
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self._workers, mp_context=multiprocessing.get_context("spawn")
-            )
-        pool = self._pool
-        try:
-            return await asyncio.get_running_loop().run_in_executor(pool, read_fields, body, wanted)
-        except BrokenProcessPool:
-            if self._pool is pool:
-                self._pool = None
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise
+        async with self._slots:
+            return await self._read_elsewhere(body, wanted)
 
-    async def close(self) -> None:
-        """Stop the workers (a read under way is waited for, off the event loop)."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+    async def _read_elsewhere(self, body: bytes, wanted: BodyFields) -> FieldReading:
+        reader = await asyncio.create_subprocess_exec(
+            *self.command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,  # a traceback could quote the body
+            env=self._environment,
+        )
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                out, _ = await reader.communicate(encode_request(body, wanted))
+        except BaseException:  # out of time, or the run cancelled: the reader goes too
+            with contextlib.suppress(ProcessLookupError):
+                reader.kill()
+            await reader.wait()
+            raise
+        if reader.returncode != 0:
+            raise BodyReaderFailed(f"the body reader exited with status {reader.returncode}")
+        return decode_reading(out)
 
 
 async def _read_body(response: aiohttp.ClientResponse) -> bytes | None:
