@@ -1,5 +1,6 @@
 """A local HTTP server standing in for the endpoints the exporter probes: each path answers as
-told (status, JSON or raw body, a delay, or no answer at all until the server stops)."""
+told (status, JSON or raw body, a delay, or no answer at all until the server stops); and what
+the stand-in ION API's ``/health`` answers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,23 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+# The stand-in ION API's /health (seed 001's fields): the gateway status as a word (the gateway
+# example maps down/locked/unlocked to 0/1/2), the phase difference as a string (as some
+# gateways write numbers), and the persona the example counts by value.
+ION_HEALTH: dict[str, Any] = {
+    "status": "ok",
+    "mock": False,
+    "confidence": 0.87,
+    "persona": "Nana",
+    "gateway": {"status": "locked"},
+    "resonance": {
+        "phase_diff": "0.40",
+        "entropy_rate": 0.24,
+        "creative_band": 0.42,
+        "risk_band": 0.12,
+    },
+}
 
 
 @dataclass

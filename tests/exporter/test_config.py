@@ -88,6 +88,66 @@ PROBE = {"name": "api", "url": "http://api:8080/health"}
         ({"probes": [PROBE], "pipeline": {"enabled": "maybe"}}, "pipeline.enabled:"),
         ({"probes": [PROBE | {"expected_status": [99]}]}, "probes[0].expected_status[0]:"),
         ("[1, 2", "not JSON"),
+        # Value maps: of a field, non-empty strings, finite numbers (json.loads reads Infinity).
+        (
+            {"probes": [PROBE | {"fields": {"m": "$.a"}, "value_maps": {"n": {"up": 1}}}]},
+            "probes[0].value_maps: 'n' is not one of the probe's fields",
+        ),
+        (
+            '{"probes": [{"name": "api", "url": "http://api", "fields": {"m": "$.a"}, '
+            '"value_maps": {"m": {"up": Infinity}}}]}',
+            "probes[0].value_maps.m.up: Input should be a finite number",
+        ),
+        (
+            {"probes": [PROBE | {"fields": {"m": "$.a"}, "value_maps": {"m": {"up": "one"}}}]},
+            "probes[0].value_maps.m.up:",
+        ),
+        (
+            {"probes": [PROBE | {"fields": {"m": "$.a"}, "value_maps": {"m": {"": 1}}}]},
+            "probes[0].value_maps: 'm': a value map's string must not be empty",
+        ),
+        # Counted values: a counter's base name, a JSONPath, apart from the probe's gauges.
+        (
+            {"probes": [PROBE | {"count_values": {"persona_total": "$.p"}}]},
+            "probes[0].count_values: 'persona_total': give a counter's name without _total",
+        ),
+        (
+            {"probes": [PROBE | {"count_values": {"persona_created": "$.p"}}]},
+            "probes[0].count_values: 'persona_created': give a counter's name without",
+        ),
+        (
+            {"probes": [PROBE | {"count_values": {"persona": "persona"}}]},
+            "probes[0].count_values.persona: 'persona' is not a JSONPath",
+        ),
+        (
+            {"probes": [PROBE | {"count_values": {"bad-name": "$.p"}}]},
+            "probes[0].count_values.bad-name:",
+        ),
+        (
+            {"probes": [PROBE | {"fields": {"p_total": "$.a"}, "count_values": {"p": "$.p"}}]},
+            "probes[0]: metric 'p_total' is used twice by this probe",
+        ),
+        (
+            {"probes": [PROBE | {"health_metric": "p_created", "count_values": {"p": "$.p"}}]},
+            "probes[0]: metric 'p_created' is used twice by this probe",
+        ),
+        (
+            {"probes": [PROBE | {"fields": {"p": "$.a"}, "count_values": {"p": "$.p"}}]},
+            "probes[0]: metric 'p' is used twice by this probe",
+        ),
+        (
+            {
+                "probes": [
+                    PROBE | {"fields": {"p_total": "$.a"}},
+                    PROBE | {"name": "b", "count_values": {"p": "$.p"}},
+                ]
+            },
+            "probes: probes[1].count_values.p exports p_total, a gauge of probes[0]",
+        ),
+        ({"probes": [PROBE | {"max_distinct_values": 0}]}, "probes[0].max_distinct_values:"),
+        ({"probes": [PROBE | {"max_distinct_values": 1001}]}, "probes[0].max_distinct_values:"),
+        ({"pipeline": {"expire_after": "0s"}}, "pipeline.expire_after: '0s' must be longer"),
+        ({"pipeline": {"expire_after": "2 days"}}, "pipeline.expire_after: '2 days' is not a"),
     ],
 )
 def test_a_bad_config_is_one_line_naming_the_field(tmp_path, capsys, document, named):
@@ -111,6 +171,43 @@ def test_the_docs_list_every_reserved_name():
     families = {name.removesuffix("_total").removesuffix("_created") for name in RESERVED_METRICS}
     assert "policy/probe_metrics.py" in docs
     assert {name for name in families if f"`{name}`" not in docs} == set()
+
+
+@pytest.mark.parametrize(
+    "name", sorted({n.removesuffix("_total").removesuffix("_created") for n in RESERVED_METRICS})
+)
+def test_no_counter_may_take_a_name_of_the_exporters_own_series(tmp_path, capsys, name):
+    line = refusal(flags(tmp_path, {"probes": [PROBE | {"count_values": {name: "$.a"}}]}), capsys)
+    assert "exporter's own series" in line, line
+
+
+def test_value_maps_counted_values_and_expiry_load(tmp_path):
+    document = {
+        "probes": [
+            PROBE
+            | {
+                "fields": {"lumen_gateway_status": "$.gateway.status"},
+                "value_maps": {"lumen_gateway_status": {"down": 0, "locked": 1, "unlocked": 2}},
+                "count_values": {"lumen_ion_persona": "$.persona"},
+                "max_distinct_values": 50,
+            },
+            # Another probe may share a gauge or a counter: one family, two probe labels.
+            PROBE
+            | {
+                "name": "b",
+                "fields": {"lumen_gateway_status": "$.status"},
+                "count_values": {"lumen_ion_persona": "$.who"},
+            },
+        ],
+        "pipeline": {"enabled": False, "expire_after": "1d12h"},
+    }
+    config = load_config(write(tmp_path, document))
+    first = config.probes[0]
+    assert first.value_maps == {"lumen_gateway_status": {"down": 0, "locked": 1, "unlocked": 2}}
+    assert first.count_values == {"lumen_ion_persona": "$.persona"}
+    assert (first.max_distinct_values, config.probes[1].max_distinct_values) == (50, 20)
+    assert config.pipeline.expire_after_seconds == 36 * 3600
+    assert ExporterConfig().pipeline.expire_after_seconds is None
 
 
 def test_several_problems_name_the_first_and_count_the_rest(tmp_path, capsys):

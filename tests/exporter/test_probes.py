@@ -5,25 +5,42 @@ stays, failures are counted; the schedule is spread and the number in flight is 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from aiohttp import web
 from prometheus_client import generate_latest
 
+from lumen_alerting.exporter.app import make_app
+from lumen_alerting.exporter.body_reader import (
+    decode_reading,
+    decode_request,
+    encode_reading,
+    encode_request,
+)
 from lumen_alerting.exporter.config import ExporterConfig, ProbeConfig
-from lumen_alerting.exporter.metrics import ExporterMetrics
+from lumen_alerting.exporter.metrics import ExporterMetrics, ProbeResult
 from lumen_alerting.exporter.probes import (
+    INLINE_BODY,
     MAX_BODY,
+    BodyReaders,
     ProbeScheduler,
     first_run_offset,
     next_slot,
 )
+from lumen_alerting.exporter.values import BodyFields, FieldProblem, FieldReading, read_fields
+from tests.exporter.exporter_run import environment
 from tests.exporter.series import probe_series, samples
 from tests.exporter.targets import Answer, ProbeTargets
 from tests.support.polling import eventually
+from tests.support.schemas import REPO
 
 pytestmark = pytest.mark.timeout(120)
 T = TypeVar("T")
@@ -255,10 +272,10 @@ def test_an_unexpected_error_in_a_run_records_a_failure_not_the_last_result(monk
             await scheduler.run_once(config)
             first = series(metrics)
 
-            def broken(*_: object) -> float:
+            def broken(*_: object) -> FieldReading:
                 raise RuntimeError("a bug quoting secret-header-value")
 
-            monkeypatch.setattr(probes, "field_value", broken)
+            monkeypatch.setattr(probes, "read_fields", broken)
             for _ in range(2):
                 result = await scheduler.run_once(config)
                 assert not result.success
@@ -441,3 +458,272 @@ def test_a_probe_with_secret_headers_follows_no_redirect(tmp_path: Path):
         result, _ = run([config], lambda s, _: s.run_once(config))
         assert (result.success, result.status) == (True, 200)
         assert elsewhere.requests("/collect") == 1
+
+
+def heavy_body() -> bytes:
+    """Just under MAX_BODY of small nested values (the most work per byte for a JSON parser:
+    0.4 s and more here), with the fields the probe reads up front."""
+    items = [
+        {"i": n, "v": [n, 0.5, True, None, {"s": "x", "t": [1, [2, [3]]]}]} for n in range(64_000)
+    ]
+    document = {"mock": False, "gateway": {"status": "locked"}, "persona": "Nana", "items": items}
+    body = json.dumps(document, separators=(",", ":")).encode()
+    assert INLINE_BODY < len(body) <= MAX_BODY
+    return body
+
+
+async def scrape_latencies(url: str, series: str, steps: int) -> list[float]:
+    """Latencies of back-to-back scrapes of ``url`` from another process (``scraper.py``),
+    until ``series`` has gone up by ``steps``."""
+    scraper = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.exporter.scraper",
+        url,
+        series,
+        str(steps),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO,
+        env=environment() | {"PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'operator'}"},
+    )
+    out, err = await scraper.communicate()
+    assert scraper.returncode == 0, err.decode()
+    latencies: list[float] = json.loads(out)
+    return latencies
+
+
+def scrapes_while_probing_a_heavy_body(body: bytes) -> list[float]:
+    """The exporter's /metrics (served on the loop the probes run on) scraped while a probe
+    reads ``body`` every second (the worker then has time to spare: not a busy core)."""
+    with ProbeTargets() as targets:
+        targets.answers["/health"] = Answer(body=body)
+        config = probe(
+            f"{targets.url}/health",
+            interval="1s",
+            timeout="30s",
+            fields={"m_status": "$.gateway.status"},
+            value_maps={"m_status": {"locked": 1}},
+            count_values={"m_persona": "$.persona"},
+        )
+
+        async def scraped(scheduler: ProbeScheduler, metrics: ExporterMetrics) -> list[float]:
+            runner = web.AppRunner(make_app(ExporterConfig(probes=[config]), metrics))
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            try:
+                port = runner.addresses[0][1]
+                await scheduler.start()
+                return await scrape_latencies(
+                    f"http://127.0.0.1:{port}/metrics",
+                    'm_persona_total{probe="api",value="Nana"}',
+                    4,
+                )
+            finally:
+                await runner.cleanup()
+
+        latencies, metrics = run([config], scraped)
+    assert series(metrics)["m_status"] == 1.0  # the body's fields were read, through the map
+    return latencies
+
+
+def test_a_big_body_is_parsed_off_the_event_loop_and_scrapes_stay_fast(monkeypatch):
+    """Parsed on the loop, a 4 MiB body holds up every scrape that arrives meanwhile for up to
+    its parse time; in a worker process it does not. The same scrapes with parsing forced onto
+    the loop are the control: they show the load is heavy enough to be seen on this machine.
+
+    Scrapes go back to back, so each stall of the loop catches one (it waits the stall out);
+    "slow" is half the body's own parse time, measured here (the machine may be busy)."""
+    from lumen_alerting.exporter import probes
+
+    body = heavy_body()
+    began = time.perf_counter()
+    json.loads(body)
+    slow = max(0.1, (time.perf_counter() - began) / 2)
+    off_loop = scrapes_while_probing_a_heavy_body(body)
+    monkeypatch.setattr(probes, "INLINE_BODY", MAX_BODY)
+    on_loop = scrapes_while_probing_a_heavy_body(body)
+    report = (
+        f"slow: over {slow * 1000:.0f} ms; off the loop: {len(off_loop)} scrapes, median "
+        f"{statistics.median(off_loop) * 1000:.1f} ms, worst {max(off_loop) * 1000:.0f} ms; on "
+        f"the loop: {len(on_loop)} scrapes, median {statistics.median(on_loop) * 1000:.1f} ms, "
+        f"slowest {[round(t * 1000) for t in sorted(on_loop)[-4:]]} ms"
+    )
+    print(report)
+    # One hiccup of a loaded machine is allowed, not one per run.
+    assert sum(t > slow for t in off_loop) <= 1, report
+    assert statistics.median(off_loop) < 0.05, report
+    assert sum(t > slow for t in on_loop) >= 2, report
+
+
+def counted(metrics: ExporterMetrics, name: str = "m_persona") -> dict[tuple[str, str], float]:
+    """``{(probe, value): count}`` of the counter ``<name>_total``."""
+    text = generate_latest(metrics.registry).decode()
+    return {
+        (dict(labels)["probe"], dict(labels)["value"]): value
+        for (sample, labels), value in samples(text).items()
+        if sample == f"{name}_total"
+    }
+
+
+GATEWAY = {"m_status": {"down": 0, "locked": 1, "unlocked": 2}}
+
+
+def test_a_value_map_turns_the_gateway_status_into_its_number():
+    with ProbeTargets() as targets:
+        config = probe(f"{targets.url}/health", fields={"m_status": "$.status"}, value_maps=GATEWAY)
+
+        async def statuses(scheduler: ProbeScheduler, metrics: ExporterMetrics) -> list[Any]:
+            seen = []
+            for status in ("locked", "unlocked", 2, "2", "Locked"):
+                targets.answers["/health"] = Answer.json({"status": status})
+                await scheduler.run_once(config)
+                seen.append(series(metrics).get("m_status"))
+            return seen
+
+        seen, metrics = run([config], statuses)
+    # A word not in the map (the case differs) is no value: the series goes, not a stale 2.
+    assert seen == [1.0, 2.0, 2.0, 2.0, None]
+    assert field_errors(metrics) == {("m_status", "unmapped"): 1.0}
+
+
+def test_a_field_is_counted_by_value_on_successful_runs():
+    with ProbeTargets() as targets:
+        config = probe(f"{targets.url}/health", fields={}, count_values={"m_persona": "$.persona"})
+
+        async def personas(scheduler: ProbeScheduler, metrics: ExporterMetrics) -> None:
+            assert counted(metrics) == {}  # values are not known in advance: no series yet
+            for persona in ("Nana", "Nana", "Lua", 7, True, None):
+                targets.answers["/health"] = Answer.json({"persona": persona})
+                await scheduler.run_once(config)
+            targets.answers["/health"] = Answer.json({"persona": "Nana"}, status=500)
+            await scheduler.run_once(config)  # a failure reads nothing: not counted
+            targets.answers["/health"] = Answer.json({"name": "Nana"})
+            await scheduler.run_once(config)  # no persona: a field error, not a count
+
+        _, metrics = run([config], personas)
+    assert counted(metrics) == {
+        ("api", "Nana"): 2.0,
+        ("api", "Lua"): 1.0,
+        ("api", "7"): 1.0,
+        ("api", "true"): 1.0,
+    }
+    assert field_errors(metrics) == {
+        ("m_persona", "not_a_number"): 1.0,
+        ("m_persona", "missing"): 1.0,
+    }
+
+
+def test_distinct_values_past_the_cap_are_counted_as_other():
+    with ProbeTargets() as targets:
+        config = probe(
+            f"{targets.url}/health",
+            fields={},
+            count_values={"m_persona": "$.persona"},
+            max_distinct_values=2,
+        )
+
+        async def personas(scheduler: ProbeScheduler, _: ExporterMetrics) -> None:
+            for persona in ("Nana", "Lua", "Mira", "Nana", "Kai", "Lua", "Mira"):
+                targets.answers["/health"] = Answer.json({"persona": persona})
+                await scheduler.run_once(config)
+
+        _, metrics = run([config], personas)
+    # First come, first kept; later values are all __other__, and counted as field errors.
+    assert counted(metrics) == {
+        ("api", "Nana"): 2.0,
+        ("api", "Lua"): 2.0,
+        ("api", "__other__"): 3.0,
+    }
+    assert field_errors(metrics) == {("m_persona", "too_many_values"): 3.0}
+
+
+def test_the_cap_bounds_what_is_kept_whatever_the_values():
+    """A field with ever-new values (an id, a time) keeps the cap's values and one more."""
+    config = probe("http://api/health", fields={}, count_values={"m_id": "$.id"})
+    metrics = ExporterMetrics(ExporterConfig(probes=[config]))
+    for n in range(10_000):
+        metrics.record("api", ProbeResult(True, 0.01, float(n), 200, counted={"m_id": str(n)}))
+    kept = counted(metrics, "m_id")
+    assert len(kept) == config.max_distinct_values + 1 == 21
+    assert kept[("api", "__other__")] == 10_000 - 20
+    assert sum(kept.values()) == 10_000
+    assert sum(len(values) for values in metrics.counted._tallies.values()) == 21
+
+
+def test_the_counter_says_what_it_counts_and_its_limit():
+    config = probe(
+        "http://api/health", count_values={"m_persona": "$.persona"}, max_distinct_values=5
+    )
+    metrics = ExporterMetrics(ExporterConfig(probes=[config]))
+    metrics.record("api", ProbeResult(True, 0.01, 1767225600.0, 200, counted={"m_persona": "N"}))
+    text = generate_latest(metrics.registry).decode()
+    assert "# TYPE m_persona_total counter" in text
+    (help_line,) = [line for line in text.splitlines() if line.startswith("# HELP m_persona_t")]
+    assert "$.persona" in help_line and "at most 5 distinct values" in help_line
+    assert "__other__" in help_line
+    assert 'm_persona_created{probe="api",value="N"} 1.7672256e+09' in text
+    errors = next(line for line in text.splitlines() if "HELP lumen_probe_field_errors" in line)
+    assert "unmapped" in errors and "too_many_values" in errors
+
+
+def test_a_body_reader_that_fails_fails_that_run_only():
+    """A reader process that dies (killed for memory, say) records its run as a failure (no
+    stale fields); the next run starts a new reader."""
+    with ProbeTargets() as targets:
+        targets.answers["/health"] = Answer(body=heavy_body())
+        config = probe(
+            f"{targets.url}/health",
+            fields={"m_status": "$.gateway.status"},
+            value_maps={"m_status": {"locked": 1}},
+        )
+
+        async def dying_then_fine(
+            scheduler: ProbeScheduler, metrics: ExporterMetrics
+        ) -> list[dict[str, float]]:
+            seen = []
+            readers = scheduler._readers
+            command = readers.command
+            await scheduler.run_once(config)
+            seen.append(series(metrics))
+            readers.command = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), 9)"]
+            assert not (await scheduler.run_once(config)).success
+            seen.append(series(metrics))
+            readers.command = command
+            await scheduler.run_once(config)
+            seen.append(series(metrics))
+            return seen
+
+        (fine, failed, again), metrics = run([config], dying_then_fine)
+    assert fine["m_status"] == again["m_status"] == 1.0
+    assert failed["lumen_probe_success"] == 0.0 and "m_status" not in failed
+    assert field_errors(metrics) == {}
+
+
+def test_a_body_reading_crosses_processes_intact():
+    wanted = BodyFields(
+        gauges={"m_status": "$.gateway.status", "m_x": "$.x"},
+        value_maps={"m_status": {"locked": 1}},
+        counted={"m_persona": "$.persona", "m_y": "$.y"},
+    )
+    body = heavy_body()
+    assert decode_request(encode_request(body, wanted)) == (body, wanted)
+    reading = read_fields(body, wanted)
+    assert reading.problems == {"m_x": FieldProblem.MISSING, "m_y": FieldProblem.MISSING}
+    assert decode_reading(encode_reading(reading)) == reading
+
+    async def elsewhere() -> FieldReading:
+        return await BodyReaders().read(body, wanted)
+
+    assert asyncio.run(elsewhere()) == reading
+
+
+def test_only_a_successful_run_moves_a_counted_value():
+    config = probe("http://api/health", fields={}, count_values={"m_persona": "$.persona"})
+    metrics = ExporterMetrics(ExporterConfig(probes=[config]))
+    failed = ProbeResult(False, 0.01, 1.0, 500, counted={"m_persona": "Nana"}, error="HTTP 500")
+    metrics.record("api", failed)
+    assert counted(metrics) == {}
+    metrics.record("api", ProbeResult(True, 0.01, 2.0, 200, counted={"m_persona": "Nana"}))
+    assert counted(metrics) == {("api", "Nana"): 1.0}

@@ -25,25 +25,11 @@ from tests.exporter.exporter_run import (
     rendered_config,
 )
 from tests.exporter.series import probe_series, samples
-from tests.exporter.targets import Answer, ProbeTargets
+from tests.exporter.targets import ION_HEALTH, Answer, ProbeTargets
 from tests.support.polling import eventually, free_port
 
 pytestmark = pytest.mark.timeout(180)
 
-# What the ION API's /health answers (seed 001's fields; the phase difference as a string, as
-# some gateways write numbers).
-ION_HEALTH = {
-    "status": "ok",
-    "mock": False,
-    "confidence": 0.87,
-    "gateway": {"status": 1},
-    "resonance": {
-        "phase_diff": "0.40",
-        "entropy_rate": 0.24,
-        "creative_band": 0.42,
-        "risk_band": 0.12,
-    },
-}
 SEED_001 = {
     "lumen_ion_health": 1.0,
     "lumen_ion_mock_mode": 0.0,
@@ -63,28 +49,53 @@ STANDARD = {
 }
 
 
+# examples/gateway.yaml maps the gateway's status word to seed 001's number and counts the
+# persona by value (spec.exporter.probes[].valueMaps, countValues). The renderer writes them into
+# config.json; a rendering without them (before the policy side has them) gets the same keys here.
+GATEWAY_VALUE_MAPS = {"lumen_gateway_status": {"down": 0, "locked": 1, "unlocked": 2}}
+GATEWAY_COUNT_VALUES = {"lumen_ion_persona": "$.persona"}
+PERSONA = ("lumen_ion_persona_total", (("probe", "ion-api"), ("value", "Nana")))
+SUCCESSES = ("lumen_probe_runs_total", (("probe", "ion-api"), ("result", "success")))
+
+
 def gateway_config(url: str) -> dict[str, Any]:
     """The gateway example's rendered config, pointed at the stand-in and probing every second
     (so the test needs not wait up to 20 s for the first run)."""
     config = rendered_config("gateway")
     (probe,) = config["probes"]
     assert probe["name"] == "ion-api" and probe["interval"] == "20s"
+    probe["value_maps"] = probe.get("value_maps") or GATEWAY_VALUE_MAPS
+    probe["count_values"] = probe.get("count_values") or GATEWAY_COUNT_VALUES
+    assert (probe["value_maps"], probe["count_values"]) == (
+        GATEWAY_VALUE_MAPS,
+        GATEWAY_COUNT_VALUES,
+    )
     probe.update(url=url, interval="1s")
     return config
 
 
+def after_successes(exporter: ExporterProcess, runs: int) -> str:
+    """/metrics once ion-api has succeeded ``runs`` times."""
+
+    def scraped() -> str | None:
+        text = exporter.metrics()
+        return text if samples(text).get(SUCCESSES, 0) >= runs else None
+
+    return eventually(scraped, 60, f"{runs} successful runs of ion-api")
+
+
 def test_the_gateway_example_exposes_seed_001s_nine_gauges():
+    """The nine gauges, the gateway's "locked" through the example's value map, and the persona
+    counted once per successful run."""
     with ProbeTargets() as ion_api:
         ion_api.answers["/health"] = Answer.json(ION_HEALTH)
         with ExporterProcess(gateway_config(f"{ion_api.url}/health")) as exporter:
-            text = eventually(
-                lambda: (t := exporter.metrics()) and "lumen_ion_health" in t and t,
-                60,
-                "the first probe of ion-api",
-            )
+            text = after_successes(exporter, 2)
     found = samples(text)
     policy_series = {
-        (name, labels): value for (name, labels), value in found.items() if name not in STANDARD
+        (name, labels): value
+        for (name, labels), value in found.items()
+        if name not in STANDARD and name != PERSONA[0]
     }
     nine = {name for name, _ in policy_series}
     assert nine == {*SEED_001, "lumen_ion_response_time_ms"}
@@ -93,6 +104,9 @@ def test_the_gateway_example_exposes_seed_001s_nine_gauges():
     assert values.pop("lumen_ion_response_time_ms") > 0
     assert {name: values[name] for name in SEED_001} == SEED_001
     assert values["lumen_probe_success"] == 1.0
+    # Every successful run saw persona "Nana" (the scrape reads both counters at one moment).
+    assert found[PERSONA] == found[SUCCESSES] >= 2
+    assert [key for key in found if key[0] == PERSONA[0]] == [PERSONA]
 
 
 def test_a_hung_target_does_not_slow_scrapes():
@@ -283,10 +297,20 @@ def test_metrics_with_probes_and_the_pipeline_pass_promtool(tmp_path):
     }
     with ProbeTargets() as ion_api:
         ion_api.answers["/health"] = Answer.json(ION_HEALTH)
+        ajar = ION_HEALTH | {"gateway": {"status": "ajar"}}
+        ion_api.answers["/other"] = Answer.json(ajar)
         config = gateway_config(f"{ion_api.url}/health") | {"pipeline": {"enabled": True}}
         # Seed 001's lumen_ion_response_time_ms is promtool's one lint ("abbreviated units"):
         # a name the seed fixes, not a fault of the exposition this test checks.
         config["probes"][0]["response_time_metric"] = "lumen_ion_response_time"
+        # A second probe whose status word is not in the map (unmapped), and whose persona
+        # changes past its cap of one value (__other__, too_many_values): every kind of series.
+        other = config["probes"][0] | {
+            "name": "other",
+            "url": f"{ion_api.url}/other",
+            "max_distinct_values": 1,
+        }
+        config["probes"].append(other)
         with ExporterProcess(config, "--pipeline-token-file", str(tmp_path / "token")) as exporter:
             answer = httpx.post(
                 f"{exporter.url}/pipeline/runs",
@@ -295,12 +319,26 @@ def test_metrics_with_probes_and_the_pipeline_pass_promtool(tmp_path):
                 timeout=30,
             )
             assert answer.status_code == 200, answer.text
-            text = eventually(
-                lambda: (t := exporter.metrics()) and "lumen_ion_health" in t and t,
-                60,
-                "the first probe of ion-api",
-            )
+            nana = ("lumen_ion_persona_total", (("probe", "other"), ("value", "Nana")))
+            eventually(lambda: nana in samples(exporter.metrics()), 60, "other counting Nana")
+            ion_api.answers["/other"] = Answer.json(ajar | {"persona": "Lua"})
+
+            def with_every_reason() -> str | None:
+                text = exporter.metrics()
+                reasons = {
+                    dict(labels).get("reason")
+                    for name, labels in samples(text)
+                    if name == "lumen_probe_field_errors_total"
+                }
+                return text if reasons == {"unmapped", "too_many_values"} else None
+
+            text = eventually(with_every_reason, 60, "unmapped and too_many_values errors")
     assert "lumen_pipeline_success" in text and "lumen_probe_runs_total" in text
+    found = samples(text)
+    assert found["lumen_gateway_status", (("probe", "ion-api"),)] == 1.0
+    assert ("lumen_gateway_status", (("probe", "other"),)) not in found  # "ajar": unmapped
+    assert found[PERSONA] >= 1
+    assert found["lumen_ion_persona_total", (("probe", "other"), ("value", "__other__"))] >= 1
     checked = subprocess.run(
         ["promtool", "check", "metrics"],
         input=text,
@@ -327,3 +365,50 @@ def test_an_unreadable_pipeline_state_stops_the_start_with_one_line(tmp_path):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("lumen-exporter: error: --state-dir: "), lines[0]
     assert "pipeline-state.json" in lines[0]
+
+
+def test_pipeline_gauges_not_pushed_within_expire_after_disappear(tmp_path):
+    """``pipeline.expire_after`` reaches the store of the real process: the last run's gauges go
+    once not pushed for that long; the run counters, the last run's time and the suppression
+    toggle stay (their meaning does not age)."""
+    token = "pipeline-token-0123456789"
+    (tmp_path / "token").write_text(token + "\n")
+    config = {"probes": [], "pipeline": {"enabled": True, "expire_after": "3s"}}
+    run = {
+        "run_id": "ci-1",
+        "stages": [{"stage": "build", "success": True, "duration_seconds": 12.5}],
+        "integrity_ok": True,
+        "report_generated": True,
+    }
+    expiring = {
+        ("lumen_pipeline_success", (("stage", "build"),)),
+        ("lumen_pipeline_duration_seconds", (("stage", "build"),)),
+        ("lumen_remote_integrity_ok", ()),
+        ("lumen_report_generated", ()),
+    }
+    staying = {
+        ("lumen_pipeline_last_run_timestamp", ()),
+        ("lumen_pipeline_runs_total", (("result", "success"),)),
+        ("lumen_pipeline_stage_runs_total", (("result", "success"), ("stage", "build"))),
+        ("lumen_alert_suppressed", ()),
+    }
+    with ExporterProcess(config, "--pipeline-token-file", str(tmp_path / "token")) as exporter:
+        answer = httpx.post(
+            f"{exporter.url}/pipeline/runs",
+            json=run,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        pushed = time.monotonic()
+        fresh = samples(exporter.metrics())
+        if time.monotonic() - pushed < 3:  # else the machine was too slow to see them fresh
+            assert expiring | staying <= fresh.keys()
+        aged = eventually(
+            lambda: not expiring & (s := samples(exporter.metrics())).keys() and s,
+            60,
+            "the pipeline's gauges expired",
+        )
+        assert time.monotonic() - pushed >= 3 - 0.5  # not before their time (clocks differ)
+    assert staying <= aged.keys()
+    assert aged["lumen_pipeline_runs_total", (("result", "success"),)] == 1.0

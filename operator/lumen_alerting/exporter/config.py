@@ -25,12 +25,20 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from ..policy.durations import DURATION_PATTERN, parse_duration
-from ..policy.probe_metrics import jsonpath_problem, repeated_metric, reserved_metric_problem
+from ..policy.probe_metrics import (
+    counter_problem,
+    counter_series,
+    jsonpath_problem,
+    probe_series_names,
+    repeated_metric,
+    reserved_metric_problem,
+)
 from ..settings import (
     Setting,
     flag_or_environment,
@@ -81,6 +89,8 @@ def _compiled_path(path: str) -> str:
 Duration = Annotated[str, AfterValidator(_duration)]
 MetricName = Annotated[str, AfterValidator(_metric_name)]
 JsonPathText = Annotated[str, AfterValidator(_compiled_path)]
+# A value map's number: JSON's NaN and Infinity (which json.loads takes) are no gauge values.
+MappedNumber = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class ProbeConfig(BaseModel):
@@ -103,7 +113,7 @@ class ProbeConfig(BaseModel):
     response_time_metric: MetricName = "lumen_probe_response_time_ms"
     fields: dict[MetricName, JsonPathText] = Field(default_factory=dict, max_length=64)
     # Field metric -> string value -> number; a string not in its map is no value ("unmapped").
-    value_maps: dict[str, dict[str, float]] = Field(default_factory=dict, max_length=64)
+    value_maps: dict[str, dict[str, MappedNumber]] = Field(default_factory=dict, max_length=64)
     # Counter base name (exported as <name>_total{probe,value}) -> JSONPath of a string field.
     count_values: dict[MetricName, JsonPathText] = Field(default_factory=dict, max_length=16)
     max_distinct_values: int = Field(default=20, ge=1, le=1000)
@@ -120,12 +130,45 @@ class ProbeConfig(BaseModel):
                 raise ValueError(f"{name!r} is not an HTTP header name")
         return files
 
+    @field_validator("value_maps")
+    @classmethod
+    def _maps_of_fields(
+        cls, maps: dict[str, dict[str, float]], info: ValidationInfo
+    ) -> dict[str, dict[str, float]]:
+        for name, mapping in maps.items():
+            # Matched exactly: "" would only ever match an empty string, more likely a typo.
+            if "" in mapping:
+                raise ValueError(f"{name!r}: a value map's string must not be empty")
+        # ``fields`` is declared first, so it is validated first; absent when it was invalid
+        # (then that is the error to report, not this one).
+        fields = info.data.get("fields")
+        if fields is None:
+            return maps
+        for name in maps:
+            if name not in fields:
+                raise ValueError(f"{name!r} is not one of the probe's fields (a key of fields)")
+        return maps
+
+    @field_validator("count_values")
+    @classmethod
+    def _counter_names(cls, counted: dict[str, str]) -> dict[str, str]:
+        for name in counted:
+            if (problem := counter_problem(name)) is not None:
+                raise ValueError(problem)
+        return counted
+
     @model_validator(mode="after")
     def _distinct_metrics(self) -> ProbeConfig:
-        names = [self.health_metric, self.response_time_metric, *self.fields]
+        # A counter takes three names (x, x_total, x_created): a gauge x_total beside a counter
+        # x would be two families of one name, and Prometheus drops the whole scrape.
+        names = probe_series_names(self.gauge_names, self.count_values)
         if (twice := repeated_metric(names)) is not None:
             raise ValueError(f"metric {twice!r} is used twice by this probe")
         return self
+
+    @property
+    def gauge_names(self) -> list[str]:
+        return [self.health_metric, self.response_time_metric, *self.fields]
 
     @property
     def interval_seconds(self) -> float:
@@ -149,6 +192,10 @@ class PipelineConfig(BaseModel):
     # Remove the last run's gauges not pushed again within this duration; None keeps them.
     expire_after: Duration | None = None
 
+    @property
+    def expire_after_seconds(self) -> float | None:
+        return None if self.expire_after is None else float(parse_duration(self.expire_after))
+
 
 class ExporterConfig(BaseModel):
     """``config.json``: the probes and the pipeline switch, as the renderer writes them."""
@@ -164,6 +211,26 @@ class ExporterConfig(BaseModel):
         names = [p.name for p in probes]
         if twice := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"probe name {twice[0]!r} is used twice")
+        return probes
+
+    @field_validator("probes")
+    @classmethod
+    def _gauges_apart_from_counters(cls, probes: list[ProbeConfig]) -> list[ProbeConfig]:
+        # Probes may share a gauge (or a counter): one family, told apart by the probe label.
+        # But one probe's gauge under a name another probe counts by would be two families
+        # of one name on /metrics, and Prometheus drops the whole scrape.
+        gauges: dict[str, int] = {}
+        for index, probe in enumerate(probes):
+            for name in probe.gauge_names:
+                gauges.setdefault(name, index)
+        for index, probe in enumerate(probes):
+            for base in probe.count_values:
+                for name in counter_series(base):
+                    if (other := gauges.get(name)) is not None and other != index:
+                        raise ValueError(
+                            f"probes[{index}].count_values.{base} exports {name}, a gauge of "
+                            f"probes[{other}]"
+                        )
         return probes
 
 

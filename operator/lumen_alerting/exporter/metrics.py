@@ -7,6 +7,12 @@ gauges: its ``health_metric`` (1/0), ``response_time_metric`` (milliseconds, whe
 answered) and one gauge per field. Every series carries ``probe="<name>"``. A value the last
 probe did not produce is not exported at all, so Prometheus marks it stale instead of keeping an
 old number; fields that could not be read are counted in ``lumen_probe_field_errors_total``.
+
+A counted field (``count_values``) is a counter ``<name>_total{probe, value}``: each successful
+run that read it adds 1 to the series of the value it saw. A probe keeps at most
+``max_distinct_values`` values per counter, the first seen; later ones are counted under
+``value="__other__"`` (and as ``too_many_values`` field errors), so a field with ever-new values
+(an id, a timestamp) can neither grow the exporter's memory nor flood Prometheus with series.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .config import ExporterConfig, ProbeConfig
@@ -107,7 +113,76 @@ def _help(probe: ProbeConfig, name: str) -> str:
         return "1 while the probed endpoint answers as expected in time, else 0."
     if name == probe.response_time_metric:
         return "Response time of the probed endpoint's last answer, in milliseconds."
-    return f"Field {probe.fields[name]} of the probed endpoint's JSON answer."
+    mapped = " (strings through its value map)" if name in probe.value_maps else ""
+    return f"Field {probe.fields[name]} of the probed endpoint's JSON answer{mapped}."
+
+
+OTHER_VALUE = "__other__"
+
+
+class _Tally:
+    """One counted value's series: how many runs saw it, and since when (``_created``)."""
+
+    __slots__ = ("count", "created")
+
+    def __init__(self, created: float) -> None:
+        self.count = 0.0
+        self.created = created
+
+
+class CountedValues(Collector):
+    """The ``count_values`` counters: for each probe and counter, at most
+    ``max_distinct_values`` values (the first seen) plus ``__other__``, so memory is bounded by
+    the configuration, whatever the targets answer."""
+
+    def __init__(self, config: ExporterConfig) -> None:
+        self._probes = {probe.name: probe for probe in config.probes}
+        # (probe, counter) -> value -> tally; only counters of the configuration get an entry.
+        self._tallies: dict[tuple[str, str], dict[str, _Tally]] = {
+            (probe.name, name): {} for probe in config.probes for name in probe.count_values
+        }
+        # Counter -> its HELP, from the first probe that counts under that name.
+        self._help: dict[str, str] = {}
+        for probe in config.probes:
+            for name, path in probe.count_values.items():
+                self._help.setdefault(
+                    name,
+                    f"Successful runs of the probe by the value of {path} in its JSON answer "
+                    f"(at most {probe.max_distinct_values} distinct values per probe, the first "
+                    f'seen; later ones are counted as value="{OTHER_VALUE}").',
+                )
+
+    def count(self, probe: str, name: str, value: str, now: float) -> bool:
+        """Add one run that saw ``value``; False when it went to ``__other__`` because the
+        probe's counter already keeps ``max_distinct_values`` other values."""
+        tallies = self._tallies.get((probe, name))
+        if tallies is None:
+            return True  # not a counter of the configuration: nothing to keep
+        kept = True
+        tally = tallies.get(value)
+        if tally is None:
+            distinct = len(tallies) - (OTHER_VALUE in tallies)
+            if value != OTHER_VALUE and distinct >= self._probes[probe].max_distinct_values:
+                kept, value = False, OTHER_VALUE
+                tally = tallies.get(value)
+            if tally is None:
+                tally = tallies[value] = _Tally(now)
+        tally.count += 1
+        return kept
+
+    def collect(self) -> Iterable[Metric]:
+        families: dict[str, CounterMetricFamily] = {}
+        # Copies, made in one step each: a scrape from another thread (as in tests) then never
+        # iterates a dict the loop is adding to.
+        for (probe, name), tallies in list(self._tallies.items()):
+            for value, tally in list(tallies.items()):
+                family = families.get(name)
+                if family is None:
+                    family = families[name] = CounterMetricFamily(
+                        name, self._help[name], labels=["probe", "value"]
+                    )
+                family.add_metric([probe, value], tally.count, created=tally.created)
+        yield from families.values()
 
 
 def _gauge(name: str, documentation: str) -> GaugeMetricFamily:
@@ -121,10 +196,14 @@ class ExporterMetrics:
         self.registry = registry or CollectorRegistry()
         self.results = ProbeResults()
         self.registry.register(ProbeCollector(config, self.results))
+        self.counted = CountedValues(config)
+        self.registry.register(self.counted)
         self.field_errors = Counter(
             "lumen_probe_field_errors",
-            "Fields of a probe's answer that had no value, by reason: invalid_json, missing, "
-            "many_values, not_a_number, unreadable.",
+            "Fields of a probe's answer that had no value (or, for too_many_values, a counted "
+            "value past the probe's max_distinct_values, counted as __other__), by reason: "
+            "invalid_json, missing, many_values, not_a_number, unreadable, unmapped, "
+            "too_many_values.",
             ["probe", "field", "reason"],
             registry=self.registry,
         )
@@ -142,8 +221,14 @@ class ExporterMetrics:
     def record(
         self, probe: str, result: ProbeResult, problems: Mapping[str, FieldProblem] | None = None
     ) -> None:
-        """Keep ``result`` as the probe's last and count its failures and missing fields."""
+        """Keep ``result`` as the probe's last and count its failures, missing fields and the
+        values of its counted fields."""
         self.results.record(probe, result)
         self.runs.labels(probe, "success" if result.success else "failure").inc()
         for name, problem in (problems or {}).items():
             self.field_errors.labels(probe, name, problem.value).inc()
+        if not result.success:
+            return  # a failed run read no field (and its counted values would be made up)
+        for name, value in result.counted.items():
+            if not self.counted.count(probe, name, value, result.finished_at):
+                self.field_errors.labels(probe, name, FieldProblem.TOO_MANY_VALUES.value).inc()

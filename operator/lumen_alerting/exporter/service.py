@@ -33,9 +33,12 @@ def pipeline_endpoints(settings: ExporterSettings, metrics: ExporterMetrics) -> 
     """The pipeline routes over the state kept in ``--state-dir``, its series in ``metrics``.
 
     The state is read before anything listens: a state file that cannot be read stops the
-    start rather than starting empty and losing the run counters."""
+    start rather than starting empty and losing the run counters. ``pipeline.expire_after``
+    sets how long a gauge not pushed again stays."""
     try:
-        store = PipelineStore(settings.state_dir)
+        store = PipelineStore(
+            settings.state_dir, max_age=settings.config.pipeline.expire_after_seconds
+        )
     except StateFileError as error:
         raise StartupError("--state-dir", str(error)) from None
     except OSError as error:
