@@ -88,7 +88,7 @@ PROBE = {"name": "api", "url": "http://api:8080/health"}
         ({"probes": [PROBE], "pipeline": {"enabled": "maybe"}}, "pipeline.enabled:"),
         ({"probes": [PROBE | {"expected_status": [99]}]}, "probes[0].expected_status[0]:"),
         ("[1, 2", "not JSON"),
-        # Value maps: of a field, non-empty strings, finite numbers (json.loads reads Infinity).
+        # Value maps: of a field, finite numbers (json.loads reads Infinity).
         (
             {"probes": [PROBE | {"fields": {"m": "$.a"}, "value_maps": {"n": {"up": 1}}}]},
             "probes[0].value_maps: 'n' is not one of the probe's fields",
@@ -101,10 +101,6 @@ PROBE = {"name": "api", "url": "http://api:8080/health"}
         (
             {"probes": [PROBE | {"fields": {"m": "$.a"}, "value_maps": {"m": {"up": "one"}}}]},
             "probes[0].value_maps.m.up:",
-        ),
-        (
-            {"probes": [PROBE | {"fields": {"m": "$.a"}, "value_maps": {"m": {"": 1}}}]},
-            "probes[0].value_maps: 'm': a value map's string must not be empty",
         ),
         # Counted values: a counter's base name, a JSONPath, apart from the probe's gauges.
         (

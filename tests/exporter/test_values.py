@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lumen_alerting.exporter.config import ExporterConfig
 from lumen_alerting.exporter.values import (
     INVALID_BODY,
     BodyFields,
@@ -49,7 +50,20 @@ def test_numbers_booleans_and_numeric_strings(value, expected):
 @pytest.mark.parametrize(
     "value",
     [
-        *(None, {}, [], [1], "", "locked", "nan", "NaN", "inf", "-Infinity", "1_000", "0x10"),
+        *(
+            None,
+            {},
+            [],
+            [1],
+            "",
+            "locked",
+            "nan",
+            "NaN",
+            "inf",
+            "-Infinity",
+            "1_000",
+            "0x10",
+        ),
         *("1e999", 10**400, float("nan"), float("inf")),
     ],
 )
@@ -68,9 +82,15 @@ def test_fields_are_read_by_jsonpath_from_the_body():
     assert field_value(document, JSONPATH.compile("$.gateway.status")) == 1.0
     assert field_value(document, JSONPATH.compile("$.list[1]")) == 2.0
     assert field_value(document, JSONPATH.compile("$.absent")) is FieldProblem.MISSING
-    assert field_value(document, JSONPATH.compile("$.gateway.x.y")) is FieldProblem.MISSING
-    assert field_value(document, JSONPATH.compile("$.list[*]")) is FieldProblem.MANY_VALUES
-    assert field_value(document, JSONPATH.compile("$.list")) is FieldProblem.NOT_A_NUMBER
+    assert (
+        field_value(document, JSONPATH.compile("$.gateway.x.y")) is FieldProblem.MISSING
+    )
+    assert (
+        field_value(document, JSONPATH.compile("$.list[*]")) is FieldProblem.MANY_VALUES
+    )
+    assert (
+        field_value(document, JSONPATH.compile("$.list")) is FieldProblem.NOT_A_NUMBER
+    )
 
 
 def test_a_json_null_body_is_json_without_the_field():
@@ -83,7 +103,9 @@ def test_a_json_null_body_is_json_without_the_field():
 def test_a_body_that_is_not_json_fails_every_field(body):
     document = parse_body(body)
     assert document is INVALID_BODY
-    assert field_value(document, JSONPATH.compile("$.mock")) is FieldProblem.INVALID_JSON
+    assert (
+        field_value(document, JSONPATH.compile("$.mock")) is FieldProblem.INVALID_JSON
+    )
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
@@ -92,7 +114,9 @@ def test_a_finite_number_survives_json_and_its_string_form(value):
     document = parse_body(body)
     assert field_value(document, JSONPATH.compile("$.n")) == value
     text_value = field_value(document, JSONPATH.compile("$.s"))
-    assert isinstance(text_value, float) and math.isclose(text_value, value, rel_tol=0, abs_tol=0)
+    assert isinstance(text_value, float) and math.isclose(
+        text_value, value, rel_tol=0, abs_tol=0
+    )
 
 
 GATEWAY_STATUS = {"down": 0.0, "locked": 1.0, "unlocked": 2.0}
@@ -131,10 +155,34 @@ def test_a_map_key_wins_over_the_numeric_reading_of_a_string():
     assert mapped_number(1, {"1": 5.0}) == 1.0  # a number is not a string key
 
 
+def test_an_empty_string_may_be_mapped_like_any_other():
+    # lumenctl validate and the CRD accept {"": 0} (an API answering "" for unknown): so must
+    # the exporter's config, or an accepted policy would crash-loop the exporter.
+    assert mapped_number("", {"": 0.0, "up": 1.0}) == 0.0
+    config = ExporterConfig.model_validate(
+        {
+            "probes": [
+                {
+                    "name": "a",
+                    "url": "http://a",
+                    "fields": {"m": "$.s"},
+                    "value_maps": {"m": {"": 0}},
+                }
+            ]
+        }
+    )
+    assert config.probes[0].value_maps == {"m": {"": 0.0}}
+
+
 def test_without_a_map_a_word_is_not_a_number():
     document = parse_body(b'{"status": "locked"}')
-    assert field_value(document, JSONPATH.compile("$.status")) is FieldProblem.NOT_A_NUMBER
-    assert field_value(document, JSONPATH.compile("$.status"), {}) is FieldProblem.NOT_A_NUMBER
+    assert (
+        field_value(document, JSONPATH.compile("$.status")) is FieldProblem.NOT_A_NUMBER
+    )
+    assert (
+        field_value(document, JSONPATH.compile("$.status"), {})
+        is FieldProblem.NOT_A_NUMBER
+    )
 
 
 @given(st.dictionaries(st.text(min_size=1), st.floats(allow_nan=False), min_size=1))
@@ -169,10 +217,18 @@ def test_a_counted_field_is_read_as_a_string(value, expected):
 
 def test_a_counted_field_missing_or_many_is_a_problem_as_for_gauges():
     document = parse_body(b'{"personas": ["Nana", "Lua"]}')
-    assert counted_value(document, JSONPATH.compile("$.persona")) is FieldProblem.MISSING
-    assert counted_value(document, JSONPATH.compile("$.personas[*]")) is FieldProblem.MANY_VALUES
+    assert (
+        counted_value(document, JSONPATH.compile("$.persona")) is FieldProblem.MISSING
+    )
+    assert (
+        counted_value(document, JSONPATH.compile("$.personas[*]"))
+        is FieldProblem.MANY_VALUES
+    )
     assert counted_value(document, JSONPATH.compile("$.personas[1]")) == "Lua"
-    assert counted_value(INVALID_BODY, JSONPATH.compile("$.persona")) is FieldProblem.INVALID_JSON
+    assert (
+        counted_value(INVALID_BODY, JSONPATH.compile("$.persona"))
+        is FieldProblem.INVALID_JSON
+    )
 
 
 WANTED = BodyFields(

@@ -135,10 +135,8 @@ class ProbeConfig(BaseModel):
     def _maps_of_fields(
         cls, maps: dict[str, dict[str, float]], info: ValidationInfo
     ) -> dict[str, dict[str, float]]:
-        for name, mapping in maps.items():
-            # Matched exactly: "" would only ever match an empty string, more likely a typo.
-            if "" in mapping:
-                raise ValueError(f"{name!r}: a value map's string must not be empty")
+        # An empty string is a key like any other (an API that answers "" for "unknown"), as the
+        # policy allows it: lumenctl validate and this check must agree.
         # ``fields`` is declared first, so it is validated first; absent when it was invalid
         # (then that is the error to report, not this one).
         fields = info.data.get("fields")
