@@ -496,6 +496,7 @@ def test_the_exporter_logs_each_result_and_appends_after_a_restart(tmp_path):
         assert (row["lumen_ion_health"], row["lumen_ion_confidence"]) == ("1.0", "0.87")
         assert row["lumen_phase_diff"] == "0.4" and float(row["lumen_probe_response_time_ms"]) > 0
         assert row["lumen_probe_up"] == ""
+        assert row["lumen_ion_persona"] == "Nana"  # the counted value, as read
     for row in by_probe["broken"]:
         assert (row["success"], row["http_status"], row["error"]) == (
             "0",
@@ -503,6 +504,7 @@ def test_the_exporter_logs_each_result_and_appends_after_a_restart(tmp_path):
             "HTTP 500",
         )
         assert (row["lumen_probe_up"], row["lumen_ion_health"]) == ("0.0", "")
+        assert row["lumen_ion_persona"] == ""  # a failed run read nothing
     stamps = [row["timestamp"] for row in rows_of(path)]
     assert all(stamp.endswith("Z") and len(stamp) == 24 for stamp in stamps)
 
