@@ -82,15 +82,9 @@ def test_fields_are_read_by_jsonpath_from_the_body():
     assert field_value(document, JSONPATH.compile("$.gateway.status")) == 1.0
     assert field_value(document, JSONPATH.compile("$.list[1]")) == 2.0
     assert field_value(document, JSONPATH.compile("$.absent")) is FieldProblem.MISSING
-    assert (
-        field_value(document, JSONPATH.compile("$.gateway.x.y")) is FieldProblem.MISSING
-    )
-    assert (
-        field_value(document, JSONPATH.compile("$.list[*]")) is FieldProblem.MANY_VALUES
-    )
-    assert (
-        field_value(document, JSONPATH.compile("$.list")) is FieldProblem.NOT_A_NUMBER
-    )
+    assert field_value(document, JSONPATH.compile("$.gateway.x.y")) is FieldProblem.MISSING
+    assert field_value(document, JSONPATH.compile("$.list[*]")) is FieldProblem.MANY_VALUES
+    assert field_value(document, JSONPATH.compile("$.list")) is FieldProblem.NOT_A_NUMBER
 
 
 def test_a_json_null_body_is_json_without_the_field():
@@ -103,9 +97,7 @@ def test_a_json_null_body_is_json_without_the_field():
 def test_a_body_that_is_not_json_fails_every_field(body):
     document = parse_body(body)
     assert document is INVALID_BODY
-    assert (
-        field_value(document, JSONPATH.compile("$.mock")) is FieldProblem.INVALID_JSON
-    )
+    assert field_value(document, JSONPATH.compile("$.mock")) is FieldProblem.INVALID_JSON
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
@@ -114,9 +106,7 @@ def test_a_finite_number_survives_json_and_its_string_form(value):
     document = parse_body(body)
     assert field_value(document, JSONPATH.compile("$.n")) == value
     text_value = field_value(document, JSONPATH.compile("$.s"))
-    assert isinstance(text_value, float) and math.isclose(
-        text_value, value, rel_tol=0, abs_tol=0
-    )
+    assert isinstance(text_value, float) and math.isclose(text_value, value, rel_tol=0, abs_tol=0)
 
 
 GATEWAY_STATUS = {"down": 0.0, "locked": 1.0, "unlocked": 2.0}
@@ -176,13 +166,8 @@ def test_an_empty_string_may_be_mapped_like_any_other():
 
 def test_without_a_map_a_word_is_not_a_number():
     document = parse_body(b'{"status": "locked"}')
-    assert (
-        field_value(document, JSONPATH.compile("$.status")) is FieldProblem.NOT_A_NUMBER
-    )
-    assert (
-        field_value(document, JSONPATH.compile("$.status"), {})
-        is FieldProblem.NOT_A_NUMBER
-    )
+    assert field_value(document, JSONPATH.compile("$.status")) is FieldProblem.NOT_A_NUMBER
+    assert field_value(document, JSONPATH.compile("$.status"), {}) is FieldProblem.NOT_A_NUMBER
 
 
 @given(st.dictionaries(st.text(min_size=1), st.floats(allow_nan=False), min_size=1))
@@ -217,18 +202,10 @@ def test_a_counted_field_is_read_as_a_string(value, expected):
 
 def test_a_counted_field_missing_or_many_is_a_problem_as_for_gauges():
     document = parse_body(b'{"personas": ["Nana", "Lua"]}')
-    assert (
-        counted_value(document, JSONPATH.compile("$.persona")) is FieldProblem.MISSING
-    )
-    assert (
-        counted_value(document, JSONPATH.compile("$.personas[*]"))
-        is FieldProblem.MANY_VALUES
-    )
+    assert counted_value(document, JSONPATH.compile("$.persona")) is FieldProblem.MISSING
+    assert counted_value(document, JSONPATH.compile("$.personas[*]")) is FieldProblem.MANY_VALUES
     assert counted_value(document, JSONPATH.compile("$.personas[1]")) == "Lua"
-    assert (
-        counted_value(INVALID_BODY, JSONPATH.compile("$.persona"))
-        is FieldProblem.INVALID_JSON
-    )
+    assert counted_value(INVALID_BODY, JSONPATH.compile("$.persona")) is FieldProblem.INVALID_JSON
 
 
 WANTED = BodyFields(
