@@ -466,6 +466,20 @@ PROBE_FEATURES = [
         f"{PROBE}.valueMaps.lumen_gateway_status.down: must be a number, not a string",
     ),
     (
+        # YAML reads an unquoted `on:` as True; rendered, that key became "true" (or crashed
+        # json.dumps(sort_keys=True) beside string keys): a policy that looked valid.
+        "value map key YAML read as a boolean",
+        changed(f"{PROBE}.valueMaps.lumen_gateway_status", {True: 1, "locked": 2}, GATEWAY),
+        f"{PROBE}.valueMaps.lumen_gateway_status.True: key True is not a string: quote it "
+        "(YAML reads unquoted on/off, yes/no, true/false and numbers as booleans and numbers)",
+    ),
+    (
+        "value map key YAML read as a number",
+        changed(f"{PROBE}.valueMaps.lumen_gateway_status", {1: 1, "locked": 2}, GATEWAY),
+        f"{PROBE}.valueMaps.lumen_gateway_status.1: key 1 is not a string: quote it "
+        "(YAML reads unquoted on/off, yes/no, true/false and numbers as booleans and numbers)",
+    ),
+    (
         "expiry of zero",
         changed("spec.exporter.pipeline", {"expireAfter": "0s"}, GATEWAY),
         "spec.exporter.pipeline.expireAfter: '0s' must be longer than zero",

@@ -200,7 +200,18 @@ def _load_map(
     value_doc = FieldDoc(description="")
     for key, value in data.items():
         sub = f"{path}.{key}"
-        if doc.key_pattern and not (isinstance(key, str) and _matches(doc.key_pattern, key)):
+        if not isinstance(key, str):
+            # JSON (and so the API server) has only string keys; YAML 1.1 reads on/off/yes/no,
+            # true/false and numbers as other types, which would render as "true" or 1.
+            problems.append(
+                Problem(
+                    sub,
+                    f"key {key!r} is not a string: quote it (YAML reads unquoted on/off, "
+                    "yes/no, true/false and numbers as booleans and numbers)",
+                )
+            )
+            continue
+        if doc.key_pattern and not _matches(doc.key_pattern, key):
             problems.append(Problem(sub, f"key must match {doc.key_pattern}"))
             continue
         result[key] = _load_value(value_tp, value, sub, value_doc, problems)
