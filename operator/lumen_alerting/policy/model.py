@@ -673,7 +673,7 @@ class Exporter:
     )
     pipeline: Pipeline = spec_field("Pipeline-run metrics endpoint.", default_factory=Pipeline)
     persistence: Persistence = spec_field(
-        "A PersistentVolumeClaim for the exporter's state (the pipeline runs' counters and gauges).",
+        "A PersistentVolumeClaim for the exporter's state (pipeline runs' counters, gauges).",
         default_factory=Persistence,
     )
 
