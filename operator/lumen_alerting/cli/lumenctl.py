@@ -192,6 +192,7 @@ def _emit(args: argparse.Namespace) -> int:
     # The exporter's code (prometheus_client, pydantic) is imported only for this command.
     from pydantic import ValidationError
 
+    from ..atomic_files import write_atomically
     from ..exporter.pipeline import (
         PipelineRun,
         PipelineState,
@@ -202,7 +203,6 @@ def _emit(args: argparse.Namespace) -> int:
         parse_problems,
         state_dir_lock,
         textfile,
-        write_atomically,
     )
 
     source = "<stdin>" if args.run_file == "-" else args.run_file
@@ -314,10 +314,10 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _report(args: argparse.Namespace) -> int:
     # numpy, matplotlib and httpx are imported only for this command.
+    from ..atomic_files import write_atomically
     from ..policy.durations import parse_duration
     from ..report.analysis import ReportOptions, analyze, report_document
     from ..report.html import report_html
-    from ..report.output import write_atomically
     from ..report.prometheus import RangeQuery, read_prometheus
     from ..report.records import ReportInputError, parse_time, read_csv_files
 
@@ -374,7 +374,7 @@ def _report(args: argparse.Namespace) -> int:
             if output_format == "json"
             else report_html(report, table)
         )
-        write_atomically(output, text)
+        write_atomically(output, text.encode("utf-8"), mode=0o644)
     except ReportInputError as error:
         print(error, file=sys.stderr)
         return 1

@@ -27,8 +27,9 @@ from matplotlib.axes import Axes
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
+from ..probe_log_format import DURATION, rfc3339_millis
 from .analysis import Anomaly, FieldStatistics, ProbeReport, Report, numeric_fields
-from .records import DURATION, MetricsTable, ProbeSeries, format_time
+from .records import MetricsTable, ProbeSeries
 
 # Points drawn per series at most (twice the buckets: each keeps its minimum and maximum).
 DRAWN_BUCKETS = 1000
@@ -82,8 +83,8 @@ def _probe_section(
             [
                 [
                     str(probe.records),
-                    format_time(probe.first),
-                    format_time(probe.last),
+                    rfc3339_millis(probe.first),
+                    rfc3339_millis(probe.last),
                     _duration(probe.span_seconds),
                 ]
             ],
@@ -156,11 +157,11 @@ def _downtime_table(probe: ProbeReport) -> str:
         longest = sorted(health.downtime, key=lambda d: (-d.records, d.start))[:TABLE_ROWS]
         rows = [
             [
-                format_time(d.start),
-                format_time(d.end),
+                rfc3339_millis(d.start),
+                rfc3339_millis(d.end),
                 _duration(d.duration_seconds),
                 str(d.records),
-                "still down" if d.recovered_at is None else format_time(d.recovered_at),
+                "still down" if d.recovered_at is None else rfc3339_millis(d.recovered_at),
             ]
             for d in sorted(longest, key=lambda d: d.start)
         ]
@@ -192,7 +193,7 @@ def _anomaly_table(anomalies: Sequence[Anomaly]) -> str:
         return "<p>No anomalies.</p>\n"
     strongest = sorted(anomalies, key=lambda a: -abs(a.z_score))[:TABLE_ROWS]
     rows = [
-        [a.field, format_time(a.timestamp), _number(a.value), f"{a.z_score:+.2f}"]
+        [a.field, rfc3339_millis(a.timestamp), _number(a.value), f"{a.z_score:+.2f}"]
         for a in sorted(strongest, key=lambda a: (a.timestamp, a.field))
     ]
     return (

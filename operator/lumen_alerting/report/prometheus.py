@@ -26,13 +26,8 @@ from typing import Any
 
 import httpx
 
-from .records import (
-    MetricsTable,
-    ProbeRecord,
-    ReportInputError,
-    build_table,
-    format_time,
-)
+from ..probe_log_format import rfc3339_millis
+from .records import MetricsTable, ProbeRecord, ReportInputError, build_table
 
 SUCCESS_SERIES = "lumen_probe_success"
 DURATION_SERIES = "lumen_probe_duration_seconds"
@@ -85,7 +80,7 @@ def read_prometheus(
     unreachable or refusing Prometheus, or no probe series."""
     if query.end <= query.start:
         raise ReportInputError(
-            f"--end {format_time(query.end)} is not after --start {format_time(query.start)}"
+            f"--end {rfc3339_millis(query.end)} is not after --start {rfc3339_millis(query.start)}"
         )
     step = query.steps()
     if step <= 0:
@@ -93,8 +88,8 @@ def read_prometheus(
     points = math.floor((query.end - query.start) / step) + 1
     if points > MAX_POINTS:
         raise ReportInputError(
-            f"too many points: {points} steps of {step:g} s from {format_time(query.start)} to "
-            f"{format_time(query.end)} (at most {MAX_POINTS}); give a larger --step"
+            f"too many points: {points} steps of {step:g} s from {rfc3339_millis(query.start)} to "
+            f"{rfc3339_millis(query.end)} (at most {MAX_POINTS}); give a larger --step"
         )
     expression = series_query(query.selector)
     pivot = _Pivot(persona_field, query.start)
@@ -111,7 +106,7 @@ def read_prometheus(
     if not table.probes:
         raise ReportInputError(
             f"{query.url}: no probe runs ({SUCCESS_SERIES}) for {expression} from "
-            f"{format_time(query.start)} to {format_time(query.end)}"
+            f"{rfc3339_millis(query.start)} to {rfc3339_millis(query.end)}"
         )
     for probe, counts in pivot.persona_counts().items():
         if probe in table.probes:

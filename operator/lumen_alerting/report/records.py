@@ -4,7 +4,8 @@ A ``MetricsTable`` holds, per probe, its runs in time order (``ProbeRecord``): s
 status, duration, the numeric gauge values and the counted string values (the persona) the run
 had. Both sources build it: this module from CSV files, ``prometheus.py`` from a range query.
 
-The CSV format is the exporter's (docs/exporter.md): a header line, then one row per probe run,
+The CSV format is the exporter's (docs/exporter.md; its fixed columns and timestamp format in
+``probe_log_format``, shared with the writer): a header line, then one row per probe run,
 ``timestamp,probe,success,http_status,duration_seconds,<gauges...>,<counted...>,error``. Columns
 beyond the fixed ones are numeric gauges, except the ones named as text (the persona field) and
 any column whose first non-empty cell is not a number (a counted value). Pure: no I/O besides
@@ -21,14 +22,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-# Columns every exporter row has; they are not gauges.
-TIMESTAMP = "timestamp"
-PROBE = "probe"
-SUCCESS = "success"
-HTTP_STATUS = "http_status"
-DURATION = "duration_seconds"
-ERROR = "error"
-FIXED_COLUMNS = frozenset({TIMESTAMP, PROBE, SUCCESS, HTTP_STATUS, DURATION, ERROR})
+from ..probe_log_format import (
+    DURATION,
+    FIXED_COLUMNS,
+    HTTP_STATUS,
+    PROBE,
+    SUCCESS,
+    TIMESTAMP,
+)
 
 
 class ReportInputError(Exception):
@@ -116,12 +117,6 @@ def parse_time(text: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-def format_time(seconds: float) -> str:
-    """RFC 3339 UTC with milliseconds, as the exporter's CSV writes it."""
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def read_csv_files(paths: Sequence[Path], text_fields: Iterable[str] = ()) -> MetricsTable:
