@@ -10,6 +10,14 @@ other series is a gauge column, except counters and their companions (``*_total`
 persona distribution (steps of the range query, with counter resets handled as Prometheus does:
 a drop starts again from 0).
 
+One field of one probe may come from several series that differ in other labels (``instance``,
+``pod``): the exporter's pod is replaced on every config change (its Deployment recreates it, and
+Prometheus ends the old pod's series with staleness markers), so a range often spans two pods.
+Their series are one field as long as no step has a sample of both; two series with a sample at
+the same step (the probe scraped by two jobs, or two exporters with one probe name) are refused,
+naming the step and both label sets: ``--selector`` picks one. The persona counter's increase is
+summed over its series, each created by its pod from 0.
+
 A record is a step of the query, not a scrape: with a step shorter than the scrape interval
 Prometheus repeats the last sample (for up to 5 minutes), so ``--step`` should be the scrape
 interval. Prometheus refuses more than 11,000 points per series in one query: a longer range is
@@ -20,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,27 +153,34 @@ def _query_range(
     return result
 
 
+Origin = tuple[tuple[str, str], ...]  # the labels that are not the field's: job, instance...
+
+
 @dataclass
 class _ProbeSteps:
-    """One probe's values per step (milliseconds since the epoch)."""
+    """One probe's values per field, per step (milliseconds since the epoch)."""
 
     success: dict[int, bool] = field(default_factory=dict)
     duration: dict[int, float] = field(default_factory=dict)
     status: dict[int, int] = field(default_factory=dict)
-    gauges: dict[int, dict[str, float]] = field(default_factory=dict)
-    # persona value -> [(step, counter value)]
-    persona: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    gauges: dict[str, dict[int, float]] = field(default_factory=dict)
+    # (persona value, origin) -> [(step, counter value)]: one counter series per exporter pod
+    persona: dict[tuple[str, Origin], list[tuple[int, float]]] = field(default_factory=dict)
 
 
 class _Pivot:
-    """Series -> per probe, per step values; refuses two series for one field (the same metric
-    of one probe from two jobs or instances: which one is the probe's?)."""
+    """Series -> per probe, per step values. One field may come from several series with
+    different origins (``instance``, ``pod``...): the exporter's pod is replaced on every config
+    change, so a range often spans two. They are one field as long as they never both have a
+    sample at one step; two series with a value at the same step (the same probe scraped by two
+    jobs, or two exporters) are refused: which one is the probe's? ``--selector`` picks one."""
 
     def __init__(self, persona_field: str, start: float) -> None:
         self._persona_counter = f"{persona_field}_total"
         self._start_ms = round(start * 1000)
         self._probes: dict[str, _ProbeSteps] = {}
-        self._origins: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
+        # (metric, probe, persona value) -> the origins of its series so far, for the error
+        self._origins: dict[tuple[str, str, str], list[Origin]] = {}
         self.gauges: set[str] = set()
 
     def add(self, series: Mapping[str, Any]) -> None:
@@ -178,21 +193,43 @@ class _Pivot:
         if not is_persona and name.endswith(("_total", "_created")):
             return  # other counters are no per-run value
         value_label = labels.get("value", "") if is_persona else ""
-        origin = tuple(sorted((k, v) for k, v in labels.items() if k not in FIELD_LABELS))
-        known = self._origins.setdefault((name, probe, value_label), origin)
-        if known != origin:
-            raise ReportInputError(
-                f"two series of {name}{{probe={probe!r}}}: {_labels(known)} and "
-                f"{_labels(origin)}; narrow the query with --selector"
-            )
+        origin: Origin = tuple(sorted((k, v) for k, v in labels.items() if k not in FIELD_LABELS))
+        origins = self._origins.setdefault((name, probe, value_label), [])
+        if origin not in origins:
+            origins.append(origin)
         steps = self._probes.setdefault(probe, _ProbeSteps())
         points = [
             (round(float(t) * 1000), float(v))
             for t, v in series.get("values", [])
             if math.isfinite(float(v))
         ]
+        # The chunks of the range do not share a step, so a step that already has a value of
+        # this field has it from another series.
+        taken: Container[int]
         if is_persona:
-            steps.persona.setdefault(value_label, []).extend(points)
+            taken = {
+                t
+                for (value, other), known in steps.persona.items()
+                if value == value_label and other != origin
+                for t, _ in known
+            }
+        elif name == SUCCESS_SERIES:
+            taken = steps.success
+        elif name == DURATION_SERIES:
+            taken = steps.duration
+        elif name == STATUS_SERIES:
+            taken = steps.status
+        else:
+            taken = steps.gauges.get(name, {})
+        for t, _ in points:
+            if t in taken:
+                others = [_labels(known) for known in origins if known != origin]
+                raise ReportInputError(
+                    f"two series of {name}{{probe={probe!r}}} at {rfc3339_millis(t / 1000)}: "
+                    f"{' and '.join([*others, _labels(origin)])}; narrow the query with --selector"
+                )
+        if is_persona:
+            steps.persona.setdefault((value_label, origin), []).extend(points)
         elif name == SUCCESS_SERIES:
             steps.success.update((t, v != 0) for t, v in points)
         elif name == DURATION_SERIES:
@@ -201,8 +238,7 @@ class _Pivot:
             steps.status.update((t, int(v)) for t, v in points)
         else:
             self.gauges.add(name)
-            for t, v in points:
-                steps.gauges.setdefault(t, {})[name] = v
+            steps.gauges.setdefault(name, {}).update(points)
 
     def records(self) -> Iterable[tuple[str, ProbeRecord]]:
         for probe, steps in self._probes.items():
@@ -214,18 +250,22 @@ class _Pivot:
                         success=success,
                         http_status=steps.status.get(t),
                         duration_seconds=steps.duration.get(t),
-                        values=steps.gauges.get(t, {}),
+                        values={
+                            name: values[t] for name, values in steps.gauges.items() if t in values
+                        },
                         texts={},
                     ),
                 )
 
     def persona_counts(self) -> dict[str, Counter[str]]:
-        """Per probe, the persona counter's increase over the range per value. A series already
-        there at the range's first step starts from that value; one that appears later was
-        created in the range and starts from 0 (the exporter creates it on the first sighting)."""
+        """Per probe, the persona counter's increase over the range per value: the sum over its
+        series (one per exporter pod). A series already there at the range's first step starts
+        from that value; one that appears later was created in the range (by a new pod, or on
+        the value's first sighting) and starts from 0. Within a series a drop is a reset, as in
+        Prometheus' ``increase``: it starts again from 0."""
         counts: dict[str, Counter[str]] = {}
         for probe, steps in self._probes.items():
-            for value, points in steps.persona.items():
+            for (value, _), points in steps.persona.items():
                 points.sort()
                 previous = points[0][1] if points[0][0] == self._start_ms else 0.0
                 increase = 0.0
@@ -233,9 +273,9 @@ class _Pivot:
                     increase += current - previous if current >= previous else current
                     previous = current
                 if round(increase) > 0:
-                    counts.setdefault(probe, Counter())[value] = round(increase)
+                    counts.setdefault(probe, Counter())[value] += round(increase)
         return counts
 
 
-def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
+def _labels(pairs: Origin) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}"
