@@ -366,6 +366,8 @@ def _report(args: argparse.Namespace) -> int:
             table = read_prometheus(query, options.persona_field)
         else:
             table = read_csv_files([Path(f) for f in args.input], [options.persona_field])
+            for note in table.notes:
+                print(note, file=sys.stderr)
         if args.probe is not None:
             table = table.only(args.probe)
         report = analyze(table, options)
