@@ -202,6 +202,39 @@ def test_usage_errors_exit_2(tmp_path, good_csv, capsys, args, complaint):
             ["--prometheus", "http://127.0.0.1:1", "--start", "0", "--step", "fast"],
             "--step 'fast': 'fast' is not a duration",
         ),
+        # Numbers that are no time: usage errors like any other bad time, not a traceback.
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "nan"],
+            "--start 'nan': not a time between the years 1 and 9999 (UTC)",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "0", "--end", "inf"],
+            "--end 'inf': not a time between",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "1e20", "--end", "1"],
+            "--start '1e20': not a time between",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start=-1e300"],
+            "--start '-1e300': not a time between",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "0", "--step", "0"],
+            "--step '0': must be a positive duration",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "0", "--step", "0s"],
+            "--step '0s': must be a positive duration",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "0", "--step", "1e400"],
+            "--step '1e400': must be a positive duration",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "0", "--step", "-15"],
+            "--step '-15': must be a positive duration",
+        ),
     ],
 )
 def test_source_usage_errors_exit_2(tmp_path, capsys, args, complaint):

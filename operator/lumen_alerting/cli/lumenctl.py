@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..manifest_yaml import to_yaml, to_yaml_documents
@@ -337,13 +338,17 @@ def _report(args: argparse.Namespace) -> int:
 
     def moment(option: str, text: str) -> float:
         try:
-            return float(text)
+            seconds = float(text)
         except ValueError:
-            pass
-        try:
-            return parse_time(text)
-        except ValueError:
-            parser.error(f"{option} {text!r}: not an RFC 3339 time nor Unix seconds")
+            try:
+                seconds = parse_time(text)
+            except ValueError:
+                parser.error(f"{option} {text!r}: not an RFC 3339 time nor Unix seconds")
+        # nan, inf and 1e20 parse as floats, but no time is that: refuse them here rather than
+        # fail on them later (a ValueError or OverflowError traceback).
+        if not _representable_time(seconds):
+            parser.error(f"{option} {text!r}: not a time between the years 1 and 9999 (UTC)")
+        return seconds
 
     options = ReportOptions(args.z_threshold, args.mock_field, args.persona_field)
     try:
@@ -356,6 +361,8 @@ def _report(args: argparse.Namespace) -> int:
                     )
                 except ValueError as error:
                     parser.error(f"--step {args.step!r}: {error}")
+                if not math.isfinite(step) or step <= 0:
+                    parser.error(f"--step {args.step!r}: must be a positive duration")
             query = RangeQuery(
                 url=args.prometheus,
                 start=moment("--start", args.start),
@@ -386,6 +393,17 @@ def _report(args: argparse.Namespace) -> int:
     probes = ", ".join(f"{p.probe} ({p.records} records)" for p in report.probes)
     print(f"wrote {output}: {probes}", file=sys.stderr)
     return 0
+
+
+def _representable_time(seconds: float) -> bool:
+    """A finite number of Unix seconds that a UTC datetime can hold (years 1 to 9999)."""
+    if not math.isfinite(seconds):
+        return False
+    try:
+        datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
 
 
 def _print(text: str) -> int:
