@@ -56,10 +56,15 @@ th { background: #eef3f8; }
 def report_html(report: Report, table: MetricsTable) -> str:
     """The whole page."""
     ids = _Counter()
-    sections = [
-        _probe_section(probe, table.probes[probe.probe], table.gauges, ids)
-        for probe in report.probes
-    ]
+    # Texts from the data (field names, persona values) are drawn as written: matplotlib would
+    # read "$...$" in them as mathematics, and fail on what is not ("$\frac{$"). Texts read
+    # the setting when they are made, tick labels as late as the drawing: every figure is built
+    # and drawn inside.
+    with rc_context({"text.parse_math": False}):
+        sections = [
+            _probe_section(probe, table.probes[probe.probe], table.gauges, ids)
+            for probe in report.probes
+        ]
     sources = ", ".join(escape(source) for source in report.sources)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -349,12 +354,7 @@ def _persona_chart(probe: ProbeReport) -> Figure:
     axes = figure.add_subplot()
     labels = [share.value for share in reversed(shares)]
     axes.barh(range(len(shares)), [s.count for s in reversed(shares)], color=LINE_COLOUR)
-    # matplotlib would read $...$ as mathematics: show the values as they are.
-    axes.set_yticks(range(len(shares)), [_plain(label) for label in labels])
+    axes.set_yticks(range(len(shares)), labels)
     axes.set_xlabel("runs")
     figure.subplots_adjust(left=0.3)  # room for long persona names
     return figure
-
-
-def _plain(text: str) -> str:
-    return text.replace("$", r"\$")
