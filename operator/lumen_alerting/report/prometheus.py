@@ -21,7 +21,9 @@ summed over its series, each created by its pod from 0.
 A record is a step of the query, not a scrape: with a step shorter than the scrape interval
 Prometheus repeats the last sample (for up to 5 minutes), so ``--step`` should be the scrape
 interval. Prometheus refuses more than 11,000 points per series in one query: a longer range is
-asked for in chunks, up to ``MAX_POINTS`` steps in all.
+asked for in chunks, up to ``MAX_POINTS`` steps in all (each step of each probe is a record in
+memory). An answer that is not a range query's matrix (a proxy's JSON, a malformed value) is a
+one-line error, as a refusal is.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ IGNORED_SERIES = frozenset({"lumen_probe_last_success_timestamp_seconds"})
 # Prometheus refuses a range query of more than 11,000 points per series; ask for fewer.
 POINTS_PER_QUERY = 10_000
 # Steps over the whole range at most (the chunks together): beyond, ask for a larger --step.
-MAX_POINTS = 1_000_000
+# Every step of every probe becomes a record with its values (about 1 KB in memory with seed
+# 001's nine gauges), so this bounds the memory a report takes to a few hundred MB per probe.
+MAX_POINTS = 200_000
 DEFAULT_STEP_SECONDS = 15.0
 # Labels that identify the field rather than the series' origin.
 FIELD_LABELS = frozenset({"__name__", "probe", "value"})
@@ -107,8 +111,10 @@ def read_prometheus(
         chunk_start = query.start
         while chunk_start <= query.end:
             chunk_end = min(query.end, chunk_start + (POINTS_PER_QUERY - 1) * step)
-            for series in _query_range(client, query.url, expression, chunk_start, chunk_end, step):
-                pivot.add(series)
+            for labels, samples in _query_range(
+                client, query.url, expression, chunk_start, chunk_end, step
+            ):
+                pivot.add(labels, samples)
             chunk_start = chunk_end + step
     table = build_table(pivot.records(), pivot.gauges, [], [query.url])
     if not table.probes:
@@ -122,14 +128,19 @@ def read_prometheus(
     return table
 
 
+Points = list[tuple[int, float]]  # (step in milliseconds since the epoch, finite value)
+
+
 def _query_range(
     client: httpx.Client, url: str, expression: str, start: float, end: float, step: float
-) -> list[dict[str, Any]]:
+) -> list[tuple[dict[str, str], Points]]:
+    """Every series of one range query: its labels and its points."""
     params = {
         "query": expression,
         "start": f"{start:.3f}",
         "end": f"{end:.3f}",
-        "step": f"{step:g}",
+        # Exactly the step the chunks are cut with (f"{step:g}" would send 1.23457e+06).
+        "step": repr(step),
     }
     try:
         response = client.get("/api/v1/query_range", params=params)
@@ -147,10 +158,63 @@ def _query_range(
         raise ReportInputError(
             f"{url}: Prometheus refused the query ({response.status_code}): {detail}"
         )
-    result = body.get("data", {}).get("result")
+    try:
+        return _matrix(body.get("data"))
+    except _NotAMatrix as error:
+        raise ReportInputError(
+            f"{url}: Prometheus answered something that is not a query_range result ({error})"
+        ) from None
+
+
+class _NotAMatrix(Exception):
+    """What in an answer is not a range query's matrix."""
+
+
+def _matrix(data: Any) -> list[tuple[dict[str, str], Points]]:
+    """``data`` of a query_range answer: ``{"resultType": "matrix", "result": [{"metric":
+    {label: value}, "values": [[unix seconds, "value"], ...]}, ...]}``. Non-finite values
+    (NaN, ±Inf) are left out: no run has them."""
+    if not isinstance(data, dict):
+        raise _NotAMatrix(f"data is {_kind(data)}")
+    if data.get("resultType") != "matrix":
+        raise _NotAMatrix(f"resultType is {data.get('resultType')!r}, not 'matrix'")
+    result = data.get("result")
     if not isinstance(result, list):
-        raise ReportInputError(f"{url}: not a range query answer")
-    return result
+        raise _NotAMatrix(f"result is {_kind(result)}")
+    matrix: list[tuple[dict[str, str], Points]] = []
+    for series in result:
+        if not isinstance(series, dict):
+            raise _NotAMatrix(f"a series is {_kind(series)}")
+        labels = series.get("metric")
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise _NotAMatrix("a series' metric is not a map of label names to values")
+        values = series.get("values", [])
+        if not isinstance(values, list):
+            raise _NotAMatrix(f"the values of a series are {_kind(values)}")
+        points: Points = []
+        for pair in values:
+            try:
+                t, v = pair
+                moment, value = float(t), float(v)
+            except (TypeError, ValueError):
+                raise _NotAMatrix(f"{_short(pair)} is not a [time, value] pair") from None
+            if not math.isfinite(moment):
+                raise _NotAMatrix(f"{_short(pair)} is not a [time, value] pair")
+            if math.isfinite(value):
+                points.append((round(moment * 1000), value))
+        matrix.append((labels, points))
+    return matrix
+
+
+def _kind(value: Any) -> str:
+    return "missing" if value is None else f"a {type(value).__name__}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 Origin = tuple[tuple[str, str], ...]  # the labels that are not the field's: job, instance...
@@ -165,7 +229,7 @@ class _ProbeSteps:
     status: dict[int, int] = field(default_factory=dict)
     gauges: dict[str, dict[int, float]] = field(default_factory=dict)
     # (persona value, origin) -> [(step, counter value)]: one counter series per exporter pod
-    persona: dict[tuple[str, Origin], list[tuple[int, float]]] = field(default_factory=dict)
+    persona: dict[tuple[str, Origin], Points] = field(default_factory=dict)
 
 
 class _Pivot:
@@ -183,8 +247,7 @@ class _Pivot:
         self._origins: dict[tuple[str, str, str], list[Origin]] = {}
         self.gauges: set[str] = set()
 
-    def add(self, series: Mapping[str, Any]) -> None:
-        labels: dict[str, str] = dict(series.get("metric", {}))
+    def add(self, labels: Mapping[str, str], points: Points) -> None:
         name = labels.get("__name__", "")
         probe = labels.get("probe", "")
         if not name or not probe or name in IGNORED_SERIES:
@@ -198,11 +261,6 @@ class _Pivot:
         if origin not in origins:
             origins.append(origin)
         steps = self._probes.setdefault(probe, _ProbeSteps())
-        points = [
-            (round(float(t) * 1000), float(v))
-            for t, v in series.get("values", [])
-            if math.isfinite(float(v))
-        ]
         # The chunks of the range do not share a step, so a step that already has a value of
         # this field has it from another series.
         taken: Container[int]
