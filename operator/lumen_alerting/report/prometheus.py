@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Container, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import numpy as np
 
 from ..probe_log_format import rfc3339_millis
 from .records import MetricsTable, ProbeRecord, ReportInputError, build_table
@@ -46,8 +47,9 @@ IGNORED_SERIES = frozenset({"lumen_probe_last_success_timestamp_seconds"})
 # Prometheus refuses a range query of more than 11,000 points per series; ask for fewer.
 POINTS_PER_QUERY = 10_000
 # Steps over the whole range at most (the chunks together): beyond, ask for a larger --step.
-# Every step of every probe becomes a record with its values (about 1 KB in memory with seed
-# 001's nine gauges), so this bounds the memory a report takes to a few hundred MB per probe.
+# Every step of every probe becomes a record with its values (about 0.8 KB in memory with seed
+# 001's nine gauges; the pivot's arrays add 8 bytes a step and series): 200,000 steps of one
+# probe peak at about 200 MB (measured with tracemalloc).
 MAX_POINTS = 200_000
 DEFAULT_STEP_SECONDS = 15.0
 # Labels that identify the field rather than the series' origin.
@@ -104,7 +106,7 @@ def read_prometheus(
             f"{rfc3339_millis(query.end)} (at most {MAX_POINTS}); give a larger --step"
         )
     expression = series_query(query.selector)
-    pivot = _Pivot(persona_field, query.start)
+    pivot = _Pivot(persona_field, query.start, step, points)
     with httpx.Client(
         base_url=query.url.rstrip("/"), timeout=query.timeout, transport=transport
     ) as client:
@@ -220,16 +222,22 @@ def _short(value: Any) -> str:
 Origin = tuple[tuple[str, str], ...]  # the labels that are not the field's: job, instance...
 
 
-@dataclass
 class _ProbeSteps:
-    """One probe's values per field, per step (milliseconds since the epoch)."""
+    """One probe's values per field on the range's step grid: an array per series name, NaN
+    where the step has none (8 bytes a step and field, where a dict takes over 100), and the
+    persona counters' points."""
 
-    success: dict[int, bool] = field(default_factory=dict)
-    duration: dict[int, float] = field(default_factory=dict)
-    status: dict[int, int] = field(default_factory=dict)
-    gauges: dict[str, dict[int, float]] = field(default_factory=dict)
-    # (persona value, origin) -> [(step, counter value)]: one counter series per exporter pod
-    persona: dict[tuple[str, Origin], Points] = field(default_factory=dict)
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.columns: dict[str, np.ndarray] = {}  # series name -> value per step
+        self.times = np.full(size, -1, dtype=np.int64)  # ms of each step lumen_probe_success has
+        # (persona value, origin) -> [(step, counter value)]: one counter series per exporter pod
+        self.persona: dict[tuple[str, Origin], Points] = {}
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in self.columns:
+            self.columns[name] = np.full(self.size, np.nan)
+        return self.columns[name]
 
 
 class _Pivot:
@@ -239,9 +247,11 @@ class _Pivot:
     sample at one step; two series with a value at the same step (the same probe scraped by two
     jobs, or two exporters) are refused: which one is the probe's? ``--selector`` picks one."""
 
-    def __init__(self, persona_field: str, start: float) -> None:
+    def __init__(self, persona_field: str, start: float, step: float, size: int) -> None:
         self._persona_counter = f"{persona_field}_total"
         self._start_ms = round(start * 1000)
+        self._step_ms = step * 1000
+        self._size = size
         self._probes: dict[str, _ProbeSteps] = {}
         # (metric, probe, persona value) -> the origins of its series so far, for the error
         self._origins: dict[tuple[str, str, str], list[Origin]] = {}
@@ -260,10 +270,14 @@ class _Pivot:
         origins = self._origins.setdefault((name, probe, value_label), [])
         if origin not in origins:
             origins.append(origin)
-        steps = self._probes.setdefault(probe, _ProbeSteps())
+        steps = self._probes.setdefault(probe, _ProbeSteps(self._size))
+        times = np.fromiter((t for t, _ in points), dtype=np.int64, count=len(points))
+        values = np.fromiter((v for _, v in points), dtype=np.float64, count=len(points))
+        index = np.rint((times - self._start_ms) / self._step_ms).astype(np.int64)
+        on_grid = (index >= 0) & (index < self._size)  # Prometheus answers no other step
+        times, values, index = times[on_grid], values[on_grid], index[on_grid]
         # The chunks of the range do not share a step, so a step that already has a value of
         # this field has it from another series.
-        taken: Container[int]
         if is_persona:
             taken = {
                 t
@@ -271,46 +285,52 @@ class _Pivot:
                 if value == value_label and other != origin
                 for t, _ in known
             }
-        elif name == SUCCESS_SERIES:
-            taken = steps.success
-        elif name == DURATION_SERIES:
-            taken = steps.duration
-        elif name == STATUS_SERIES:
-            taken = steps.status
+            clash = np.fromiter((t in taken for t in times.tolist()), dtype=bool, count=len(times))
         else:
-            taken = steps.gauges.get(name, {})
-        for t, _ in points:
-            if t in taken:
-                others = [_labels(known) for known in origins if known != origin]
-                raise ReportInputError(
-                    f"two series of {name}{{probe={probe!r}}} at {rfc3339_millis(t / 1000)}: "
-                    f"{' and '.join([*others, _labels(origin)])}; narrow the query with --selector"
-                )
+            clash = ~np.isnan(steps.column(name)[index])
+        if clash.any():
+            others = [_labels(known) for known in origins if known != origin]
+            at = rfc3339_millis(int(times[clash][0]) / 1000)
+            raise ReportInputError(
+                f"two series of {name}{{probe={probe!r}}} at {at}: "
+                f"{' and '.join([*others, _labels(origin)])}; narrow the query with --selector"
+            )
         if is_persona:
-            steps.persona.setdefault((value_label, origin), []).extend(points)
-        elif name == SUCCESS_SERIES:
-            steps.success.update((t, v != 0) for t, v in points)
-        elif name == DURATION_SERIES:
-            steps.duration.update(points)
-        elif name == STATUS_SERIES:
-            steps.status.update((t, int(v)) for t, v in points)
-        else:
+            steps.persona.setdefault((value_label, origin), []).extend(
+                zip(times.tolist(), values.tolist(), strict=True)
+            )
+            return
+        steps.column(name)[index] = values
+        if name == SUCCESS_SERIES:
+            steps.times[index] = times
+        elif name not in (DURATION_SERIES, STATUS_SERIES):
             self.gauges.add(name)
-            steps.gauges.setdefault(name, {}).update(points)
 
     def records(self) -> Iterable[tuple[str, ProbeRecord]]:
         for probe, steps in self._probes.items():
-            for t, success in steps.success.items():
+            ran = np.flatnonzero(steps.times >= 0)  # the steps with lumen_probe_success
+            if ran.size == 0:
+                continue
+            per_step: list[dict[str, float]] = [{} for _ in range(ran.size)]
+            for name in sorted(self.gauges.intersection(steps.columns)):
+                column = steps.columns[name][ran]
+                present = np.flatnonzero(~np.isnan(column))
+                for position, value in zip(present.tolist(), column[present].tolist(), strict=True):
+                    per_step[position][name] = value
+            empty = np.full(ran.size, np.nan)
+            durations = steps.columns.get(DURATION_SERIES, empty)[ran].tolist()
+            statuses = steps.columns.get(STATUS_SERIES, empty)[ran].tolist()
+            successes = steps.columns[SUCCESS_SERIES][ran].tolist()
+            for position, t in enumerate(steps.times[ran].tolist()):
+                duration, status = durations[position], statuses[position]
                 yield (
                     probe,
                     ProbeRecord(
                         timestamp=t / 1000,
-                        success=success,
-                        http_status=steps.status.get(t),
-                        duration_seconds=steps.duration.get(t),
-                        values={
-                            name: values[t] for name, values in steps.gauges.items() if t in values
-                        },
+                        success=successes[position] != 0,
+                        http_status=None if math.isnan(status) else int(status),
+                        duration_seconds=None if math.isnan(duration) else duration,
+                        values=per_step[position],
                         texts={},
                     ),
                 )
