@@ -5,6 +5,7 @@ expected.py); rotated files, ``--probe``, ``--z-threshold``."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 import statistics
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from lumen_alerting.cli.lumenctl import main as lumenctl
+from lumen_alerting.report.records import read_csv_files
 from tests.report.expected import assert_probe_report, expected_probe
 from tests.report.generated import COLUMNS, Generated, csv_rows, gateway_runs, write_csv
 
@@ -231,3 +233,72 @@ def test_shuffled_rows_are_put_in_time_order(tmp_path):
     a = report("--input", str(tmp_path / "ordered.csv"), "--output", str(tmp_path / "a.json"))
     b = report("--input", str(tmp_path / "shuffled.csv"), "--output", str(tmp_path / "b.json"))
     assert a["probes"] == b["probes"]
+
+
+def with_column(path: Path, name: str, cells: list[str]) -> None:
+    """Add a column ``name`` before ``error``, its cells from the second line on."""
+    with path.open(encoding="utf-8", newline="") as stream:
+        rows = list(csv.reader(stream))
+    for row, cell in zip(rows, [name, *cells], strict=True):
+        row.insert(len(row) - 1, cell)
+    with path.open("w", encoding="utf-8", newline="") as stream:
+        csv.writer(stream, lineterminator="\n").writerows(rows)
+
+
+def test_a_column_is_a_gauge_only_when_every_cell_is_a_finite_number(tmp_path):
+    """A counted value may look like a number in its first rows ('1', then 'eu'): the column is
+    text, decided over every cell of every file; a gauge column stays numeric."""
+    runs = gateway_runs(40, seed=6, empty_cells=False).runs
+    first, second = tmp_path / "metrics.csv.1", tmp_path / "metrics.csv"
+    write_csv(first, runs[:20])
+    write_csv(second, runs[20:])
+    with_column(first, "region", ["1", "", "2.5", *["1"] * 17])
+    with_column(second, "region", ["eu", *["1"] * 19])
+    with_column(second, "lumen_ring", ["7", "inf", *["1"] * 18])
+    table = read_csv_files([first, second], ["lumen_ion_persona"])
+    assert "region" in table.texts and "region" not in table.gauges
+    assert "lumen_ring" in table.texts  # 'inf' is no gauge value
+    assert "lumen_ion_confidence" in table.gauges
+    records = table.probes["ion-api"].records
+    assert [r.texts.get("region") for r in records[:4]] == ["1", None, "2.5", "1"]
+    assert records[20].texts["region"] == "eu" and "region" not in records[20].values
+    document = report(
+        "--input", str(first), "--input", str(second), "--output", str(tmp_path / "r.json")
+    )
+    assert "region" not in document["probes"]["ion-api"]["statistics"]
+    assert document["probes"]["ion-api"]["statistics"]["lumen_ion_confidence"]["count"] == 40
+
+
+def test_an_unterminated_last_line_is_skipped_with_a_note(tmp_path, capsys):
+    """The live log read while the exporter writes a row, or a crash mid-write: the partial row
+    is no record; the rest of the log makes the report."""
+    runs = gateway_runs(20, seed=7).runs
+    path = tmp_path / "metrics.csv"
+    write_csv(path, runs)
+    whole = path.read_text(encoding="utf-8")
+    next_row = whole.splitlines()[5]
+    path.write_text(whole + next_row[:40], encoding="utf-8")  # 5 cells of 16, no line end
+    output = tmp_path / "r.json"
+    assert lumenctl(["report", "--input", str(path), "--output", str(output)]) == 0
+    assert capsys.readouterr().err == (
+        f"{path}:22: skipped the last line, which has no line end (a row being written, or cut "
+        f"short)\nwrote {output}: ion-api (20 records)\n"
+    )
+    assert json.loads(output.read_text())["probes"]["ion-api"]["summary"]["records"] == 20
+
+
+def test_text_cells_are_kept_as_written(tmp_path):
+    """' Nana' and 'Nana' are two values, as they are two label values in Prometheus."""
+    runs = gateway_runs(60, seed=8, empty_cells=False).runs
+    runs = [
+        dataclasses.replace(run, persona=" Nana" if i % 3 == 0 else "Nana")
+        for i, run in enumerate(runs)
+        if run.success
+    ]
+    write_csv(tmp_path / "m.csv", runs)
+    document = report("--input", str(tmp_path / "m.csv"), "--output", str(tmp_path / "r.json"))
+    personas = {v["value"]: v["count"] for v in document["probes"]["ion-api"]["personas"]["values"]}
+    assert personas == {
+        "Nana": sum(1 for run in runs if run.persona == "Nana"),
+        " Nana": sum(1 for run in runs if run.persona == " Nana"),
+    }

@@ -95,12 +95,8 @@ BAD_INPUTS: list[tuple[Callable[[Path], Path], str]] = [
         "broken.csv:5: column http_status: 200.5 is not an integer",
     ),
     (
-        lambda good: broken_cell(good, 6, "lumen_ion_confidence", "high"),
-        "broken.csv:6: column lumen_ion_confidence: 'high' is not a number",
-    ),
-    (
-        lambda good: broken_cell(good, 7, "lumen_risk_band", "inf"),
-        "broken.csv:7: column lumen_risk_band: 'inf' is not a finite number",
+        lambda good: broken_cell(good, 7, "duration_seconds", "inf"),
+        "broken.csv:7: column duration_seconds: 'inf' is not a finite number",
     ),
     (
         lambda good: broken_cell(good, 8, "duration_seconds", "0,5"),
@@ -125,10 +121,10 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, good_csv, capsys, ma
 
 
 def test_a_bad_file_among_good_ones_stops_the_report(tmp_path, good_csv, capsys):
-    bad = broken_cell(good_csv, 9, "lumen_phase_diff", "n/a")
+    bad = broken_cell(good_csv, 9, "duration_seconds", "n/a")
     code, output = run_report(tmp_path, "--input", str(good_csv), "--input", str(bad))
     assert code == 1
-    assert capsys.readouterr().err == f"{bad}:9: column lumen_phase_diff: 'n/a' is not a number\n"
+    assert capsys.readouterr().err == f"{bad}:9: column duration_seconds: 'n/a' is not a number\n"
     assert output.read_text() == OLD_REPORT
 
 
@@ -205,6 +201,39 @@ def test_usage_errors_exit_2(tmp_path, good_csv, capsys, args, complaint):
         (
             ["--prometheus", "http://127.0.0.1:1", "--start", "0", "--step", "fast"],
             "--step 'fast': 'fast' is not a duration",
+        ),
+        # Numbers that are no time: usage errors like any other bad time, not a traceback.
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "nan"],
+            "--start 'nan': not a time between the years 1 and 9999 (UTC)",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "0", "--end", "inf"],
+            "--end 'inf': not a time between",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "1e20", "--end", "1"],
+            "--start '1e20': not a time between",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start=-1e300"],
+            "--start '-1e300': not a time between",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "0", "--step", "0"],
+            "--step '0': must be a positive duration",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "0", "--step", "0s"],
+            "--step '0s': must be a positive duration",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "0", "--step", "1e400"],
+            "--step '1e400': must be a positive duration",
+        ),
+        (
+            ["--prometheus", "http://127.0.0.1:1", "--start", "0", "--step", "-15"],
+            "--step '-15': must be a positive duration",
         ),
     ],
 )

@@ -171,6 +171,24 @@ def test_markup_in_any_text_stays_text(tmp_path):
     assert "&lt;img src=x onerror=alert(1)&gt;" in text
 
 
+def test_dollars_in_field_names_and_personas_are_drawn_as_written(tmp_path):
+    """matplotlib reads "$...$" as mathematics; "$\\frac{$" is none: a field (chart titles, the
+    histogram's label) and a persona (the bars' labels) named so still make a page."""
+    odd = "$\\frac{$"
+    runs = [replace(run, persona=odd) for run in gateway_runs(50, seed=8).runs]
+    write_csv(tmp_path / "m.csv", runs)
+    path = tmp_path / "m.csv"
+    renamed = {"lumen_ion_response_time_ms": f"{odd}_response_time_ms", "lumen_risk_band": odd}
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[0] = ",".join(renamed.get(name, name) for name in lines[0].rstrip("\n").split(",")) + "\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    output = tmp_path / "r.html"
+    assert lumenctl(["report", "--input", str(path), "--output", str(output)]) == 0
+    text = output.read_text(encoding="utf-8")
+    assert f"<td>{odd}</td>" in text and f"<td>{odd}_response_time_ms</td>" in text
+    assert f"Response time distribution ({odd}_response_time_ms)" in text
+
+
 @pytest.mark.parametrize("count", [1, 2, 3])
 def test_tiny_and_all_failed_logs_make_a_page(tmp_path, count):
     runs = [

@@ -38,6 +38,14 @@ PROMTOOL = shutil.which("promtool")
 STEP = 15
 RUNS = 2_000
 SELECTOR = '{job="lumen-exporter"}'
+# A probe whose exporter pod was replaced (a config change): the runs before RESTART come from
+# one instance, the runs after it from another; the run at RESTART is the scrape that found the
+# old pod gone.
+ROLLED_SELECTOR = '{job="lumen-rolled"}'
+ROLLED_RUNS = 600
+RESTART = 300
+OLD_POD = 'job="lumen-rolled",instance="10.0.0.1:8080",pod="lumen-exporter-6f9c-a"'
+NEW_POD = 'job="lumen-rolled",instance="10.0.0.2:8080",pod="lumen-exporter-6f9c-b"'
 
 pytestmark = [
     pytest.mark.skipif(
@@ -53,18 +61,52 @@ class Backfilled:
     url: str
     runs: list[Run]
     directory: Path
+    rolled: list[Run]  # the rolled-api probe's runs, from both pods (RESTART's run is missing)
 
-    def rows(self, first: int, last: int) -> list[dict[str, str]]:
+    def rows(self, first: int, last: int, runs: list[Run] | None = None) -> list[dict[str, str]]:
         """Runs first..last (inclusive) as CSV rows, the shape tests/report/expected.py reads."""
-        return [
-            dict(zip(COLUMNS, row, strict=True)) for row in csv_rows(self.runs[first : last + 1])
-        ]
+        chosen = (self.runs if runs is None else runs)[first : last + 1]
+        return [dict(zip(COLUMNS, row, strict=True)) for row in csv_rows(chosen)]
 
     def report(self, *args: str) -> tuple[int, dict[str, Any] | None]:
         output = self.directory / "report.json"
         output.unlink(missing_ok=True)
         code = lumenctl(["report", "--prometheus", self.url, *args, "--output", str(output)])
         return code, json.loads(output.read_text()) if code == 0 else None
+
+
+def merged_openmetrics(*texts: str) -> str:
+    """OpenMetrics texts as one: each family's samples together (a family is declared once)."""
+    families: dict[str, list[str]] = {}
+    for text in texts:
+        samples: list[str] = []
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                samples = families.setdefault(line, [])
+            elif line != "# EOF":
+                samples.append(line)
+    return (
+        "".join(
+            f"{kind}\n" + "".join(f"{s}\n" for s in samples) for kind, samples in families.items()
+        )
+        + "# EOF\n"
+    )
+
+
+def stale(text: str, at: float) -> str:
+    """A sample ``NaN`` at ``at`` for every series of ``text``: as Prometheus' staleness marker
+    does when a target disappears, it ends the series for queries (the report skips NaN; without
+    it a query would repeat the last sample for 5 minutes)."""
+    series = {line.rsplit(" ", 2)[0] for line in text.splitlines() if not line.startswith("#")}
+    lines = text.removesuffix("# EOF\n").splitlines()
+    for name in sorted(series):
+        family = name.split("{")[0].removesuffix("_total")
+        index = next(i for i, line in enumerate(lines) if line.startswith(f"# TYPE {family} "))
+        end = next(
+            (i for i in range(index + 1, len(lines)) if lines[i].startswith("#")), len(lines)
+        )
+        lines.insert(end, f"{name} NaN {at:.3f}")
+    return "\n".join(lines) + "\n# EOF\n"
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +123,19 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]
         empty_cells=False,
         failed_fields=True,
     ).runs
-    text = openmetrics(runs)
+    rolled = gateway_runs(
+        ROLLED_RUNS,
+        seed=32,
+        probe="rolled-api",
+        interval=STEP,
+        start=start,
+        jitter=False,
+        empty_cells=False,
+        failed_fields=True,
+    ).runs
+    old_pod = stale(openmetrics(rolled[:RESTART], OLD_POD), rolled[RESTART].timestamp)
+    new_pod = openmetrics(rolled[RESTART + 1 :], NEW_POD)
+    text = merged_openmetrics(openmetrics(runs), old_pod, new_pod)
     # The same probe from another job: a report must be told which one (--selector).
     family = "# TYPE lumen_ion_confidence gauge\n"
     text = text.replace(
@@ -123,7 +177,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]
 
     try:
         eventually(ready, timeout=120, what="prometheus ready")
-        yield Backfilled(url, runs, directory)
+        yield Backfilled(url, runs, directory, rolled[:RESTART] + rolled[RESTART + 1 :])
     finally:
         process.terminate()
         try:
@@ -204,8 +258,39 @@ def test_two_series_for_one_field_need_a_selector(prometheus, capsys):
     code, _ = prometheus.report("--start", str(start), "--end", str(start + 3600), "--step", "15s")
     assert code == 1
     err = capsys.readouterr().err
-    assert err.startswith("two series of lumen_ion_confidence{probe='ion-api'}: ")
+    # The other job's one sample is seen at the steps of the 5 minutes after it.
+    assert err.startswith(
+        f"two series of lumen_ion_confidence{{probe='ion-api'}} at {rfc3339(start + 300)}: "
+    ), err
+    assert (
+        '{job="lumen-exporter"} and {job="other"}' in err
+        or '{job="other"} and {job="lumen-exporter"}' in err
+    )
     assert err.endswith("narrow the query with --selector\n") and err.count("\n") == 1
+
+
+def test_series_of_two_pods_one_after_the_other_are_one_probe(prometheus):
+    """An exporter pod replaced in the range (new instance and pod labels): its series and the
+    new pod's never share a step, so they make one probe's runs; the persona counters of both
+    pods add up (the new pod's start from 0)."""
+    runs = prometheus.rolled
+    first, last = 10, len(runs) - 1
+    code, document = prometheus.report(
+        "--start",
+        str(runs[first].timestamp),
+        "--end",
+        str(runs[last].timestamp),
+        "--step",
+        f"{STEP}s",
+        "--selector",
+        ROLLED_SELECTOR,
+    )
+    assert code == 0 and document is not None
+    assert list(document["probes"]) == ["rolled-api"]
+    rows = prometheus.rows(first, last, runs)
+    expected = expected_probe(rows, persona_rows=rows[1:])
+    assert_probe_report(document["probes"]["rolled-api"], expected)
+    assert document["probes"]["rolled-api"]["summary"]["records"] == len(rows)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..manifest_yaml import to_yaml, to_yaml_documents
@@ -192,6 +193,7 @@ def _emit(args: argparse.Namespace) -> int:
     # The exporter's code (prometheus_client, pydantic) is imported only for this command.
     from pydantic import ValidationError
 
+    from ..atomic_files import write_atomically
     from ..exporter.pipeline import (
         PipelineRun,
         PipelineState,
@@ -202,7 +204,6 @@ def _emit(args: argparse.Namespace) -> int:
         parse_problems,
         state_dir_lock,
         textfile,
-        write_atomically,
     )
 
     source = "<stdin>" if args.run_file == "-" else args.run_file
@@ -314,10 +315,10 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _report(args: argparse.Namespace) -> int:
     # numpy, matplotlib and httpx are imported only for this command.
+    from ..atomic_files import write_atomically
     from ..policy.durations import parse_duration
     from ..report.analysis import ReportOptions, analyze, report_document
     from ..report.html import report_html
-    from ..report.output import write_atomically
     from ..report.prometheus import RangeQuery, read_prometheus
     from ..report.records import ReportInputError, parse_time, read_csv_files
 
@@ -337,13 +338,17 @@ def _report(args: argparse.Namespace) -> int:
 
     def moment(option: str, text: str) -> float:
         try:
-            return float(text)
+            seconds = float(text)
         except ValueError:
-            pass
-        try:
-            return parse_time(text)
-        except ValueError:
-            parser.error(f"{option} {text!r}: not an RFC 3339 time nor Unix seconds")
+            try:
+                seconds = parse_time(text)
+            except ValueError:
+                parser.error(f"{option} {text!r}: not an RFC 3339 time nor Unix seconds")
+        # nan, inf and 1e20 parse as floats, but no time is that: refuse them here rather than
+        # fail on them later (a ValueError or OverflowError traceback).
+        if not _representable_time(seconds):
+            parser.error(f"{option} {text!r}: not a time between the years 1 and 9999 (UTC)")
+        return seconds
 
     options = ReportOptions(args.z_threshold, args.mock_field, args.persona_field)
     try:
@@ -356,6 +361,8 @@ def _report(args: argparse.Namespace) -> int:
                     )
                 except ValueError as error:
                     parser.error(f"--step {args.step!r}: {error}")
+                if not math.isfinite(step) or step <= 0:
+                    parser.error(f"--step {args.step!r}: must be a positive duration")
             query = RangeQuery(
                 url=args.prometheus,
                 start=moment("--start", args.start),
@@ -366,6 +373,8 @@ def _report(args: argparse.Namespace) -> int:
             table = read_prometheus(query, options.persona_field)
         else:
             table = read_csv_files([Path(f) for f in args.input], [options.persona_field])
+            for note in table.notes:
+                print(note, file=sys.stderr)
         if args.probe is not None:
             table = table.only(args.probe)
         report = analyze(table, options)
@@ -374,7 +383,7 @@ def _report(args: argparse.Namespace) -> int:
             if output_format == "json"
             else report_html(report, table)
         )
-        write_atomically(output, text)
+        write_atomically(output, text.encode("utf-8"), mode=0o644)
     except ReportInputError as error:
         print(error, file=sys.stderr)
         return 1
@@ -384,6 +393,17 @@ def _report(args: argparse.Namespace) -> int:
     probes = ", ".join(f"{p.probe} ({p.records} records)" for p in report.probes)
     print(f"wrote {output}: {probes}", file=sys.stderr)
     return 0
+
+
+def _representable_time(seconds: float) -> bool:
+    """A finite number of Unix seconds that a UTC datetime can hold (years 1 to 9999)."""
+    if not math.isfinite(seconds):
+        return False
+    try:
+        datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
 
 
 def _print(text: str) -> int:

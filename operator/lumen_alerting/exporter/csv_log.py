@@ -33,18 +33,16 @@ import stat
 import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter
 
+from ..probe_log_format import FIXED_LEADING, FIXED_TRAILING, rfc3339_millis
 from .config import ExporterConfig, ProbeConfig
 from .metrics import ProbeResult
 
 log = logging.getLogger("lumen.exporter.csv")
 
-FIXED_LEADING = ("timestamp", "probe", "success", "http_status", "duration_seconds")
-FIXED_TRAILING = ("error",)
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUPS = 3
 # Rows waiting for the writer at most: ~100 bytes each, so a few MB at worst. Past it, rows are
@@ -103,12 +101,6 @@ def csv_row(probe: ProbeConfig, result: ProbeResult) -> dict[str, str]:
         row[name] = _one_line(text)
     row["error"] = "" if result.success else _one_line(result.error or "failed")
     return row
-
-
-def rfc3339_millis(unix_time: float) -> str:
-    """``2026-12-02T04:01:09.123Z``."""
-    moment = datetime.fromtimestamp(unix_time, UTC)
-    return moment.isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def _one_line(text: str) -> str:

@@ -17,10 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import math
-import os
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -42,7 +39,7 @@ from pydantic import (
     model_validator,
 )
 
-log = logging.getLogger("lumen.exporter.pipeline")
+from ..atomic_files import write_atomically
 
 MAX_STAGES_PER_RUN = 64
 # Distinct stage names the state keeps (their counters live for ever): a bound on cardinality.
@@ -438,42 +435,6 @@ def pipeline_metrics(state: PipelineState) -> list[Metric]:
         )
     )
     return families
-
-
-def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` so that a reader (or a crash) sees the old file or the new
-    one, never a part: a temporary file in the same directory, fsync, rename, fsync the
-    directory. The temporary file does not end in ``.prom`` or ``.json``. ``OSError`` means the
-    file was not replaced; once it is, a directory that cannot be synced is only logged."""
-    directory = path.parent
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fchmod(file.fileno(), mode)
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    # The rename is done: the new file IS the file now, whatever happens next. A directory that
-    # cannot be synced only means a crash (of the machine) might still bring back the old one,
-    # so it is a warning, not a failure a caller would take for "nothing changed".
-    try:
-        directory_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
-    except OSError as error:
-        log.warning(
-            "%s written, but its directory could not be synced (%s): a machine crash now "
-            "could bring back the previous version.",
-            path,
-            error,
-        )
 
 
 @contextlib.contextmanager

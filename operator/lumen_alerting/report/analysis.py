@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .records import DURATION, MetricsTable, ProbeSeries, format_time
+from ..probe_log_format import DURATION, rfc3339_millis
+from .records import MetricsTable, ProbeSeries
 
 DEFAULT_Z_THRESHOLD = 2.0
 DEFAULT_MOCK_FIELD = "lumen_ion_mock_mode"
@@ -252,8 +253,8 @@ def _probe_document(probe: ProbeReport) -> dict[str, object]:
     return {
         "summary": {
             "records": probe.records,
-            "first": format_time(probe.first),
-            "last": format_time(probe.last),
+            "first": rfc3339_millis(probe.first),
+            "last": rfc3339_millis(probe.last),
             "span_seconds": _milliseconds(probe.span_seconds),
         },
         "statistics": {
@@ -272,7 +273,7 @@ def _probe_document(probe: ProbeReport) -> dict[str, object]:
         "anomalies": [
             {
                 "field": anomaly.field,
-                "timestamp": format_time(anomaly.timestamp),
+                "timestamp": rfc3339_millis(anomaly.timestamp),
                 "value": anomaly.value,
                 "z_score": anomaly.z_score,
             }
@@ -288,13 +289,13 @@ def _probe_document(probe: ProbeReport) -> dict[str, object]:
             "mock_mode_percent": health.mock_mode_percent,
             "downtime": [
                 {
-                    "start": format_time(period.start),
-                    "end": format_time(period.end),
+                    "start": rfc3339_millis(period.start),
+                    "end": rfc3339_millis(period.end),
                     "duration_seconds": _milliseconds(period.duration_seconds),
                     "records": period.records,
                     "recovered_at": None
                     if period.recovered_at is None
-                    else format_time(period.recovered_at),
+                    else rfc3339_millis(period.recovered_at),
                 }
                 for period in health.downtime
             ],

@@ -27,8 +27,9 @@ from matplotlib.axes import Axes
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
+from ..probe_log_format import DURATION, rfc3339_millis
 from .analysis import Anomaly, FieldStatistics, ProbeReport, Report, numeric_fields
-from .records import DURATION, MetricsTable, ProbeSeries, format_time
+from .records import MetricsTable, ProbeSeries
 
 # Points drawn per series at most (twice the buckets: each keeps its minimum and maximum).
 DRAWN_BUCKETS = 1000
@@ -55,10 +56,15 @@ th { background: #eef3f8; }
 def report_html(report: Report, table: MetricsTable) -> str:
     """The whole page."""
     ids = _Counter()
-    sections = [
-        _probe_section(probe, table.probes[probe.probe], table.gauges, ids)
-        for probe in report.probes
-    ]
+    # Texts from the data (field names, persona values) are drawn as written: matplotlib would
+    # read "$...$" in them as mathematics, and fail on what is not ("$\frac{$"). Texts read
+    # the setting when they are made, tick labels as late as the drawing: every figure is built
+    # and drawn inside.
+    with rc_context({"text.parse_math": False}):
+        sections = [
+            _probe_section(probe, table.probes[probe.probe], table.gauges, ids)
+            for probe in report.probes
+        ]
     sources = ", ".join(escape(source) for source in report.sources)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -82,8 +88,8 @@ def _probe_section(
             [
                 [
                     str(probe.records),
-                    format_time(probe.first),
-                    format_time(probe.last),
+                    rfc3339_millis(probe.first),
+                    rfc3339_millis(probe.last),
                     _duration(probe.span_seconds),
                 ]
             ],
@@ -156,11 +162,11 @@ def _downtime_table(probe: ProbeReport) -> str:
         longest = sorted(health.downtime, key=lambda d: (-d.records, d.start))[:TABLE_ROWS]
         rows = [
             [
-                format_time(d.start),
-                format_time(d.end),
+                rfc3339_millis(d.start),
+                rfc3339_millis(d.end),
                 _duration(d.duration_seconds),
                 str(d.records),
-                "still down" if d.recovered_at is None else format_time(d.recovered_at),
+                "still down" if d.recovered_at is None else rfc3339_millis(d.recovered_at),
             ]
             for d in sorted(longest, key=lambda d: d.start)
         ]
@@ -192,7 +198,7 @@ def _anomaly_table(anomalies: Sequence[Anomaly]) -> str:
         return "<p>No anomalies.</p>\n"
     strongest = sorted(anomalies, key=lambda a: -abs(a.z_score))[:TABLE_ROWS]
     rows = [
-        [a.field, format_time(a.timestamp), _number(a.value), f"{a.z_score:+.2f}"]
+        [a.field, rfc3339_millis(a.timestamp), _number(a.value), f"{a.z_score:+.2f}"]
         for a in sorted(strongest, key=lambda a: (a.timestamp, a.field))
     ]
     return (
@@ -348,12 +354,7 @@ def _persona_chart(probe: ProbeReport) -> Figure:
     axes = figure.add_subplot()
     labels = [share.value for share in reversed(shares)]
     axes.barh(range(len(shares)), [s.count for s in reversed(shares)], color=LINE_COLOUR)
-    # matplotlib would read $...$ as mathematics: show the values as they are.
-    axes.set_yticks(range(len(shares)), [_plain(label) for label in labels])
+    axes.set_yticks(range(len(shares)), labels)
     axes.set_xlabel("runs")
     figure.subplots_adjust(left=0.3)  # room for long persona names
     return figure
-
-
-def _plain(text: str) -> str:
-    return text.replace("$", r"\$")

@@ -4,16 +4,18 @@ A ``MetricsTable`` holds, per probe, its runs in time order (``ProbeRecord``): s
 status, duration, the numeric gauge values and the counted string values (the persona) the run
 had. Both sources build it: this module from CSV files, ``prometheus.py`` from a range query.
 
-The CSV format is the exporter's (docs/exporter.md): a header line, then one row per probe run,
+The CSV format is the exporter's (docs/exporter.md; its fixed columns and timestamp format in
+``probe_log_format``, shared with the writer): a header line, then one row per probe run,
 ``timestamp,probe,success,http_status,duration_seconds,<gauges...>,<counted...>,error``. Columns
-beyond the fixed ones are numeric gauges, except the ones named as text (the persona field) and
-any column whose first non-empty cell is not a number (a counted value). Pure: no I/O besides
-reading the files it is given.
+beyond the fixed ones are numeric gauges when every non-empty cell is a finite number, else text
+(a counted value), and the ones named as text (the persona field) always are; text cells are kept
+as written. Pure: no I/O besides reading the files it is given.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,14 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-# Columns every exporter row has; they are not gauges.
-TIMESTAMP = "timestamp"
-PROBE = "probe"
-SUCCESS = "success"
-HTTP_STATUS = "http_status"
-DURATION = "duration_seconds"
-ERROR = "error"
-FIXED_COLUMNS = frozenset({TIMESTAMP, PROBE, SUCCESS, HTTP_STATUS, DURATION, ERROR})
+from ..probe_log_format import (
+    DURATION,
+    FIXED_COLUMNS,
+    HTTP_STATUS,
+    PROBE,
+    SUCCESS,
+    TIMESTAMP,
+)
 
 
 class ReportInputError(Exception):
@@ -78,13 +80,16 @@ class MetricsTable:
     gauges: tuple[str, ...]  # numeric columns, sorted
     texts: tuple[str, ...]  # string (counted) columns, sorted
     sources: tuple[str, ...]  # where it came from: files, or the Prometheus URL
+    notes: tuple[str, ...] = ()  # what the reader skipped, one line each (for stderr)
 
     def only(self, probe: str) -> MetricsTable:
         """The table restricted to one probe; ReportInputError when it has no runs."""
         if probe not in self.probes:
             known = ", ".join(self.probes) or "none"
             raise ReportInputError(f"no records of probe {probe!r} (probes: {known})")
-        return MetricsTable({probe: self.probes[probe]}, self.gauges, self.texts, self.sources)
+        return MetricsTable(
+            {probe: self.probes[probe]}, self.gauges, self.texts, self.sources, self.notes
+        )
 
 
 def build_table(
@@ -92,6 +97,7 @@ def build_table(
     gauges: Iterable[str],
     texts: Iterable[str],
     sources: Sequence[str],
+    notes: Sequence[str] = (),
 ) -> MetricsTable:
     """Group (probe, record) pairs per probe, each in time order (stable for equal times)."""
     series: dict[str, ProbeSeries] = {}
@@ -104,6 +110,7 @@ def build_table(
         tuple(sorted(set(gauges))),
         tuple(sorted(set(texts))),
         tuple(sources),
+        tuple(notes),
     )
 
 
@@ -118,37 +125,78 @@ def parse_time(text: str) -> float:
     return moment.timestamp()
 
 
-def format_time(seconds: float) -> str:
-    """RFC 3339 UTC with milliseconds, as the exporter's CSV writes it."""
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 def read_csv_files(paths: Sequence[Path], text_fields: Iterable[str] = ()) -> MetricsTable:
     """Every row of the exporter's CSV files (rotated ones too, in any order: rows are sorted by
-    time per probe). ``text_fields`` are columns read as strings whatever they hold."""
+    time per probe). ``text_fields`` are columns read as strings whatever they hold; another
+    column is a gauge when every non-empty cell of it, in every file, is a finite number, and
+    text otherwise (a counted value such as a region may look like a number in its first rows).
+    A file's last line without its line end (a write in progress, or cut short by a crash) is
+    skipped, with a note in ``MetricsTable.notes``."""
     if not paths:
         raise ReportInputError("no input file")
-    kinds: dict[str, bool] = {name: False for name in text_fields}  # column -> numeric?
-    rows: list[tuple[str, ProbeRecord]] = []
+    forced_text = set(text_fields)
+    numeric: dict[str, bool] = {}  # column -> every non-empty cell so far is a finite number
+    rows: list[_Row] = []
+    notes: list[str] = []
     for path in paths:
-        rows.extend(_read_csv(path, kinds))
-    gauges = [name for name, numeric in kinds.items() if numeric]
-    texts = [name for name, numeric in kinds.items() if not numeric and _seen(name, rows)]
-    table = build_table(rows, gauges, texts, [str(path) for path in paths])
+        rows.extend(_read_csv(path, numeric, notes))
+    for name in forced_text:
+        numeric[name] = False
+    records = [(row.probe, row.record(numeric)) for row in rows]
+    gauges = [name for name, is_numeric in numeric.items() if is_numeric]
+    texts = [name for name, is_numeric in numeric.items() if not is_numeric]
+    texts = [name for name in texts if any(name in record.texts for _, record in records)]
+    table = build_table(records, gauges, texts, [str(path) for path in paths], notes)
     if not table.probes:
         raise ReportInputError(f"{', '.join(map(str, paths))}: no records (only a header)")
     return table
 
 
-def _seen(name: str, rows: list[tuple[str, ProbeRecord]]) -> bool:
-    return any(name in record.texts for _, record in rows)
+@dataclass(frozen=True)
+class _Row:
+    """A row with its fixed columns read and its other cells as written: whether a column is a
+    gauge is known only once every file is read."""
+
+    probe: str
+    timestamp: float
+    success: bool
+    http_status: int | None
+    duration_seconds: float | None
+    cells: tuple[tuple[str, str], ...]  # (column, cell) of the non-empty other cells
+
+    def record(self, numeric: Mapping[str, bool]) -> ProbeRecord:
+        values: dict[str, float] = {}
+        texts: dict[str, str] = {}
+        for name, cell in self.cells:
+            if numeric.get(name, False):
+                values[name] = float(cell)
+            else:
+                texts[name] = cell  # as written: " Nana" is not "Nana" (nor in Prometheus)
+        return ProbeRecord(
+            timestamp=self.timestamp,
+            success=self.success,
+            http_status=self.http_status,
+            duration_seconds=self.duration_seconds,
+            values=values,
+            texts=texts,
+        )
 
 
-def _read_csv(path: Path, kinds: dict[str, bool]) -> list[tuple[str, ProbeRecord]]:
+def _read_csv(path: Path, numeric: dict[str, bool], notes: list[str]) -> list[_Row]:
     try:
         with path.open(encoding="utf-8", newline="") as stream:
-            return _parse_rows(path, csv.reader(stream), kinds)
+            text = stream.read()
+        complete = text.rfind("\n") + 1
+        if complete < len(text):
+            # The exporter writes whole lines; the tail after the last line end is a row being
+            # written (a live log) or cut short (a crash): not a record yet.
+            line = text.count("\n") + 1
+            notes.append(
+                f"{path}:{line}: skipped the last line, which has no line end "
+                "(a row being written, or cut short)"
+            )
+            text = text[:complete]
+        return _parse_rows(path, csv.reader(io.StringIO(text, newline="")), numeric)
     except OSError as error:
         raise ReportInputError(f"{path}: {error.strerror or error}") from None
     except UnicodeDecodeError as error:
@@ -157,9 +205,7 @@ def _read_csv(path: Path, kinds: dict[str, bool]) -> list[tuple[str, ProbeRecord
         raise ReportInputError(f"{path}: not CSV ({error})") from None
 
 
-def _parse_rows(
-    path: Path, reader: Iterable[list[str]], kinds: dict[str, bool]
-) -> list[tuple[str, ProbeRecord]]:
+def _parse_rows(path: Path, reader: Iterable[list[str]], numeric: dict[str, bool]) -> list[_Row]:
     lines = iter(reader)
     header = next(lines, None)
     if header is None or not any(cell.strip() for cell in header):
@@ -172,7 +218,7 @@ def _parse_rows(
         raise ReportInputError(f"{path}:1: a column name appears twice")
     extra = [(i, name) for i, name in enumerate(header) if name not in FIXED_COLUMNS]
     index = {name: i for i, name in enumerate(header)}
-    rows: list[tuple[str, ProbeRecord]] = []
+    rows: list[_Row] = []
     for number, cells in enumerate(lines, start=2):
         if not cells:
             continue  # a blank line
@@ -191,29 +237,24 @@ def _parse_rows(
         status = _optional_number(cells, index.get(HTTP_STATUS), HTTP_STATUS, where)
         if status is not None and not status.is_integer():
             raise ReportInputError(f"{where}: column {HTTP_STATUS}: {status} is not an integer")
-        values: dict[str, float] = {}
-        texts: dict[str, str] = {}
+        others: list[tuple[str, str]] = []
         for i, name in extra:
-            cell = cells[i].strip()
-            if not cell:
-                continue
-            numeric = kinds.get(name)
-            if numeric is None:  # the first value decides: a number makes a gauge column
-                numeric = kinds[name] = _is_number(cell)
-            if numeric:
-                values[name] = _number(cell, name, where)
-            else:
-                texts[name] = cell
-        record = ProbeRecord(
-            timestamp=timestamp,
-            success=success_text == "1",
-            http_status=None if status is None else int(status),
-            duration_seconds=_optional_number(cells, index.get(DURATION), DURATION, where),
-            values=values,
-            texts=texts,
-        )
+            cell = cells[i]
+            if not cell.strip():
+                continue  # no value this run (a text of spaces only is no value either)
+            numeric[name] = numeric.get(name, True) and _is_number(cell)
+            others.append((name, cell))
         probe = cells[index[PROBE]].strip() if PROBE in index else ""
-        rows.append((probe or "-", record))
+        rows.append(
+            _Row(
+                probe=probe or "-",
+                timestamp=timestamp,
+                success=success_text == "1",
+                http_status=None if status is None else int(status),
+                duration_seconds=_optional_number(cells, index.get(DURATION), DURATION, where),
+                cells=tuple(others),
+            )
+        )
     return rows
 
 
