@@ -5,6 +5,7 @@ stays, failures are counted; the schedule is spread and the number in flight is 
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import statistics
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lumen_alerting.exporter.app import make_app
 from lumen_alerting.exporter.body_reader import (
@@ -26,6 +28,7 @@ from lumen_alerting.exporter.body_reader import (
     encode_request,
 )
 from lumen_alerting.exporter.config import ExporterConfig, ProbeConfig
+from lumen_alerting.exporter.csv_log import ProbeCsvLog
 from lumen_alerting.exporter.metrics import ExporterMetrics, ProbeResult
 from lumen_alerting.exporter.probes import (
     INLINE_BODY,
@@ -727,3 +730,42 @@ def test_only_a_successful_run_moves_a_counted_value():
     assert counted(metrics) == {}
     metrics.record("api", ProbeResult(True, 0.01, 2.0, 200, counted={"m_persona": "Nana"}))
     assert counted(metrics) == {("api", "Nana"): 1.0}
+
+
+def test_a_counted_value_that_is_no_label_is_a_field_error_and_breaks_nothing(tmp_path: Path):
+    """A lone surrogate (JSON's "\\ud800") and a 1 MB persona are field problems: /metrics
+    still encodes and parses, and the CSV log keeps writing the other rows."""
+    huge = b'{"persona": "' + b"N" * 1_000_000 + b'"}'
+    answers = [
+        Answer.json({"persona": "Nana"}),
+        Answer(body=b'{"persona": "\\ud800"}'),
+        Answer(body=huge),  # past INLINE_BODY: read in the body reader's process
+        Answer.json({"persona": "Lua"}),
+    ]
+    path = tmp_path / "metrics.csv"
+    with ProbeTargets() as targets:
+        config = probe(f"{targets.url}/health", fields={}, count_values={"m_persona": "$.persona"})
+        scrapes: list[str] = []
+
+        async def personas(scheduler: ProbeScheduler, metrics: ExporterMetrics) -> None:
+            log = ProbeCsvLog(path, ExporterConfig(probes=[config]), metrics.registry)
+            log.start()
+            for answer in answers:
+                targets.answers["/health"] = answer
+                log.add("api", await scheduler.run_once(config))
+                scrapes.append(generate_latest(metrics.registry).decode("utf-8"))
+            await log.close()
+
+        _, metrics = run([config], personas)
+    for text in scrapes:
+        assert list(text_string_to_metric_families(text))  # parses (raises if not)
+    assert counted(metrics) == {("api", "Nana"): 1.0, ("api", "Lua"): 1.0}
+    assert field_errors(metrics) == {("m_persona", "not_text"): 1.0, ("m_persona", "too_long"): 1.0}
+    with path.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [(row["success"], row["m_persona"]) for row in rows] == [
+        ("1", "Nana"),
+        ("1", ""),
+        ("1", ""),
+        ("1", "Lua"),
+    ]

@@ -305,5 +305,15 @@ async def _read_body(response: aiohttp.ClientResponse) -> bytes | None:
     return b"".join(chunks)
 
 
+# A failure's text (the CSV log's error column, the log line) is kept this short at most.
+MAX_ERROR_TEXT = 200
+
+
 def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    """``ClientConnectorError: Cannot connect to host ...``: one line, at most MAX_ERROR_TEXT
+    characters, encodable as UTF-8 (a message may quote what the target sent). The URL it may
+    quote carries no credentials: the config refuses a URL with userinfo."""
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    text = " ".join(text.split())
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 1] + "…"
