@@ -8,7 +8,9 @@ import asyncio
 import csv
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -769,3 +771,105 @@ def test_a_counted_value_that_is_no_label_is_a_field_error_and_breaks_nothing(tm
         ("1", ""),
         ("1", "Lua"),
     ]
+
+
+def test_the_body_reader_loads_no_policy_nor_service(tmp_path: Path):
+    """The reader is started for every big body: it imports ``values`` and the ``json_paths``
+    leaf, not the policy package (its model, loader, PromQL parser) nor pydantic or aiohttp."""
+    request = encode_request(b'{"a": 1}', BodyFields(gauges={"m": "$.a"}))
+    reader = BodyReaders()
+    done = subprocess.run(
+        [*reader.command[:1], "-X", "importtime", *reader.command[1:]],
+        input=request,
+        capture_output=True,
+        env=reader._environment,
+        timeout=60,
+        check=True,
+    )
+    assert decode_reading(done.stdout).numbers == {"m": 1.0}
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.decode().splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+    ours = sorted(name for name in imported if name.startswith("lumen_alerting"))
+    assert ours == [
+        "lumen_alerting",
+        "lumen_alerting.exporter",
+        "lumen_alerting.exporter.values",
+        "lumen_alerting.json_paths",
+    ]
+    assert not imported & {"pydantic", "aiohttp", "prometheus_client", "promql_parser"}
+
+
+class SpawnedReaders:
+    """Every process the body readers start, kept to check it was reaped; ``started`` is set
+    at the first."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.processes: list[asyncio.subprocess.Process] = []
+        self.started: asyncio.Event | None = None
+        spawn = asyncio.create_subprocess_exec
+
+        async def spawned(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+            process = await spawn(*args, **kwargs)
+            self.processes.append(process)
+            if self.started is not None:
+                self.started.set()
+            return process
+
+        monkeypatch.setattr(asyncio, "create_subprocess_exec", spawned)
+
+    def all_reaped(self) -> bool:
+        """Every reader has exited and was waited for: no process, no zombie, is left."""
+        for process in self.processes:
+            if process.returncode is None:
+                return False
+            try:
+                os.kill(process.pid, 0)  # a zombie (exited, not waited for) still answers
+            except ProcessLookupError:
+                continue
+            return False
+        return True
+
+
+HANGING_READER = [sys.executable, "-c", "import time; time.sleep(3600)"]
+
+
+def test_a_body_reader_out_of_time_fails_its_run_and_is_reaped(monkeypatch):
+    monkeypatch.setattr("lumen_alerting.exporter.probes.READ_TIMEOUT", 0.5)
+    spawned = SpawnedReaders(monkeypatch)
+    with ProbeTargets() as targets:
+        targets.answers["/health"] = Answer(body=heavy_body())
+        config = probe(f"{targets.url}/health", fields={"m_status": "$.gateway.status"})
+
+        async def hung(scheduler: ProbeScheduler, metrics: ExporterMetrics) -> ProbeResult:
+            scheduler._readers.command = HANGING_READER
+            return await scheduler.run_once(config)
+
+        result, metrics = run([config], hung)
+    assert not result.success and result.status == 200
+    assert result.error == "the body reader gave no reading within 0.5 s"
+    assert "m_status" not in series(metrics) and series(metrics)["lumen_probe_success"] == 0.0
+    assert len(spawned.processes) == 1 and spawned.all_reaped()
+    assert spawned.processes[0].returncode == -signal.SIGKILL
+
+
+def test_stopping_the_scheduler_while_a_body_reader_runs_reaps_it(monkeypatch):
+    spawned = SpawnedReaders(monkeypatch)
+    with ProbeTargets() as targets:
+        targets.answers["/health"] = Answer(body=heavy_body())
+        config = probe(f"{targets.url}/health", interval="1s", timeout="30s")
+
+        async def stopped(scheduler: ProbeScheduler, _: ExporterMetrics) -> float:
+            spawned.started = asyncio.Event()
+            scheduler._readers.command = HANGING_READER
+            await scheduler.start()
+            await asyncio.wait_for(spawned.started.wait(), 60)
+            begun = time.monotonic()
+            await scheduler.stop()
+            return time.monotonic() - begun
+
+        took, _ = run([config], stopped)
+    assert took < 10  # not READ_TIMEOUT (60 s): the reader is killed with the run
+    assert len(spawned.processes) == 1 and spawned.all_reaped()

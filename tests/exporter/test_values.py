@@ -26,7 +26,7 @@ from lumen_alerting.exporter.values import (
     read_fields,
     value_text,
 )
-from lumen_alerting.policy.probe_metrics import JSONPATH
+from lumen_alerting.json_paths import JSONPATH
 
 
 @pytest.mark.parametrize(

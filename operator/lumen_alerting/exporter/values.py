@@ -30,7 +30,7 @@ from typing import Any
 
 import jsonpath
 
-from ..policy.probe_metrics import JSONPATH
+from ..json_paths import JSONPATH
 
 # A decimal number as JSON writes it, optionally signed and padded: not Python's float()
 # grammar, which also takes "nan", "infinity", "1_000" and other scripts' digits ("٣" is 3).

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import jsonpath
 
+from ..json_paths import JSONPATH
+
 # The exporter's own families, as they appear on /metrics: a probe's gauge under one of these
 # names would give a family two TYPE lines, and Prometheus drops the whole scrape.
 _EXPORTER_COUNTERS = (
@@ -41,9 +43,6 @@ RESERVED_METRICS = frozenset(
         *(name + suffix for name in _EXPORTER_COUNTERS for suffix in _COUNTER_SUFFIXES),
     }
 )
-
-# RFC 9535 JSONPath, as the policy documents it ($.a.b, $.list[0], $['key with spaces']).
-JSONPATH = jsonpath.JSONPathEnvironment(strict=True)
 
 
 def reserved_metric_problem(name: str) -> str | None:
