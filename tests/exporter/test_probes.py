@@ -35,8 +35,10 @@ from lumen_alerting.exporter.metrics import ExporterMetrics, ProbeResult
 from lumen_alerting.exporter.probes import (
     INLINE_BODY,
     MAX_BODY,
+    MAX_ERROR_TEXT,
     BodyReaders,
     ProbeScheduler,
+    _describe,
     first_run_offset,
     next_slot,
 )
@@ -873,3 +875,13 @@ def test_stopping_the_scheduler_while_a_body_reader_runs_reaps_it(monkeypatch):
         took, _ = run([config], stopped)
     assert took < 10  # not READ_TIMEOUT (60 s): the reader is killed with the run
     assert len(spawned.processes) == 1 and spawned.all_reaped()
+
+
+def test_a_failures_text_is_one_short_utf8_line():
+    """It goes to the log and the CSV log's error column: whatever an error quotes (a target's
+    bytes, line breaks, a long message), the text encodes and stays one bounded line."""
+    text = _describe(ValueError("bad\r\nstatus line \udcff" + "x" * 1000))
+    assert text.startswith("ValueError: bad status line \\udcff")
+    assert len(text) == MAX_ERROR_TEXT and text.endswith("…")
+    text.encode("utf-8")  # raises if it cannot be encoded
+    assert _describe(TimeoutError()) == "TimeoutError"
