@@ -374,6 +374,21 @@ def test_a_file_that_is_no_probe_log_stops_the_start_untouched(tmp_path):
     assert path.read_bytes() == b"name,size\nreport.pdf,12"
 
 
+def test_the_start_check_never_opens_a_fifo_to_read(tmp_path):
+    """Opening a FIFO to read waits for a writer, maybe forever: the check at start leaves
+    anything but a regular file to the writer, which writes it as a stream."""
+    path = tmp_path / "metrics.fifo"
+    os.mkfifo(path)
+    checked = threading.Event()
+
+    def check() -> None:
+        CsvFile(path, HEADER).check()
+        checked.set()
+
+    threading.Thread(target=check, daemon=True).start()  # daemon: stuck in open() if it fails
+    assert checked.wait(30), "the check waits for a writer of the FIFO"
+
+
 @pytest.mark.parametrize("move", ["rename", "remove", "replace"])
 def test_a_log_moved_or_removed_while_open_starts_again_with_its_header(tmp_path, move):
     """As logrotate (rename, then maybe a new empty file) or rm leave it: the next batch goes to

@@ -173,12 +173,14 @@ class CsvFile:
         """``NotAProbeLogError`` if ``path`` holds something other than a probe log (checked at
         start, so a wrong ``--csv`` stops it with one line rather than failing every write)."""
         try:
+            # Only a regular file is read: opening a FIFO to read would wait for a writer.
+            if not stat.S_ISREG(os.stat(self.path).st_mode):
+                return
             with self.path.open("rb") as file:
                 head = file.read(len(self.header_line))
-                regular = stat.S_ISREG(os.fstat(file.fileno()).st_mode)
         except FileNotFoundError:
             return
-        if regular and not self._ours(head):
+        if not self._ours(head):
             raise self._not_a_probe_log()
 
     def open(self) -> None:
