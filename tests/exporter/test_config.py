@@ -142,6 +142,24 @@ PROBE = {"name": "api", "url": "http://api:8080/health"}
         ),
         ({"probes": [PROBE | {"max_distinct_values": 0}]}, "probes[0].max_distinct_values:"),
         ({"probes": [PROBE | {"max_distinct_values": 1001}]}, "probes[0].max_distinct_values:"),
+        # A HEAD answer has no body to read (fields would be invalid_json on every run).
+        (
+            {"probes": [PROBE | {"method": "HEAD", "fields": {"m": "$.a"}}]},
+            "probes[0]: method: an answer to HEAD has no body to read fields or counted values",
+        ),
+        (
+            {"probes": [PROBE | {"method": "HEAD", "count_values": {"p": "$.p"}}]},
+            "probes[0]: method: an answer to HEAD has no body to read fields or counted values",
+        ),
+        # Credentials in the URL would be quoted by failures' texts (log, CSV error column).
+        (
+            {"probes": [PROBE | {"url": "http://ion:s3cret@api:8080/health"}]},
+            "probes[0].url: must not carry credentials (user:pass@); send them in a header",
+        ),
+        (
+            {"probes": [PROBE | {"url": "https://token@api/health"}]},
+            "probes[0].url: must not carry credentials",
+        ),
         ({"pipeline": {"expire_after": "0s"}}, "pipeline.expire_after: '0s' must be longer"),
         ({"pipeline": {"expire_after": "2 days"}}, "pipeline.expire_after: '2 days' is not a"),
     ],
@@ -150,6 +168,19 @@ def test_a_bad_config_is_one_line_naming_the_field(tmp_path, capsys, document, n
     line = refusal(flags(tmp_path, document), capsys)
     assert line.startswith("lumen-exporter: error: --config: "), line
     assert named in line, line
+
+
+def test_a_refused_url_is_not_quoted(tmp_path, capsys):
+    document = {"probes": [PROBE | {"url": "http://ion:s3cret@api:8080/health"}]}
+    line = refusal(flags(tmp_path, document), capsys)
+    assert "must not carry credentials" in line and "s3cret" not in line, line
+
+
+def test_a_head_probe_without_fields_and_an_at_sign_past_the_host_load():
+    config = ExporterConfig.model_validate(
+        {"probes": [PROBE | {"method": "HEAD", "url": "http://api:8080/health?by=@ops"}]}
+    )
+    assert config.probes[0].method == "HEAD"
 
 
 @pytest.mark.parametrize("name", sorted(RESERVED_METRICS))

@@ -31,7 +31,14 @@ from lumen_alerting.exporter.config import (
     ExporterConfig,
     parse_settings,
 )
-from lumen_alerting.exporter.csv_log import CsvFile, ProbeCsvLog, csv_columns, csv_line
+from lumen_alerting.exporter.csv_log import (
+    CsvAppendError,
+    CsvFile,
+    NotAProbeLogError,
+    ProbeCsvLog,
+    csv_columns,
+    csv_line,
+)
 from lumen_alerting.exporter.metrics import ProbeResult
 from lumen_alerting.policy.probe_metrics import RESERVED_METRICS
 from tests.exporter.exporter_run import (
@@ -228,11 +235,11 @@ def test_a_metric_named_like_a_fixed_column_stops_the_start(tmp_path):
 
 # -- The file: rotation, restarts, repairs ------------------------------------------------------
 
-HEADER = ["timestamp", "probe", "value", "error"]
+HEADER = ["timestamp", "probe", "success", "value", "error"]
 
 
 def line(number: int) -> bytes:
-    return csv_line([f"2026-12-02T04:00:{number:02d}.000Z", "api", str(number), ""])
+    return csv_line([f"2026-12-02T04:00:{number:02d}.000Z", "api", "1", str(number), ""])
 
 
 def numbers(path: Path) -> list[int]:
@@ -284,7 +291,7 @@ def test_a_restart_appends_to_the_same_file_without_a_second_header(tmp_path):
 
 def test_other_columns_are_rotated_away_before_the_first_row(tmp_path):
     path = tmp_path / "metrics.csv"
-    old = CsvFile(path, ["timestamp", "probe", "old", "error"])
+    old = CsvFile(path, ["timestamp", "probe", "success", "old", "error"])
     old.append([line(1)])
     old.close()
     before = path.read_bytes()
@@ -315,6 +322,92 @@ def test_a_partial_header_is_cut_and_written_whole(tmp_path):
     csv_file.append([line(1)])
     csv_file.close()
     assert path.read_bytes() == csv_line(HEADER) + line(1)
+
+
+@pytest.mark.parametrize("backups", [0, 3])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"name,size\nreport.pdf,12",  # a CSV of something else, its last line unended
+        b"timestamp,value\n1,2\n",
+        b"\x00\x01binary",
+    ],
+)
+def test_a_file_that_is_no_probe_log_is_refused_and_left_alone(tmp_path, content, backups):
+    path = tmp_path / "metrics.csv"
+    path.write_bytes(content)
+    csv_file = CsvFile(path, HEADER, backups=backups)
+    with pytest.raises(NotAProbeLogError, match="is not a probe log"):
+        csv_file.check()
+    with pytest.raises(NotAProbeLogError, match="is not a probe log"):
+        csv_file.open()
+    with pytest.raises(CsvAppendError):
+        csv_file.append([line(1)])
+    assert not csv_file.is_open
+    assert path.read_bytes() == content
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+
+
+def test_a_file_that_is_no_probe_log_stops_the_start_untouched(tmp_path):
+    probe = {"name": "a", "url": "http://127.0.0.1:9/"}
+    (tmp_path / "config.json").write_text(json.dumps({"probes": [probe]}))
+    path = tmp_path / "notes.csv"
+    path.write_bytes(b"name,size\nreport.pdf,12")
+    result = subprocess.run(
+        command(
+            *("--listen", f"127.0.0.1:{free_port()}"),
+            *("--config", str(tmp_path / "config.json")),
+            *("--state-dir", str(tmp_path / "state")),
+            *("--csv", str(path)),
+            *("--csv-backups", "0"),
+        ),
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lumen-exporter: error: --csv: "), lines
+    assert "is not a probe log" in lines[0]
+    assert path.read_bytes() == b"name,size\nreport.pdf,12"
+
+
+def test_the_start_check_never_opens_a_fifo_to_read(tmp_path):
+    """Opening a FIFO to read waits for a writer, maybe forever: the check at start leaves
+    anything but a regular file to the writer, which writes it as a stream."""
+    path = tmp_path / "metrics.fifo"
+    os.mkfifo(path)
+    checked = threading.Event()
+
+    def check() -> None:
+        CsvFile(path, HEADER).check()
+        checked.set()
+
+    threading.Thread(target=check, daemon=True).start()  # daemon: stuck in open() if it fails
+    assert checked.wait(30), "the check waits for a writer of the FIFO"
+
+
+@pytest.mark.parametrize("move", ["rename", "remove", "replace"])
+def test_a_log_moved_or_removed_while_open_starts_again_with_its_header(tmp_path, move):
+    """As logrotate (rename, then maybe a new empty file) or rm leave it: the next batch goes to
+    a file at the path, starting with the header, not to the moved or deleted one."""
+    path = tmp_path / "metrics.csv"
+    csv_file = CsvFile(path, HEADER)
+    csv_file.append([line(1)])
+    moved = tmp_path / "metrics.csv-20261202"
+    if move == "remove":
+        path.unlink()
+    else:
+        path.rename(moved)
+        if move == "replace":
+            path.touch()  # logrotate's create
+    csv_file.append([line(2), line(3)])
+    csv_file.close()
+    assert path.read_bytes() == csv_line(HEADER) + line(2) + line(3)
+    if move != "remove":
+        assert moved.read_bytes() == csv_line(HEADER) + line(1)
 
 
 # -- Off the event loop: write errors, a disk that cannot keep up, shutdown -------------------

@@ -481,17 +481,40 @@ def test_a_directory_that_cannot_be_synced_after_the_rename_keeps_the_change(
     assert store.apply_run(run(run_id="second", integrity_ok=False)).duplicate
 
 
-def test_the_store_expires_at_scrape_and_saves_it(tmp_path):
+def test_a_scrape_expires_in_memory_and_never_writes(tmp_path, monkeypatch):
+    """A scrape runs on the event loop: expiry there drops the series but writes nothing (a
+    save is two fsyncs); the next change saves it, and a restart expires by ``pushed_at``."""
     clock = Clock(1000.0)
     store = PipelineStore(tmp_path, max_age=60, clock=clock)
     store.apply_run(run())
+    saved = (tmp_path / STATE_FILE).read_bytes()
     assert "lumen_remote_integrity_ok 1.0" in store_text(store)
+    saves: list[PipelineState] = []
+    save = store._save
+
+    def no_save_at_scrape(state: PipelineState) -> None:
+        saves.append(state)
+        raise AssertionError("a scrape wrote the state file")
+
+    monkeypatch.setattr(store, "_save", no_save_at_scrape)
     clock.now = 1061.0
     scraped = store_text(store)
+    assert saves == []
     assert "lumen_remote_integrity_ok" not in scraped
     assert "lumen_pipeline_success" not in scraped
     assert "lumen_pipeline_last_run_timestamp 1000.0" in scraped
-    assert PipelineStore(tmp_path, clock=clock).state.integrity_ok is None  # saved
+    assert (tmp_path / STATE_FILE).read_bytes() == saved  # untouched
+    # A restart before the next change expires the same series from their pushed_at.
+    assert PipelineStore(tmp_path, max_age=60, clock=clock).state.integrity_ok is None
+    assert "lumen_remote_integrity_ok" not in store_text(
+        PipelineStore(tmp_path, max_age=60, clock=clock)
+    )
+    # The next change (off the loop) saves the expiry with it.
+    monkeypatch.setattr(store, "_save", save)
+    store.set_suppressed(True)
+    restored = PipelineStore(tmp_path, clock=clock).state
+    assert restored.integrity_ok is None and restored.stages == {}
+    assert restored.suppressed.value == 1.0
 
 
 @pytest.mark.parametrize("max_age", [0, -1, float("inf"), float("nan")])

@@ -5,9 +5,12 @@ stays, failures are counted; the schedule is spread and the number in flight is 
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +20,7 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from lumen_alerting.exporter.app import make_app
 from lumen_alerting.exporter.body_reader import (
@@ -26,12 +30,15 @@ from lumen_alerting.exporter.body_reader import (
     encode_request,
 )
 from lumen_alerting.exporter.config import ExporterConfig, ProbeConfig
+from lumen_alerting.exporter.csv_log import ProbeCsvLog
 from lumen_alerting.exporter.metrics import ExporterMetrics, ProbeResult
 from lumen_alerting.exporter.probes import (
     INLINE_BODY,
     MAX_BODY,
+    MAX_ERROR_TEXT,
     BodyReaders,
     ProbeScheduler,
+    _describe,
     first_run_offset,
     next_slot,
 )
@@ -727,3 +734,154 @@ def test_only_a_successful_run_moves_a_counted_value():
     assert counted(metrics) == {}
     metrics.record("api", ProbeResult(True, 0.01, 2.0, 200, counted={"m_persona": "Nana"}))
     assert counted(metrics) == {("api", "Nana"): 1.0}
+
+
+def test_a_counted_value_that_is_no_label_is_a_field_error_and_breaks_nothing(tmp_path: Path):
+    """A lone surrogate (JSON's "\\ud800") and a 1 MB persona are field problems: /metrics
+    still encodes and parses, and the CSV log keeps writing the other rows."""
+    huge = b'{"persona": "' + b"N" * 1_000_000 + b'"}'
+    answers = [
+        Answer.json({"persona": "Nana"}),
+        Answer(body=b'{"persona": "\\ud800"}'),
+        Answer(body=huge),  # past INLINE_BODY: read in the body reader's process
+        Answer.json({"persona": "Lua"}),
+    ]
+    path = tmp_path / "metrics.csv"
+    with ProbeTargets() as targets:
+        config = probe(f"{targets.url}/health", fields={}, count_values={"m_persona": "$.persona"})
+        scrapes: list[str] = []
+
+        async def personas(scheduler: ProbeScheduler, metrics: ExporterMetrics) -> None:
+            log = ProbeCsvLog(path, ExporterConfig(probes=[config]), metrics.registry)
+            log.start()
+            for answer in answers:
+                targets.answers["/health"] = answer
+                log.add("api", await scheduler.run_once(config))
+                scrapes.append(generate_latest(metrics.registry).decode("utf-8"))
+            await log.close()
+
+        _, metrics = run([config], personas)
+    for text in scrapes:
+        assert list(text_string_to_metric_families(text))  # parses (raises if not)
+    assert counted(metrics) == {("api", "Nana"): 1.0, ("api", "Lua"): 1.0}
+    assert field_errors(metrics) == {("m_persona", "not_text"): 1.0, ("m_persona", "too_long"): 1.0}
+    with path.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [(row["success"], row["m_persona"]) for row in rows] == [
+        ("1", "Nana"),
+        ("1", ""),
+        ("1", ""),
+        ("1", "Lua"),
+    ]
+
+
+def test_the_body_reader_loads_no_policy_nor_service(tmp_path: Path):
+    """The reader is started for every big body: it imports ``values`` and the ``json_paths``
+    leaf, not the policy package (its model, loader, PromQL parser) nor pydantic or aiohttp."""
+    request = encode_request(b'{"a": 1}', BodyFields(gauges={"m": "$.a"}))
+    reader = BodyReaders()
+    done = subprocess.run(
+        [*reader.command[:1], "-X", "importtime", *reader.command[1:]],
+        input=request,
+        capture_output=True,
+        env=reader._environment,
+        timeout=60,
+        check=True,
+    )
+    assert decode_reading(done.stdout).numbers == {"m": 1.0}
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.decode().splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+    ours = sorted(name for name in imported if name.startswith("lumen_alerting"))
+    assert ours == [
+        "lumen_alerting",
+        "lumen_alerting.exporter",
+        "lumen_alerting.exporter.values",
+        "lumen_alerting.json_paths",
+    ]
+    assert not imported & {"pydantic", "aiohttp", "prometheus_client", "promql_parser"}
+
+
+class SpawnedReaders:
+    """Every process the body readers start, kept to check it was reaped; ``started`` is set
+    at the first."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.processes: list[asyncio.subprocess.Process] = []
+        self.started: asyncio.Event | None = None
+        spawn = asyncio.create_subprocess_exec
+
+        async def spawned(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+            process = await spawn(*args, **kwargs)
+            self.processes.append(process)
+            if self.started is not None:
+                self.started.set()
+            return process
+
+        monkeypatch.setattr(asyncio, "create_subprocess_exec", spawned)
+
+    def all_reaped(self) -> bool:
+        """Every reader has exited and was waited for: no process, no zombie, is left."""
+        for process in self.processes:
+            if process.returncode is None:
+                return False
+            try:
+                os.kill(process.pid, 0)  # a zombie (exited, not waited for) still answers
+            except ProcessLookupError:
+                continue
+            return False
+        return True
+
+
+HANGING_READER = [sys.executable, "-c", "import time; time.sleep(3600)"]
+
+
+def test_a_body_reader_out_of_time_fails_its_run_and_is_reaped(monkeypatch):
+    monkeypatch.setattr("lumen_alerting.exporter.probes.READ_TIMEOUT", 0.5)
+    spawned = SpawnedReaders(monkeypatch)
+    with ProbeTargets() as targets:
+        targets.answers["/health"] = Answer(body=heavy_body())
+        config = probe(f"{targets.url}/health", fields={"m_status": "$.gateway.status"})
+
+        async def hung(scheduler: ProbeScheduler, metrics: ExporterMetrics) -> ProbeResult:
+            scheduler._readers.command = HANGING_READER
+            return await scheduler.run_once(config)
+
+        result, metrics = run([config], hung)
+    assert not result.success and result.status == 200
+    assert result.error == "the body reader gave no reading within 0.5 s"
+    assert "m_status" not in series(metrics) and series(metrics)["lumen_probe_success"] == 0.0
+    assert len(spawned.processes) == 1 and spawned.all_reaped()
+    assert spawned.processes[0].returncode == -signal.SIGKILL
+
+
+def test_stopping_the_scheduler_while_a_body_reader_runs_reaps_it(monkeypatch):
+    spawned = SpawnedReaders(monkeypatch)
+    with ProbeTargets() as targets:
+        targets.answers["/health"] = Answer(body=heavy_body())
+        config = probe(f"{targets.url}/health", interval="1s", timeout="30s")
+
+        async def stopped(scheduler: ProbeScheduler, _: ExporterMetrics) -> float:
+            spawned.started = asyncio.Event()
+            scheduler._readers.command = HANGING_READER
+            await scheduler.start()
+            await asyncio.wait_for(spawned.started.wait(), 60)
+            begun = time.monotonic()
+            await scheduler.stop()
+            return time.monotonic() - begun
+
+        took, _ = run([config], stopped)
+    assert took < 10  # not READ_TIMEOUT (60 s): the reader is killed with the run
+    assert len(spawned.processes) == 1 and spawned.all_reaped()
+
+
+def test_a_failures_text_is_one_short_utf8_line():
+    """It goes to the log and the CSV log's error column: whatever an error quotes (a target's
+    bytes, line breaks, a long message), the text encodes and stays one bounded line."""
+    text = _describe(ValueError("bad\r\nstatus line \udcff" + "x" * 1000))
+    assert text.startswith("ValueError: bad status line \\udcff")
+    assert len(text) == MAX_ERROR_TEXT and text.endswith("…")
+    text.encode("utf-8")  # raises if it cannot be encoded
+    assert _describe(TimeoutError()) == "TimeoutError"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 
 import pytest
 from hypothesis import given
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from lumen_alerting.exporter.config import ExporterConfig
 from lumen_alerting.exporter.values import (
     INVALID_BODY,
+    MAX_COUNTED_TEXT,
     BodyFields,
     FieldProblem,
     FieldReading,
@@ -26,7 +26,7 @@ from lumen_alerting.exporter.values import (
     read_fields,
     value_text,
 )
-from lumen_alerting.policy.probe_metrics import JSONPATH
+from lumen_alerting.json_paths import JSONPATH
 
 
 @pytest.mark.parametrize(
@@ -233,7 +233,20 @@ def test_read_fields_of_an_unusable_body_is_invalid_json_everywhere(body):
     )
 
 
-def test_what_a_worker_process_gets_and_gives_back_pickles():
-    reading = read_fields(b'{"persona": "Nana"}', WANTED)
-    assert pickle.loads(pickle.dumps(WANTED)) == WANTED
-    assert pickle.loads(pickle.dumps(reading)) == reading
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # json.loads takes a lone surrogate; the str it gives cannot be encoded as UTF-8.
+        (b'{"persona": "\\ud800"}', FieldProblem.NOT_TEXT),
+        (b'{"persona": "Na\\udfffna"}', FieldProblem.NOT_TEXT),
+        # A surrogate pair is one character, as any other.
+        (b'{"persona": "\\ud83c\\udf19"}', "\U0001f319"),
+        (json.dumps({"persona": "N" * MAX_COUNTED_TEXT}).encode(), "N" * MAX_COUNTED_TEXT),
+        (json.dumps({"persona": "N" * (MAX_COUNTED_TEXT + 1)}).encode(), FieldProblem.TOO_LONG),
+        (b'{"persona": ' + b"7" * 200 + b"}", FieldProblem.TOO_LONG),
+    ],
+)
+def test_a_counted_value_is_a_short_utf8_text_or_a_problem(body, expected):
+    """A counted value becomes a label and a CSV cell: one that cannot be encoded would break
+    every later scrape, and a long one would be in every scrape."""
+    assert counted_value(parse_body(body), JSONPATH.compile("$.persona")) == expected

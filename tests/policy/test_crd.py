@@ -278,7 +278,7 @@ ACCEPTED = {
             "probes": [
                 {
                     **_PROBE,
-                    "method": "HEAD",
+                    "method": "POST",  # (HEAD reads no body: refused with fields)
                     "expectedStatus": [200, 204, 599, 100],
                     "headers": [_HEADER, _HEADER | {"name": "X-Api-Key"}],
                     "valueMaps": {"s": {"down": 0, "locked": 1, "unlocked": 2.5, "": -1}},

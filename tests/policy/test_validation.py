@@ -530,6 +530,18 @@ PROBE_FEATURES = [
         f"{PROBE}.method: must be one of GET, HEAD, POST",
     ),
     (
+        "HEAD with fields and counted values (a HEAD answer has no body)",
+        changed(f"{PROBE}.method", "HEAD", GATEWAY),
+        f"{PROBE}.method: an answer to HEAD has no body to read fields or counted values from "
+        "(use GET or POST)",
+    ),
+    (
+        "URL with credentials (failures' texts would quote them)",
+        changed(f"{PROBE}.url", "http://ion:s3cret@ion-api:8080/health", GATEWAY),
+        f"{PROBE}.url: must not carry credentials (user:pass@); send them in a header from a "
+        "Secret",
+    ),
+    (
         "no distinct value kept",
         changed(f"{PROBE}.maxDistinctValues", 0, GATEWAY),
         f"{PROBE}.maxDistinctValues: must be >= 1",

@@ -35,9 +35,11 @@ from ..policy.probe_metrics import (
     counter_problem,
     counter_series,
     jsonpath_problem,
+    method_problem,
     probe_series_names,
     repeated_metric,
     reserved_metric_problem,
+    url_problem,
 )
 from ..settings import (
     Setting,
@@ -122,6 +124,13 @@ class ProbeConfig(BaseModel):
     # Header name -> file holding its value (a mounted Secret); read at start, never logged.
     header_files: dict[str, str] = Field(default_factory=dict, max_length=16)
 
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        if (problem := url_problem(url)) is not None:
+            raise ValueError(problem)
+        return url
+
     @field_validator("header_files")
     @classmethod
     def _header_names(cls, files: dict[str, str]) -> dict[str, str]:
@@ -162,6 +171,14 @@ class ProbeConfig(BaseModel):
         names = probe_series_names(self.gauge_names, self.count_values)
         if (twice := repeated_metric(names)) is not None:
             raise ValueError(f"metric {twice!r} is used twice by this probe")
+        return self
+
+    @model_validator(mode="after")
+    def _body_to_read(self) -> ProbeConfig:
+        # A HEAD answer has no body: its fields would be invalid_json on every run, forever.
+        reads_body = bool(self.fields or self.count_values)
+        if (problem := method_problem(self.method, reads_body)) is not None:
+            raise ValueError(f"method: {problem}")
         return self
 
     @property

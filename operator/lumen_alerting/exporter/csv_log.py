@@ -8,12 +8,16 @@ text value are written as spaces, so a partial line is a partial record and ``wc
 
 Two parts:
 
-- ``CsvFile``: the file and its backups, synchronous. At open, a partial last line (a crash mid
-  write) is cut off and a file whose header is not the current one is rotated away, so a config
-  change never mixes columns. Rows are appended with one ``write`` per batch (per file, when the
-  batch crosses a rotation) on a descriptor opened with ``O_APPEND``, then ``fsync``-ed. When the
-  next rows would take the file past ``max_bytes`` it is rotated: ``FILE`` -> ``FILE.1`` -> ...
-  -> ``FILE.<backups>``, the oldest dropped, and a new ``FILE`` starts with the header.
+- ``CsvFile``: the file and its backups, synchronous. At open, a file that is not a probe log
+  (its first line does not start ``timestamp,probe,success,``) is refused and left as it is; in
+  a probe log, a partial last line (a crash mid write) is cut off, and one whose header is not
+  the current one is rotated away, so a config change never mixes columns. Before each batch,
+  a file removed or moved away while open (``logrotate``, ``rm``) is noticed, as
+  ``logging.handlers.WatchedFileHandler`` does, and a new one started with the header. Rows are
+  appended with one ``write`` per batch (per file, when the batch crosses a rotation) on a
+  descriptor opened with ``O_APPEND``, then ``fsync``-ed. When the next rows would take the file
+  past ``max_bytes`` it is rotated: ``FILE`` -> ``FILE.1`` -> ... -> ``FILE.<backups>``, the
+  oldest dropped, and a new ``FILE`` starts with the header.
 - ``ProbeCsvLog``: the scheduler's ``on_result`` listener. It only appends to a bounded queue (the
   event loop never touches the disk); a writer thread drains it in batches. A full queue drops
   rows (counted, logged once); a failed write is logged once, counted, and retried on later
@@ -114,6 +118,15 @@ def csv_line(values: Sequence[str]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+class NotAProbeLogError(OSError):
+    """The file at the log's path is not a probe log: refused, and left as it is."""
+
+
+# A probe log's first line starts so, whatever its other columns: a file that does not is some
+# other file (a typo in --csv), never cut, rotated or deleted.
+PROBE_LOG_START = ",".join(FIXED_LEADING[:3]).encode() + b","
+
+
 class CsvAppendError(OSError):
     """Appending failed after ``written`` of the lines were written (and synced)."""
 
@@ -148,9 +161,24 @@ class CsvFile:
     def is_open(self) -> bool:
         return self._fd is not None
 
+    def check(self) -> None:
+        """``NotAProbeLogError`` if ``path`` holds something other than a probe log (checked at
+        start, so a wrong ``--csv`` stops it with one line rather than failing every write)."""
+        try:
+            # Only a regular file is read: opening a FIFO to read would wait for a writer.
+            if not stat.S_ISREG(os.stat(self.path).st_mode):
+                return
+            with self.path.open("rb") as file:
+                head = file.read(len(self.header_line))
+        except FileNotFoundError:
+            return
+        if not self._ours(head):
+            raise self._not_a_probe_log()
+
     def open(self) -> None:
-        """Open ``path`` for appending: cut a partial last line, rotate away a file with another
-        header, start an empty file with the header. OSError if that fails (nothing open)."""
+        """Open ``path`` for appending: refuse a file that is not a probe log (untouched), cut a
+        partial last line, rotate away a log with another header, start an empty file with the
+        header. OSError if that fails (nothing open)."""
         if self._fd is not None:
             return
         fd = self._open_fd()
@@ -161,8 +189,13 @@ class CsvFile:
                 self._fd = fd
                 self._write_all(self.header_line)
                 return
+            # The first line decides before anything is cut: only a probe log is changed.
+            head = os.pread(fd, len(self.header_line), 0)
+            if not self._ours(head):
+                raise self._not_a_probe_log()
+            # (A header cut short by a crash has no line break: cut whole, written again below.)
             size = _cut_partial_line(fd, info.st_size, self.path)
-            if size > 0 and os.pread(fd, len(self.header_line), 0) != self.header_line:
+            if size > 0 and head != self.header_line:
                 os.close(fd)
                 fd = -1
                 log.info(
@@ -185,12 +218,14 @@ class CsvFile:
             raise
 
     def append(self, lines: Sequence[bytes]) -> None:
-        """Append complete lines (opening the file first if needed), rotating by size; each
-        file's share written with one write and synced. On a failure, CsvAppendError says how
-        many lines were written; what was half-written is cut off where possible and the file
-        is closed, so the next call opens it again (and cuts what could not be)."""
+        """Append complete lines (opening the file first if needed, again if it was removed or
+        moved away), rotating by size; each file's share written with one write and synced. On
+        a failure, CsvAppendError says how many lines were written; what was half-written is
+        cut off where possible and the file is closed, so the next call opens it again (and
+        cuts what could not be)."""
         written = 0
         try:
+            self._reopen_if_moved()
             self.open()
             chunk: list[bytes] = []
             size = self._size
@@ -214,6 +249,34 @@ class CsvFile:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def _ours(self, head: bytes) -> bool:
+        """Whether a file starting with ``head`` is a probe log (empty, or a header cut short
+        by a crash, included)."""
+        return head.startswith(PROBE_LOG_START) or self.header_line.startswith(head)
+
+    def _not_a_probe_log(self) -> NotAProbeLogError:
+        start = PROBE_LOG_START.decode()
+        return NotAProbeLogError(
+            errno.EEXIST,
+            f"{self.path} is not a probe log (its first line does not start with {start}); "
+            "give another file or move it away",
+            str(self.path),
+        )
+
+    def _reopen_if_moved(self) -> None:
+        """Close the file when ``path`` no longer names it (removed, or renamed by logrotate and
+        maybe replaced): the next ``open`` starts the file at ``path`` again."""
+        if self._fd is None or not self._regular:
+            return
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            named = None
+        held = os.fstat(self._fd)
+        if named is None or (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino):
+            log.info("CSV log %s was removed or moved away: starting it again.", self.path)
+            self.close()
 
     def _open_fd(self) -> int:
         # O_RDWR: the header and the last line are read back at open. O_APPEND: every write

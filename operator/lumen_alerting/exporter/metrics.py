@@ -203,7 +203,7 @@ class ExporterMetrics:
             "Fields of a probe's answer that had no value (or, for too_many_values, a counted "
             "value past the probe's max_distinct_values, counted as __other__), by reason: "
             "invalid_json, missing, many_values, not_a_number, unreadable, unmapped, "
-            "too_many_values.",
+            "too_many_values, too_long, not_text.",
             ["probe", "field", "reason"],
             registry=self.registry,
         )

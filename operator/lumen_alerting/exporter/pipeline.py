@@ -461,7 +461,7 @@ class PipelineStore:
     write fails (``OSError``) nothing has changed. A state file that cannot be read raises
     ``StateFileError`` at construction, naming the file and what is wrong, rather than starting
     empty and losing the counters. ``max_age``: seconds after which a gauge not pushed again is
-    removed (checked on every scrape and change); None keeps them.
+    removed (in memory at every scrape, saved with the next change); None keeps them.
     """
 
     def __init__(
@@ -478,6 +478,7 @@ class PipelineStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._state = self._load()
+        self._expire_in_memory()  # what expired while the exporter was down goes at once
 
     def _load(self) -> PipelineState:
         try:
@@ -503,16 +504,19 @@ class PipelineStore:
     def state(self) -> PipelineState:
         """A copy of the current state (after expiry)."""
         with self._lock:
-            self._expire_locked()
+            self._expire_in_memory()
             return self._state.copy()
 
     def current(self) -> PipelineState:
         """The committed state itself, for a collector, which only reads it: never waits for a
-        writer (and its fsyncs). Expiry runs first only when no write is under way; a state is
-        never changed once committed (changes are made on a copy), so reading it is safe."""
+        writer, and never writes (a scrape runs on the event loop; a save is two fsyncs).
+        Expiry is applied in memory when no change is under way; the file catches up at the
+        next change, and a restart before then expires the same series again from their
+        ``pushed_at``. A state is never changed once committed (changes are made on a copy),
+        so reading it is safe."""
         if self.max_age is not None and self._lock.acquire(blocking=False):
             try:
-                self._expire_locked()
+                self._expire_in_memory()
             finally:
                 self._lock.release()
         return self._state
@@ -520,7 +524,7 @@ class PipelineStore:
     def apply_run(self, run: PipelineRun) -> RunOutcome:
         """Apply and save a run; ``RunRejected`` or ``OSError`` leave everything as it was."""
         with self._lock:
-            self._expire_locked()
+            self._expire_in_memory()
             changed = self._state.copy()
             outcome = changed.apply_run(run, self._clock())
             if not outcome.duplicate:
@@ -529,29 +533,32 @@ class PipelineStore:
 
     def set_suppressed(self, flag: bool) -> None:
         with self._lock:
+            self._expire_in_memory()
             changed = self._state.copy()
             changed.set_suppressed(flag, self._clock())
             self._save(changed)
 
     def expire(self) -> list[str]:
-        """Expire now (scrapes and changes do it too); the series removed."""
+        """Expire now and save it (scrapes and changes expire too; changes save it); the series
+        removed. ``OSError`` if the save fails (the series are gone from memory anyway)."""
         with self._lock:
-            return self._expire_locked()
+            removed = self._expire_in_memory()
+            if removed:
+                self._save(self._state)
+            return removed
 
     def collector(self) -> PipelineCollector:
         return PipelineCollector(self.current)
 
-    def _expire_locked(self) -> list[str]:
+    def _expire_in_memory(self) -> list[str]:
+        """Drop the gauges older than ``max_age`` from the state in memory (a new committed
+        state: a collector may be reading the old one); the file is left as it is."""
         now = self._clock()
         if self.max_age is None or not self._state.expirable(now, self.max_age):
             return []
         changed = self._state.copy()
         removed = changed.expire(now, self.max_age)
-        if removed:
-            try:
-                self._save(changed)
-            except OSError:  # the series go anyway; the file catches up at the next change
-                self._state = changed
+        self._state = changed
         return removed
 
     def _save(self, state: PipelineState) -> None:

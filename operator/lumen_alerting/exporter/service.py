@@ -13,7 +13,7 @@ from aiohttp import web
 from ..service_http import cannot_listen
 from .app import make_app
 from .config import ExporterConfig, ExporterSettings
-from .csv_log import CsvColumnError, ProbeCsvLog
+from .csv_log import CsvColumnError, NotAProbeLogError, ProbeCsvLog
 from .metrics import ExporterMetrics
 from .pipeline import PipelineStore, StateFileError
 from .pipeline_http import pipeline_routes
@@ -56,15 +56,21 @@ def csv_log(
     if settings.csv_path is None:
         return None
     try:
-        return ProbeCsvLog(
+        rows = ProbeCsvLog(
             settings.csv_path,
             config,
             metrics.registry,
             max_bytes=settings.csv_max_bytes,
             backups=settings.csv_backups,
         )
+        rows.file.check()  # another file at the path is refused, and left as it is
     except CsvColumnError as error:
         raise StartupError("--csv", str(error)) from None
+    except NotAProbeLogError as error:
+        raise StartupError("--csv", error.strerror or str(error)) from None
+    except OSError as error:
+        raise StartupError("--csv", f"cannot read {settings.csv_path}: {error.strerror}") from None
+    return rows
 
 
 async def serve(

@@ -6,12 +6,15 @@ A field's value is a JSON number, a boolean (1/0) or a string holding a decimal 
 map's strings (``"locked"`` -> 1); any other string is then ``unmapped``. Anything else is a
 ``FieldProblem``, and the exporter then removes that field's series rather than keep a stale
 value. A counted field (``count_values``) is read as a string: strings as they are, numbers and
-booleans as their JSON text. No body makes this raise: one nested too deep to parse is invalid
+booleans as their JSON text, at most ``MAX_COUNTED_TEXT`` characters (a longer one is
+``too_long``) and encodable as UTF-8 (a lone surrogate, ``"\\ud800"``, is ``not_text``): the text
+becomes a label value and a CSV cell, and one that cannot be encoded would break every later
+scrape and CSV batch. No body makes this raise: one nested too deep to parse is invalid
 JSON, a JSONPath that cannot be evaluated over it (``$..x`` past the recursion limit) is
 ``unreadable``.
 
-``read_fields`` does it all for one probe from the raw body; everything it takes and returns
-pickles, so the exporter can run it in a worker process for a big body.
+``read_fields`` does it all for one probe from the raw body; ``body_reader`` runs it in a process
+of its own for a big body.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 import jsonpath
 
-from ..policy.probe_metrics import JSONPATH
+from ..json_paths import JSONPATH
 
 # A decimal number as JSON writes it, optionally signed and padded: not Python's float()
 # grammar, which also takes "nan", "infinity", "1_000" and other scripts' digits ("٣" is 3).
@@ -46,6 +49,13 @@ class FieldProblem(StrEnum):
     # A counted value past the probe's max_distinct_values, counted as "__other__" (the cap is
     # kept by the exporter's metrics, not here: reading a body knows nothing of earlier runs).
     TOO_MANY_VALUES = "too_many_values"
+    TOO_LONG = "too_long"  # a counted value longer than MAX_COUNTED_TEXT characters
+    NOT_TEXT = "not_text"  # a counted string that is not valid Unicode (a lone surrogate)
+
+
+# A counted value is a label value: a name, a mode, a persona. One longer than this is no such
+# thing (a message, a dump), and would make every scrape and CSV row as long.
+MAX_COUNTED_TEXT = 128
 
 
 class InvalidBody:
@@ -119,16 +129,26 @@ def mapped_number(value: object, value_map: Mapping[str, float]) -> float | Fiel
 
 def value_text(value: object) -> str | FieldProblem:
     """A JSON value as the ``value`` label it is counted under: a string as it is, a number or
-    a boolean as JSON writes it (``3``, ``0.5``, ``true``); null, objects and lists have none."""
+    a boolean as JSON writes it (``3``, ``0.5``, ``true``); null, objects and lists have none.
+    Past ``MAX_COUNTED_TEXT`` characters it is ``too_long``; a string with a lone surrogate
+    (JSON's ``"\\ud800"``, which ``json.loads`` takes) is ``not_text``."""
     if isinstance(value, str):
-        return value
-    if isinstance(value, bool):  # before int: True is an int too
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float) and math.isfinite(value):
-        return json.dumps(value)
-    return FieldProblem.NOT_A_NUMBER
+        text = value
+    elif isinstance(value, bool):  # before int: True is an int too
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        text = str(value)  # up to 4300 digits (Python's limit; json.loads refuses more)
+    elif isinstance(value, float) and math.isfinite(value):
+        text = json.dumps(value)
+    else:
+        return FieldProblem.NOT_A_NUMBER
+    if len(text) > MAX_COUNTED_TEXT:
+        return FieldProblem.TOO_LONG
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return FieldProblem.NOT_TEXT
+    return text
 
 
 def number(value: object) -> float | FieldProblem:
@@ -150,7 +170,7 @@ def number(value: object) -> float | FieldProblem:
 @dataclass(frozen=True)
 class BodyFields:
     """What to read from a probe's body: ``gauges`` metric -> JSONPath (with ``value_maps``
-    for some), ``counted`` counter name -> JSONPath. Plain data, so it pickles."""
+    for some), ``counted`` counter name -> JSONPath."""
 
     gauges: Mapping[str, str] = field(default_factory=dict)
     value_maps: Mapping[str, Mapping[str, float]] = field(default_factory=dict)

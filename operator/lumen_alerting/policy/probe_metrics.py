@@ -8,8 +8,11 @@ Pure: names and a JSONPath parser, no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 import jsonpath
+
+from ..json_paths import JSONPATH
 
 # The exporter's own families, as they appear on /metrics: a probe's gauge under one of these
 # names would give a family two TYPE lines, and Prometheus drops the whole scrape.
@@ -41,9 +44,6 @@ RESERVED_METRICS = frozenset(
     }
 )
 
-# RFC 9535 JSONPath, as the policy documents it ($.a.b, $.list[0], $['key with spaces']).
-JSONPATH = jsonpath.JSONPathEnvironment(strict=True)
-
 
 def reserved_metric_problem(name: str) -> str | None:
     """Why a probe may not export a gauge called ``name``, or None."""
@@ -58,6 +58,27 @@ def jsonpath_problem(path: str) -> str | None:
         JSONPATH.compile(path)
     except jsonpath.JSONPathError as error:
         return f"{path!r} is not a JSONPath ({str(error).splitlines()[0]})"
+    return None
+
+
+def url_problem(url: str) -> str | None:
+    """Why a probe may not request ``url``, or None: credentials in it (``user:pass@``) would be
+    quoted wherever a failure's text goes (the log, the CSV log's error column)."""
+    try:
+        authority = urlsplit(url).netloc
+    except ValueError:  # not a URL at all: the pattern check says so
+        return None
+    if "@" in authority:
+        return "must not carry credentials (user:pass@); send them in a header from a Secret"
+    return None
+
+
+def method_problem(method: str, reads_body: bool) -> str | None:
+    """Why a probe with ``method`` may not read fields or counted values (``reads_body``)."""
+    if method == "HEAD" and reads_body:
+        return (
+            "an answer to HEAD has no body to read fields or counted values from (use GET or POST)"
+        )
     return None
 
 

@@ -20,9 +20,11 @@ from .probe_metrics import (
     counter_problem,
     counter_series,
     jsonpath_problem,
+    method_problem,
     probe_series_names,
     repeated_metric,
     reserved_metric_problem,
+    url_problem,
 )
 from .sli import sli_queries
 
@@ -120,6 +122,11 @@ def _probe_problems(spec: PolicySpec) -> Iterator[Problem]:
 
 
 def _one_probe_problems(probe: Probe, path: str) -> Iterator[Problem]:
+    if (problem := url_problem(probe.url)) is not None:
+        yield Problem(f"{path}.url", problem)
+    reads_body = bool(probe.fields or probe.count_values)
+    if (problem := method_problem(probe.method, reads_body)) is not None:
+        yield Problem(f"{path}.method", problem)
     yield from _positive_duration(f"{path}.interval", probe.interval)
     yield from _positive_duration(f"{path}.timeout", probe.timeout)
     named = {
