@@ -168,6 +168,13 @@ BAD_IMPORTS = [
         "from lumen_alerting.report import records",
         not_allowed("atomic_files", "lumen_alerting.report"),
     ),
+    # the RFC 9535 environment: the policy checks and the exporter's body reader share it, and
+    # the reader must start without loading the policy package
+    (
+        "json_paths.py",
+        "from lumen_alerting.policy import model",
+        not_allowed("json_paths", "lumen_alerting.policy"),
+    ),
 ]
 
 
