@@ -554,13 +554,19 @@ class Probe:
     )
 
     name: str = spec_field("Probe name, unique in the policy.", pattern=DNS_LABEL, max_length=63)
-    url: str = spec_field("Health endpoint to request (with `method`).", pattern=HTTP_URL)
+    url: str = spec_field(
+        "Health endpoint to request (with `method`). No credentials in it (`user:pass@`): send "
+        "them in `headers` from a Secret.",
+        pattern=HTTP_URL,
+    )
     interval: str = spec_field(
         "Time between probes (never at scrape time).", default="20s", pattern=DURATION_PATTERN
     )
     timeout: str = spec_field("Probe timeout.", default="5s", pattern=DURATION_PATTERN)
     method: Literal["GET", "HEAD", "POST"] = spec_field(
-        "HTTP method of the probe request (`POST` sends no body).", default="GET"
+        "HTTP method of the probe request (`POST` sends no body). `HEAD` answers have no body, "
+        "so a `HEAD` probe may have no `fields` or `countValues`.",
+        default="GET",
     )
     expected_status: list[int] = spec_field(
         "HTTP statuses that count as success, e.g. `[200, 204]`. Empty: any 2xx.",
@@ -621,8 +627,9 @@ class Probe:
         "Fields counted by value: counter name -> JSONPath of a string field, e.g. seed 001's "
         "persona distribution `lumen_ion_persona: $.persona`. Each successful run adds 1 to "
         '`<name>_total{probe="...", value="<what it read>"}` (numbers and booleans as their '
-        "JSON text); a series appears on its value's first sighting. Give the name without "
-        "`_total`.",
+        "JSON text); a series appears on its value's first sighting. A value longer than 128 "
+        "characters, or not valid UTF-8, is not counted (a `too_long` or `not_text` field "
+        "error). Give the name without `_total`.",
         default_factory=dict,
         key_pattern=METRIC_NAME,
         max_properties=16,
