@@ -40,6 +40,29 @@ def environment() -> dict[str, str]:
     return env
 
 
+def refused_start(config_text: str, directory: Path, *flags: str) -> tuple[str, str]:
+    """Start the exporter with ``config_text`` as its config.json and ``flags``, expecting it to
+    refuse (exit 2) before listening; (its one stderr line, its stdout)."""
+    (directory / "config.json").write_text(config_text)
+    result = subprocess.run(
+        command(
+            *("--listen", f"127.0.0.1:{free_port()}"),
+            *("--config", str(directory / "config.json")),
+            *("--state-dir", str(directory / "state")),
+            *flags,
+        ),
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0], result.stdout
+
+
 class ExporterProcess:
     """The exporter with ``config`` written to a private directory, on a free port."""
 

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -43,13 +42,12 @@ from lumen_alerting.exporter.metrics import ProbeResult
 from lumen_alerting.policy.probe_metrics import RESERVED_METRICS
 from tests.exporter.exporter_run import (
     ExporterProcess,
-    command,
-    environment,
+    refused_start,
     rendered_config,
 )
 from tests.exporter.series import samples
 from tests.exporter.targets import Answer, ProbeTargets
-from tests.support.polling import eventually, free_port
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -213,24 +211,10 @@ def test_successful_and_failing_results_read_back_with_dict_reader(tmp_path):
 
 def test_a_metric_named_like_a_fixed_column_stops_the_start(tmp_path):
     probe = {"name": "a", "url": "http://127.0.0.1:9/", "fields": {"error": "$.error"}}
-    (tmp_path / "config.json").write_text(json.dumps({"probes": [probe]}))
-    result = subprocess.run(
-        command(
-            *("--listen", f"127.0.0.1:{free_port()}"),
-            *("--config", str(tmp_path / "config.json")),
-            *("--state-dir", str(tmp_path / "state")),
-            *("--csv", str(tmp_path / "metrics.csv")),
-        ),
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    line, _ = refused_start(
+        json.dumps({"probes": [probe]}), tmp_path, "--csv", str(tmp_path / "metrics.csv")
     )
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lumen-exporter: error: --csv: "), lines
-    assert "'error'" in lines[0]
+    assert line.startswith("lumen-exporter: error: --csv: ") and "'error'" in line, line
 
 
 # -- The file: rotation, restarts, repairs ------------------------------------------------------
@@ -350,27 +334,12 @@ def test_a_file_that_is_no_probe_log_is_refused_and_left_alone(tmp_path, content
 
 def test_a_file_that_is_no_probe_log_stops_the_start_untouched(tmp_path):
     probe = {"name": "a", "url": "http://127.0.0.1:9/"}
-    (tmp_path / "config.json").write_text(json.dumps({"probes": [probe]}))
     path = tmp_path / "notes.csv"
     path.write_bytes(b"name,size\nreport.pdf,12")
-    result = subprocess.run(
-        command(
-            *("--listen", f"127.0.0.1:{free_port()}"),
-            *("--config", str(tmp_path / "config.json")),
-            *("--state-dir", str(tmp_path / "state")),
-            *("--csv", str(path)),
-            *("--csv-backups", "0"),
-        ),
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    line, _ = refused_start(
+        json.dumps({"probes": [probe]}), tmp_path, *("--csv", str(path), "--csv-backups", "0")
     )
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lumen-exporter: error: --csv: "), lines
-    assert "is not a probe log" in lines[0]
+    assert line.startswith("lumen-exporter: error: --csv: ") and "is not a probe log" in line
     assert path.read_bytes() == b"name,size\nreport.pdf,12"
 
 

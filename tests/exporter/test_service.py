@@ -20,13 +20,13 @@ from lumen_alerting.exporter.config import ExporterConfig
 from lumen_alerting.exporter.metrics import ExporterMetrics
 from tests.exporter.exporter_run import (
     ExporterProcess,
-    command,
     environment,
+    refused_start,
     rendered_config,
 )
 from tests.exporter.series import probe_series, samples
 from tests.exporter.targets import ION_HEALTH, Answer, ProbeTargets
-from tests.support.polling import eventually, free_port
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -219,27 +219,9 @@ def test_not_ready_until_the_probes_are_scheduled():
     ],
 )
 def test_a_bad_config_exits_2_with_one_line_before_listening(tmp_path, config, named):
-    (tmp_path / "config.json").write_text(config)
-    port = free_port()
-    result = subprocess.run(
-        command(
-            *("--listen", f"127.0.0.1:{port}"),
-            *("--config", str(tmp_path / "config.json")),
-            *("--state-dir", str(tmp_path / "state")),
-        ),
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lumen-exporter: error: --config: "), lines
-    assert named in lines[0]
-    assert result.stdout == ""
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    line, stdout = refused_start(config, tmp_path)
+    assert line.startswith("lumen-exporter: error: --config: ") and named in line, line
+    assert stdout == ""  # and one line on stderr (refused_start): no "listening on" line
 
 
 def test_the_pipeline_endpoints_are_served_and_their_state_survives_a_restart(tmp_path):
