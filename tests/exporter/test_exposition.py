@@ -17,8 +17,9 @@ import prometheus_client.metrics
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from lumen_alerting.exporter import metrics as metrics_module
 from lumen_alerting.exporter.app import make_app
@@ -99,13 +100,20 @@ ROUNDS: list[list[Record]] = [
     [
         (
             "gateway-a",
-            ok(1.5, {"lumen_gateway_status": 2.0, "lumen_phase_diff": 0.4}, {"lumen_ion_persona": "Nana"}),
+            ok(
+                1.5,
+                {"lumen_gateway_status": 2.0, "lumen_phase_diff": 0.4},
+                {"lumen_ion_persona": "Nana"},
+            ),
             {},
         ),
         (
             "gateway-b",
-            ok(2.0, {"lumen_gateway_status": 1.0, "lumen_entropy_rate": 1e-7},
-               {"lumen_ion_persona": ESCAPED, "lumen_ion_mode": "나나 mode"}),
+            ok(
+                2.0,
+                {"lumen_gateway_status": 1.0, "lumen_entropy_rate": 1e-7},
+                {"lumen_ion_persona": ESCAPED, "lumen_ion_mode": "나나 mode"},
+            ),
             {},
         ),
         ("batch", ProbeResult(False, 2.0, 3.0, None, error="timed out"), {}),
@@ -131,7 +139,11 @@ ROUNDS: list[list[Record]] = [
         ("gateway-a", ProbeResult(False, 0.1, 21.0, 500, error="HTTP 500"), {}),
         (
             "gateway-b",
-            ok(22.0, {"lumen_gateway_status": 0.0}, {"lumen_ion_persona": ESCAPED, "lumen_ion_mode": "x"}),
+            ok(
+                22.0,
+                {"lumen_gateway_status": 0.0},
+                {"lumen_ion_persona": ESCAPED, "lumen_ion_mode": "x"},
+            ),
             {"lumen_entropy_rate": FieldProblem.MISSING},
         ),
         (
@@ -140,7 +152,7 @@ ROUNDS: list[list[Record]] = [
             {"batch_ratio": FieldProblem.NOT_A_NUMBER},
         ),
     ],
-]  # fmt: skip
+]
 
 
 def family_lines(text: str) -> list[str]:
@@ -322,13 +334,11 @@ def test_scrapes_from_another_thread_while_probes_record_stay_whole():
 
 
 def test_one_source_merged_alone_is_generate_latest_itself():
-    source = [
-        GaugeMetricFamily("g", "A gauge.", labels=["probe"]),
-        CounterMetricFamily("c", "A counter\\ with a\nnewline.", labels=["probe"]),
-        GaugeMetricFamily("empty", "No samples.", labels=["probe"]),
-    ]
-    source[0].add_metric(["a"], 0.5)
-    source[1].add_metric([ESCAPED], 3, created=12.5)
+    gauge = GaugeMetricFamily("g", "A gauge.", labels=["probe"])
+    gauge.add_metric(["a"], 0.5)
+    counter = CounterMetricFamily("c", "A counter\\ with a\nnewline.", labels=["probe"])
+    counter.add_metric([ESCAPED], 3, created=12.5)
+    source: list[Metric] = [gauge, counter, GaugeMetricFamily("empty", "None.", labels=["p"])]
     merged = MergedExposition(["a"], [])
     merged.update("a", render(source))
     registry = CollectorRegistry()
@@ -337,11 +347,11 @@ def test_one_source_merged_alone_is_generate_latest_itself():
     assert list(render(source)) == ["g", "c_total", "c_created", "empty"]
 
 
-class _Families:
-    def __init__(self, families: list[Any]) -> None:
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
         self._families = families
 
-    def collect(self) -> list[Any]:
+    def collect(self) -> list[Metric]:
         return self._families
 
 

@@ -101,9 +101,7 @@ def test_both_run_counters_of_every_probe_start_at_zero():
     config = ExporterConfig(probes=[probe("http://a/health"), probe("http://b/", name="b")])
     runs = {
         (dict(labels)["probe"], dict(labels)["result"]): value
-        for (name, labels), value in samples(
-            ExporterMetrics(config).exposition().decode()
-        ).items()
+        for (name, labels), value in samples(ExporterMetrics(config).exposition().decode()).items()
         if name == "lumen_probe_runs_total"
     }
     assert runs == {
