@@ -246,6 +246,20 @@ def test_the_kept_exposition_says_what_formatting_every_scrape_said(clock):
     assert 'probe="idle"' in text  # its run counters, at 0
 
 
+def test_without_created_series_as_prometheus_client_was_told(clock, monkeypatch):
+    """``PROMETHEUS_DISABLE_CREATED_SERIES`` turned the run and field-error counters'
+    ``_created`` off (they were ``prometheus_client`` Counters); it still does."""
+    monkeypatch.setattr(prometheus_client.metrics, "_use_created", False)
+    config = rich_config()
+    served, reference = ExporterMetrics(config), ReferenceMetrics(config)
+    for records in ROUNDS:
+        for probe, result, problems in records:
+            served.record(probe, result, problems)
+            reference.record(probe, result, problems)
+    assert_same_exposition(served.exposition(), generate_latest(reference.registry))
+    assert b"lumen_probe_runs_created" not in served.exposition()
+
+
 def test_without_probes_the_families_are_still_declared(clock):
     config = ExporterConfig()
     served, reference = ExporterMetrics(config), ReferenceMetrics(config)

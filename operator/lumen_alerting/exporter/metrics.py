@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import prometheus_client.metrics
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -227,12 +228,19 @@ def _probe_families(
             own.append(family)
     yield from (success, duration, status, succeeded, *own)
     yield from counted.families(probe.name)
+    # These two were prometheus_client Counters, whose _created series follow its switch
+    # (PROMETHEUS_DISABLE_CREATED_SERIES, disable_created_metrics()); they still do.
+    created = bool(getattr(prometheus_client.metrics, "_use_created", True))
     errors = _field_errors_family()
     for (name, reason), tally in counts.field_errors.items():
-        errors.add_metric([probe.name, name, reason], tally.count, created=tally.created)
+        errors.add_metric(
+            [probe.name, name, reason], tally.count, created=tally.created if created else None
+        )
     runs = _runs_family()
     for result_name, tally in counts.runs.items():
-        runs.add_metric([probe.name, result_name], tally.count, created=tally.created)
+        runs.add_metric(
+            [probe.name, result_name], tally.count, created=tally.created if created else None
+        )
     yield errors
     yield runs
 
