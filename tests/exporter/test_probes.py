@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lumen_alerting.exporter.app import make_app
@@ -93,11 +92,11 @@ def run(
 
 
 def series(metrics: ExporterMetrics, name: str = "api") -> dict[str, float]:
-    return probe_series(generate_latest(metrics.registry).decode(), name)
+    return probe_series(metrics.exposition().decode(), name)
 
 
 def field_errors(metrics: ExporterMetrics) -> dict[tuple[str, str], float]:
-    text = generate_latest(metrics.registry).decode()
+    text = metrics.exposition().decode()
     return {
         (dict(labels)["field"], dict(labels)["reason"]): value
         for (name, labels), value in samples(text).items()
@@ -109,9 +108,7 @@ def test_both_run_counters_of_every_probe_start_at_zero():
     config = ExporterConfig(probes=[probe("http://a/health"), probe("http://b/", name="b")])
     runs = {
         (dict(labels)["probe"], dict(labels)["result"]): value
-        for (name, labels), value in samples(
-            generate_latest(ExporterMetrics(config).registry).decode()
-        ).items()
+        for (name, labels), value in samples(ExporterMetrics(config).exposition().decode()).items()
         if name == "lumen_probe_runs_total"
     }
     assert runs == {
@@ -566,7 +563,7 @@ def test_a_big_body_is_parsed_off_the_event_loop_and_scrapes_stay_fast(monkeypat
 
 def counted(metrics: ExporterMetrics, name: str = "m_persona") -> dict[tuple[str, str], float]:
     """``{(probe, value): count}`` of the counter ``<name>_total``."""
-    text = generate_latest(metrics.registry).decode()
+    text = metrics.exposition().decode()
     return {
         (dict(labels)["probe"], dict(labels)["value"]): value
         for (sample, labels), value in samples(text).items()
@@ -665,7 +662,7 @@ def test_the_counter_says_what_it_counts_and_its_limit():
     )
     metrics = ExporterMetrics(ExporterConfig(probes=[config]))
     metrics.record("api", ProbeResult(True, 0.01, 1767225600.0, 200, counted={"m_persona": "N"}))
-    text = generate_latest(metrics.registry).decode()
+    text = metrics.exposition().decode()
     assert "# TYPE m_persona_total counter" in text
     (help_line,) = [line for line in text.splitlines() if line.startswith("# HELP m_persona_t")]
     assert "$.persona" in help_line and "at most 5 distinct values" in help_line
@@ -757,7 +754,7 @@ def test_a_counted_value_that_is_no_label_is_a_field_error_and_breaks_nothing(tm
             for answer in answers:
                 targets.answers["/health"] = answer
                 log.add("api", await scheduler.run_once(config))
-                scrapes.append(generate_latest(metrics.registry).decode("utf-8"))
+                scrapes.append(metrics.exposition().decode("utf-8"))
             await log.close()
 
         _, metrics = run([config], personas)

@@ -1,7 +1,8 @@
 """The exporter's HTTP endpoints (aiohttp): ``/metrics``, ``/health``, ``/ready``, and any
 routes handed in (the pipeline endpoints plug in that way).
 
-``/metrics`` only reads the probes' last results: a scrape never waits for a target.
+``/metrics`` only reads the probes' last results, kept rendered since they were recorded: a
+scrape never waits for a target, and formats only the few series that are not a probe's.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .config import ExporterConfig
 from .metrics import ExporterMetrics
@@ -30,7 +31,7 @@ def make_app(
     app = web.Application(client_max_size=MAX_BODY)
 
     async def metrics_text(request: web.Request) -> web.Response:
-        response = web.Response(body=generate_latest(metrics.registry))
+        response = web.Response(body=metrics.exposition())
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         response.charset = "utf-8"
         return response

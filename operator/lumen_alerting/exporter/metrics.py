@@ -1,4 +1,4 @@
-"""The exporter's series: the last result of every probe, read at scrape time (never probed then).
+"""The exporter's series: the last result of every probe (a scrape never probes).
 
 Per probe, in the blackbox exporter's style: ``lumen_probe_success``,
 ``lumen_probe_duration_seconds``, ``lumen_probe_http_status`` (when the target answered) and
@@ -13,18 +13,24 @@ run that read it adds 1 to the series of the value it saw. A probe keeps at most
 ``max_distinct_values`` values per counter, the first seen; later ones are counted under
 ``value="__other__"`` (and as ``too_many_values`` field errors), so a field with ever-new values
 (an id, a timestamp) can neither grow the exporter's memory nor flood Prometheus with series.
+
+A probe's series change only when it records a result, so they are rendered then, probe by
+probe, and kept as text (``exposition.MergedExposition``): a scrape joins that text instead of
+formatting every probe's samples again.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter
+import prometheus_client.metrics
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from .config import ExporterConfig, ProbeConfig
+from .exposition import MergedExposition, render
 from .values import FieldProblem
 
 
@@ -61,45 +67,6 @@ class ProbeResults:
         return self._last_success.get(probe)
 
 
-class ProbeCollector(Collector):
-    """The probe series, built from ``ProbeResults`` on each scrape (a few dicts: cheap)."""
-
-    def __init__(self, config: ExporterConfig, results: ProbeResults) -> None:
-        self._probes = config.probes
-        self._results = results
-
-    def collect(self) -> Iterable[Metric]:
-        success = _gauge("lumen_probe_success", "1 if the probe's last run succeeded, else 0.")
-        duration = _gauge(
-            "lumen_probe_duration_seconds", "How long the probe's last run took, in seconds."
-        )
-        status = _gauge(
-            "lumen_probe_http_status", "HTTP status of the last answer (absent without one)."
-        )
-        last_success = _gauge(
-            "lumen_probe_last_success_timestamp_seconds",
-            "Unix time of the probe's last success (absent until it has succeeded once).",
-        )
-        own: dict[str, GaugeMetricFamily] = {}
-        for probe in self._probes:
-            result = self._results.last(probe.name)
-            if result is None:
-                continue  # not run yet: nothing to say, rather than a made-up 0
-            labels = [probe.name]
-            success.add_metric(labels, 1.0 if result.success else 0.0)
-            duration.add_metric(labels, result.duration_seconds)
-            if result.status is not None:
-                status.add_metric(labels, float(result.status))
-            if (succeeded := self._results.last_success(probe.name)) is not None:
-                last_success.add_metric(labels, succeeded)
-            for name, value in _policy_values(probe, result):
-                family = own.get(name)
-                if family is None:
-                    family = own[name] = _gauge(name, _help(probe, name))
-                family.add_metric(labels, value)
-        yield from (success, duration, status, last_success, *own.values())
-
-
 def _policy_values(probe: ProbeConfig, result: ProbeResult) -> Iterable[tuple[str, float]]:
     yield probe.health_metric, 1.0 if result.success else 0.0
     if result.status is not None:
@@ -130,7 +97,7 @@ class _Tally:
         self.created = created
 
 
-class CountedValues(Collector):
+class CountedValues:
     """The ``count_values`` counters: for each probe and counter, at most
     ``max_distinct_values`` values (the first seen) plus ``__other__``, so memory is bounded by
     the configuration, whatever the targets answer."""
@@ -170,65 +137,179 @@ class CountedValues(Collector):
         tally.count += 1
         return kept
 
-    def collect(self) -> Iterable[Metric]:
-        families: dict[str, CounterMetricFamily] = {}
-        # Copies, made in one step each: a scrape from another thread (as in tests) then never
-        # iterates a dict the loop is adding to.
-        for (probe, name), tallies in list(self._tallies.items()):
-            for value, tally in list(tallies.items()):
-                family = families.get(name)
-                if family is None:
-                    family = families[name] = CounterMetricFamily(
-                        name, self._help[name], labels=["probe", "value"]
-                    )
+    def families(self, probe: str) -> Iterable[Metric]:
+        """The counters of ``probe``, one family per counter that has seen a value."""
+        config = self._probes.get(probe)
+        for name in config.count_values if config is not None else ():
+            tallies = self._tallies[probe, name]
+            if not tallies:
+                continue  # no value seen yet: no series (values are not known in advance)
+            family = CounterMetricFamily(name, self._help[name], labels=["probe", "value"])
+            for value, tally in tallies.items():
                 family.add_metric([probe, value], tally.count, created=tally.created)
-        yield from families.values()
+            yield family
 
 
 def _gauge(name: str, documentation: str) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, labels=["probe"])
 
 
+SUCCESS_HELP = "1 if the probe's last run succeeded, else 0."
+DURATION_HELP = "How long the probe's last run took, in seconds."
+STATUS_HELP = "HTTP status of the last answer (absent without one)."
+LAST_SUCCESS_HELP = "Unix time of the probe's last success (absent until it has succeeded once)."
+FIELD_ERRORS_HELP = (
+    "Fields of a probe's answer that had no value (or, for too_many_values, a counted "
+    "value past the probe's max_distinct_values, counted as __other__), by reason: "
+    "invalid_json, missing, many_values, not_a_number, unreadable, unmapped, "
+    "too_many_values, too_long, not_text."
+)
+RUNS_HELP = "Probe runs by result: success or failure."
+RUN_RESULTS = ("success", "failure")
+
+
+class _ProbeCounts:
+    """One probe's run and field-error counters, each series with its ``_created`` time."""
+
+    def __init__(self, now: float) -> None:
+        # Both results from 0 at start: a rate over failures has a series before the first one.
+        self.runs = {result: _Tally(now) for result in RUN_RESULTS}
+        self.field_errors: dict[tuple[str, str], _Tally] = {}  # (field, reason) -> tally
+
+    def field_error(self, name: str, reason: FieldProblem) -> None:
+        key = (name, reason.value)
+        tally = self.field_errors.get(key)
+        if tally is None:
+            tally = self.field_errors[key] = _Tally(time.time())
+        tally.count += 1
+
+
+def _fixed_families() -> tuple[GaugeMetricFamily, ...]:
+    return (
+        _gauge("lumen_probe_success", SUCCESS_HELP),
+        _gauge("lumen_probe_duration_seconds", DURATION_HELP),
+        _gauge("lumen_probe_http_status", STATUS_HELP),
+        _gauge("lumen_probe_last_success_timestamp_seconds", LAST_SUCCESS_HELP),
+    )
+
+
+def _field_errors_family() -> CounterMetricFamily:
+    return CounterMetricFamily(
+        "lumen_probe_field_errors", FIELD_ERRORS_HELP, labels=["probe", "field", "reason"]
+    )
+
+
+def _runs_family() -> CounterMetricFamily:
+    return CounterMetricFamily("lumen_probe_runs", RUNS_HELP, labels=["probe", "result"])
+
+
+def _probe_families(
+    probe: ProbeConfig,
+    result: ProbeResult | None,
+    last_success: float | None,
+    counts: _ProbeCounts,
+    counted: CountedValues,
+) -> Iterable[Metric]:
+    """Every series of one probe; a family the probe has no sample of is still written
+    (HELP and TYPE only) for the gauges and counters every probe has."""
+    success, duration, status, succeeded = _fixed_families()
+    own: list[GaugeMetricFamily] = []
+    labels = [probe.name]
+    if result is not None:  # not run yet: nothing to say, rather than a made-up 0
+        success.add_metric(labels, 1.0 if result.success else 0.0)
+        duration.add_metric(labels, result.duration_seconds)
+        if result.status is not None:
+            status.add_metric(labels, float(result.status))
+        if last_success is not None:
+            succeeded.add_metric(labels, last_success)
+        for name, value in _policy_values(probe, result):
+            family = _gauge(name, _help(probe, name))
+            family.add_metric(labels, value)
+            own.append(family)
+    yield from (success, duration, status, succeeded, *own)
+    yield from counted.families(probe.name)
+    # These two were prometheus_client Counters, whose _created series follow its switch
+    # (PROMETHEUS_DISABLE_CREATED_SERIES, disable_created_metrics()); they still do.
+    created = bool(getattr(prometheus_client.metrics, "_use_created", True))
+    errors = _field_errors_family()
+    for (name, reason), tally in counts.field_errors.items():
+        errors.add_metric(
+            [probe.name, name, reason], tally.count, created=tally.created if created else None
+        )
+    runs = _runs_family()
+    for result_name, tally in counts.runs.items():
+        runs.add_metric(
+            [probe.name, result_name], tally.count, created=tally.created if created else None
+        )
+    yield errors
+    yield runs
+
+
+def _family_order(config: ExporterConfig) -> list[str]:
+    """The families of the probes' exposition, as ``generate_latest`` names them, in the order
+    they are served: the probes' own gauges, the policies' gauges (first probe first), the
+    counted values, the field errors and the runs."""
+    gauges = [family.name for family in _fixed_families()]
+    for probe in config.probes:
+        gauges += [probe.health_metric, probe.response_time_metric, *probe.fields]
+    counters = [name for probe in config.probes for name in probe.count_values]
+    counters += ["lumen_probe_field_errors", "lumen_probe_runs"]
+    return [
+        *dict.fromkeys(gauges),
+        *dict.fromkeys(f"{name}{suffix}" for name in counters for suffix in ("_total", "_created")),
+    ]
+
+
 class ExporterMetrics:
-    """Everything ``/metrics`` serves, in one registry of its own."""
+    """Everything ``/metrics`` serves (``exposition()``): the probes' series, rendered when a
+    probe records a result and kept as text (a scrape only joins it), then the series of
+    ``registry``, formatted at each scrape: the pipeline's and the CSV log's, a few samples,
+    registered there by whoever owns them."""
 
     def __init__(self, config: ExporterConfig, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.results = ProbeResults()
-        self.registry.register(ProbeCollector(config, self.results))
         self.counted = CountedValues(config)
-        self.registry.register(self.counted)
-        self.field_errors = Counter(
-            "lumen_probe_field_errors",
-            "Fields of a probe's answer that had no value (or, for too_many_values, a counted "
-            "value past the probe's max_distinct_values, counted as __other__), by reason: "
-            "invalid_json, missing, many_values, not_a_number, unreadable, unmapped, "
-            "too_many_values, too_long, not_text.",
-            ["probe", "field", "reason"],
-            registry=self.registry,
+        self._probes = {probe.name: probe for probe in config.probes}
+        self._counts = {probe.name: _ProbeCounts(time.time()) for probe in config.probes}
+        fixed = (*_fixed_families(), _field_errors_family(), _runs_family())
+        self._probe_text = MergedExposition(
+            list(self._probes), _family_order(config), always=render(fixed)
         )
-        self.runs = Counter(
-            "lumen_probe_runs",
-            "Probe runs by result: success or failure.",
-            ["probe", "result"],
-            registry=self.registry,
-        )
-        # Both results from 0 at start: a rate over failures has a series before the first one.
         for probe in config.probes:
-            for result in ("success", "failure"):
-                self.runs.labels(probe.name, result)
+            self._render(probe)
 
     def record(
         self, probe: str, result: ProbeResult, problems: Mapping[str, FieldProblem] | None = None
     ) -> None:
         """Keep ``result`` as the probe's last and count its failures, missing fields and the
-        values of its counted fields."""
+        values of its counted fields; then render the probe's series again."""
+        config = self._probes.get(probe)
+        if config is None:
+            raise ValueError(f"no probe named {probe!r} in the configuration")
         self.results.record(probe, result)
-        self.runs.labels(probe, "success" if result.success else "failure").inc()
+        counts = self._counts[probe]
+        counts.runs["success" if result.success else "failure"].count += 1
         for name, problem in (problems or {}).items():
-            self.field_errors.labels(probe, name, problem.value).inc()
-        if not result.success:
-            return  # a failed run read no field (and its counted values would be made up)
-        for name, value in result.counted.items():
-            if not self.counted.count(probe, name, value, result.finished_at):
-                self.field_errors.labels(probe, name, FieldProblem.TOO_MANY_VALUES.value).inc()
+            counts.field_error(name, problem)
+        if result.success:  # a failed run read no field (and its counted values would be made up)
+            for name, value in result.counted.items():
+                if not self.counted.count(probe, name, value, result.finished_at):
+                    counts.field_error(name, FieldProblem.TOO_MANY_VALUES)
+        self._render(config)
+
+    def _render(self, probe: ProbeConfig) -> None:
+        # generate_latest over this probe's ~20 samples: a fraction of a millisecond, once per
+        # run, instead of all probes' samples on every scrape.
+        families = _probe_families(
+            probe,
+            self.results.last(probe.name),
+            self.results.last_success(probe.name),
+            self._counts[probe.name],
+            self.counted,
+        )
+        self._probe_text.update(probe.name, render(families))
+
+    def exposition(self) -> bytes:
+        """The text ``/metrics`` serves (the Prometheus text format, version 0.0.4)."""
+        return self._probe_text.text() + generate_latest(self.registry)
