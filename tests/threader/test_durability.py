@@ -13,6 +13,7 @@ import redis
 from lumen_alerting.threader.durability import DurabilityCheck, redis_durability
 from lumen_alerting.threader.store import Acceptance, InfoRefused, StoreUnavailable
 from lumen_alerting.threader.store.redis import RedisStore
+from tests.support.polling import eventually
 from tests.support.threader_run import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -128,6 +129,14 @@ def servers() -> Iterator[list[RedisServer]]:
         server.remove()
 
 
+def aof_buffer_written(server: RedisServer) -> bool:
+    client = redis.Redis.from_url(server.url)
+    try:
+        return int(client.info("persistence")["aof_buffer_length"]) == 0
+    finally:
+        client.close()
+
+
 def acceptance(n: int) -> Acceptance:
     return Acceptance(
         delivery_id=f"d{n}",
@@ -162,6 +171,12 @@ def test_the_verdict_matches_what_a_crashed_redis_keeps(
         verdict = await DurabilityCheck(store.persistence_info, allow_volatile=False).durability()
         for n in range(200):
             assert await store.accept([acceptance(n)]) == ["queued"]
+        if "everysec" in options:
+            # everysec answers before writing when a background fsync is slow (Redis postpones
+            # the write up to 2 s): the loss window docs/threader.md states, seen on a busy CI
+            # machine (197 of 200 kept). Once the buffer is written, a crash of Redis (not of
+            # the machine) must lose nothing.
+            eventually(lambda: aof_buffer_written(server), 30, "the AOF buffer written")
         server.kill()
         server.start()
         kept = (await store.stats())["outbox"]
