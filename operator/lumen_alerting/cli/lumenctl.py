@@ -20,7 +20,7 @@ from pathlib import Path
 from ..manifest_yaml import to_yaml, to_yaml_documents
 from ..policy.schema import crd
 from ..render import OBJECT_GROUPS, RenderOptions, render_policy
-from ..render.objects import DEFAULT_KPS_RELEASE
+from ..render.objects import DEFAULT_IMAGE, DEFAULT_KPS_RELEASE
 from ..render.prometheus_rule import alert_count, rule_groups, rules_file
 from ..render.routing import alertmanager_yaml
 from ..render.self_monitoring import self_monitoring_warning
@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_KPS_RELEASE,
         help="release label kube-prometheus-stack selects PrometheusRules and ServiceMonitors by "
         f"(default {DEFAULT_KPS_RELEASE})",
+    )
+    render.add_argument(
+        "--image",
+        default=DEFAULT_IMAGE,
+        type=_image_name,
+        metavar="IMAGE",
+        help=f"image of the threader and exporter pods (default {DEFAULT_IMAGE}), as "
+        "lumen-operator --image sets it",
     )
     render.set_defaults(run=_render)
 
@@ -146,6 +154,12 @@ def _load(args: argparse.Namespace) -> LoadedPolicies | None:
     return loaded
 
 
+def _image_name(text: str) -> str:
+    if not text.strip() or any(c.isspace() for c in text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an image reference")
+    return text.strip()
+
+
 def _render(args: argparse.Namespace) -> int:
     loaded = _load(args)
     if loaded is None:
@@ -155,7 +169,9 @@ def _render(args: argparse.Namespace) -> int:
         return _print(to_yaml(rules_file(policies)))
     if args.format == "alertmanager":
         return _print(to_yaml(alertmanager_yaml(policies)))
-    options = RenderOptions(kps_release=args.kps_release)
+    options = RenderOptions(
+        kps_release=args.kps_release, threader_image=args.image, exporter_image=args.image
+    )
     objects = [obj for p in policies for obj in render_policy(p, options, only=args.kind)]
     return _print(to_yaml_documents(objects))
 

@@ -14,7 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from ..render.objects import DEFAULT_KPS_RELEASE, RenderOptions, ResourceRequirements
+from ..render.objects import (
+    DEFAULT_IMAGE,
+    DEFAULT_KPS_RELEASE,
+    RenderOptions,
+    ResourceRequirements,
+)
 from ..settings import Setting, flag_or_environment, parse_or_exit, seconds, whole_number
 
 ENV_PREFIX = "LUMEN_OPERATOR_"
@@ -94,8 +99,16 @@ def _parser() -> argparse.ArgumentParser:
         "--kps-release", metavar="NAME",
         help=f"the kube-prometheus-stack release label (default: {DEFAULT_KPS_RELEASE})",
     )  # fmt: skip
-    parser.add_argument("--threader-image", metavar="IMAGE", help="image of threader pods")
-    parser.add_argument("--exporter-image", metavar="IMAGE", help="image of exporter pods")
+    parser.add_argument(
+        "--image", metavar="IMAGE",
+        help=f"image of threader and exporter pods: Lumen's one image (default: {DEFAULT_IMAGE})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threader-image", metavar="IMAGE", help="image of threader pods (default: --image)"
+    )
+    parser.add_argument(
+        "--exporter-image", metavar="IMAGE", help="image of exporter pods (default: --image)"
+    )
     parser.add_argument(
         "--threader-resources", metavar="JSON",
         help='container resources of threader pods, e.g. {"requests":{"cpu":"50m"}}',
@@ -140,6 +153,7 @@ def _config(args: argparse.Namespace, setting: Setting) -> OperatorConfig:
             raise ValueError(f"--namespace: {namespace!r} is not a namespace name")
     defaults = OperatorConfig()
     rendering = defaults.rendering
+    image = _text("image", setting("image"), DEFAULT_IMAGE)
     return OperatorConfig(
         namespaces=tuple(dict.fromkeys(namespaces)),
         standalone=_boolean("standalone", setting("standalone")),
@@ -148,12 +162,8 @@ def _config(args: argparse.Namespace, setting: Setting) -> OperatorConfig:
         rendering=replace(
             rendering,
             kps_release=_text("kps-release", setting("kps-release"), rendering.kps_release),
-            threader_image=_text(
-                "threader-image", setting("threader-image"), rendering.threader_image
-            ),
-            exporter_image=_text(
-                "exporter-image", setting("exporter-image"), rendering.exporter_image
-            ),
+            threader_image=_text("threader-image", setting("threader-image"), image),
+            exporter_image=_text("exporter-image", setting("exporter-image"), image),
             threader_resources=_resources(
                 "threader-resources", setting("threader-resources"), rendering.threader_resources
             ),
