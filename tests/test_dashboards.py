@@ -1,0 +1,263 @@
+"""The Grafana dashboards in dashboards/: well-formed, deterministic, and reading only series Lumen
+produces.
+
+The set of known series is built from the code, not written down here: the exporter's own series
+(``RESERVED_METRICS``, which tests/exporter holds to what it serves), the probe series of the
+example policies' rendered ``config.json``, the threader's and the operator's prometheus_client
+registries, the recording rules the renderer writes for the examples, and ``ALERTS``. Rename a
+metric in the code and a dashboard that still reads the old name fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import promql_parser
+import pytest
+from prometheus_client import CollectorRegistry
+
+from lumen_alerting.cli.policy_files import load_policies
+from lumen_alerting.exporter.config import ExporterConfig
+from lumen_alerting.operator.metrics import OperatorMetrics
+from lumen_alerting.policy.probe_metrics import RESERVED_METRICS, counter_series
+from lumen_alerting.render import render_policy
+from lumen_alerting.render.exporter import EXPORTER_CONFIG_KEY
+from lumen_alerting.threader.metrics import ThreaderMetrics
+from tests.support.schemas import REPO
+
+DASHBOARDS = REPO / "dashboards"
+EXPECTED = ("lumen-gateway", "lumen-operator", "lumen-pipeline", "lumen-slo", "lumen-threader")
+REQUIRED_VARIABLES = ("datasource", "namespace", "policy")
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+
+# What Grafana puts in place of its variables before the query reaches Prometheus: plausible
+# values, so the result is PromQL the parser checks. A variable not listed here fails the test
+# (a misspelt `$polcy` would reach Prometheus as is).
+GRAFANA_VARIABLES = {
+    "__rate_interval": "1m",
+    "__interval": "30s",
+    "__range": "6h",
+    "namespace": "lumen",
+    "policy": "gateway",
+    "slo": "requests-availability",
+}
+VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
+LABEL_VALUES = re.compile(r"^label_values\((?:(.*),\s*)?(\w+)\)$", re.DOTALL)
+
+# Histograms and counters as they appear on /metrics (prometheus_client's families).
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+}
+
+
+def dashboard_paths() -> list[Path]:
+    return sorted(DASHBOARDS.glob("*.json"))
+
+
+def load(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return document
+
+
+def registry_series(registry: CollectorRegistry) -> set[str]:
+    names: set[str] = set()
+    for family in registry.collect():
+        names |= {family.name + suffix for suffix in SUFFIXES[family.type]}
+    return names
+
+
+@cache
+def example_series() -> frozenset[str]:
+    """Probe series of the example policies (their rendered config.json) and the names of the
+    recording rules rendered for them."""
+    loaded = load_policies([str(REPO / "examples")])
+    assert loaded.problems == [] and loaded.policies, loaded.problems
+    names: set[str] = set()
+    for _, policy in loaded.policies:
+        for manifest in render_policy(policy):
+            if manifest["kind"] == "ConfigMap" and EXPORTER_CONFIG_KEY in manifest["data"]:
+                config = ExporterConfig.model_validate_json(manifest["data"][EXPORTER_CONFIG_KEY])
+                for probe in config.probes:
+                    names |= set(probe.gauge_names)
+                    names |= {n for base in probe.count_values for n in counter_series(base)}
+            if manifest["kind"] == "PrometheusRule":
+                for group in manifest["spec"]["groups"]:
+                    for rule in group["rules"]:
+                        names.add(rule.get("record", "ALERTS"))
+    return frozenset(names)
+
+
+@cache
+def known_series() -> frozenset[str]:
+    return frozenset(
+        RESERVED_METRICS
+        | registry_series(ThreaderMetrics().registry)
+        | registry_series(OperatorMetrics().registry)
+        | example_series()
+    )
+
+
+def substitute(expr: str) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        assert name in GRAFANA_VARIABLES, f"unknown Grafana variable ${name} in {expr!r}"
+        return GRAFANA_VARIABLES[name]
+
+    return VARIABLE.sub(value, expr)
+
+
+def metric_names(expr: str) -> list[str]:
+    """Every series an expression reads, after Grafana's substitution; fails if it does not
+    parse or selects series without a metric name."""
+    promql = substitute(expr)
+    try:
+        tree = promql_parser.parse(promql)
+    except ValueError as error:
+        raise AssertionError(f"{expr!r} does not parse: {error}") from None
+    names: list[str | None] = []
+
+    def visit(node: promql_parser.Expr) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            names.append(node.name)
+
+    promql_parser.walk(tree, visit)
+    assert None not in names, f"{expr!r} selects series without a metric name"
+    return [name for name in names if name is not None]
+
+
+def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for panel in dashboard["panels"]:
+        found += [panel, *panel.get("panels", [])]
+    return found
+
+
+def expressions(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, PromQL) of every query: the panels' targets and the query variables' selectors."""
+    found = [
+        (f"panel {panel['id']} {panel['title']!r} {target['refId']}", target["expr"])
+        for panel in panels(dashboard)
+        for target in panel.get("targets", [])
+    ]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        query = variable["query"]["query"]
+        match = LABEL_VALUES.match(query)
+        assert match, f"variable {variable['name']}: not label_values(selector, label): {query}"
+        assert match.group(1), f"variable {variable['name']}: label_values over no series"
+        found.append((f"variable {variable['name']}", match.group(1)))
+    return found
+
+
+def unknown_metrics(dashboard: dict[str, Any]) -> dict[str, list[str]]:
+    known = known_series()
+    unknown = {}
+    for where, expr in expressions(dashboard):
+        if missing := [name for name in metric_names(expr) if name not in known]:
+            unknown[where] = missing
+    return unknown
+
+
+def test_the_five_dashboards_are_there():
+    assert [path.stem for path in dashboard_paths()] == list(EXPECTED)
+
+
+@pytest.mark.parametrize("path", dashboard_paths(), ids=lambda p: p.stem)
+def test_dashboard_is_well_formed(path):
+    dashboard = load(path)
+    assert dashboard["uid"] == path.stem
+    assert dashboard["title"].startswith("Lumen / ")
+    assert 36 <= dashboard["schemaVersion"] <= 41
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert set(REQUIRED_VARIABLES) <= variables.keys()
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    for name in REQUIRED_VARIABLES[1:]:
+        assert variables[name]["type"] == "query"
+        assert variables[name]["datasource"] == DATASOURCE
+        assert "label_values(" in variables[name]["query"]["query"]
+    ids = [panel["id"] for panel in panels(dashboard)]
+    assert len(ids) == len(set(ids)), f"panel ids repeat: {ids}"
+    for panel in panels(dashboard):
+        assert {"h", "w", "x", "y"} <= panel["gridPos"].keys(), panel["title"]
+        assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, panel["title"]
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == DATASOURCE, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE, panel["title"]
+            assert target["expr"].strip(), panel["title"]
+        refs = [target["refId"] for target in panel["targets"]]
+        assert len(refs) == len(set(refs)), panel["title"]
+
+
+@pytest.mark.parametrize("path", dashboard_paths(), ids=lambda p: p.stem)
+def test_dashboard_json_is_formatted_deterministically(path):
+    """Two-space indentation, sorted keys, one final newline: a change shows as a small diff."""
+    text = path.read_text(encoding="utf-8")
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+@pytest.mark.parametrize("path", dashboard_paths(), ids=lambda p: p.stem)
+def test_every_query_parses_and_reads_only_series_lumen_produces(path):
+    dashboard = load(path)
+    assert expressions(dashboard)
+    assert unknown_metrics(dashboard) == {}
+
+
+def test_the_known_series_come_from_the_code():
+    """A sample of each source, so an empty source (a registry that collects nothing, examples
+    that render no rules) cannot let every dashboard pass."""
+    known = known_series()
+    for name in (
+        "lumen_probe_success",  # the exporter's own
+        "lumen_pipeline_runs_total",
+        "lumen_ion_health",  # examples/gateway.yaml's probe
+        "lumen_ion_persona_total",
+        "lumen_threader_outbox_entries",  # the threader's registry
+        "lumen_threader_delivery_duration_seconds_bucket",
+        "lumen_operator_reconciles_total",  # the operator's registry
+        "lumen_operator_policies",
+        "lumen_slo:error_budget_remaining:ratio",  # recording rules for examples/http-api.yaml
+        "job:lumen_stage_failure",  # the pipeline preset's recording rule
+        "ALERTS",
+    ):
+        assert name in known, name
+
+
+@pytest.mark.parametrize(
+    ("broken", "why"),
+    [
+        ("lumen_ion_helth", "misspelt metric"),
+        ("lumen_threader_outbox_entries_total", "gauge read as a counter"),
+        ("lumen_slo:error_ratio:rate7m", "recording rule the renderer does not write"),
+    ],
+)
+def test_a_dashboard_reading_an_unknown_metric_fails(broken, why):
+    """The check above catches a renamed or misspelt metric in any panel."""
+    dashboard = load(DASHBOARDS / "lumen-gateway.json")
+    target = panels(dashboard)[0]["targets"][0]
+    target["expr"] = f'max(rate({broken}{{namespace=~"$namespace"}}[$__rate_interval]))'
+    assert unknown_metrics(dashboard) == {f"panel 1 {panels(dashboard)[0]['title']!r} A": [broken]}
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "sum by (le) (rate(lumen_probe_runs_total[$__rate_interval])",  # unbalanced
+        'lumen_probe_success{namespace=~"$namespce"}',  # unknown variable
+        "histogram_quantile(0.9, lumen_threader_acknowledge_duration_seconds_bucket[5m])",
+        '{namespace=~"$namespace"}',  # no metric name
+    ],
+)
+def test_a_query_that_does_not_parse_fails(expr):
+    with pytest.raises(AssertionError):
+        metric_names(expr)
