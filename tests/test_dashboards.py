@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from typing import Any
 import promql_parser
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 
 from lumen_alerting.cli.policy_files import load_policies
 from lumen_alerting.exporter.config import ExporterConfig
+from lumen_alerting.exporter.pipeline import PipelineRun, PipelineState, pipeline_metrics
 from lumen_alerting.operator.metrics import OperatorMetrics
 from lumen_alerting.policy.probe_metrics import RESERVED_METRICS, counter_series
 from lumen_alerting.render import render_policy
@@ -65,11 +68,32 @@ def load(path: Path) -> dict[str, Any]:
     return document
 
 
+def family_series(families: Iterable[Metric]) -> dict[str, set[str]]:
+    """Family name -> the names of its series on /metrics."""
+    return {family.name: {family.name + s for s in SUFFIXES[family.type]} for family in families}
+
+
 def registry_series(registry: CollectorRegistry) -> set[str]:
-    names: set[str] = set()
-    for family in registry.collect():
-        names |= {family.name + suffix for suffix in SUFFIXES[family.type]}
-    return names
+    return set().union(*family_series(registry.collect()).values())
+
+
+def pipeline_families() -> dict[str, set[str]]:
+    """The series the exporter serves for the pipeline once a full run was pushed."""
+    state = PipelineState()
+    run = {"stages": [{"stage": "build", "success": True, "duration_seconds": 1.0}]}
+    state.apply_run(
+        PipelineRun.model_validate(run | {"integrity_ok": True, "report_generated": True}), 1e9
+    )
+    return family_series(pipeline_metrics(state))
+
+
+def slo_records() -> set[str]:
+    """What the renderer records for an SLO (event counts only guard alerts: not shown)."""
+    return {
+        name
+        for name in example_series()
+        if name.startswith("lumen_slo:") and not name.startswith("lumen_slo:events:")
+    }
 
 
 @cache
@@ -97,6 +121,7 @@ def example_series() -> frozenset[str]:
 def known_series() -> frozenset[str]:
     return frozenset(
         RESERVED_METRICS
+        | set().union(*pipeline_families().values())
         | registry_series(ThreaderMetrics().registry)
         | registry_series(OperatorMetrics().registry)
         | example_series()
@@ -211,6 +236,40 @@ def test_every_query_parses_and_reads_only_series_lumen_produces(path):
     dashboard = load(path)
     assert expressions(dashboard)
     assert unknown_metrics(dashboard) == {}
+
+
+def read_by(name: str) -> set[str]:
+    dashboard = load(DASHBOARDS / f"{name}.json")
+    return {metric for _, expr in expressions(dashboard) for metric in metric_names(expr)}
+
+
+def gateway_probe_series() -> set[str]:
+    """The gauges and counters of examples/gateway.yaml's probe, as its config.json names them."""
+    (policy,) = [
+        policy for _, policy in load_policies([str(REPO / "examples" / "gateway.yaml")]).policies
+    ]
+    (config,) = [
+        ExporterConfig.model_validate_json(manifest["data"][EXPORTER_CONFIG_KEY])
+        for manifest in render_policy(policy)
+        if manifest["kind"] == "ConfigMap" and EXPORTER_CONFIG_KEY in manifest["data"]
+    ]
+    return {name for probe in config.probes for name in [*probe.gauge_names, *probe.count_values]}
+
+
+@pytest.mark.parametrize(
+    ("dashboard", "families"),
+    [
+        ("lumen-threader", lambda: family_series(ThreaderMetrics().registry.collect())),
+        ("lumen-operator", lambda: family_series(OperatorMetrics().registry.collect())),
+        ("lumen-pipeline", pipeline_families),
+        ("lumen-slo", lambda: {name: {name} for name in slo_records()}),
+        ("lumen-gateway", lambda: {n: {n, *counter_series(n)} for n in gateway_probe_series()}),
+    ],
+)
+def test_each_dashboard_shows_every_series_of_its_subject(dashboard, families):
+    """A new threader or operator metric, SLO window or pipeline gauge must get a panel."""
+    read = read_by(dashboard)
+    assert {name for name, series in families().items() if not series & read} == set()
 
 
 def test_the_known_series_come_from_the_code():
