@@ -320,3 +320,38 @@ def test_a_dashboard_reading_an_unknown_metric_fails(broken, why):
 def test_a_query_that_does_not_parse_fails(expr):
     with pytest.raises(AssertionError):
         metric_names(expr)
+
+
+def rendered_services() -> dict[str, str]:
+    """The Services rendered for the example policies (their names become the `service` label
+    of every series Prometheus scrapes through them) -> their policy."""
+    return {
+        manifest["metadata"]["name"]: policy.name
+        for _, policy in load_policies([str(REPO / "examples")]).policies
+        for manifest in render_policy(policy)
+        if manifest["kind"] == "Service"
+    }
+
+
+@pytest.mark.parametrize("path", dashboard_paths(), ids=lambda p: p.stem)
+def test_service_selectors_match_the_services_the_renderer_names(path):
+    """Exporter and threader series tell their policy only by the scraped Service's name: the
+    `policy` variable's regex must take the policy's name out of it, and the panels' `service`
+    selectors must match it back."""
+    dashboard = load(path)
+    services = rendered_services()
+    (policy,) = [v for v in dashboard["templating"]["list"] if v["name"] == "policy"]
+    if not policy["regex"]:
+        assert "service=~" not in json.dumps(dashboard)
+        return
+    pattern = policy["regex"].strip("/")
+    taken = {
+        (m.group(1), owner) for s, owner in services.items() if (m := re.fullmatch(pattern, s))
+    }
+    assert taken and all(name == owner for name, owner in taken), (pattern, services)
+    for owner in {owner for _, owner in taken}:
+        theirs = [s for s, o in services.items() if o == owner and re.fullmatch(pattern, s)]
+        for where, expr in expressions(dashboard):
+            with_owner = expr.replace("${policy}", owner).replace("$policy", owner)
+            for selected in re.findall(r'service=~"([^"]+)"', with_owner):
+                assert [s for s in theirs if re.fullmatch(selected, s)] == theirs, (where, selected)
