@@ -355,3 +355,19 @@ def test_service_selectors_match_the_services_the_renderer_names(path):
             with_owner = expr.replace("${policy}", owner).replace("$policy", owner)
             for selected in re.findall(r'service=~"([^"]+)"', with_owner):
                 assert [s for s in theirs if re.fullmatch(selected, s)] == theirs, (where, selected)
+
+
+def test_the_gateway_dashboard_has_seed_001s_nine_panels():
+    """Seed 001, "Dashboard 구성 (9개 패널)": its seven items (the resonance metrics four series of
+    one panel), with the confidence and the probe's health as the other two."""
+    titles = [panel["title"] for panel in panels(load(DASHBOARDS / "lumen-gateway.json"))]
+    assert len(titles) == 9
+    assert {
+        "ION API Status",
+        "Response Time",
+        "Response Time Statistics",
+        "Mock Mode Indicator",
+        "Resonance Metrics",
+        "Persona Distribution",
+        "Gateway Status",
+    } <= set(titles)
