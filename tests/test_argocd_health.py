@@ -20,6 +20,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK = ROOT / "argocd" / "resource_customizations" / "lumen.dev" / "LumenAlertPolicy"
+# argocd-cm's key for a health check: resource.customizations.health.<group>_<kind>.
+CM_KEY = "resource.customizations.health.lumen.dev_LumenAlertPolicy"
 # Argo CD's health status codes; any other code shows as Unknown.
 ARGO_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 # Globals Argo CD's VM does not have (it opens base, table, package and a safe os only).
@@ -92,3 +94,9 @@ def test_the_samples_cover_every_status_the_check_gives():
     for case in cases():
         prefix = Path(case["inputPath"]).name.split("_", 1)[0]
         assert prefix == case["healthStatus"]["status"].lower(), case["inputPath"]
+
+
+def test_the_argocd_cm_patch_carries_this_script():
+    patch = yaml.safe_load((ROOT / "argocd" / "argocd-cm-health.yaml").read_text())
+    assert patch == {"data": {CM_KEY: (CHECK / "health.lua").read_text()}}
+    assert CM_KEY in (ROOT / "docs" / "argocd.md").read_text()
