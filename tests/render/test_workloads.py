@@ -123,9 +123,7 @@ def test_selectors_match_pod_labels(name: str) -> None:
         selector = deployment["spec"]["selector"]["matchLabels"]
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert matches(selector, pod_labels)
-        assert set(selector) == {
-            "app.kubernetes.io/name", "app.kubernetes.io/instance", "lumen.dev/policy",
-        }  # fmt: skip
+        assert set(selector) == {"app.kubernetes.io/name", "lumen.dev/policy"}
 
 
 def test_selector_labels_are_stable_across_spec_and_options_changes() -> None:

@@ -29,12 +29,12 @@ DECIMAL_UNITS = ("", "k", "M", "G", "T", "P", "E")
 
 
 def selector_labels(policy: Policy, app: str) -> dict[str, str]:
-    """What Deployments and Services select on; never change it (selectors are immutable)."""
-    return {
-        "app.kubernetes.io/name": app,
-        "app.kubernetes.io/instance": policy.name,
-        POLICY_LABEL: policy.name,
-    }
+    """What Deployments and Services select on; never change it (selectors are immutable).
+
+    No ``app.kubernetes.io/instance``: Argo CD's label tracking reads it as the name of the
+    Application owning the object, so a child carrying the policy's name there would be claimed
+    (and pruned) by an Application of that name (docs/argocd.md)."""
+    return {"app.kubernetes.io/name": app, POLICY_LABEL: policy.name}
 
 
 def workload_labels(policy: Policy, app: str, component: str) -> dict[str, str]:
