@@ -7,6 +7,10 @@ whole, hashes included, so ``pip install --require-hashes`` checks every downloa
 this misses makes that install fail (pip refuses an unpinned requirement in hash mode) rather than
 leave it out of the image.
 
+One addition: the lock is compiled with Python 3.11.7, and redis needs ``async-timeout`` before
+3.11.3 (Debian bookworm's python3 is 3.11.2), a dependency pip-compile leaves out. It is appended
+pinned and hashed, with its marker, so pip skips it on a newer Python (``python:3.11-slim``).
+
 Used by the Dockerfile: ``python3 tools/image_requirements.py LOCK PYPROJECT > runtime.lock``.
 Standard library only (it runs in the image's bare Python before anything is installed).
 """
@@ -19,6 +23,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Dependencies of locked packages that only older Pythons need, so the lock does not hold them.
+OLD_PYTHON_EXTRAS = [
+    'async-timeout==5.0.1 ; python_full_version < "3.11.3" \\',
+    "    --hash=sha256:39e3809566ff85354557ec2398b55e096c8364bacac9405a7a1fa429e77fe76c",
+    "    # via redis (before Python 3.11.3; tools/image_requirements.py)",
+]
 _REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -107,6 +117,7 @@ def main(argv: list[str]) -> int:
     print("# The runtime part of operator/requirements.lock (tools/image_requirements.py).")
     for entry in kept:
         print("\n".join(entry.lines))
+    print("\n".join(OLD_PYTHON_EXTRAS))
     return 0
 
 
