@@ -125,6 +125,8 @@ IMAGE_BASE_TAR := $(CACHE)/image/base-bookworm.tar
 IMAGE_CONTAINERS_CONF := $(wildcard $(abspath $(CURDIR)/../shared/containers/containers.conf))
 PODMAN ?= $(if $(IMAGE_CONTAINERS_CONF),env CONTAINERS_CONF=$(IMAGE_CONTAINERS_CONF) )podman \
   --storage-driver vfs --runtime runc --cgroup-manager cgroupfs
+# The revision is a --label: with --build-arg REVISION podman 4.3 reuses the cached LABEL step
+# when only the argument's value changed, and the image would name an old commit.
 # A TLS-intercepting proxy's CA is in the host's bundle: the build's pip uses it (Dockerfile).
 IMAGE_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 STAMP_APT_IMAGE := $(TOOLS)/.stamp-apt-image
@@ -133,7 +135,7 @@ image: $(STAMP_APT_IMAGE) $(IMAGE_BASE_TAR) ## build the container image (IMAGE,
 	@test -n "$(IMAGE)" || { echo "no DEFAULT_IMAGE in render/objects.py; set IMAGE=" >&2; exit 1; }
 	$(PODMAN) image exists $(IMAGE_BASE) || $(PODMAN) import $(IMAGE_BASE_TAR) $(IMAGE_BASE)
 	$(PODMAN) build --network host --layers --build-arg BASE=$(IMAGE_BASE) \
-	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  --label org.opencontainers.image.revision=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
 	  $(if $(wildcard $(IMAGE_CA_BUNDLE)),--volume $(IMAGE_CA_BUNDLE):/etc/ssl/certs/ca-certificates.crt:ro) \
 	  --tag $(IMAGE) .
 	@$(PODMAN) image ls $(IMAGE)

@@ -86,7 +86,8 @@ def box() -> Iterator[str]:
     """One container of the image, idle, for the commands that need no server of their own (each
     container costs a copy of the image with vfs storage; `podman exec` costs none)."""
     name = f"lumen-image-test-{uuid.uuid4().hex[:8]}"
-    podman(*RUN, "--detach", "--name", name, IMAGE, "sleep", "infinity")
+    # /tmp as every rendered pod has it: an emptyDir.
+    podman(*RUN, "--detach", "--name", name, "--tmpfs", "/tmp:rw,mode=1777", IMAGE, "sleep", "inf")
     try:
         yield name
     finally:
@@ -115,6 +116,18 @@ def test_every_module_is_compiled_at_build_time(box):
         "print(len(missing), missing[:5])"
     )
     assert podman("exec", box, "python", "-c", script).stdout.strip() == "0 []"
+
+
+def test_lumenctl_report_draws_its_charts(box):
+    # matplotlib needs a writable cache directory: MPLCONFIGDIR points it at /tmp. Warnings are
+    # errors, so the fallback ("created a temporary cache directory") fails this too.
+    script = (
+        "import io; from lumen_alerting.report import html; from matplotlib.figure import Figure; "
+        "figure = Figure(); figure.add_subplot().plot([1, 2], [3, 4]); out = io.StringIO(); "
+        "figure.savefig(out, format='svg'); print(out.getvalue().count('<svg'))"
+    )
+    done = podman("exec", box, "python", "-W", "error", "-c", script, check=False)
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "1", "")
 
 
 def test_the_root_filesystem_is_not_writable(box):
