@@ -86,9 +86,11 @@ def box() -> Iterator[str]:
     """One container of the image, idle, for the commands that need no server of their own (each
     container costs a copy of the image with vfs storage; `podman exec` costs none)."""
     name = f"lumen-image-test-{uuid.uuid4().hex[:8]}"
-    # /tmp as every rendered pod has it: an emptyDir.
-    podman(*RUN, "--detach", "--name", name, "--tmpfs", "/tmp:rw,mode=1777", IMAGE, "sleep", "inf")
     try:
+        # /tmp as every rendered pod has it: an emptyDir.
+        podman(
+            *RUN, "--detach", "--name", name, "--tmpfs", "/tmp:rw,mode=1777", IMAGE, "sleep", "inf"
+        )
         yield name
     finally:
         podman("rm", "--force", "--time", "0", name, check=False)
@@ -213,12 +215,16 @@ def service(tmp_path: Path) -> Iterator[Any]:
             config_data = config_data_edit(config_data)
         port = free_port()
         name = f"lumen-image-test-{uuid.uuid4().hex[:8]}"
-        podman(
-            *RUN, "--detach", "--name", name,
-            *mount_flags(container, pod, config_data, tmp_path),
-            "--entrypoint", container["command"][0],
-            IMAGE, *with_listen(container["args"], port),
-        )  # fmt: skip
+        try:
+            podman(
+                *RUN, "--detach", "--name", name,
+                *mount_flags(container, pod, config_data, tmp_path),
+                "--entrypoint", container["command"][0],
+                IMAGE, *with_listen(container["args"], port),
+            )  # fmt: skip
+        except AssertionError:
+            podman("rm", "--force", "--time", "0", name, check=False)  # created, not started
+            raise
         started.append(name)
         return port, name
 
