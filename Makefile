@@ -27,6 +27,7 @@ STAMP_HELM := $(TOOLS)/.stamp-helm
 STAMP_CRDS := $(CACHE)/upstream-crds/.stamp
 
 .PHONY: help setup test lint bench bench-render bench-operator bench-threader bench-exporter lock crds docs rbac run clean
+.PHONY: image test-image
 
 help: ## show this help
 	@grep -E '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | \
@@ -114,6 +115,48 @@ rbac: $(STAMP_VENV) ## regenerate files/operator-rbac.yaml from the operator's r
 # ARGS passes flags through, e.g. make run ARGS="-n shop --log-format json".
 run: $(STAMP_VENV) ## run the operator against the current kubeconfig context
 	$(VENV)/bin/lumen-operator $(ARGS)
+
+# The container image (Dockerfile), built with podman as ../shared/containers/README.md describes:
+# vfs storage, runc, the host network, and a Debian base made once by mmdebstrap (cached in
+# .cache/image) instead of a pulled one. IMAGE is the name the renderer writes into workloads.
+IMAGE ?= $(shell sed -n 's/^DEFAULT_IMAGE = "\(.*\)"$$/\1/p' operator/lumen_alerting/render/objects.py)
+IMAGE_BASE ?= localhost/lumen-base:bookworm
+IMAGE_BASE_TAR := $(CACHE)/image/base-bookworm.tar
+IMAGE_CONTAINERS_CONF := $(wildcard $(abspath $(CURDIR)/../shared/containers/containers.conf))
+PODMAN ?= $(if $(IMAGE_CONTAINERS_CONF),env CONTAINERS_CONF=$(IMAGE_CONTAINERS_CONF) )podman \
+  --storage-driver vfs --runtime runc --cgroup-manager cgroupfs
+# The revision is a --label: with --build-arg REVISION podman 4.3 reuses the cached LABEL step
+# when only the argument's value changed, and the image would name an old commit.
+# A TLS-intercepting proxy's CA is in the host's bundle: the build's pip uses it (Dockerfile).
+IMAGE_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+STAMP_APT_IMAGE := $(TOOLS)/.stamp-apt-image
+
+image: $(STAMP_APT_IMAGE) $(IMAGE_BASE_TAR) ## build the container image (IMAGE, default: the renderer's image name) with podman
+	@test -n "$(IMAGE)" || { echo "no DEFAULT_IMAGE in render/objects.py; set IMAGE=" >&2; exit 1; }
+	$(PODMAN) image exists $(IMAGE_BASE) || $(PODMAN) import $(IMAGE_BASE_TAR) $(IMAGE_BASE)
+	$(PODMAN) build --network host --layers --build-arg BASE=$(IMAGE_BASE) \
+	  --label org.opencontainers.image.revision=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  $(if $(wildcard $(IMAGE_CA_BUNDLE)),--volume $(IMAGE_CA_BUNDLE):/etc/ssl/certs/ca-certificates.crt:ro) \
+	  --tag $(IMAGE) .
+	@$(PODMAN) image ls $(IMAGE)
+
+# Starts the image read-only as 65532 and checks each entry point (tests/image).
+test-image: image $(STAMP_VENV) ## build the image, then run tests/image against it
+	LUMEN_IMAGE=$(IMAGE) LUMEN_PODMAN="$(PODMAN)" $(VENV)/bin/pytest tests/image
+
+$(IMAGE_BASE_TAR):
+	@mkdir -p $(@D)
+	mmdebstrap --variant=apt --include=python3-minimal,python3-venv,ca-certificates \
+	  bookworm $(@D)/base.partial.tar
+	mv $(@D)/base.partial.tar $@
+
+$(STAMP_APT_IMAGE):
+	@mkdir -p $(@D)
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null \
+	  || { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+	       && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	            --no-install-recommends podman runc mmdebstrap; }
+	@touch $@
 
 clean: ## remove venv, tools, caches and build output
 	rm -rf $(VENV) $(TOOLS) $(CACHE) .pytest_cache .ruff_cache build dist test-artifacts
