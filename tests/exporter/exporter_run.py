@@ -103,6 +103,14 @@ class ExporterProcess:
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=30).text
 
+    def push(self, path: str, body: object, token: str) -> None:
+        """POST ``body`` to a pipeline endpoint (``/pipeline/runs``, ``/suppression``) as CI
+        does, with the bearer ``token``; it must be taken (200)."""
+        answer = httpx.post(
+            self.url + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+
     def stop(self) -> int:
         assert self.process is not None
         if self.process.poll() is None:

@@ -27,7 +27,6 @@ from tests.support.schemas import REPO
 
 PROMETHEUS = shutil.which("prometheus")
 TOKEN = "e2e-pipeline-token-0123"  # the exporter wants at least 16 characters
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WATCHED = ("LumenStageFailed", "LumenIntegrityMismatch")
 
 pytestmark = [
@@ -128,11 +127,6 @@ def stack(tmp_path) -> Iterator[tuple[ExporterProcess, Prometheus]]:
             prometheus.stop()
 
 
-def post(exporter: ExporterProcess, path: str, body: object) -> None:
-    response = httpx.post(exporter.url + path, json=body, headers=AUTH, timeout=10)
-    assert response.status_code == 200, response.text
-
-
 def pipeline_run(*, failed: str | None = None, integrity_ok: bool = True) -> dict[str, object]:
     return {
         "stages": [
@@ -148,7 +142,7 @@ def test_prometheus_fires_the_pipeline_alerts_and_suppression_silences_them(stac
     exporter, prometheus = stack
 
     # A good run: once the rules have been evaluated over it, nothing watched is even pending.
-    post(exporter, "/pipeline/runs", pipeline_run())
+    exporter.push("/pipeline/runs", pipeline_run(), TOKEN)
     eventually(
         lambda: (
             len(prometheus.query('job:lumen_stage_failure{lumen_policy="pipeline"} == 0')) == 4
@@ -162,7 +156,7 @@ def test_prometheus_fires_the_pipeline_alerts_and_suppression_silences_them(stac
     assert prometheus.alerts() == {}
 
     # A failed upload and a mismatch: both fire (the mismatch after its 1m).
-    post(exporter, "/pipeline/runs", pipeline_run(failed="upload", integrity_ok=False))
+    exporter.push("/pipeline/runs", pipeline_run(failed="upload", integrity_ok=False), TOKEN)
     firing = {("LumenStageFailed", "upload"): "firing", ("LumenIntegrityMismatch", ""): "firing"}
     eventually(lambda: prometheus.alerts() == firing, timeout=240, what="both alerts firing")
     (stage_alert,) = [
@@ -173,9 +167,9 @@ def test_prometheus_fires_the_pipeline_alerts_and_suppression_silences_them(stac
     assert stage_alert["labels"]["namespace"] == "lumen"
 
     # The toggle silences both; lifting it brings the stage failure straight back.
-    post(exporter, "/suppression", {"suppressed": True})
+    exporter.push("/suppression", {"suppressed": True}, TOKEN)
     eventually(lambda: prometheus.alerts() == {}, timeout=120, what="alerts silenced")
-    post(exporter, "/suppression", {"suppressed": False})
+    exporter.push("/suppression", {"suppressed": False}, TOKEN)
     eventually(
         lambda: prometheus.alerts().get(("LumenStageFailed", "upload")) == "firing",
         timeout=120,
@@ -183,5 +177,5 @@ def test_prometheus_fires_the_pipeline_alerts_and_suppression_silences_them(stac
     )
 
     # The next good run resolves everything.
-    post(exporter, "/pipeline/runs", pipeline_run())
+    exporter.push("/pipeline/runs", pipeline_run(), TOKEN)
     eventually(lambda: prometheus.alerts() == {}, timeout=120, what="alerts resolved")

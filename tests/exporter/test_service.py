@@ -294,13 +294,7 @@ def test_metrics_with_probes_and_the_pipeline_pass_promtool(tmp_path):
         }
         config["probes"].append(other)
         with ExporterProcess(config, "--pipeline-token-file", str(tmp_path / "token")) as exporter:
-            answer = httpx.post(
-                f"{exporter.url}/pipeline/runs",
-                json=run,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=30,
-            )
-            assert answer.status_code == 200, answer.text
+            exporter.push("/pipeline/runs", run, token)
             nana = ("lumen_ion_persona_total", (("probe", "other"), ("value", "Nana")))
             eventually(lambda: nana in samples(exporter.metrics()), 60, "other counting Nana")
             ion_api.answers["/other"] = Answer.json(ajar | {"persona": "Lua"})
@@ -375,13 +369,7 @@ def test_pipeline_gauges_not_pushed_within_expire_after_disappear(tmp_path):
         ("lumen_alert_suppressed", ()),
     }
     with ExporterProcess(config, "--pipeline-token-file", str(tmp_path / "token")) as exporter:
-        answer = httpx.post(
-            f"{exporter.url}/pipeline/runs",
-            json=run,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-        assert answer.status_code == 200, answer.text
+        exporter.push("/pipeline/runs", run, token)
         pushed = time.monotonic()
         fresh = samples(exporter.metrics())
         if time.monotonic() - pushed < 3:  # else the machine was too slow to see them fresh
