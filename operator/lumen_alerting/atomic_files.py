@@ -36,11 +36,7 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     # cannot be synced only means a crash (of the machine) might still bring back the old one,
     # so it is a warning, not a failure a caller would take for "nothing changed".
     try:
-        directory_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
+        sync_directory(directory)
     except OSError as error:
         log.warning(
             "%s written, but its directory could not be synced (%s): a machine crash now "
@@ -48,3 +44,12 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
             path,
             error,
         )
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync ``directory``: the renames and creations in it survive a machine crash."""
+    directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory_fd)
+    finally:
+        os.close(directory_fd)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter
 
+from ..atomic_files import sync_directory
 from ..probe_log_format import FIXED_LEADING, FIXED_TRAILING, rfc3339_millis
 from .config import ExporterConfig, ProbeConfig
 from .metrics import ProbeResult
@@ -321,7 +322,7 @@ class CsvFile:
                     os.replace(older, self._backup(number + 1))
             if self.path.exists():  # it may have been removed while open
                 os.replace(self.path, self._backup(1))
-        _sync_directory(self.path.parent)
+        sync_directory(self.path.parent)  # the rotation's renames survive a crash
 
     def _backup(self, number: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{number}")
@@ -360,15 +361,6 @@ def _cut_partial_line(fd: int, size: int, path: Path) -> int:
         size - keep,
     )
     return keep
-
-
-def _sync_directory(directory: Path) -> None:
-    # The renames of a rotation are durable once the directory is synced.
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ProbeCsvLog:
