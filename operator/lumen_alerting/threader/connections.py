@@ -90,12 +90,23 @@ class GuardedRequestHandler(RequestHandler):
         self._guard = guard
         self._header_deadline: asyncio.TimerHandle | None = None
         self._refused = False
+        self._serving = False  # start() has begun: aiohttp's _waiter now tells whether it waits
         self.waiting_since = time.monotonic()
 
     def waiting_for_request(self) -> bool:
         """True between requests: no request is being read to its end or served."""
+        if self._messages:
+            return False  # a complete request head waits to be served
+        if not self._serving:
+            # Accepted, but the serving task has not run yet: the event loop accepts a burst
+            # of connections before any of their tasks start, and they are waiting too.
+            return True
         waiter = self._waiter
         return waiter is not None and not waiter.done()
+
+    async def start(self) -> None:
+        self._serving = True
+        await super().start()
 
     def reading_head(self) -> bool:
         return self._header_deadline is not None
