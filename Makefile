@@ -35,8 +35,10 @@ help: ## show this help
 
 setup: $(STAMP_APT) $(STAMP_VENV) $(STAMP_HELM) $(STAMP_CRDS) ## install everything tests need (idempotent)
 
-test: setup lint ## lint + full pytest run (the single test command)
-	$(VENV)/bin/pytest
+# The image is built first so that tests/image runs against it (LUMEN_IMAGE_REQUIRED: a missing
+# image fails the run instead of skipping those tests).
+test: setup lint image ## lint, build the image, then the full pytest run (the single test command)
+	LUMEN_IMAGE=$(IMAGE) LUMEN_PODMAN="$(PODMAN)" LUMEN_IMAGE_REQUIRED=1 $(VENV)/bin/pytest
 
 lint: $(STAMP_VENV) ## ruff, import contracts (.importlinter), mypy --strict (tests and bench too)
 	$(VENV)/bin/ruff check --config operator/pyproject.toml $(LINT_PATHS)
@@ -131,18 +133,19 @@ PODMAN ?= $(if $(IMAGE_CONTAINERS_CONF),env CONTAINERS_CONF=$(IMAGE_CONTAINERS_C
 IMAGE_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 STAMP_APT_IMAGE := $(TOOLS)/.stamp-apt-image
 
-image: $(STAMP_APT_IMAGE) $(IMAGE_BASE_TAR) ## build the container image (IMAGE, default: the renderer's image name) with podman
+image: $(STAMP_APT_IMAGE) ## build the container image (IMAGE, default: the renderer's image name) with podman
 	@test -n "$(IMAGE)" || { echo "no DEFAULT_IMAGE in render/objects.py; set IMAGE=" >&2; exit 1; }
-	$(PODMAN) image exists $(IMAGE_BASE) || $(PODMAN) import $(IMAGE_BASE_TAR) $(IMAGE_BASE)
+	$(PODMAN) image exists $(IMAGE_BASE) \
+	  || { $(MAKE) --no-print-directory $(IMAGE_BASE_TAR) && $(PODMAN) import $(IMAGE_BASE_TAR) $(IMAGE_BASE); }
 	$(PODMAN) build --network host --layers --build-arg BASE=$(IMAGE_BASE) \
 	  --label org.opencontainers.image.revision=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
 	  $(if $(wildcard $(IMAGE_CA_BUNDLE)),--volume $(IMAGE_CA_BUNDLE):/etc/ssl/certs/ca-certificates.crt:ro) \
 	  --tag $(IMAGE) .
-	@$(PODMAN) image ls $(IMAGE)
+	@echo "built $(IMAGE)"
 
 # Starts the image read-only as 65532 and checks each entry point (tests/image).
 test-image: image $(STAMP_VENV) ## build the image, then run tests/image against it
-	LUMEN_IMAGE=$(IMAGE) LUMEN_PODMAN="$(PODMAN)" $(VENV)/bin/pytest tests/image
+	LUMEN_IMAGE=$(IMAGE) LUMEN_PODMAN="$(PODMAN)" LUMEN_IMAGE_REQUIRED=1 $(VENV)/bin/pytest tests/image
 
 $(IMAGE_BASE_TAR):
 	@mkdir -p $(@D)

@@ -1,8 +1,8 @@
 """The container image (Dockerfile, ``make image``) started as a pod starts it: read-only root
 filesystem, user 65532, only the volumes the renderer declares writable.
 
-Skipped unless podman is installed and the image exists locally: ``make test-image`` builds it and
-runs this module. ``LUMEN_IMAGE`` names another image, ``LUMEN_PODMAN`` another podman command
+``make test`` (and ``make test-image``, which runs only this module) builds the image first and
+requires it; a bare ``pytest`` skips these tests where podman or the image is missing. ``LUMEN_IMAGE`` names another image, ``LUMEN_PODMAN`` another podman command
 (``make`` passes its own: vfs storage, runc, ../shared/containers/containers.conf).
 
 The threader and the exporter run with the command, arguments and mounts the renderer writes for
@@ -70,6 +70,12 @@ def image_present() -> bool:
         return False
     return podman("image", "exists", IMAGE, check=False, timeout=60).returncode == 0
 
+
+# `make test` builds the image first and sets LUMEN_IMAGE_REQUIRED: there a missing image fails
+# the run instead of skipping it. A bare `pytest` elsewhere skips these tests without one.
+IMAGE_REQUIRED = os.environ.get("LUMEN_IMAGE_REQUIRED") == "1"
+if IMAGE_REQUIRED and not image_present():
+    raise RuntimeError(f"LUMEN_IMAGE_REQUIRED=1 but there is no local image {IMAGE} (make image)")
 
 pytestmark = [
     pytest.mark.skipif(not image_present(), reason=f"no local image {IMAGE} (make test-image)"),
