@@ -87,6 +87,24 @@ def test_same_objects_as_the_operator_with_the_same_flags(
     assert "ingress" not in only["spec"], "both lists empty: nothing gets in"
 
 
+def test_the_defaults_spelled_out_render_the_same_bytes(capsys: pytest.CaptureFixture[str]) -> None:
+    """A chart passes the defaults as JSON, in its own key order: the output must not change."""
+    assert main(["render", "-f", GATEWAY, "-f", PIPELINE]) == 0
+    implicit = capsys.readouterr().out
+    reordered = [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}, "namespaceSelector": {}}
+        for name in ("alertmanager", "prometheus")
+    ]
+    explicit_flags = [
+        *("--network-policies", "true"),
+        *("--alertmanager-peers", json.dumps(reordered[:1])),
+        *("--prometheus-peers", json.dumps(reordered[1:])),
+        *("--pipeline-peers", '[{"podSelector": {"matchLabels": {}}}]'),
+    ]
+    assert main(["render", "-f", GATEWAY, "-f", PIPELINE, *explicit_flags]) == 0
+    assert capsys.readouterr().out == implicit
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "complaint"),
     [

@@ -288,13 +288,17 @@ def test_who_gets_in_with_the_defaults() -> None:
 
 
 def test_the_evaluator_is_not_blind() -> None:
-    """Without the NetworkPolicies everyone gets in, so the test above measures them."""
-    objects = render_policy(
-        load(named("workloads-memory-both.yaml")), RenderOptions(network_policies=False)
-    )
-    for deployment in of_kind(objects, "Deployment"):
-        stranger = Pod("elsewhere", {})
-        assert admitted([], deployment, http_port(deployment), stranger, "default")
+    """It admits anyone to pods no policy selects (another policy's, rendered without
+    NetworkPolicies), so the refusals above come from the rendered policies' selectors."""
+    policy = load(named("workloads-memory-both.yaml"))
+    guarded = of_kind(render_policy(policy), "NetworkPolicy")
+    other = dataclasses.replace(policy, name="another")
+    unguarded = render_policy(other, RenderOptions(network_policies=False))
+    stranger = Pod("elsewhere", {})
+    for deployment in of_kind(unguarded, "Deployment"):
+        assert admitted(guarded, deployment, http_port(deployment), stranger, policy.namespace)
+    for deployment in of_kind(render_policy(policy), "Deployment"):
+        assert not admitted(guarded, deployment, http_port(deployment), stranger, policy.namespace)
 
 
 def test_switched_off_nothing_else_changes() -> None:
@@ -367,6 +371,7 @@ def test_the_defaults_round_trip_through_their_flag_form() -> None:
     ("text", "canonical"),
     [
         ('[{"podSelector": {"matchLabels": {}}}]', ({"podSelector": {}},)),
+        ('[{"podSelector": {"matchLabels": null}}]', ({"podSelector": {}},)),
         (
             '[{"namespaceSelector": {"matchExpressions": []}, "podSelector": {}}]',
             ({"podSelector": {}, "namespaceSelector": {}},),
@@ -414,6 +419,12 @@ def expressions(**expression: Any) -> str:
         ('[{"podSelector": []}]', "[0].podSelector: must be a label selector object"),
         ('[{"podSelector": {"matchLabel": {}}}]', "unknown field 'matchLabel'"),
         ('[{"podSelector": {"matchLabels": {"app": 1}}}]', "1 is not a label value"),
+        ('[{"podSelector": {"matchLabels": []}}]', "matchLabels: must map label keys to values"),
+        ('[{"podSelector": {"matchExpressions": {}}}]', "matchExpressions: must be a list"),
+        (
+            '[{"ipBlock": {"cidr": "10.0.0.0/8", "except": "10.1.0.0/16"}}]',
+            "must be a list of CIDRs",
+        ),
         ('[{"podSelector": {"matchLabels": {"-app": "x"}}}]', "'-app' is not a label key"),
         ('[{"podSelector": {"matchLabels": {"a/b/c": "x"}}}]', "'a/b/c' is not a label key"),
         ('[{"podSelector": {"matchLabels": {"Bad_Prefix/app": "x"}}}]', "is not a label key"),

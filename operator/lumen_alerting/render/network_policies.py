@@ -31,7 +31,8 @@ from ..policy.model import Exporter, Policy
 from .objects import EXPORTER_PORT, THREADER_PORT, Manifest, Peer, RenderOptions, metadata
 from .pods import selector_labels
 
-# A label key: an optional DNS-subdomain prefix and "/", then a name of up to 63 characters.
+# The name part of a label key (after an optional DNS-subdomain prefix and "/"), and a non-empty
+# label value: up to 63 characters.
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -123,7 +124,9 @@ def parse_peers(text: str) -> tuple[Peer, ...]:
     Raises ValueError naming the first problem (``[1].podSelector.matchLabels: ...``). Canonical:
     empty ``matchLabels``, ``matchExpressions``, ``values`` and ``except`` are dropped, as the API
     server drops them, so the live NetworkPolicy equals the rendered one and is not re-applied on
-    every pass. ``[]`` is allowed: nobody from that list gets in."""
+    every pass; and keys come in sorted order (as the defaults are written), so the same peers
+    render the same bytes however the JSON spelled them. ``[]`` is allowed: nobody from that list
+    gets in."""
     try:
         document = json.loads(text)
     except ValueError as error:
@@ -156,7 +159,7 @@ def _peer(where: str, peer: Any) -> Peer:
             canonical[field] = _ip_block(f"{where}.ipBlock", peer[field])
         else:
             canonical[field] = _selector(f"{where}.{field}", peer[field])
-    return canonical
+    return dict(sorted(canonical.items()))
 
 
 def _selector(where: str, selector: Any) -> dict[str, Any]:
@@ -169,15 +172,15 @@ def _selector(where: str, selector: Any) -> dict[str, Any]:
             f"{where}: unknown field {unknown[0]!r} (a selector has matchLabels, matchExpressions)"
         )
     canonical: dict[str, Any] = {}
-    labels = selector.get("matchLabels") or {}
+    labels = _absent_as(selector.get("matchLabels"), {})
     if not isinstance(labels, dict):
         raise ValueError(f"{where}.matchLabels: must map label keys to values")
     for key, value in labels.items():
         _label_key(f"{where}.matchLabels", key)
         _label_value(f"{where}.matchLabels[{key}]", value)
     if labels:
-        canonical["matchLabels"] = dict(labels)
-    expressions = selector.get("matchExpressions") or []
+        canonical["matchLabels"] = dict(sorted(labels.items()))
+    expressions = _absent_as(selector.get("matchExpressions"), [])
     if not isinstance(expressions, list):
         raise ValueError(f"{where}.matchExpressions: must be a list")
     checked = [
@@ -186,7 +189,7 @@ def _selector(where: str, selector: Any) -> dict[str, Any]:
     ]
     if checked:
         canonical["matchExpressions"] = checked
-    return canonical
+    return dict(sorted(canonical.items()))
 
 
 def _expression(where: str, expression: Any) -> dict[str, Any]:
@@ -196,7 +199,7 @@ def _expression(where: str, expression: Any) -> dict[str, Any]:
     operator = expression.get("operator")
     if operator not in _OPERATORS:
         raise ValueError(f"{where}.operator: {operator!r} is not one of {', '.join(_OPERATORS)}")
-    values = expression.get("values") or []
+    values = _absent_as(expression.get("values"), [])
     if not isinstance(values, list):
         raise ValueError(f"{where}.values: must be a list of label values")
     for index, value in enumerate(values):
@@ -213,7 +216,7 @@ def _ip_block(where: str, block: Any) -> dict[str, Any]:
     if not isinstance(block, dict) or "cidr" not in block or set(block) - {"cidr", "except"}:
         raise ValueError(f"{where}: must be an object with cidr and optionally except")
     network = _cidr(f"{where}.cidr", block["cidr"])
-    excepted = block.get("except") or []
+    excepted = _absent_as(block.get("except"), [])
     if not isinstance(excepted, list):
         raise ValueError(f"{where}.except: must be a list of CIDRs")
     for index, text in enumerate(excepted):
@@ -222,6 +225,12 @@ def _ip_block(where: str, block: Any) -> dict[str, Any]:
             raise ValueError(f"{where}.except[{index}]: {text!r} is not inside {block['cidr']!r}")
     canonical: dict[str, Any] = {"cidr": block["cidr"]}
     return {**canonical, "except": list(excepted)} if excepted else canonical
+
+
+def _absent_as(value: Any, empty: Any) -> Any:
+    """JSON ``null`` means the field is absent, as for the API server; other values stay (and a
+    wrong type is refused by the caller)."""
+    return empty if value is None else value
 
 
 def _strictly_inside(inner: Network, outer: Network) -> bool:
