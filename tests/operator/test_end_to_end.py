@@ -20,6 +20,7 @@ from lumen_alerting.operator.kinds import (
     ALERTMANAGER_CONFIG,
     DEPLOYMENT,
     EVENT,
+    NETWORK_POLICY,
     POLICY,
     PROMETHEUS_RULE,
     RENDERED_KINDS,
@@ -265,10 +266,11 @@ def _events(kubectl: Kubectl, reason: str) -> list[dict[str, Any]]:
     return [e for e in kubectl.list(EVENT, NAMESPACE) if e.get("reason") == reason]
 
 
-def _child_writes(cluster: ClusterEmulator) -> list[Any]:
+def _child_writes(cluster: ClusterEmulator, since: int = 0) -> list[Any]:
+    """Writes to children among the API calls from the ``since``-th on."""
     writes = {"create", "update", "patch", "delete"}
     plurals = {kind.plural for kind in (*RENDERED_KINDS, SECRET)}
-    return [c for c in cluster.calls() if c.verb in writes and c.plural in plurals]
+    return [c for c in cluster.calls()[since:] if c.verb in writes and c.plural in plurals]
 
 
 # --- delete -------------------------------------------------------------------------------------
@@ -557,11 +559,12 @@ def test_rbac_rules_are_exactly_the_calls_made(cluster: ClusterEmulator, kubectl
         create_gateway(kubectl, EVERY_KIND)
         assert set(kubectl.children(NAMESPACE, NAME)) >= expected_children(EVERY_KIND)
         # Prune every kind: no rules and no routing (AlertmanagerConfig), no exporter (ConfigMap,
-        # PersistentVolumeClaim, Deployment, Service, ServiceMonitor)...
+        # PersistentVolumeClaim, NetworkPolicy, Deployment, Service, ServiceMonitor)...
         patch_spec(kubectl, {"exporter": {"enabled": False}, "presets": None, "routing": None})
         eventually(lambda: ready(kubectl), what="update Ready")
         assert {kind for kind, _ in kubectl.children(NAMESPACE, NAME)} == {
             "PrometheusRule",  # the threader's own alerts
+            "NetworkPolicy",
             "Deployment",
             "Service",
             "ServiceMonitor",
@@ -616,6 +619,56 @@ def test_the_scenario_policy_renders_every_kind() -> None:
     assert ("PersistentVolumeClaim", f"lumen-{NAME}-exporter-state") in expected_children(
         EVERY_KIND
     )
+
+
+# --- NetworkPolicies ----------------------------------------------------------------------------
+
+
+def test_network_policies_follow_the_operators_flags(
+    cluster: ClusterEmulator, kubectl: Kubectl, kopf_log: LogRecorder
+) -> None:
+    """Applied with the workloads by default; an operator restarted with
+    ``--network-policies false`` prunes them and writes nothing else; one restarted with other
+    peers puts them back with those peers."""
+    threader, exporter = f"lumen-{NAME}-threader", f"lumen-{NAME}-exporter"
+
+    def network_policies() -> dict[str, dict[str, Any]]:
+        return {
+            name: obj
+            for (kind, name), obj in kubectl.children(NAMESPACE, NAME).items()
+            if kind == NETWORK_POLICY.kind
+        }
+
+    with running_operator(cluster.url):
+        create_gateway(kubectl)
+    children = kubectl.children(NAMESPACE, NAME)
+    assert set(network_policies()) == {threader, exporter}
+    calls_before = len(cluster.calls())
+
+    switched_off = replace(TEST_CONFIG.rendering, network_policies=False)
+    with running_operator(cluster.url, rendering=switched_off):
+        eventually(lambda: network_policies() == {}, what="NetworkPolicies pruned")
+        eventually(lambda: ready(kubectl), what="Ready without them")
+    writes = [(call.verb, call.plural, call.name) for call in _child_writes(cluster, calls_before)]
+    assert sorted(writes) == [
+        ("delete", NETWORK_POLICY.plural, exporter),
+        ("delete", NETWORK_POLICY.plural, threader),
+    ]
+    assert kubectl.children(NAMESPACE, NAME) == {
+        key: obj for key, obj in children.items() if key[0] != NETWORK_POLICY.kind
+    }, "everything else untouched"
+
+    no_prometheus = replace(TEST_CONFIG.rendering, prometheus_peers=())
+    with running_operator(cluster.url, rendering=no_prometheus):
+        eventually(lambda: set(network_policies()) == {threader, exporter}, what="back again")
+    restored = network_policies()
+    assert [rule["from"] for rule in restored[threader]["spec"]["ingress"]] == [
+        list(no_prometheus.alertmanager_peers)
+    ]
+    assert "ingress" not in restored[exporter]["spec"], "the gateway's exporter: nobody left"
+    for obj in restored.values():
+        validate_object(_without_server_fields(obj))
+    assert kopf_log.errors() == []
 
 
 # --- two replicas -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -71,6 +72,10 @@ def test_every_setting_from_environment() -> None:
         "LUMEN_OPERATOR_EXPORTER_IMAGE": "registry.local/lumen:2",
         "LUMEN_OPERATOR_THREADER_RESOURCES": '{"requests": {"cpu": "100m"}}',
         "LUMEN_OPERATOR_EXPORTER_RESOURCES": '{"limits": {"memory": "1Gi"}}',
+        "LUMEN_OPERATOR_NETWORK_POLICIES": "False",
+        "LUMEN_OPERATOR_ALERTMANAGER_PEERS": '[{"namespaceSelector": {}}]',
+        "LUMEN_OPERATOR_PROMETHEUS_PEERS": "[]",
+        "LUMEN_OPERATOR_PIPELINE_PEERS": '[{"ipBlock": {"cidr": "10.0.0.0/8"}}]',
         "LUMEN_OPERATOR_DRIFT_INTERVAL": "60",
         "LUMEN_OPERATOR_LIVENESS_PORT": "0",
         "LUMEN_OPERATOR_LOG_FORMAT": "JSON",
@@ -90,6 +95,44 @@ def test_every_setting_from_environment() -> None:
         "registry.local/lumen:1",
         "registry.local/lumen:2",
     )
+    assert not options.network_policies
+    assert options.alertmanager_peers == ({"namespaceSelector": {}},)
+    assert options.prometheus_peers == ()
+    assert options.pipeline_peers == ({"ipBlock": {"cidr": "10.0.0.0/8"}},)
+
+
+def test_network_policies_by_default_with_kube_prometheus_stacks_labels() -> None:
+    options = parse_config([], {}).rendering
+    assert options.network_policies
+    assert options.alertmanager_peers == (
+        {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "alertmanager"}},
+        },
+    )
+    assert options.prometheus_peers == (
+        {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        },
+    )
+    assert options.pipeline_peers == ({"podSelector": {}},)
+    # An empty variable is unset, as for every other setting; `[]` is a value.
+    unset = {"LUMEN_OPERATOR_NETWORK_POLICIES": "", "LUMEN_OPERATOR_PIPELINE_PEERS": " "}
+    assert parse_config([], unset).rendering == options
+
+
+def test_network_policy_flags_reach_the_rendered_policies() -> None:
+    policy = policy_from_manifest(example_manifests()["pipeline.yaml"])
+    peers = '[{"podSelector": {"matchLabels": {"role": "ci"}}}]'
+    env = {"LUMEN_OPERATOR_PIPELINE_PEERS": '[{"podSelector": {}}]'}  # the flag wins
+    config = parse_config(["--pipeline-peers", peers], env)
+    (exporter,) = [
+        obj for obj in render_policy(policy, config.rendering) if obj["kind"] == "NetworkPolicy"
+    ]
+    assert exporter["spec"]["ingress"][-1]["from"] == json.loads(peers)
+    off = parse_config(["--network-policies", "false"], {}).rendering
+    assert not [obj for obj in render_policy(policy, off) if obj["kind"] == "NetworkPolicy"]
 
 
 def test_resources_flag_reaches_the_rendered_deployments() -> None:
@@ -123,6 +166,14 @@ def test_resources_flag_reaches_the_rendered_deployments() -> None:
         (["--threader-resources", '{"cpu": "1"}'], {}, '"requests" and/or "limits"'),
         (["--exporter-resources", '{"limits": {"cpu": "lots"}}'], {}, "is not a quantity"),
         (["--kps-release", " "], {}, "must not be empty"),
+        (["--network-policies", "maybe"], {}, "--network-policies: 'maybe' is not true or false"),
+        (["--prometheus-peers", "{"], {}, "--prometheus-peers: not JSON"),
+        (["--pipeline-peers", '{"podSelector": {}}'], {}, "--pipeline-peers: must be a JSON list"),
+        (
+            [],
+            {"LUMEN_OPERATOR_ALERTMANAGER_PEERS": '[{"podSelector": 1}]'},
+            "--alertmanager-peers: [0].podSelector: must be a label selector",
+        ),
     ],
 )
 def test_bad_settings_exit_with_a_clear_message(

@@ -115,7 +115,7 @@ def test_the_policies_cover_every_kind_of_child() -> None:
     kinds = {obj["kind"] for path in POLICIES for obj in children(tracked(path))}
     assert kinds >= {
         "PrometheusRule", "AlertmanagerConfig", "Deployment", "Service", "ServiceMonitor",
-        "ConfigMap", "PersistentVolumeClaim", "Secret",
+        "ConfigMap", "PersistentVolumeClaim", "NetworkPolicy", "Secret",
     }  # fmt: skip
     assert len(POLICIES) >= 20
 

@@ -43,10 +43,12 @@ def test_kind_filter_and_stable_order(capsys):
     assert kinds == [
         "PrometheusRule",
         "AlertmanagerConfig",
+        "NetworkPolicy",
         "Deployment",
         "Service",
         "ServiceMonitor",
         "ConfigMap",
+        "NetworkPolicy",
         "Deployment",
         "Service",
         "ServiceMonitor",
@@ -54,7 +56,7 @@ def test_kind_filter_and_stable_order(capsys):
     for kind, expected in [
         ("prometheusrule", {"PrometheusRule"}),
         ("alertmanagerconfig", {"AlertmanagerConfig"}),
-        ("workloads", {"Deployment", "Service", "ServiceMonitor", "ConfigMap"}),
+        ("workloads", {"NetworkPolicy", "Deployment", "Service", "ServiceMonitor", "ConfigMap"}),
     ]:
         assert main(["render", "-f", path, "--kind", kind]) == 0
         assert {d["kind"] for d in yaml.safe_load_all(capsys.readouterr().out)} == expected

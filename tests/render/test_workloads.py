@@ -97,11 +97,11 @@ def test_every_object_validates(name: str, uid: str) -> None:
 def test_kinds_and_order() -> None:
     both = render(load("workloads-memory-both.yaml"))
     assert [o["kind"] for o in both] == [
-        "Deployment", "Service", "ServiceMonitor",
-        "ConfigMap", "Deployment", "Service", "ServiceMonitor",
+        "NetworkPolicy", "Deployment", "Service", "ServiceMonitor",
+        "ConfigMap", "NetworkPolicy", "Deployment", "Service", "ServiceMonitor",
     ]  # fmt: skip
     names = ChildNames.of(load("workloads-memory-both.yaml"))
-    assert [o["metadata"]["name"] for o in both] == [names.threader] * 3 + [names.exporter] * 4
+    assert [o["metadata"]["name"] for o in both] == [names.threader] * 4 + [names.exporter] * 5
 
 
 def test_nothing_rendered_when_absent_or_disabled() -> None:
@@ -520,7 +520,7 @@ def test_persistence_mounts_a_claim_owned_by_the_policy() -> None:
     names = ChildNames.of(policy)
     threader = threader_objects(policy, OPTIONS)
     assert [o["kind"] for o in threader] == [
-        "PersistentVolumeClaim", "Deployment", "Service", "ServiceMonitor",
+        "PersistentVolumeClaim", "NetworkPolicy", "Deployment", "Service", "ServiceMonitor",
     ]  # fmt: skip
     claim = one(threader, "PersistentVolumeClaim")
     assert claim["metadata"]["name"] == names.threader_state == "lumen-gateway-kept-threader-state"
@@ -546,7 +546,8 @@ def test_persistence_mounts_a_claim_owned_by_the_policy() -> None:
 
     exporter = exporter_objects(policy, OPTIONS)
     assert [o["kind"] for o in exporter] == [
-        "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "ServiceMonitor",
+        "ConfigMap", "PersistentVolumeClaim", "NetworkPolicy", "Deployment", "Service",
+        "ServiceMonitor",
     ]  # fmt: skip
     exporter_claim = one(exporter, "PersistentVolumeClaim")
     assert exporter_claim["metadata"]["name"] == names.exporter_state

@@ -20,7 +20,15 @@ from pathlib import Path
 from ..manifest_yaml import to_yaml, to_yaml_documents
 from ..policy.schema import crd
 from ..render import OBJECT_GROUPS, RenderOptions, render_policy
-from ..render.objects import DEFAULT_IMAGE, DEFAULT_KPS_RELEASE
+from ..render.network_policies import parse_peers, peers_json
+from ..render.objects import (
+    DEFAULT_ALERTMANAGER_PEERS,
+    DEFAULT_IMAGE,
+    DEFAULT_KPS_RELEASE,
+    DEFAULT_PIPELINE_PEERS,
+    DEFAULT_PROMETHEUS_PEERS,
+    Peer,
+)
 from ..render.prometheus_rule import alert_count, rule_groups, rules_file
 from ..render.routing import alertmanager_yaml
 from ..render.self_monitoring import self_monitoring_warning
@@ -67,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"image of the threader and exporter pods (default {DEFAULT_IMAGE}), as "
         "lumen-operator --image sets it",
     )
+    _add_network_policy_options(render)
     render.set_defaults(run=_render)
 
     validate = commands.add_parser(
@@ -125,6 +134,55 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_network_policy_options(render: argparse.ArgumentParser) -> None:
+    """The NetworkPolicy flags, named and meaning what they do for lumen-operator."""
+    render.add_argument(
+        "--network-policies",
+        default=True,
+        type=_true_or_false,
+        metavar="true|false",
+        help="render a NetworkPolicy for every threader and exporter (default true)",
+    )
+    render.add_argument(
+        "--alertmanager-peers",
+        default=DEFAULT_ALERTMANAGER_PEERS,
+        type=_peer_list,
+        metavar="JSON",
+        help="NetworkPolicyPeers let in to the threader's port (default "
+        f"{peers_json(DEFAULT_ALERTMANAGER_PEERS)}); [] lets none in",
+    )
+    render.add_argument(
+        "--prometheus-peers",
+        default=DEFAULT_PROMETHEUS_PEERS,
+        type=_peer_list,
+        metavar="JSON",
+        help="NetworkPolicyPeers let in to the threader's and the exporter's port to scrape "
+        f"/metrics (default {peers_json(DEFAULT_PROMETHEUS_PEERS)})",
+    )
+    render.add_argument(
+        "--pipeline-peers",
+        default=DEFAULT_PIPELINE_PEERS,
+        type=_peer_list,
+        metavar="JSON",
+        help="NetworkPolicyPeers let in to the exporter's port when the policy enables the "
+        f"pipeline (default {peers_json(DEFAULT_PIPELINE_PEERS)}, the policy's namespace)",
+    )
+
+
+def _true_or_false(text: str) -> bool:
+    word = text.strip().lower()
+    if word not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return word == "true"
+
+
+def _peer_list(text: str) -> tuple[Peer, ...]:
+    try:
+        return parse_peers(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _add_files(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-f",
@@ -170,7 +228,13 @@ def _render(args: argparse.Namespace) -> int:
     if args.format == "alertmanager":
         return _print(to_yaml(alertmanager_yaml(policies)))
     options = RenderOptions(
-        kps_release=args.kps_release, threader_image=args.image, exporter_image=args.image
+        kps_release=args.kps_release,
+        threader_image=args.image,
+        exporter_image=args.image,
+        network_policies=args.network_policies,
+        alertmanager_peers=args.alertmanager_peers,
+        prometheus_peers=args.prometheus_peers,
+        pipeline_peers=args.pipeline_peers,
     )
     objects = [obj for p in policies for obj in render_policy(p, options, only=args.kind)]
     return _print(to_yaml_documents(objects))

@@ -14,9 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from ..render.network_policies import parse_peers, peers_json
 from ..render.objects import (
+    DEFAULT_ALERTMANAGER_PEERS,
     DEFAULT_IMAGE,
     DEFAULT_KPS_RELEASE,
+    DEFAULT_PIPELINE_PEERS,
+    DEFAULT_PROMETHEUS_PEERS,
+    Peer,
     RenderOptions,
     ResourceRequirements,
 )
@@ -70,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Reconcile LumenAlertPolicy objects into PrometheusRules, "
         "AlertmanagerConfigs and the threader and exporter workloads.",
         epilog="Every flag can also be set as LUMEN_OPERATOR_<FLAG> in the environment, e.g. "
-        "LUMEN_OPERATOR_KPS_RELEASE=monitoring; lists take commas.",
+        "LUMEN_OPERATOR_KPS_RELEASE=monitoring; --namespace takes commas there, JSON settings "
+        "take the same JSON.",
     )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
@@ -116,6 +122,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--exporter-resources", metavar="JSON", help="container resources of exporter pods"
     )
+    parser.add_argument(
+        "--network-policies", metavar="true|false",
+        help="render a NetworkPolicy for every threader and exporter, letting in only the peers "
+        "below (default: true; false prunes the ones rendered before)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--alertmanager-peers", metavar="JSON",
+        help="NetworkPolicyPeers let in to the threader's port (default: "
+        f"{peers_json(DEFAULT_ALERTMANAGER_PEERS)}); [] lets none in",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prometheus-peers", metavar="JSON",
+        help="NetworkPolicyPeers let in to the threader's and the exporter's port, to scrape "
+        f"/metrics (default: {peers_json(DEFAULT_PROMETHEUS_PEERS)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pipeline-peers", metavar="JSON",
+        help="NetworkPolicyPeers let in to the exporter's port when its policy enables the "
+        f"pipeline, to post runs (default: {peers_json(DEFAULT_PIPELINE_PEERS)}, the "
+        "policy's namespace)",
+    )  # fmt: skip
     parser.add_argument(
         "--drift-interval", metavar="SECONDS",
         help="how often every policy is re-checked against the cluster (default: 300)",
@@ -170,6 +197,18 @@ def _config(args: argparse.Namespace, setting: Setting) -> OperatorConfig:
             exporter_resources=_resources(
                 "exporter-resources", setting("exporter-resources"), rendering.exporter_resources
             ),
+            network_policies=_switch(
+                "network-policies", setting("network-policies"), rendering.network_policies
+            ),
+            alertmanager_peers=_peers(
+                "alertmanager-peers", setting("alertmanager-peers"), rendering.alertmanager_peers
+            ),
+            prometheus_peers=_peers(
+                "prometheus-peers", setting("prometheus-peers"), rendering.prometheus_peers
+            ),
+            pipeline_peers=_peers(
+                "pipeline-peers", setting("pipeline-peers"), rendering.pipeline_peers
+            ),
         ),
         drift_interval=seconds(
             "drift-interval", setting("drift-interval"), 300.0, low=10, high=86400
@@ -195,6 +234,23 @@ def _boolean(flag: str, value: bool | str | None) -> bool:
     if word in TRUE_WORDS | FALSE_WORDS:
         return word in TRUE_WORDS
     raise ValueError(f"--{flag}: {value!r} is not true or false")
+
+
+def _switch(flag: str, value: str | None, default: bool) -> bool:
+    """A true/false setting that is on or off by default (unset or empty: ``default``)."""
+    if value is None or not value.strip():
+        return default
+    return _boolean(flag, value)
+
+
+def _peers(flag: str, value: str | None, default: tuple[Peer, ...]) -> tuple[Peer, ...]:
+    """A JSON list of NetworkPolicyPeers; unset or empty: ``default`` (``[]`` is a value)."""
+    if value is None or not value.strip():
+        return default
+    try:
+        return parse_peers(value)
+    except ValueError as error:
+        raise ValueError(f"--{flag}: {error}") from None
 
 
 def _text(flag: str, value: str | None, default: str) -> str:

@@ -41,17 +41,21 @@ DEPLOYMENT = ResourceKind("apps", "v1", "Deployment", "deployments")
 SERVICE = ResourceKind("", "v1", "Service", "services")
 CONFIG_MAP = ResourceKind("", "v1", "ConfigMap", "configmaps")
 PERSISTENT_VOLUME_CLAIM = ResourceKind("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims")
+NETWORK_POLICY = ResourceKind("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies")
 SECRET = ResourceKind("", "v1", "Secret", "secrets")
 EVENT = ResourceKind("", "v1", "Event", "events")
 
 # Every kind the renderer produces. Only these are ever pruned: the threader's token Secret is
 # created once and left to the garbage collector (it is owned by the policy). A state claim is
 # pruned, with its data, when its workload's persistence is switched off (docs/workloads.md).
+# NetworkPolicies are listed even with --network-policies false: that is how the ones rendered
+# before the flag was turned off are found and pruned.
 RENDERED_KINDS: tuple[ResourceKind, ...] = (
     PROMETHEUS_RULE,
     ALERTMANAGER_CONFIG,
     CONFIG_MAP,
     PERSISTENT_VOLUME_CLAIM,
+    NETWORK_POLICY,
     SERVICE,
     DEPLOYMENT,
     SERVICE_MONITOR,

@@ -31,12 +31,14 @@ def render_policy(
     never raises (total: the policy fuzz test holds it to that). With ``policy.uid``
     set (the operator sets it) every object gets the policy as its controlling owner; offline
     (``lumenctl``) it is empty and no ownerReference is written. ``options``: the cluster's
-    side (kube-prometheus-stack release label, images, resources, ``managed-by``); None means
-    the defaults. ``only`` keeps one ``ObjectGroup``.
+    side (kube-prometheus-stack release label, images, resources, ``managed-by``, whether to
+    render NetworkPolicies and the peers they let in); None means the defaults. ``only`` keeps
+    one ``ObjectGroup`` (``workloads`` includes the workloads' NetworkPolicies).
 
     Returns the objects as plain dicts in a fixed order: the PrometheusRule, the
     AlertmanagerConfig (each left out when the policy has nothing for it), then the threader's
-    and the exporter's objects. Pure: the same arguments give equal objects every time.
+    and the exporter's objects (each service's NetworkPolicy before its Deployment). Pure: the
+    same arguments give equal objects every time.
     """
     options = options or RenderOptions()
     objects: list[Manifest] = []

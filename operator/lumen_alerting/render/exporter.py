@@ -1,5 +1,6 @@
-"""The exporter workload of a policy: its probe ConfigMap, Deployment, Service, ServiceMonitor
-and, with persistence, the PersistentVolumeClaim of its state directory."""
+"""The exporter workload of a policy: its probe ConfigMap, Deployment, Service, ServiceMonitor,
+the NetworkPolicy that lets only Prometheus (and the pipeline's clients) in and, with
+persistence, the PersistentVolumeClaim of its state directory."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from typing import Any
 
 from ..policy.model import Exporter, Policy, Probe, SecretKeyRef
+from .network_policies import exporter_network_policy
 from .objects import EXPORTER_PORT, ChildNames, Manifest, RenderOptions, metadata
 from .pods import (
     STATE_DIR,
@@ -151,8 +153,9 @@ def exporter_config_map(
 
 
 def exporter_objects(policy: Policy, options: RenderOptions) -> list[Manifest]:
-    """ConfigMap, [PersistentVolumeClaim,] Deployment, Service and ServiceMonitor of the
-    exporter; [] when it has none."""
+    """ConfigMap, [PersistentVolumeClaim,] [NetworkPolicy,] Deployment, Service and
+    ServiceMonitor of the exporter; [] when it has none (the NetworkPolicy before the
+    Deployment, as for the threader)."""
     exporter = enabled_exporter(policy)
     if exporter is None:
         return []
@@ -179,6 +182,7 @@ def exporter_objects(policy: Policy, options: RenderOptions) -> list[Manifest]:
     return [
         exporter_config_map(policy, options, labels, config),
         *claim,
+        *exporter_network_policy(policy, options, exporter, name, EXPORTER_APP, labels),
         deployment(
             policy,
             options,

@@ -35,6 +35,25 @@ DEFAULT_EXPORTER_RESOURCES: ResourceRequirements = {
     "limits": {"cpu": "200m", "memory": "192Mi"},
 }
 
+# A NetworkPolicyPeer (podSelector / namespaceSelector / ipBlock), as the API writes it.
+Peer = Mapping[str, Any]
+# prometheus-operator labels the pods it runs `app.kubernetes.io/name: alertmanager|prometheus`
+# (kube-prometheus-stack's Alertmanager and Prometheus among them), in whatever namespace.
+DEFAULT_ALERTMANAGER_PEERS: tuple[Peer, ...] = (
+    {
+        "namespaceSelector": {},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "alertmanager"}},
+    },
+)
+DEFAULT_PROMETHEUS_PEERS: tuple[Peer, ...] = (
+    {
+        "namespaceSelector": {},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    },
+)
+# CI jobs posting pipeline runs usually run next to the service: any pod of the policy's namespace.
+DEFAULT_PIPELINE_PEERS: tuple[Peer, ...] = ({"podSelector": {}},)
+
 
 @dataclass(frozen=True)
 class RenderOptions:
@@ -50,6 +69,11 @@ class RenderOptions:
         default_factory=lambda: DEFAULT_EXPORTER_RESOURCES
     )
     managed_by: str = "lumenctl"
+    # A NetworkPolicy per threader and exporter, letting in only these peers (network_policies.py).
+    network_policies: bool = True
+    alertmanager_peers: tuple[Peer, ...] = DEFAULT_ALERTMANAGER_PEERS
+    prometheus_peers: tuple[Peer, ...] = DEFAULT_PROMETHEUS_PEERS
+    pipeline_peers: tuple[Peer, ...] = DEFAULT_PIPELINE_PEERS
 
 
 @dataclass(frozen=True)

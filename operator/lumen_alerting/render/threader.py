@@ -1,5 +1,6 @@
-"""The threader workload of a policy: Deployment, Service, ServiceMonitor and, with persistence,
-the PersistentVolumeClaim of its state directory.
+"""The threader workload of a policy: Deployment, Service, ServiceMonitor, the NetworkPolicy that
+lets only Alertmanager and Prometheus in and, with persistence, the PersistentVolumeClaim of its
+state directory.
 
 The threader's token Secret is the one piece of state that is not rendered: ``threader_secret``
 describes it so the operator can create it once, with random tokens, when it is absent.
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..policy.model import Policy, Threader
+from .network_policies import threader_network_policy
 from .objects import (
     ADMIN_TOKEN_KEY,
     THREADER_PORT,
@@ -128,8 +130,9 @@ def threader_container(policy: Policy, options: RenderOptions, threader: Threade
 
 
 def threader_objects(policy: Policy, options: RenderOptions) -> list[Manifest]:
-    """[PersistentVolumeClaim,] Deployment, Service and ServiceMonitor of the policy's threader;
-    [] when it has none."""
+    """[PersistentVolumeClaim,] [NetworkPolicy,] Deployment, Service and ServiceMonitor of the
+    policy's threader; [] when it has none. The NetworkPolicy comes before the Deployment: the
+    operator applies in this order, so no pod of it is ever reachable from everywhere."""
     threader = enabled_threader(policy)
     if threader is None:
         return []
@@ -154,6 +157,7 @@ def threader_objects(policy: Policy, options: RenderOptions) -> list[Manifest]:
     )
     return [
         *claim,
+        *threader_network_policy(policy, options, names.threader, THREADER_APP, labels),
         deployment(
             policy,
             options,
