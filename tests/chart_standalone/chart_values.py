@@ -260,8 +260,9 @@ def common_values(app: str, component: str) -> Schema:
             "maxLength": 63,
         },
         "fullnameOverride": {
-            "description": "The objects' name. Empty: `<release>-<chart name>`, or the release "
-            "name when it contains the chart name.",
+            "description": "The objects' name. Empty: `<release>-<chart name>`; the release "
+            "name when it contains the chart name; the chart name when that starts with "
+            "`<release>-` (release `lumen`: `lumen-threader`, `lumen-exporter`).",
             "type": "string",
             "maxLength": 63,
             "pattern": DNS_SUBDOMAIN_OR_EMPTY,

@@ -14,8 +14,9 @@ threader.
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
 {{- $name := default .Chart.Name .Values.nameOverride -}}
-{{- if contains $name .Release.Name -}}
-{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- if or (contains $name .Release.Name) (hasPrefix (printf "%s-" .Release.Name) $name) -}}
+{{- /* release `alerts-lumen-threader` -> itself; release `lumen` -> lumen-threader */ -}}
+{{- ternary .Release.Name $name (contains $name .Release.Name) | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
 {{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -92,8 +93,8 @@ toPrettyJson sorts the keys like the operator's json.dumps(sort_keys=True).
 {{- if hasKey .Values.pipeline "expireAfter" -}}
 {{- $_ := set $pipeline "expire_after" .Values.pipeline.expireAfter -}}
 {{- end -}}
-{{- dict "probes" $probes "pipeline" $pipeline | toPrettyJson -}}
-{{ "" }}
+{{- /* One line break at the end, as in the operator's file. */ -}}
+{{- printf "%s\n" (dict "probes" $probes "pipeline" $pipeline | toPrettyJson) -}}
 {{- end -}}
 
 {{/*
