@@ -131,7 +131,11 @@ def edit_description(text: str) -> str:
 
 
 def string_map(description: str) -> Schema:
-    return {"description": description, "type": "object", "additionalProperties": {"type": "string"}}
+    return {
+        "description": description,
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+    }
 
 
 def label_selector(description: str) -> Schema:

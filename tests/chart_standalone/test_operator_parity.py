@@ -220,9 +220,9 @@ def test_pod_annotations(case: Case) -> None:
     if case.chart is EXPORTER:
         config = objects["ConfigMap"]["data"]["config.json"]
         expected["lumen.dev/config-hash"] = hashlib.sha256(config.encode()).hexdigest()
-        assert set(operator_objects(case)["Deployment"]["spec"]["template"]["metadata"][
-            "annotations"
-        ]) == {"lumen.dev/config-hash"}
+        assert set(
+            operator_objects(case)["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+        ) == {"lumen.dev/config-hash"}
     assert annotations == expected
 
 
@@ -278,7 +278,10 @@ def test_network_policy_equals_the_operators_when_it_renders_one(case: Case) -> 
 def test_chart_defaults_are_the_models() -> None:
     """values.yaml's spec part is the model's defaults (a policy with an empty spec.threader),
     and the chart-only defaults are the operator's: image, resources, release label."""
-    for chart, resources in ((THREADER, DEFAULT_THREADER_RESOURCES), (EXPORTER, DEFAULT_EXPORTER_RESOURCES)):
+    for chart, resources in (
+        (THREADER, DEFAULT_THREADER_RESOURCES),
+        (EXPORTER, DEFAULT_EXPORTER_RESOURCES),
+    ):
         values = merged_values(chart, ())
         case = Case(chart, ())
         empty = policy_from_manifest(

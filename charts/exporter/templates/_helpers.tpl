@@ -4,8 +4,9 @@ a subchart of the umbrella chart they share one namespace of template names with
 threader.
 */}}
 
+{{/* The program's name, not .Chart.Name: that is the alias (`exporter`) under the umbrella chart. */}}
 {{- define "lumen-exporter.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- default "lumen-exporter" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/* The objects' name; 63 characters at most (a Service name is a DNS label). */}}
@@ -13,7 +14,7 @@ threader.
 {{- if .Values.fullnameOverride -}}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- $name := default "lumen-exporter" .Values.nameOverride -}}
 {{- if or (contains $name .Release.Name) (hasPrefix (printf "%s-" .Release.Name) $name) -}}
 {{- /* release `alerts-lumen-threader` -> itself; release `lumen` -> lumen-threader */ -}}
 {{- ternary .Release.Name $name (contains $name .Release.Name) | trunc 63 | trimSuffix "-" -}}

@@ -3,8 +3,9 @@ Names and labels of the standalone threader. Template names carry the chart name
 of the umbrella chart they share one namespace of template names with it and with the exporter.
 */}}
 
+{{/* The program's name, not .Chart.Name: that is the alias (`threader`) under the umbrella chart. */}}
 {{- define "lumen-threader.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- default "lumen-threader" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/* The objects' name; 63 characters at most (a Service name is a DNS label). */}}
@@ -12,7 +13,7 @@ of the umbrella chart they share one namespace of template names with it and wit
 {{- if .Values.fullnameOverride -}}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- $name := default "lumen-threader" .Values.nameOverride -}}
 {{- if or (contains $name .Release.Name) (hasPrefix (printf "%s-" .Release.Name) $name) -}}
 {{- /* release `alerts-lumen-threader` -> itself; release `lumen` -> lumen-threader */ -}}
 {{- ternary .Release.Name $name (contains $name .Release.Name) | trunc 63 | trimSuffix "-" -}}
