@@ -26,6 +26,7 @@ What may differ is named here, and nothing else:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from tests.chart_standalone.rendering import (
     RELEASE,
     Manifest,
     by_kind,
+    deep_merge,
     merged_values,
     render,
     values_files,
@@ -117,6 +119,26 @@ def kps_release(values: dict[str, Any]) -> str:
     return str(values["kpsRelease"] or global_release or DEFAULT_KPS_RELEASE)
 
 
+# The chart's networkPolicy values and the render options (operator flags) they stand for.
+NETWORK_OPTIONS = {
+    "enabled": "network_policies",
+    "alertmanagerPeers": "alertmanager_peers",
+    "prometheusPeers": "prometheus_peers",
+    "pipelinePeers": "pipeline_peers",
+}
+
+
+def network_options(values: dict[str, Any]) -> dict[str, Any]:
+    """RenderOptions fields for the chart's networkPolicy values, as far as this renderer has
+    them (NetworkPolicies came to the renderer alongside these charts)."""
+    fields = {field.name for field in dataclasses.fields(RenderOptions)}
+    return {
+        NETWORK_OPTIONS[key]: value if key == "enabled" else tuple(value)
+        for key, value in values["networkPolicy"].items()
+        if NETWORK_OPTIONS[key] in fields
+    }
+
+
 def operator_objects(case: Case) -> dict[str, Manifest]:
     values = case.values
     options = RenderOptions(
@@ -126,6 +148,7 @@ def operator_objects(case: Case) -> dict[str, Manifest]:
         threader_resources=values["resources"],
         exporter_resources=values["resources"],
     )
+    options = dataclasses.replace(options, **network_options(values))
     return by_kind(render_policy(equivalent_policy(case), options, only="workloads"))
 
 
@@ -253,23 +276,29 @@ def test_claim_equals_the_operators(case: Case) -> None:
     assert spec == theirs["spec"]
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c.chart is EXPORTER], ids=lambda c: c.id)
 def test_config_json_equals_the_operators(case: Case) -> None:
-    if case.chart is not EXPORTER:
-        pytest.skip("the threader has no ConfigMap")
     ours = by_kind(render(case.chart, case.files))["ConfigMap"]["data"]["config.json"]
     theirs = operator_objects(case)["ConfigMap"]["data"]["config.json"]
     assert json.loads(ours) == json.loads(theirs)
 
 
 def test_network_policy_equals_the_operators_when_it_renders_one(case: Case) -> None:
-    """Once the renderer makes NetworkPolicies, the chart's must match with the same peers."""
-    theirs = operator_objects(case).get("NetworkPolicy")
-    if theirs is None:
+    """Once the renderer makes NetworkPolicies, the chart's must match for the same peers, and
+    both leave it out when it is switched off."""
+    if "network_policies" not in network_options(case.values):
         pytest.skip("this renderer makes no NetworkPolicy")
-    defaults = merged_values(case.chart, ())["networkPolicy"]
-    if case.values["networkPolicy"] != defaults:
-        pytest.skip("the operator is rendered with the default peers only")
+    for enabled in (True, False):
+        sets = [f"networkPolicy.enabled={str(enabled).lower()}"]
+        ours = by_kind(render(case.chart, case.files, sets)).get("NetworkPolicy")
+        values = deep_merge(case.values, {"networkPolicy": {"enabled": enabled}})
+        options = dataclasses.replace(RenderOptions(), **network_options(values))
+        theirs = by_kind(render_policy(equivalent_policy(case), options, only="workloads")).get(
+            "NetworkPolicy"
+        )
+        assert (ours is None) == (theirs is None) == (not enabled)
     ours = by_kind(render(case.chart, case.files))["NetworkPolicy"]["spec"]
+    theirs = operator_objects(case)["NetworkPolicy"]
     expected = copy.deepcopy(theirs["spec"])
     expected["podSelector"] = {"matchLabels": chart_selector(case)}
     assert ours == expected
