@@ -62,6 +62,7 @@ TEMPLATE_RULES = {
 DESCRIPTION_EDITS = (
     ("Name of a Secret in the policy's namespace.", "Name of a Secret in the release namespace."),
     ("Probe name, unique in the policy.", "Probe name, unique in the release."),
+    ("Required when a receiver posts to Slack.", "Required to post to Slack."),
     (
         "each policy gets its own key prefix `lumen:<namespace>:<policy>:`",
         "the keys are under `keyPrefix`",
@@ -294,7 +295,17 @@ PROMETHEUS_PEERS = (
 )
 
 
+def check_description_edits() -> None:
+    """Each edit still finds its text in the model: a reworded description must not slip into
+    the charts still speaking of a policy."""
+    text = json.dumps([object_schema(Threader), object_schema(Exporter)])
+    missing = [old for old, _ in DESCRIPTION_EDITS if json.dumps(old)[1:-1] not in text]
+    if missing:
+        raise ValueError(f"DESCRIPTION_EDITS no longer match the model: {missing}")
+
+
 def threader_values() -> Schema:
+    check_description_edits()
     spec = from_model(object_schema(Threader), TEMPLATE_RULES["lumen-threader"])
     chart: Schema = {
         "tokens": {
@@ -340,6 +351,7 @@ def threader_values() -> Schema:
 
 
 def exporter_values() -> Schema:
+    check_description_edits()
     spec = from_model(object_schema(Exporter), TEMPLATE_RULES["lumen-exporter"])
     chart: Schema = {
         "networkPolicy": {
