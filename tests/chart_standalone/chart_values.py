@@ -409,19 +409,24 @@ def schema_text(chart: Chart) -> str:
     return json.dumps(chart.schema(), indent=2) + "\n"
 
 
-def leaves(schema: Schema, path: str = "", items: bool = False) -> Iterator[tuple[str, Schema]]:
+def leaves(
+    schema: Schema, path: str = "", items: bool = False, objects: bool = False
+) -> Iterator[tuple[str, Schema]]:
     """Documented values: every scalar, list and free-form map; objects with properties are
-    walked into, and with ``items`` so are the entries of lists of objects (``probes[].url``)."""
+    walked into (and listed too with ``objects``), and with ``items`` so are the entries of
+    lists of objects (``probes[].url``)."""
     properties = schema.get("properties")
     if schema.get("type") == "array" and items and "properties" in schema.get("items", {}):
         yield path, schema
-        yield from leaves(schema["items"], f"{path}[]", items)
+        yield from leaves(schema["items"], f"{path}[]", items, objects)
         return
     if properties is None or schema.get("type") != "object":
         yield path, schema
         return
+    if objects and path and not path.endswith("[]"):
+        yield path, schema
     for key, sub in properties.items():
-        yield from leaves(sub, f"{path}.{key}" if path else key, items)
+        yield from leaves(sub, f"{path}.{key}" if path else key, items, objects)
 
 
 def lookup(values: Any, path: str) -> tuple[bool, Any]:
@@ -448,10 +453,12 @@ def values_table(chart: Chart) -> str:
     ]
     for key, top in chart.schema()["properties"].items():
         spec = key in spec_keys
-        for path, schema in leaves(top, key, items=spec):
+        for path, schema in leaves(top, key, items=spec, objects=True):
             present, default = lookup(values, path)
             shown = f"`{json.dumps(default)}`" if present else "unset"
-            if "[]" in path:
+            if "properties" in schema and present:
+                shown = "see below"  # an object whose fields have rows of their own
+            elif "[]" in path:
                 shown = "—"  # an entry's field: the default, if any, is in the description
                 if "default" in schema:
                     shown = f"`{json.dumps(schema['default'])}`"
