@@ -1,0 +1,88 @@
+"""Run the real ``helm`` on the standalone charts and read what it renders."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart_standalone.chart_values import REPO, Chart
+
+VALUES_DIR = Path(__file__).resolve().parent / "values"
+RELEASE = "shared"
+NAMESPACE = "alerts"
+
+Manifest = dict[str, Any]
+
+
+def helm() -> str:
+    path = shutil.which("helm") or shutil.which("helm", path=str(REPO / ".tools" / "bin"))
+    if path is None:
+        pytest.fail("helm is missing: run `make setup` (installs .tools/bin/helm)")
+    return path
+
+
+def run_helm(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """``helm args``; its exit status is the caller's to check (refusals are expected too)."""
+    return subprocess.run(
+        [helm(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def template_args(chart: Path, values: Sequence[Path], sets: Sequence[str]) -> list[str]:
+    args = ["template", RELEASE, str(chart), "--namespace", NAMESPACE]
+    for path in values:
+        args += ["--values", str(path)]
+    for assignment in sets:
+        args += ["--set", assignment]
+    return args
+
+
+def template_text(chart: Chart, values: Sequence[Path] = (), sets: Sequence[str] = ()) -> str:
+    proc = run_helm(*template_args(chart.directory, values, sets))
+    assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
+    return proc.stdout
+
+
+def documents(text: str) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
+def render(chart: Chart, values: Sequence[Path] = (), sets: Sequence[str] = ()) -> list[Manifest]:
+    return documents(template_text(chart, values, sets))
+
+
+def by_kind(objects: Sequence[Manifest]) -> dict[str, Manifest]:
+    """The objects keyed by kind; each chart renders at most one object of a kind."""
+    kinds = [obj["kind"] for obj in objects]
+    assert len(kinds) == len(set(kinds)), kinds
+    return {obj["kind"]: obj for obj in objects}
+
+
+def merged_values(chart: Chart, files: Sequence[Path]) -> dict[str, Any]:
+    """The values helm hands the templates: values.yaml, then each file (maps merge, anything
+    else replaces)."""
+    values: dict[str, Any] = yaml.safe_load((chart.directory / "values.yaml").read_text())
+    for path in files:
+        values = deep_merge(values, yaml.safe_load(path.read_text()) or {})
+    return values
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def values_files(prefix: str) -> list[Path]:
+    return sorted(VALUES_DIR.glob(f"{prefix}-*.yaml"))

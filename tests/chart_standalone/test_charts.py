@@ -1,0 +1,427 @@
+"""charts/threader and charts/exporter as Helm charts: they lint, render valid and stable objects,
+refuse bad values with clear messages, document every value, and work as the umbrella chart's
+aliased subcharts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from lumen_alerting.policy.document import policy_from_manifest
+from lumen_alerting.policy.loading import InvalidPolicy
+from tests.chart_standalone.chart_values import (
+    STANDALONE,
+    TEMPLATE_RULES,
+    Chart,
+    leaves,
+    readme_text,
+    schema_text,
+)
+from tests.chart_standalone.rendering import (
+    NAMESPACE,
+    RELEASE,
+    by_kind,
+    documents,
+    merged_values,
+    render,
+    run_helm,
+    template_args,
+    template_text,
+    values_files,
+)
+from tests.support.schemas import validate_object
+
+THREADER, EXPORTER = STANDALONE
+CHARTS = {chart.spec_field: chart for chart in STANDALONE}
+RENDERINGS = [
+    (chart, files)
+    for chart in STANDALONE
+    for files in ((), *((path,) for path in values_files(chart.spec_field)))
+]
+RENDERING_IDS = [files[0].stem if files else f"{c.spec_field}-defaults" for c, files in RENDERINGS]
+PORTS = {THREADER: 8080, EXPORTER: 9108}
+
+
+@pytest.fixture(params=STANDALONE, ids=lambda chart: chart.spec_field)
+def chart(request: pytest.FixtureRequest) -> Chart:
+    return request.param  # type: ignore[no-any-return]
+
+
+def refusal(chart: Chart, *sets: str, values: dict[str, Any] | None = None) -> str:
+    """helm's complaint about the values; fails the test when helm renders them."""
+    args = template_args(chart.directory, (), sets)
+    if values is not None:
+        for key, value in values.items():
+            args += ["--set-json", f"{key}={json.dumps(value)}"]
+    proc = run_helm(*args)
+    assert proc.returncode != 0, f"helm rendered {sets or values} instead of refusing them"
+    return proc.stderr
+
+
+# --- chart metadata, lint, rendering -------------------------------------------------------------
+
+
+def test_chart_metadata(chart: Chart) -> None:
+    meta = yaml.safe_load((chart.directory / "Chart.yaml").read_text())
+    assert (meta["name"], meta["version"], meta["appVersion"]) == (chart.name, "0.1.0", "0.1.0")
+    values = merged_values(chart, ())
+    assert values["image"] == {
+        "repository": "ghcr.io/lumen-alerting/lumen",
+        "tag": "",  # the appVersion
+        "pullPolicy": "IfNotPresent",
+    }
+
+
+@pytest.mark.parametrize(("chart", "files"), RENDERINGS, ids=RENDERING_IDS)
+def test_helm_lint_strict(chart: Chart, files: tuple[Path, ...]) -> None:
+    args = ["lint", "--strict", str(chart.directory), "--namespace", NAMESPACE]
+    for path in files:
+        args += ["--values", str(path)]
+    proc = run_helm(*args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+    assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize(("chart", "files"), RENDERINGS, ids=RENDERING_IDS)
+def test_rendered_objects_validate_and_are_stable(chart: Chart, files: tuple[Path, ...]) -> None:
+    first = template_text(chart, files)
+    assert template_text(chart, files) == first, "two renders differ"
+    objects = documents(first)
+    assert {"Deployment", "Service"} <= {obj["kind"] for obj in objects}
+    for obj in objects:
+        validate_object(obj)
+        assert obj["metadata"]["namespace"] == NAMESPACE
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "lumen"
+
+
+@pytest.mark.parametrize(("chart", "files"), RENDERINGS, ids=RENDERING_IDS)
+def test_selectors_line_up(chart: Chart, files: tuple[Path, ...]) -> None:
+    objects = by_kind(render(chart, files))
+    selector = objects["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert selector == {"app.kubernetes.io/name": chart.name, "app.kubernetes.io/instance": RELEASE}
+    assert objects["Deployment"]["spec"]["template"]["metadata"]["labels"].items() >= (
+        selector.items()
+    )
+    assert objects["Service"]["spec"]["selector"] == selector
+    if "ServiceMonitor" in objects:
+        assert objects["ServiceMonitor"]["spec"]["selector"] == {"matchLabels": selector}
+    if "NetworkPolicy" in objects:
+        assert objects["NetworkPolicy"]["spec"]["podSelector"] == {"matchLabels": selector}
+
+
+def expected_ingress(chart: Chart, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The contract's shape: one rule per peer group on the service's one port; an empty group
+    adds no rule (a rule without `from` admits everyone)."""
+    policy = values["networkPolicy"]
+    if chart is THREADER:
+        groups = [policy["alertmanagerPeers"], policy["prometheusPeers"]]
+    else:
+        groups = [policy["prometheusPeers"]]
+        if values["pipeline"]["enabled"]:
+            groups.append(policy["pipelinePeers"])
+    port = [{"port": PORTS[chart], "protocol": "TCP"}]
+    return [{"from": peers, "ports": port} for peers in groups if peers]
+
+
+@pytest.mark.parametrize(("chart", "files"), RENDERINGS, ids=RENDERING_IDS)
+def test_network_policy_admits_only_the_peers(chart: Chart, files: tuple[Path, ...]) -> None:
+    values = merged_values(chart, files)
+    spec = by_kind(render(chart, files))["NetworkPolicy"]["spec"]
+    assert spec["policyTypes"] == ["Ingress"]  # egress (Slack, probe targets) stays open
+    assert spec.get("ingress", []) == expected_ingress(chart, values)
+    assert all(rule["from"] for rule in spec.get("ingress", []))
+
+
+def test_network_policy_with_no_peers_admits_nobody() -> None:
+    objects = by_kind(
+        render(
+            THREADER,
+            sets=["networkPolicy.alertmanagerPeers=null", "networkPolicy.prometheusPeers=null"],
+        )
+    )
+    spec = objects["NetworkPolicy"]["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    assert "ingress" not in spec  # no rule: nothing may connect (an empty list is dropped)
+
+
+def test_pipeline_peers_only_with_the_pipeline() -> None:
+    (files,) = [path for path in values_files("exporter") if path.stem == "exporter-probes"]
+    on = by_kind(render(EXPORTER, (files,)))["NetworkPolicy"]["spec"]["ingress"]
+    off = by_kind(render(EXPORTER, (files,), ["pipeline.enabled=false"]))["NetworkPolicy"]
+    assert len(on) == 2
+    assert [rule["from"] for rule in off["spec"]["ingress"]] == [on[0]["from"]]
+
+
+def test_optional_objects_can_be_left_out(chart: Chart) -> None:
+    kinds = set(by_kind(render(chart)))
+    assert {"ServiceMonitor", "NetworkPolicy"} <= kinds
+    fewer = set(
+        by_kind(render(chart, sets=["serviceMonitor.enabled=false", "networkPolicy.enabled=false"]))
+    )
+    assert kinds - fewer == {"ServiceMonitor", "NetworkPolicy"}
+    assert render(chart, sets=["enabled=false"]) == []
+
+
+def test_release_label(chart: Chart) -> None:
+    def release(*sets: str) -> str:
+        monitor = by_kind(render(chart, sets=sets))["ServiceMonitor"]
+        return str(monitor["metadata"]["labels"]["release"])
+
+    assert release() == "kube-prometheus-stack"
+    assert release("global.kpsRelease=from-global") == "from-global"
+    assert release("global.kpsRelease=from-global", "kpsRelease=own") == "own"
+
+
+def test_names_follow_the_release(chart: Chart) -> None:
+    def name(release: str, *sets: str) -> str:
+        args = ["template", release, str(chart.directory), *[f"--set={s}" for s in sets]]
+        proc = run_helm(*args)
+        assert proc.returncode == 0, proc.stderr
+        return str(by_kind(documents(proc.stdout))["Deployment"]["metadata"]["name"])
+
+    assert name("alerts") == f"alerts-{chart.name}"
+    assert name(f"team-{chart.name}") == f"team-{chart.name}"
+    assert name("lumen") == chart.name
+    assert name("alerts", "fullnameOverride=mine") == "mine"
+
+
+def test_threader_token_secret_is_referenced_never_rendered() -> None:
+    """The chart renders no Secret: the tokens come from one the user created (README)."""
+    for files in ((), *((path,) for path in values_files("threader"))):
+        objects = render(THREADER, files)
+        assert "Secret" not in {obj["kind"] for obj in objects}
+    pod = by_kind(render(THREADER, sets=["tokens.secretName=team-tokens"]))["Deployment"]
+    (volume,) = [v for v in pod["spec"]["template"]["spec"]["volumes"] if v["name"] == "secrets"]
+    (tokens,) = volume["projected"]["sources"]
+    assert tokens["secret"]["name"] == "team-tokens"
+    assert {item["key"] for item in tokens["secret"]["items"]} == {"webhook-token", "admin-token"}
+
+
+def test_notes_tell_how_to_create_the_token_secret() -> None:
+    proc = run_helm("install", "alerts", str(THREADER.directory), "--dry-run=client", "-n", "mon")
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "kubectl -n mon create secret generic alerts-lumen-threader" in notes
+    assert "http://alerts-lumen-threader.mon.svc:8080/alert?channel=" in notes
+
+
+# --- values: schema, rules, documentation ---------------------------------------------------------
+
+
+def test_schema_and_readme_are_generated(chart: Chart) -> None:
+    fix = "run `.venv/bin/python -m tests.chart_standalone.chart_values --write`"
+    assert (chart.directory / "values.schema.json").read_text() == schema_text(chart), fix
+    assert (chart.directory / "README.md").read_text() == readme_text(chart), fix
+
+
+def test_default_values_pass_the_schema(chart: Chart) -> None:
+    schema = json.loads((chart.directory / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.Draft7Validator(schema).validate(merged_values(chart, ()))
+    for path in values_files(chart.spec_field):
+        jsonschema.Draft7Validator(schema).validate(merged_values(chart, (path,)))
+
+
+def test_every_object_in_the_schema_is_closed(chart: Chart) -> None:
+    """additionalProperties false everywhere but free-form maps and pass-through objects."""
+    open_objects = {"affinity", "global", "tolerations[]"}
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        if node.get("type") == "object" and "properties" in node:
+            assert node.get("additionalProperties") is False, path
+        if node.get("type") == "object" and "properties" not in node and path not in open_objects:
+            assert isinstance(node.get("additionalProperties"), dict), f"{path}: an open object"
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{key}" if path else key)
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+
+    walk(json.loads((chart.directory / "values.schema.json").read_text()), "")
+
+
+def test_readme_documents_every_value(chart: Chart) -> None:
+    readme = (chart.directory / "README.md").read_text()
+    values = merged_values(chart, ())
+    schema = json.loads((chart.directory / "values.schema.json").read_text())
+    for path, _ in leaves(schema):
+        assert f"| `{path}` |" in readme, path
+    for key in values:
+        assert f"| `{key}" in readme, key
+
+
+@pytest.mark.parametrize(
+    ("field", "sets", "message"),
+    [
+        ("threader", ["typo=1"], "at '': additional properties 'typo' not allowed"),
+        ("threader", ["store.typo=1"], "at '/store': additional properties 'typo' not allowed"),
+        ("threader", ["replicas=two"], "at '/replicas': got string, want integer"),
+        ("threader", ["replicas=11"], "at '/replicas'"),
+        ("threader", ["threadKey=thread"], "at '/threadKey': value must be one of"),
+        ("threader", ["botToken.name=Bad_Name", "botToken.key=k"], "at '/botToken/name'"),
+        ("threader", ["botToken.name=slack"], "at '/botToken': missing property 'key'"),
+        ("threader", ["image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+        ("threader", ["networkPolicy.alertmanagerPeers[0].pods=x"], "additional properties"),
+        ("threader", ["tokens.secretName=Not A Name"], "at '/tokens/secretName'"),
+        ("exporter", ["probes[0].name=a", "probes[0].url=ftp://x"], "at '/probes/0/url'"),
+        (
+            "exporter",
+            ["probes[0].name=a", "probes[0].url=http://x", "probes[0].method=PUT"],
+            ("at '/probes/0/method'"),
+        ),
+        ("exporter", ["pipeline.expireAfter=2 days"], "at '/pipeline/expireAfter'"),
+        ("exporter", ["persistence.size=1.5Gi"], "at '/persistence/size'"),
+        ("exporter", ["resources.claims=x"], "at '/resources': additional properties 'claims'"),
+    ],
+)
+def test_schema_refuses_bad_values(field: str, sets: list[str], message: str) -> None:
+    assert message in refusal(CHARTS[field], *sets)
+
+
+def test_schema_refuses_bad_probe_fields() -> None:
+    probe: dict[str, Any] = {"name": "a", "url": "http://x"}
+    for extra, message in (
+        ({"fields": {"not-a-metric": "$.a"}}, "invalid propertyName 'not-a-metric'"),
+        ({"expectedStatus": [200, 700]}, "at '/probes/0/expectedStatus/1'"),
+        ({"color": "blue"}, "additional properties 'color'"),
+    ):
+        assert message in refusal(EXPORTER, values={"probes": [{**probe, **extra}]})
+
+
+# Values breaking each CEL rule of the CRD that the templates check (chart_values.TEMPLATE_RULES).
+RULE_BREAKERS: dict[str, dict[str, Any]] = {
+    "allowVolatile only applies to store.type redis": {"store": {"allowVolatile": True}},
+    "more than one replica needs store.type redis": {"replicas": 2},
+    "store.type redis needs store.url": {"store": {"type": "redis"}},
+    "more than one replica needs incidents.databaseURL (a shared PostgreSQL)": {
+        "replicas": 2,
+        "store": {"type": "redis", "url": "redis://r:6379/0"},
+    },
+    "persistence needs replicas 1 (several replicas share state through store.type redis and "
+    "incidents.databaseURL instead)": {
+        "replicas": 2,
+        "store": {"type": "redis", "url": "redis://r:6379/0"},
+        "incidents": {"databaseURL": {"name": "pg", "key": "url"}},
+        "persistence": {"enabled": True},
+    },
+    "pipeline.enabled needs pipeline.token": {"pipeline": {"enabled": True}},
+    "every key of valueMaps must be a key of fields (a value map converts that field's strings)": {
+        "probes": [{"name": "a", "url": "http://x", "valueMaps": {"lumen_s": {"up": 1}}}],
+    },
+}
+
+
+@pytest.mark.parametrize("message", list(RULE_BREAKERS), ids=range(len(RULE_BREAKERS)))
+def test_chart_refuses_what_the_crd_refuses(message: str) -> None:
+    """Each rule the templates check: the chart refuses the values with the message the API
+    server (and lumenctl validate) give for a policy with that spec."""
+    (chart,) = [c for c in STANDALONE if message in TEMPLATE_RULES[c.name]]
+    values = RULE_BREAKERS[message]
+    assert message in refusal(chart, values=values)
+    manifest = {
+        "apiVersion": "lumen.dev/v1alpha1",
+        "kind": "LumenAlertPolicy",
+        "metadata": {"name": "p", "namespace": NAMESPACE},
+        "spec": {"service": "shop", chart.spec_field: values},
+    }
+    with pytest.raises(InvalidPolicy) as invalid:
+        policy_from_manifest(manifest)
+    assert any(message in problem.reason for problem in invalid.value.problems)
+
+
+def test_every_template_rule_is_exercised() -> None:
+    assert sorted(RULE_BREAKERS) == sorted(m for c in STANDALONE for m in TEMPLATE_RULES[c.name])
+
+
+def test_list_keys_are_unique() -> None:
+    """The CRD's list-map keys: probe names, and a probe's header names whatever their case."""
+    twice = [{"name": "a", "url": "http://x"}, {"name": "a", "url": "http://y"}]
+    assert 'duplicate probe name "a"' in refusal(EXPORTER, values={"probes": twice})
+    secret = {"name": "s", "key": "k"}
+    headers = [{"name": "X-Key", "secret": secret}, {"name": "x-key", "secret": secret}]
+    probe = {"name": "a", "url": "http://x", "headers": headers}
+    assert 'duplicate header "x-key"' in refusal(EXPORTER, values={"probes": [probe]})
+
+
+# --- as subcharts of the umbrella chart -----------------------------------------------------------
+
+UMBRELLA = {
+    "apiVersion": "v2",
+    "name": "lumen",
+    "version": "0.1.0",
+    "appVersion": "0.1.0",
+    "dependencies": [
+        {
+            "name": c.name,
+            "version": "0.1.0",
+            "alias": c.spec_field,
+            "condition": f"{c.spec_field}.enabled",
+        }
+        for c in STANDALONE
+    ],
+}
+
+
+@pytest.fixture()
+def umbrella(tmp_path: Path) -> Path:
+    """A stand-in for the root chart: both charts under charts/, aliased, off by default."""
+    root = tmp_path / "lumen"
+    (root / "templates").mkdir(parents=True)
+    (root / "templates" / "configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: umbrella\n"
+    )
+    (root / "Chart.yaml").write_text(yaml.safe_dump(UMBRELLA))
+    (root / "values.yaml").write_text(
+        yaml.safe_dump({"threader": {"enabled": False}, "exporter": {"enabled": False}})
+    )
+    for chart in STANDALONE:
+        shutil.copytree(chart.directory, root / "charts" / chart.spec_field)
+    return root
+
+
+def test_subcharts_are_off_by_default(umbrella: Path) -> None:
+    proc = run_helm("template", "lumen", str(umbrella), "-n", NAMESPACE)
+    assert proc.returncode == 0, proc.stderr
+    assert [obj["kind"] for obj in documents(proc.stdout)] == ["ConfigMap"]
+
+
+def test_subcharts_render_under_their_aliases(umbrella: Path) -> None:
+    values = umbrella / "on.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"kpsRelease": "kps", "imageRegistry": "ignored"},
+                "threader": {"enabled": True, "botToken": {"name": "slack", "key": "token"}},
+                "exporter": {"enabled": True, "probes": [{"name": "a", "url": "http://a"}]},
+            }
+        )
+    )
+    proc = run_helm("template", "lumen", str(umbrella), "-n", NAMESPACE, "-f", str(values))
+    assert proc.returncode == 0, proc.stderr
+    objects = documents(proc.stdout)
+    for obj in objects:
+        validate_object(obj)
+    named = {(obj["kind"], obj["metadata"]["name"]) for obj in objects}
+    for chart in STANDALONE:
+        assert ("Deployment", chart.name) in named  # release `lumen`: lumen-threader
+    monitors = [obj for obj in objects if obj["kind"] == "ServiceMonitor"]
+    assert [m["metadata"]["labels"]["release"] for m in monitors] == ["kps", "kps"]
+    names = {obj["metadata"].get("labels", {}).get("app.kubernetes.io/name") for obj in objects}
+    assert names >= {"lumen-threader", "lumen-exporter"}  # not the aliases
+    lint = run_helm("lint", "--strict", str(umbrella), "-f", str(values))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_subchart_values_are_checked_by_their_schema(umbrella: Path) -> None:
+    proc = run_helm(
+        "template", "lumen", str(umbrella), "--set", "threader.enabled=true", "--set",
+        "threader.replicas=many",
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "at '/replicas': got string, want integer" in proc.stderr
