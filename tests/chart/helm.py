@@ -1,4 +1,4 @@
-"""Run the real helm (``.tools/bin/helm``) on the chart at the repository root and read its output."""
+"""Run the real helm (``.tools/bin/helm``) on the chart at the repository root; read its output."""
 
 from __future__ import annotations
 

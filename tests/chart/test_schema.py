@@ -75,9 +75,9 @@ def objects_without_closed_keys(node: Any, path: str = "") -> list[str]:
     """Paths of object schemas with properties that still allow other keys."""
     found: list[str] = []
     if isinstance(node, dict):
-        if node.get("properties") and node.get("additionalProperties") is not False:
-            if path not in FREE_FORM:
-                found.append(path or "/")
+        closed = node.get("additionalProperties") is False
+        if node.get("properties") and not closed and path not in FREE_FORM:
+            found.append(path or "/")
         for key, value in node.items():
             found += objects_without_closed_keys(value, f"{path}/{key}")
     elif isinstance(node, list):
