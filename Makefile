@@ -114,6 +114,10 @@ docs: $(STAMP_VENV) ## regenerate docs/policy-reference.md from the model
 rbac: $(STAMP_VENV) ## regenerate files/operator-rbac.yaml from the operator's rules
 	$(VPY) tools/operator_rbac.py
 
+.PHONY: chart-docs
+chart-docs: $(STAMP_VENV) ## regenerate README.md's chart values table from values.yaml's comments
+	$(VPY) tools/chart_values.py
+
 # ARGS passes flags through, e.g. make run ARGS="-n shop --log-format json".
 run: $(STAMP_VENV) ## run the operator against the current kubeconfig context
 	$(VENV)/bin/lumen-operator $(ARGS)
