@@ -2,8 +2,9 @@
 filesystem, user 65532, only the volumes the renderer declares writable.
 
 ``make test`` (and ``make test-image``, which runs only this module) builds the image first and
-requires it; a bare ``pytest`` skips these tests where podman or the image is missing. ``LUMEN_IMAGE`` names another image, ``LUMEN_PODMAN`` another podman command
-(``make`` passes its own: vfs storage, runc, ../shared/containers/containers.conf).
+requires it; a bare ``pytest`` skips these tests where podman or the image is missing.
+``LUMEN_IMAGE`` names another image, ``LUMEN_PODMAN`` another podman command (``make`` passes
+its own: vfs storage, runc, ../shared/containers/containers.conf).
 
 The threader and the exporter run with the command, arguments and mounts the renderer writes for
 ``examples/gateway.yaml``: a projected token directory becomes a host directory of files readable
