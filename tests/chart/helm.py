@@ -14,7 +14,7 @@ import yaml
 
 from tests.support.schemas import REPO
 
-VALUES = Path(__file__).resolve().parent / "values"
+VALUES = Path(__file__).resolve().parents[2] / "examples" / "chart-values"
 RELEASE = "lumen"
 NAMESPACE = "monitoring"
 

@@ -50,7 +50,7 @@ def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    "values", [None, *sorted((ROOT / "tests/chart/values").glob("*.yaml"))],
+    "values", [None, *sorted((ROOT / "examples/chart-values").glob("*.yaml"))],
     ids=lambda v: v.stem if v else "defaults",
 )  # fmt: skip
 def test_helm_lint_strict(values: Path | None) -> None:

@@ -135,7 +135,7 @@ def test_one_replica_is_standalone_and_recreated() -> None:
 
 
 def test_two_replicas_peer_through_a_cluster_peering() -> None:
-    rendered = rendered_for(REPO / "tests/chart/values/two-replicas.yaml")
+    rendered = rendered_for(REPO / "examples/chart-values/two-replicas.yaml")
     args = operator_container(rendered)["args"]
     assert "--standalone" not in args and "--peering=lumen-peers" in args
     (peering,) = rendered.of_kind("ClusterKopfPeering")
@@ -147,7 +147,7 @@ def test_two_replicas_peer_through_a_cluster_peering() -> None:
 
 
 def test_two_namespaced_replicas_peer_in_each_watched_namespace() -> None:
-    rendered = rendered_for(REPO / "tests/chart/values/namespaced-two-replicas.yaml")
+    rendered = rendered_for(REPO / "examples/chart-values/namespaced-two-replicas.yaml")
     peerings = rendered.of_kind("KopfPeering")
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["payments", "shop"]
     assert {p["metadata"]["name"] for p in peerings} == {"lumen-operator"}
@@ -155,7 +155,7 @@ def test_two_namespaced_replicas_peer_in_each_watched_namespace() -> None:
 
 
 def test_pdb_can_be_forced_on_and_off() -> None:
-    forced = rendered_for(REPO / "tests/chart/values/namespaced.yaml")
+    forced = rendered_for(REPO / "examples/chart-values/namespaced.yaml")
     assert forced.one("PodDisruptionBudget")["spec"]["minAvailable"] == 1
     off = template(settings=["replicaCount=2", "podDisruptionBudget.enabled=false"])
     assert not off.of_kind("PodDisruptionBudget")
@@ -164,7 +164,7 @@ def test_pdb_can_be_forced_on_and_off() -> None:
 def test_dashboards_one_config_map_per_file_for_the_grafana_sidecar() -> None:
     files = sorted((REPO / "dashboards").glob("*.json"))
     assert files
-    rendered = rendered_for(REPO / "tests/chart/values/cluster-wide.yaml")
+    rendered = rendered_for(REPO / "examples/chart-values/cluster-wide.yaml")
     maps = [
         cm
         for cm in rendered.of_kind("ConfigMap")
@@ -187,8 +187,8 @@ def test_dashboards_one_config_map_per_file_for_the_grafana_sidecar() -> None:
 
 
 def test_policies_from_values_carry_their_specs() -> None:
-    values = load_values(REPO / "tests/chart/values/policies.yaml")
-    rendered = rendered_for(REPO / "tests/chart/values/policies.yaml")
+    values = load_values(REPO / "examples/chart-values/policies.yaml")
+    rendered = rendered_for(REPO / "examples/chart-values/policies.yaml")
     policies = {p["metadata"]["name"]: p for p in rendered.of_kind("LumenAlertPolicy")}
     assert sorted(policies) == sorted(p["name"] for p in values["policies"])
     for wanted in values["policies"]:
@@ -206,13 +206,13 @@ def test_subcharts_are_off_by_default_and_on_when_enabled() -> None:
         return {d["metadata"]["name"] for d in rendered.of_kind("Deployment")}
 
     assert workloads(rendered_for(None)) == {f"{RELEASE}-operator"}
-    enabled = workloads(rendered_for(REPO / "tests/chart/values/subcharts.yaml"))
+    enabled = workloads(rendered_for(REPO / "examples/chart-values/subcharts.yaml"))
     assert f"{RELEASE}-operator" in enabled
     assert len(enabled) == 3, enabled
 
 
 def test_operator_network_policy_admits_prometheus_and_reaches_the_api_server() -> None:
-    rendered = rendered_for(REPO / "tests/chart/values/cluster-wide.yaml")
+    rendered = rendered_for(REPO / "examples/chart-values/cluster-wide.yaml")
     policy = rendered.one("NetworkPolicy", "-operator")["spec"]
     deployment = rendered.one("Deployment", "-operator")
     assert policy["podSelector"] == deployment["spec"]["selector"]
