@@ -37,6 +37,7 @@ import dataclasses
 import datetime
 import functools
 import gzip
+import hashlib
 import importlib.resources
 import json
 import random
@@ -80,6 +81,33 @@ DEFAULT_CUSTOM_RESOURCES: Final[tuple[tuple[str, str, bool, frozenset[str]], ...
     ("monitoring.coreos.com/v1/prometheusrules", "PrometheusRule", True, frozenset()),
     ("monitoring.coreos.com/v1/servicemonitors", "ServiceMonitor", True, frozenset()),
     ("monitoring.coreos.com/v1alpha1/alertmanagerconfigs", "AlertmanagerConfig", True, frozenset()),
+)
+
+# What /version says: the Kubernetes release whose behaviour the emulator follows (helm checks
+# charts' kubeVersion against it). The build metadata tells it from a real server.
+SERVER_VERSION: Final[dict[str, str]] = {
+    "major": "1",
+    "minor": "35",
+    "emulationMajor": "1",
+    "emulationMinor": "35",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "34",
+    "gitVersion": "v1.35.0+lumen-emulator",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2025-12-17T00:00:00Z",
+    "goVersion": "go1.25.5",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+# Query parameters of every PATCH operation published in the OpenAPI v3 documents.
+OPENAPI_PATCH_PARAMETERS: Final[tuple[tuple[str, str], ...]] = (
+    ("dryRun", "string"),
+    ("fieldManager", "string"),
+    ("fieldValidation", "string"),
+    ("force", "boolean"),
+    ("pretty", "string"),
 )
 
 # Metadata that only the server sets; never taken from request bodies.
@@ -520,6 +548,22 @@ def _bundled_resources() -> bytes:
     return gzip.decompress(data)
 
 
+@functools.cache
+def _bundled_subresource_verbs() -> dict[tuple[str, str], tuple[str, ...]]:
+    """The verbs of built-in subresources (``pods/log``: get), by (groupVersion, name)."""
+    return {
+        (str(group["groupVersion"]), str(entry["name"])): tuple(entry.get("verbs") or ())
+        for group in json.loads(_bundled_resources())
+        for entry in group["resources"]
+        if "/" in entry["name"]
+    }
+
+
+def _hash(document: Any) -> str:
+    """A content hash, as the API server puts in OpenAPI URLs (clients cache by it)."""
+    return hashlib.sha512(json.dumps(document, sort_keys=True).encode()).hexdigest().upper()
+
+
 def _parse_resource(resource: str | kmock.resource) -> kmock.resource:
     res = resource if isinstance(resource, kmock.resource) else kmock.resource(resource)
     if res.group is None or res.version is None or res.plural is None:
@@ -913,26 +957,145 @@ class ApiServer(kmock.KubernetesEmulator):
             for watcher in watchers:
                 watcher.push(None)
 
-    # ---- discovery: deterministic preferred versions (kmock picks a random one) ----
+    # ---- discovery & OpenAPI (what kubectl and helm read before they touch a resource) ----
 
-    async def _serve_apis(self, request: kmock.Request) -> Any:
-        result: dict[str, Any] = await super()._serve_apis(request)  # type: ignore[assignment]
-        for group in result["groups"]:
-            versions = sorted((v["version"] for v in group["versions"]), key=_version_priority)
-            group["versions"] = [
-                {"groupVersion": f"{group['name']}/{v}", "version": v} for v in versions
-            ]
-            group["preferredVersion"] = group["versions"][0]
-        return result
+    def _group_versions(self) -> dict[str, list[str]]:
+        """Served versions by group ("" is the core group), most preferred first."""
+        found: dict[str, set[str]] = {}
+        for res in self.resources:
+            found.setdefault(str(res.group), set()).add(str(res.version))
+        return {g: sorted(vs, key=_version_priority) for g, vs in sorted(found.items())}
 
-    async def _serve_group(self, request: kmock.Request) -> Any:
-        result: dict[str, Any] = await super()._serve_group(request)  # type: ignore[assignment]
-        versions = sorted((v["version"] for v in result["versions"]), key=_version_priority)
-        result["versions"] = [
-            {"groupVersion": f"{result['name']}/{v}", "version": v} for v in versions
-        ]
-        result["preferredVersion"] = result["versions"][0]
-        return result
+    def _api_group(self, group: str, versions: list[str]) -> dict[str, Any]:
+        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+        return {"name": group, "versions": entries, "preferredVersion": entries[0]}
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
+        """The APIResourceList of one group/version, subresources as separate entries."""
+        group_version = f"{group}/{version}" if group else version
+        entries: list[dict[str, Any]] = []
+        for res in sorted(self.resources, key=lambda r: str(r.plural)):
+            if (res.group, res.version) != (group, version):
+                continue
+            info = self.resources[res]
+            entry: dict[str, Any] = {
+                "name": res.plural,
+                "singularName": info.singular or "",
+                "namespaced": bool(info.namespaced),
+                "kind": self._kind(res),
+                "verbs": sorted(info.verbs),
+            }
+            if info.shortnames:
+                entry["shortNames"] = sorted(info.shortnames)
+            if info.categories:
+                entry["categories"] = sorted(info.categories)
+            entries.append(entry)
+            # A subresource has no singular name, short names or categories: clients that
+            # resolve "ns" must find one resource, not namespaces/status & co. too.
+            for subresource in sorted(info.subresources):
+                name = f"{res.plural}/{subresource}"
+                entries.append(
+                    {
+                        "name": name,
+                        "singularName": "",
+                        "namespaced": bool(info.namespaced),
+                        "kind": self._kind(res),
+                        "verbs": sorted(
+                            _bundled_subresource_verbs().get((group_version, name))
+                            or ("get", "patch", "update")
+                        ),
+                    }
+                )
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": entries,
+        }
+
+    def _openapi_documents(self) -> dict[str, dict[str, Any]]:
+        """
+        A minimal OpenAPI v3 document per group/version: the PATCH operation of each resource
+        with its query parameters and GVK. kubectl reads exactly this to learn that the server
+        validates fields itself (``fieldValidation``) instead of downloading full schemas for
+        client-side validation. No schemas are published (the emulator knows none).
+        """
+        documents: dict[str, dict[str, Any]] = {}
+        for group, versions in self._group_versions().items():
+            for version in versions:
+                prefix = f"apis/{group}/{version}" if group else f"api/{version}"
+                paths: dict[str, Any] = {}
+                for res in sorted(self.resources, key=lambda r: str(r.plural)):
+                    if (res.group, res.version) != (group, version):
+                        continue
+                    info = self.resources[res]
+                    scope = "/namespaces/{namespace}" if info.namespaced else ""
+                    gvk = {"group": group, "version": version, "kind": self._kind(res)}
+                    parameters = [
+                        {"name": n, "in": "query", "schema": {"type": t}, "uniqueItems": True}
+                        for n, t in OPENAPI_PATCH_PARAMETERS
+                    ]
+                    paths[f"/{prefix}{scope}/{res.plural}/{{name}}"] = {
+                        "patch": {
+                            "operationId": f"patch{self._kind(res)}",
+                            "parameters": parameters,
+                            "x-kubernetes-action": "patch",
+                            "x-kubernetes-group-version-kind": gvk,
+                            "responses": {"200": {"description": "OK"}},
+                        }
+                    }
+                documents[prefix] = {
+                    "openapi": "3.0.0",
+                    "info": {"title": "Kubernetes", "version": SERVER_VERSION["gitVersion"]},
+                    "paths": paths,
+                    "components": {"schemas": {}},
+                }
+        return documents
+
+    def _discovery(self, path: str) -> dict[str, Any] | str:
+        """A non-resource endpoint's body (JSON document or plain text); ApiError if unknown."""
+        parts = [part for part in path.split("/") if part]
+        match parts:
+            case []:
+                served = ["/api", "/api/v1", "/apis", "/openapi/v3", "/version"]
+                for group, versions in self._group_versions().items():
+                    if group:
+                        served += [f"/apis/{group}", *(f"/apis/{group}/{v}" for v in versions)]
+                return {"paths": sorted(served + ["/healthz", "/livez", "/readyz"])}
+            case ["healthz" | "livez" | "readyz"]:
+                return "ok"
+            case ["version"]:
+                return dict(SERVER_VERSION)
+            case ["api"]:
+                return {
+                    "kind": "APIVersions",
+                    "versions": self._group_versions().get("", []),
+                    "serverAddressByClientCIDRs": [
+                        {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}
+                    ],
+                }
+            case ["api", version] if version in self._group_versions().get("", []):
+                return self._resource_list("", version)
+            case ["apis"]:
+                groups = [
+                    self._api_group(g, vs) for g, vs in self._group_versions().items() if g
+                ]
+                return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+            case ["apis", group] if group in self._group_versions() and group:
+                versions = self._group_versions()[group]
+                return {"kind": "APIGroup", "apiVersion": "v1", **self._api_group(group, versions)}
+            case ["apis", group, version] if version in self._group_versions().get(group, []):
+                return self._resource_list(group, version)
+            case ["openapi", "v3"]:
+                return {
+                    "paths": {
+                        prefix: {"serverRelativeURL": f"/openapi/v3/{prefix}?hash={_hash(doc)}"}
+                        for prefix, doc in self._openapi_documents().items()
+                    }
+                }
+            case ["openapi", "v3", *rest] if "/".join(rest) in self._openapi_documents():
+                return self._openapi_documents()["/".join(rest)]
+        raise ApiError(404, "the server could not find the requested resource")
 
     # ---- request handling ----
 
@@ -967,13 +1130,7 @@ class ApiServer(kmock.KubernetesEmulator):
         parsed = _parse_path(request.url.path)
         if not isinstance(parsed, _ParsedPath):
             group, version = parsed if parsed is not None else ("", "")
-            try:
-                # Discovery & the like: kmock's scaffold (skipping kmock's object handling).
-                response = await super(kmock.KubernetesEmulator, self)._handle(request)
-            except kmock.KubernetesError as e:
-                response = self._error_response(
-                    ApiError(e.status, "the server could not find the requested resource")
-                )
+            response = self._serve_discovery(method, request.url.path)
             self._calls.append(
                 ApiCall(
                     method.lower(),
@@ -1038,6 +1195,17 @@ class ApiServer(kmock.KubernetesEmulator):
         if not recorded:
             record(response.status)
         return response
+
+    def _serve_discovery(self, method: str, path: str) -> aiohttp.web.Response:
+        if method != "GET":
+            return self._error_response(ApiError(405, f"method {method} is not allowed"))
+        try:
+            body = self._discovery(path)
+        except ApiError as e:
+            return self._error_response(e)
+        if isinstance(body, str):
+            return aiohttp.web.Response(text=body)
+        return self._json(body)
 
     @staticmethod
     def _error_response(error: ApiError) -> aiohttp.web.Response:
