@@ -56,6 +56,7 @@ import jsonpatch
 import kmock
 import yaml
 
+from tests.support import kube_protobuf
 from tests.support.background_loop import BackgroundLoop
 
 __all__ = [
@@ -110,6 +111,10 @@ OPENAPI_PATCH_PARAMETERS: Final[tuple[tuple[str, str], ...]] = (
     ("pretty", "string"),
 )
 
+CRDS: Final = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+# The API server's own finalizer on every CRD: instances go first, then the definition.
+CRD_CLEANUP_FINALIZER: Final = "customresourcecleanup.apiextensions.k8s.io"
+
 # Metadata that only the server sets; never taken from request bodies.
 SERVER_METADATA: Final[tuple[str, ...]] = (
     "uid",
@@ -153,6 +158,9 @@ MERGE_PATCH: Final = "application/merge-patch+json"
 STRATEGIC_PATCH: Final = "application/strategic-merge-patch+json"
 JSON_PATCH: Final = "application/json-patch+json"
 APPLY_PATCH: Final = "application/apply-patch+yaml"
+PROTOBUF: Final = "application/vnd.kubernetes.protobuf"
+# Bodies of creates and updates ("" is a body without a type, taken as JSON).
+OBJECT_MEDIA_TYPES: Final = ("application/json", "application/yaml", PROTOBUF, "")
 
 UNKNOWN_FORMAT: Final = (
     "the body of the request was in an unknown format - accepted media types include"
@@ -705,6 +713,47 @@ class _Fault:
         )
 
 
+def _crd_problems(crd: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What the API server's CRD validation refuses, of what the emulator serves a CRD by."""
+    spec = crd.get("spec")
+    if not isinstance(spec, dict):
+        return [("spec", "Required value")]
+    problems: list[tuple[str, str]] = []
+    group = spec.get("group")
+    names: dict[str, Any] = spec["names"] if isinstance(spec.get("names"), dict) else {}
+    if not isinstance(group, str) or not DNS_SUBDOMAIN_RE.fullmatch(group) or "." not in group:
+        problems.append(("spec.group", f"Invalid value: {group!r}: should be a domain"))
+    for field in ("plural", "kind"):
+        if not isinstance(names.get(field), str) or not names[field]:
+            problems.append((f"spec.names.{field}", "Required value"))
+    name = _meta(crd).get("name")
+    if name != f"{names.get('plural')}.{group}":
+        problems.append(
+            ("metadata.name", f'Invalid value: {name!r}: must be spec.names.plural+"."+spec.group')
+        )
+    scope = spec.get("scope")
+    if scope not in ("Namespaced", "Cluster"):
+        problems.append(("spec.scope", f"Unsupported value: {scope!r}"))
+    versions = spec.get("versions")
+    if not isinstance(versions, list) or not all(
+        isinstance(v, dict) and isinstance(v.get("name"), str) and v["name"] for v in versions
+    ):
+        problems.append(("spec.versions", "Invalid value: every version needs a name"))
+    elif sum(bool(v.get("storage")) for v in versions) != 1:
+        problems.append(
+            ("spec.versions", "Invalid value: must have exactly one version marked as storage")
+        )
+    return problems
+
+
+def _decode_protobuf(body: bytes) -> dict[str, Any]:
+    """A protobuf body as JSON; 415 for kinds whose schema the emulator lacks (all but a few)."""
+    try:
+        return kube_protobuf.decode(body)
+    except kube_protobuf.ProtobufError as e:
+        raise ApiError(415, f"the emulator cannot read this protobuf body: {e}") from None
+
+
 def _check_stored_size(obj: Mapping[str, Any]) -> None:
     """etcd's limit on one write, as the API server reports it (dry runs included)."""
     if len(json.dumps(obj, separators=(",", ":")).encode()) > MAX_STORED_BYTES:
@@ -750,6 +799,9 @@ class ApiServer(kmock.KubernetesEmulator):
     _faults: list[_Fault] = attrs.field(factory=list, init=False)
     _calls: list[ApiCall] = attrs.field(factory=list, init=False)
     _custom: set[kmock.resource] = attrs.field(factory=set, init=False)
+    # Resources served because a CustomResourceDefinition object says so: resource → CRD name.
+    _crd_served: dict[kmock.resource, str] = attrs.field(factory=dict, init=False)
+    _crds_reconciling: set[str] = attrs.field(factory=set, init=False)
     _owners: dict[ObjKey, dict[Path, set[str]]] = attrs.field(factory=dict, init=False)
     # What each (manager, subresource) last applied to an object, by object: found without a
     # scan, as every create forgets the object's previous life.
@@ -959,10 +1011,15 @@ class ApiServer(kmock.KubernetesEmulator):
 
     # ---- discovery & OpenAPI (what kubectl and helm read before they touch a resource) ----
 
+    def _served(self) -> list[kmock.resource]:
+        """The served resources, by plural name."""
+        found = [r for r in self.resources if isinstance(r, kmock.resource)]
+        return sorted(found, key=lambda r: str(r.plural))
+
     def _group_versions(self) -> dict[str, list[str]]:
         """Served versions by group ("" is the core group), most preferred first."""
         found: dict[str, set[str]] = {}
-        for res in self.resources:
+        for res in self._served():
             found.setdefault(str(res.group), set()).add(str(res.version))
         return {g: sorted(vs, key=_version_priority) for g, vs in sorted(found.items())}
 
@@ -974,7 +1031,7 @@ class ApiServer(kmock.KubernetesEmulator):
         """The APIResourceList of one group/version, subresources as separate entries."""
         group_version = f"{group}/{version}" if group else version
         entries: list[dict[str, Any]] = []
-        for res in sorted(self.resources, key=lambda r: str(r.plural)):
+        for res in self._served():
             if (res.group, res.version) != (group, version):
                 continue
             info = self.resources[res]
@@ -1025,7 +1082,7 @@ class ApiServer(kmock.KubernetesEmulator):
             for version in versions:
                 prefix = f"apis/{group}/{version}" if group else f"api/{version}"
                 paths: dict[str, Any] = {}
-                for res in sorted(self.resources, key=lambda r: str(r.plural)):
+                for res in self._served():
                     if (res.group, res.version) != (group, version):
                         continue
                     info = self.resources[res]
@@ -1061,7 +1118,7 @@ class ApiServer(kmock.KubernetesEmulator):
                 for group, versions in self._group_versions().items():
                     if group:
                         served += [f"/apis/{group}", *(f"/apis/{group}/{v}" for v in versions)]
-                return {"paths": sorted(served + ["/healthz", "/livez", "/readyz"])}
+                return {"paths": sorted([*served, "/healthz", "/livez", "/readyz"])}
             case ["healthz" | "livez" | "readyz"]:
                 return "ok"
             case ["version"]:
@@ -1077,9 +1134,7 @@ class ApiServer(kmock.KubernetesEmulator):
             case ["api", version] if version in self._group_versions().get("", []):
                 return self._resource_list("", version)
             case ["apis"]:
-                groups = [
-                    self._api_group(g, vs) for g, vs in self._group_versions().items() if g
-                ]
+                groups = [self._api_group(g, vs) for g, vs in self._group_versions().items() if g]
                 return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
             case ["apis", group] if group in self._group_versions() and group:
                 versions = self._group_versions()[group]
@@ -1130,7 +1185,7 @@ class ApiServer(kmock.KubernetesEmulator):
         parsed = _parse_path(request.url.path)
         if not isinstance(parsed, _ParsedPath):
             group, version = parsed if parsed is not None else ("", "")
-            response = self._serve_discovery(method, request.url.path)
+            response: aiohttp.web.StreamResponse = self._serve_discovery(method, request.url.path)
             self._calls.append(
                 ApiCall(
                     method.lower(),
@@ -1253,18 +1308,24 @@ class ApiServer(kmock.KubernetesEmulator):
             case "watch":
                 return await self._watch(request, res, path, params, record)
             case "create":
+                crd = self._live((CRDS, None, self._crd_served.get(res, "")))
+                if crd is not None and _meta(crd).get("deletionTimestamp"):
+                    raise ApiError(
+                        405,
+                        "create not allowed while custom resource definition is terminating",
+                    )
                 if path.name is not None:
                     raise ApiError(405, "POST is not supported on a named object")
                 if info.namespaced and path.namespace is None:
                     raise ApiError(405, "POST on the cluster-wide path of a namespaced resource")
-                body = self._body(request, ("application/json", "application/yaml", ""))
+                body = self._body(request, OBJECT_MEDIA_TYPES)
                 manager = self._manager(request, params)
                 obj = self._create(res, path.namespace, body, manager=manager, dry_run=dry_run)
                 return self._json(obj, status=201)
             case "update":
                 if path.name is None:
                     raise ApiError(405, "PUT needs an object name")
-                body = self._body(request, ("application/json", "application/yaml", ""))
+                body = self._body(request, OBJECT_MEDIA_TYPES)
                 manager = self._manager(request, params)
                 code, obj = self._put(res, key, body, path.subresource, manager, dry_run)
                 return self._json(obj, status=code)
@@ -1315,6 +1376,8 @@ class ApiServer(kmock.KubernetesEmulator):
         ctype = _content_type(request)
         if ctype not in allowed:
             raise ApiError(415, f"{UNKNOWN_FORMAT}: {', '.join(t for t in allowed if t)}")
+        if ctype == PROTOBUF:
+            return _decode_protobuf(request.body)
         text = request.body.decode("utf-8", errors="replace")
         if not text.strip():
             raise ApiError(400, "the request body is empty")
@@ -1332,7 +1395,10 @@ class ApiServer(kmock.KubernetesEmulator):
         if not request.body.strip():
             return {}
         try:
-            options = json.loads(request.body)
+            if _content_type(request) == PROTOBUF:
+                options = _decode_protobuf(request.body)
+            else:
+                options = json.loads(request.body)
         except ValueError as e:
             raise ApiError(400, f"error decoding DeleteOptions: {e}") from None
         if not isinstance(options, dict):
@@ -1393,6 +1459,12 @@ class ApiServer(kmock.KubernetesEmulator):
             self._floors[res] = history.popleft().rv
         for watcher in self._watchers.get(res, ()):
             watcher.push(change)
+        # The API server's CRD controllers react to every change of a definition, and to the
+        # last instance of a terminating one going away.
+        if res == CRDS:
+            self._reconcile_crd(str(change.obj["metadata"]["name"]))
+        elif change.type == "DELETED" and res in self._crd_served:
+            self._reconcile_crd(self._crd_served[res])
 
     def _next_rv(self) -> int:
         self._rv += 1
@@ -1483,6 +1555,8 @@ class ApiServer(kmock.KubernetesEmulator):
             )
             if size > MAX_DATA_BYTES:
                 causes.append(("data", "Too long: must have at most 1048576 bytes"))
+        if res == CRDS:
+            causes += _crd_problems(obj)
         if causes:
             raise self._invalid(res, name, causes)
 
@@ -1852,6 +1926,9 @@ class ApiServer(kmock.KubernetesEmulator):
                 )
                 if not related or (live_path == path and live_value == value):
                     continue
+                if value == {} and _is_prefix(path, live_path):
+                    continue  # an empty map only asserts that the map exists: it merges
+
                 others = owners.get(live_path, set()) - {manager}
                 if others:
                     conflicts[live_path] = others
@@ -1889,7 +1966,8 @@ class ApiServer(kmock.KubernetesEmulator):
                 owners[path] = others
             else:
                 owners.pop(path, None)
-                _delete_path(base, path)
+                if not any(_is_prefix(path, live_path) for live_path in live_leaves):
+                    _delete_path(base, path)  # (a released map keeps others' fields in it)
 
         merged = _deep_merge(base, doc)
         for path, value in new_leaves.items():
@@ -1987,6 +2065,125 @@ class ApiServer(kmock.KubernetesEmulator):
         owner_ns = namespace if self.resources[owner_res].namespaced else None
         owner = self._live((owner_res, owner_ns, str(ref.get("name"))))
         return owner is not None and owner["metadata"].get("uid") == ref.get("uid")
+
+    # ---- CustomResourceDefinitions (what apiextensions-apiserver's controllers do) ----
+
+    def _reconcile_crd(self, name: str) -> None:
+        """
+        Serve what a CRD defines, as soon as it is written: declare its served versions,
+        accept its names and mark it Established (clients such as helm wait for that), and
+        keep the cleanup finalizer on it. A terminating CRD has its instances deleted; once
+        they are all gone, its finalizer is removed, it goes, and its resources stop being
+        served. Runs inside the write that changed the CRD (or its last instance), so a
+        client sees the CRD's status right after its own write; status changes are writes
+        of their own (a watcher sees ADDED, then MODIFIED), as on a real server.
+        """
+        if name in self._crds_reconciling:
+            return  # deleting instances below reports back here; the outer call goes on
+        self._crds_reconciling.add(name)
+        try:
+            self._reconcile_crd_once(name)
+        finally:
+            self._crds_reconciling.discard(name)
+
+    def _reconcile_crd_once(self, name: str) -> None:
+        key: ObjKey = (CRDS, None, name)
+        crd = self._live(key)
+        if crd is None:
+            for res in [r for r, owner in self._crd_served.items() if owner == name]:
+                self._unserve(res)
+            return
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        new = copy.deepcopy(crd)
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp"):
+            remaining = False
+            for res in [r for r, owner in self._crd_served.items() if owner == name]:
+                for obj_key, obj in list(self._iter_live(res, None)):
+                    if not _meta(obj).get("deletionTimestamp"):
+                        self._delete(res, obj_key, {})
+                    remaining = remaining or self._live(obj_key) is not None
+            if not remaining:
+                finalizers = [f for f in meta.get("finalizers") or [] if f != CRD_CLEANUP_FINALIZER]
+                meta["finalizers"] = finalizers
+            self._set_crd_condition(
+                new,
+                "Terminating",
+                "True",
+                "InstanceDeletionInProgress",
+                "CustomResource deletion is in progress",
+            )
+            self._update(CRDS, key, crd, new, manager="kube-apiserver", main=False)
+            return
+
+        served = {
+            _parse_resource(f"{spec['group']}/{version['name']}/{names['plural']}"): version
+            for version in spec.get("versions") or []
+            if version.get("served")
+        }
+        for res in [r for r, owner in self._crd_served.items() if owner == name]:
+            if res not in served:
+                self._unserve(res)
+        for res, version in served.items():
+            self.declare(
+                _res_key(res),
+                kind=names["kind"],
+                namespaced=spec.get("scope") == "Namespaced",
+                subresources=set(version.get("subresources") or {}) & {"status", "scale"},
+                singular=names.get("singular") or None,
+                shortnames=names.get("shortNames") or (),
+                categories=names.get("categories") or (),
+            )
+            self._crd_served[res] = name
+
+        if CRD_CLEANUP_FINALIZER not in (meta.get("finalizers") or []):
+            meta["finalizers"] = [*(meta.get("finalizers") or []), CRD_CLEANUP_FINALIZER]
+        status = new.setdefault("status", {})
+        status["acceptedNames"] = {k: v for k, v in names.items() if v}
+        status["acceptedNames"].setdefault("singular", names["kind"].lower())
+        status["acceptedNames"].setdefault("listKind", f"{names['kind']}List")
+        storage = [v["name"] for v in spec["versions"] if v.get("storage")]
+        status["storedVersions"] = sorted(set(status.get("storedVersions") or []) | set(storage))
+        self._set_crd_condition(new, "NamesAccepted", "True", "NoConflicts", "no conflicts found")
+        self._set_crd_condition(
+            new,
+            "Established",
+            "True",
+            "InitialNamesAccepted",
+            "the initial names have been accepted",
+        )
+        self._update(CRDS, key, crd, new, manager="kube-apiserver", main=False)
+
+    @staticmethod
+    def _set_crd_condition(
+        crd: dict[str, Any], kind: str, value: str, reason: str, message: str
+    ) -> None:
+        """Set a status condition; its lastTransitionTime changes only when its status does."""
+        conditions = crd.setdefault("status", {}).setdefault("conditions", [])
+        for condition in conditions:
+            if condition.get("type") == kind:
+                if condition.get("status") != value:
+                    condition["lastTransitionTime"] = _now()
+                condition.update(status=value, reason=reason, message=message)
+                return
+        conditions.append(
+            {
+                "type": kind,
+                "status": value,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": _now(),
+            }
+        )
+
+    def _unserve(self, res: kmock.resource) -> None:
+        """Stop serving a CRD-defined resource: 404 from now on, watch streams end."""
+        del self.resources[res]
+        self._custom.discard(res)
+        self._crd_served.pop(res, None)
+        for watcher in self._watchers.get(res, ()):
+            watcher.push(None)
 
     # ---- reads ----
 
