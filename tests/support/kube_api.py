@@ -111,6 +111,7 @@ OPENAPI_PATCH_PARAMETERS: Final[tuple[tuple[str, str], ...]] = (
     ("pretty", "string"),
 )
 
+NAMESPACES: Final = kmock.resource("", "v1", "namespaces")
 CRDS: Final = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 # The API server's own finalizer on every CRD: instances go first, then the definition.
 CRD_CLEANUP_FINALIZER: Final = "customresourcecleanup.apiextensions.k8s.io"
@@ -1627,11 +1628,8 @@ class ApiServer(kmock.KubernetesEmulator):
             if not namespace:
                 raise ApiError(400, "a namespace is required for namespaced objects")
             meta["namespace"] = namespace
-            if (
-                self.strict_namespaces
-                and self._live((kmock.resource("", "v1", "namespaces"), None, namespace)) is None
-            ):
-                raise self._not_found(kmock.resource("", "v1", "namespaces"), namespace)
+            if self.strict_namespaces and self._live((NAMESPACES, None, namespace)) is None:
+                raise self._not_found(NAMESPACES, namespace)
         else:
             namespace = None
             meta.pop("namespace", None)
@@ -1656,6 +1654,11 @@ class ApiServer(kmock.KubernetesEmulator):
             meta.pop(field, None)
         if "status" in info.subresources and not keep_status:
             obj.pop("status", None)
+        if res == NAMESPACES:
+            # What the API server's defaulting and admission give every new namespace.
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+            obj["status"] = {"phase": "Active"}
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = _now()
         meta["generation"] = 1
@@ -1677,14 +1680,8 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def _ensure_namespace(self, name: str) -> None:
         """Create a namespace implicitly, as if an admin had, so that objects never dangle."""
-        namespaces = kmock.resource("", "v1", "namespaces")
-        if self._live((namespaces, None, name)) is None:
-            namespace = {
-                "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
-                "spec": {"finalizers": ["kubernetes"]},
-                "status": {"phase": "Active"},
-            }
-            self._create(namespaces, None, namespace, manager="emulator", keep_status=True)
+        if self._live((NAMESPACES, None, name)) is None:
+            self._create(NAMESPACES, None, {"metadata": {"name": name}}, manager="emulator")
 
     def _update(
         self,
@@ -2090,8 +2087,7 @@ class ApiServer(kmock.KubernetesEmulator):
         key: ObjKey = (CRDS, None, name)
         crd = self._live(key)
         if crd is None:
-            for res in [r for r, owner in self._crd_served.items() if owner == name]:
-                self._unserve(res)
+            self._unserve_crd(name)
             return
         spec = crd.get("spec") or {}
         names = spec.get("names") or {}
@@ -2115,6 +2111,8 @@ class ApiServer(kmock.KubernetesEmulator):
                 "CustomResource deletion is in progress",
             )
             self._update(CRDS, key, crd, new, manager="kube-apiserver", main=False)
+            if self._live(key) is None:  # that was the last finalizer
+                self._unserve_crd(name)
             return
 
         served = {
@@ -2176,6 +2174,10 @@ class ApiServer(kmock.KubernetesEmulator):
                 "lastTransitionTime": _now(),
             }
         )
+
+    def _unserve_crd(self, name: str) -> None:
+        for res in [r for r, owner in self._crd_served.items() if owner == name]:
+            self._unserve(res)
 
     def _unserve(self, res: kmock.resource) -> None:
         """Stop serving a CRD-defined resource: 404 from now on, watch streams end."""
@@ -2452,12 +2454,14 @@ class ClusterEmulator(BackgroundLoop):
         bookmark_interval: float = 5.0,
         history_size: int = 10_000,
         strict_namespaces: bool = False,
+        declare_defaults: bool = True,
         check_errors: bool = True,
     ) -> None:
         self.server = ApiServer(
             bookmark_interval=bookmark_interval,
             history_size=history_size,
             strict_namespaces=strict_namespaces,
+            declare_defaults=declare_defaults,
         )
         self.check_errors = check_errors
         super().__init__()

@@ -152,8 +152,9 @@ def _message(data: bytes, schema: Schema) -> dict[str, Any]:
             result.setdefault(name, {})[entry.get("key", "")] = entry.get("value", default)
         elif isinstance(kind, tuple) and kind[0] == "list":
             result.setdefault(name, []).append(_scalar(value, kind[1]))
-        else:
-            result[name] = _scalar(value, kind)
+        elif (scalar := _scalar(value, kind)) != "":
+            # Go encodes every string field, set or not; JSON (omitempty) leaves empty ones out.
+            result[name] = scalar
     return result
 
 

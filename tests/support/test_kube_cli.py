@@ -1,0 +1,185 @@
+"""
+The README's install commands, run for real: ``kubectl`` 1.35 and ``helm`` 4 from ``.tools/bin``
+against the API emulator (tests/support/kube_cli.py). Each test asserts on the tools' output
+and on the objects the emulator stored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.kube_cli import CRDS, REPO, KubeCli, kube_cli
+
+LAP = "lumen.dev/v1alpha1/lumenalertpolicies"
+LAP_CRD = "lumenalertpolicies.lumen.dev"
+SECRETS = "v1/secrets"
+
+
+@pytest.fixture()
+def cli(tmp_path: Path) -> Iterator[KubeCli]:
+    with kube_cli(tmp_path) as tools:
+        yield tools
+
+
+def condition(obj: dict[str, Any], kind: str) -> str | None:
+    for entry in obj.get("status", {}).get("conditions", []):
+        if entry["type"] == kind:
+            return str(entry["status"])
+    return None
+
+
+def release_secrets(cli: KubeCli, namespace: str) -> dict[str, dict[str, str]]:
+    """Helm's release records (Secrets of type helm.sh/release.v1): name → labels."""
+    return {
+        secret["metadata"]["name"]: secret["metadata"]["labels"]
+        for secret in cli.cluster.list(SECRETS, namespace, "owner=helm")
+        if secret["type"] == "helm.sh/release.v1"
+    }
+
+
+def test_the_server_reports_the_kubernetes_version_charts_are_checked_against(
+    cli: KubeCli,
+) -> None:
+    version = json.loads(cli.kubectl("version", "-o", "json").stdout)
+    assert version["serverVersion"]["major"] == "1"
+    assert version["serverVersion"]["minor"] == "35"
+    assert version["serverVersion"]["gitVersion"].startswith("v1.35.")
+
+
+def test_built_in_kinds_resolve_by_short_name_with_their_scope(cli: KubeCli) -> None:
+    listed = cli.kubectl("get", "ns", "-o", "name").stdout.split()
+    assert {"namespace/default", "namespace/kube-system"} <= set(listed)
+    resources = cli.kubectl("api-resources", "-o", "wide").stdout
+    rows = {line.split()[0]: line.split() for line in resources.splitlines()[1:]}
+    for name, short, namespaced in (
+        ("namespaces", "ns", "false"),
+        ("services", "svc", "true"),
+        ("deployments", "deploy", "true"),
+        ("clusterroles", None, "false"),
+        ("poddisruptionbudgets", "pdb", "true"),
+        ("networkpolicies", "netpol", "true"),
+        ("customresourcedefinitions", "crd", "false"),
+        ("servicemonitors", "smon", "true"),  # from the prometheus-operator CRDs
+    ):
+        row = rows[name]
+        assert namespaced in row, row
+        if short is not None:
+            assert short in row[1].split(","), row
+
+
+def test_applied_crds_make_lumenalertpolicies_served(cli: KubeCli) -> None:
+    before = cli.kubectl("get", "lumenalertpolicies", "-A", check=False)
+    assert before.returncode != 0
+    assert 'the server doesn\'t have a resource type "lumenalertpolicies"' in before.stderr
+
+    applied = cli.kubectl("apply", "--server-side", "-f", "crds/")
+    assert f"customresourcedefinition.apiextensions.k8s.io/{LAP_CRD} serverside-applied" in (
+        applied.stdout
+    )
+    crd = cli.cluster.get(CRDS, None, LAP_CRD)
+    assert crd is not None
+    assert condition(crd, "Established") == "True"
+    assert condition(crd, "NamesAccepted") == "True"
+    assert crd["status"]["acceptedNames"]["kind"] == "LumenAlertPolicy"
+    waited = cli.kubectl("wait", "--for=condition=Established", f"crd/{LAP_CRD}", "--timeout=60s")
+    assert "condition met" in waited.stdout
+
+    after = cli.kubectl("get", "lumenalertpolicies", "-A")
+    assert after.stdout == ""
+    assert "No resources found" in after.stderr
+
+
+def test_a_policy_from_examples_applies_with_kubectl_and_reads_back(cli: KubeCli) -> None:
+    cli.kubectl("apply", "-f", "crds/")  # the README's client-side apply
+    example = yaml.safe_load((REPO / "examples" / "pipeline.yaml").read_text())
+    namespace, name = example["metadata"]["namespace"], example["metadata"]["name"]
+
+    refused = cli.kubectl("apply", "--server-side", "-f", "examples/pipeline.yaml", check=False)
+    assert refused.returncode != 0
+    assert f'namespaces "{namespace}" not found' in refused.stderr
+
+    assert f"namespace/{namespace} created" in cli.kubectl("create", "namespace", namespace).stdout
+    applied = cli.kubectl("apply", "--server-side", "-f", "examples/pipeline.yaml")
+    assert f"lumenalertpolicy.lumen.dev/{name} serverside-applied" in applied.stdout
+
+    stored = cli.cluster.get(LAP, namespace, name)
+    assert stored is not None
+    assert stored["spec"] == example["spec"]
+    read = json.loads(cli.kubectl("get", "lap", "-n", namespace, name, "-o", "json").stdout)
+    assert read["spec"] == example["spec"]
+    assert read["metadata"]["uid"] == stored["metadata"]["uid"]
+    listed = cli.kubectl("get", "lumenalertpolicies", "-A").stdout.splitlines()
+    assert listed[0].split()[:2] == ["NAMESPACE", "NAME"]
+    assert [line.split()[:2] for line in listed[1:]] == [[namespace, name]]
+
+
+def test_deleting_the_crd_deletes_its_policies_and_stops_serving_them(cli: KubeCli) -> None:
+    cli.kubectl("apply", "--server-side", "-f", "crds/")
+    cli.kubectl("create", "namespace", "lumen")
+    cli.kubectl("apply", "--server-side", "-f", "examples/pipeline.yaml")
+    cli.kubectl("delete", "-f", "crds/")
+    assert cli.cluster.get(CRDS, None, LAP_CRD) is None
+    assert cli.cluster.get(LAP, "lumen", "pipeline") is None
+    # kubectl still has the kind in its discovery cache: the server's 404 tells.
+    gone = cli.kubectl("get", "lumenalertpolicies", "-A", check=False)
+    assert gone.returncode != 0
+    assert "Error from server (NotFound)" in gone.stderr
+    assert cli.kubectl("api-resources", "--api-group=lumen.dev", "-o", "name").stdout == ""
+
+
+def test_helm_install_upgrade_list_and_uninstall_of_the_chart(cli: KubeCli) -> None:
+    installed = cli.helm("install", "lumen", ".", "-n", "lumen", "--create-namespace")
+    assert "STATUS: deployed" in installed.stdout
+    assert "REVISION: 1" in installed.stdout
+    namespace = cli.cluster.get("v1/namespaces", None, "lumen")
+    assert namespace is not None
+    assert namespace["status"] == {"phase": "Active"}
+    crd = cli.cluster.get(CRDS, None, LAP_CRD)  # from the chart's crds/
+    assert crd is not None
+    assert condition(crd, "Established") == "True"
+    assert release_secrets(cli, "lumen") == {
+        "sh.helm.release.v1.lumen.v1": {
+            "name": "lumen",
+            "owner": "helm",
+            "status": "deployed",
+            "version": "1",
+            "modifiedAt": release_secrets(cli, "lumen")["sh.helm.release.v1.lumen.v1"][
+                "modifiedAt"
+            ],
+        }
+    }
+    manifest = cli.helm("get", "manifest", "lumen", "-n", "lumen").stdout
+    objects = [doc for doc in yaml.safe_load_all(manifest) if doc]
+    if objects:  # every object the chart renders is on the cluster
+        live = json.loads(cli.kubectl("get", "-f", "-", "-o", "json", stdin=manifest).stdout)
+        rendered = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
+        items = live["items"] if live["kind"] == "List" else [live]
+        assert sorted((o["kind"], o["metadata"]["name"]) for o in items) == rendered
+
+    (listed,) = json.loads(cli.helm("list", "-n", "lumen", "-o", "json").stdout)
+    assert (listed["name"], listed["status"], listed["revision"]) == ("lumen", "deployed", "1")
+
+    upgraded = cli.helm("upgrade", "lumen", ".", "-n", "lumen", "--set", "kpsRelease=kps-other")
+    assert "REVISION: 2" in upgraded.stdout
+    secrets = release_secrets(cli, "lumen")
+    assert secrets["sh.helm.release.v1.lumen.v1"]["status"] == "superseded"
+    assert secrets["sh.helm.release.v1.lumen.v2"]["status"] == "deployed"
+    values = json.loads(cli.helm("get", "values", "lumen", "-n", "lumen", "-o", "json").stdout)
+    assert values == {"kpsRelease": "kps-other"}
+    (listed,) = json.loads(cli.helm("list", "-A", "-o", "json").stdout)
+    assert (listed["name"], listed["revision"]) == ("lumen", "2")
+
+    uninstalled = cli.helm("uninstall", "lumen", "-n", "lumen")
+    assert 'release "lumen" uninstalled' in uninstalled.stdout
+    assert release_secrets(cli, "lumen") == {}
+    assert json.loads(cli.helm("list", "-A", "-o", "json").stdout) == []
+    if objects:
+        left = cli.kubectl("get", "-f", "-", "-o", "name", stdin=manifest, check=False)
+        assert left.stdout == ""
+    assert cli.cluster.get(CRDS, None, LAP_CRD) is not None  # helm never deletes crds/
