@@ -112,6 +112,8 @@ OPENAPI_PATCH_PARAMETERS: Final[tuple[tuple[str, str], ...]] = (
 )
 
 NAMESPACES: Final = kmock.resource("", "v1", "namespaces")
+# The column a CRD without additionalPrinterColumns gets.
+AGE_COLUMN: Final = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 CRDS: Final = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 # The API server's own finalizer on every CRD: instances go first, then the definition.
 CRD_CLEANUP_FINALIZER: Final = "customresourcecleanup.apiextensions.k8s.io"
@@ -747,6 +749,83 @@ def _crd_problems(crd: Mapping[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+_JSONPATH_STEP: Final = re.compile(
+    r"\.(?P<field>[^.\[\]]+)"
+    r"|\[\?\(@\.(?P<key>[\w.]+)\s*==\s*[\"'](?P<value>[^\"']*)[\"']\)\]"
+    r"|\[(?P<index>\d+|\*)\]"
+)
+
+
+def _jsonpath(obj: Any, path: str) -> list[Any]:
+    """
+    The values at a printer column's JSONPath, in the subset that CRDs use: ``.a.b``,
+    ``[0]``, ``[*]`` and ``[?(@.type=="Ready")]``.
+    """
+    current: list[Any] = [obj]
+    for step in _JSONPATH_STEP.finditer(path):
+        if step["field"] is not None:
+            current = [
+                c[step["field"]] for c in current if isinstance(c, dict) and step["field"] in c
+            ]
+        elif step["key"] is not None:
+            current = [
+                e
+                for c in current
+                if isinstance(c, list)
+                for e in c
+                if isinstance(e, dict) and _field_value(e, step["key"]) == step["value"]
+            ]
+        elif step["index"] == "*":
+            current = [e for c in current if isinstance(c, list) for e in c]
+        else:
+            index = int(step["index"])
+            current = [c[index] for c in current if isinstance(c, list) and index < len(c)]
+    return current
+
+
+def _cell(values: list[Any], kind: str, timestamp: bool) -> Any:
+    """A table cell: None when the path found nothing; dates as ages ("5m"), as the server
+    renders them (unless ``timestamp``: the default table shows the time itself)."""
+    if not values or values[0] is None:
+        return None
+    value = values[0]
+    if kind == "date" and not timestamp:
+        try:
+            moment = datetime.datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            return str(value)
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        return _human_duration(now - moment)
+    if kind in ("integer", "number", "boolean") and isinstance(value, (int, float, bool)):
+        return value
+    return ",".join(v if isinstance(v, str) else json.dumps(v) for v in values)
+
+
+def _human_duration(age: datetime.timedelta) -> str:
+    """Kubernetes' duration.HumanDuration: "42s", "5m10s", "3h", "2d4h", "400d", "3y20d"."""
+    seconds = int(age.total_seconds())
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 0:
+        return "<invalid>"
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    if days < 365 * 8:
+        return f"{days // 365}y{days % 365}d" if days % 365 else f"{days // 365}y"
+    return f"{days // 365}y"
+
+
 def _decode_protobuf(body: bytes) -> dict[str, Any]:
     """A protobuf body as JSON; 415 for kinds whose schema the emulator lacks (all but a few)."""
     try:
@@ -803,6 +882,10 @@ class ApiServer(kmock.KubernetesEmulator):
     # Resources served because a CustomResourceDefinition object says so: resource → CRD name.
     _crd_served: dict[kmock.resource, str] = attrs.field(factory=dict, init=False)
     _crds_reconciling: set[str] = attrs.field(factory=set, init=False)
+    # The additionalPrinterColumns of CRD-defined resources, for `kubectl get`'s tables.
+    _printer_columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(
+        factory=dict, init=False
+    )
     _owners: dict[ObjKey, dict[Path, set[str]]] = attrs.field(factory=dict, init=False)
     # What each (manager, subresource) last applied to an object, by object: found without a
     # scan, as every create forgets the object's previous life.
@@ -1303,9 +1386,16 @@ class ApiServer(kmock.KubernetesEmulator):
                 obj = self._live(key)
                 if obj is None:
                     raise self._not_found(res, path.name or "")
+                if self._wants_table(request, res):
+                    return self._json(self._table(res, [obj], params))
                 return self._json(obj)
             case "list":
-                return self._json(self._list(res, path.namespace, params))
+                listed = self._list(res, path.namespace, params)
+                if self._wants_table(request, res):
+                    table = self._table(res, listed["items"], params)
+                    table["metadata"] = listed["metadata"]
+                    return self._json(table)
+                return self._json(listed)
             case "watch":
                 return await self._watch(request, res, path, params, record)
             case "create":
@@ -2134,6 +2224,7 @@ class ApiServer(kmock.KubernetesEmulator):
                 categories=names.get("categories") or (),
             )
             self._crd_served[res] = name
+            self._printer_columns[res] = version.get("additionalPrinterColumns") or [AGE_COLUMN]
 
         if CRD_CLEANUP_FINALIZER not in (meta.get("finalizers") or []):
             meta["finalizers"] = [*(meta.get("finalizers") or []), CRD_CLEANUP_FINALIZER]
@@ -2184,8 +2275,69 @@ class ApiServer(kmock.KubernetesEmulator):
         del self.resources[res]
         self._custom.discard(res)
         self._crd_served.pop(res, None)
+        self._printer_columns.pop(res, None)
         for watcher in self._watchers.get(res, ()):
             watcher.push(None)
+
+    # ---- tables (what `kubectl get` asks for and prints) ----
+
+    def _wants_table(self, request: kmock.Request, res: kmock.resource) -> bool:
+        """
+        A meta.k8s.io Table is asked for first (``Accept: application/json;as=Table;…``) and
+        the emulator knows the columns: those of a CRD, and the default ones of CRDs
+        themselves. Built-in kinds have columns compiled into the API server, unknown here:
+        they are answered as plain objects, which kubectl prints with NAME and AGE itself.
+        """
+        if res not in self._printer_columns and res != CRDS:
+            return False
+        first = _header(request, "Accept").split(",")[0]
+        params = dict(p.strip().partition("=")[::2] for p in first.split(";")[1:])
+        return params.get("as") == "Table" and params.get("g") == "meta.k8s.io"
+
+    def _table(
+        self, res: kmock.resource, items: list[dict[str, Any]], params: Mapping[str, str]
+    ) -> dict[str, Any]:
+        name_column = {"name": "Name", "type": "string", "format": "name", "priority": 0}
+        columns: list[dict[str, Any]]
+        if res == CRDS:  # the API server's default table
+            columns = [{"name": "Created At", "type": "date", "priority": 0}]
+            jsonpaths = [".metadata.creationTimestamp"]
+        else:
+            printer = self._printer_columns[res]
+            columns = [
+                {
+                    "name": c["name"],
+                    "type": c.get("type", "string"),
+                    "format": c.get("format", ""),
+                    "description": c.get("description", ""),
+                    "priority": c.get("priority", 0),
+                }
+                for c in printer
+            ]
+            jsonpaths = [str(c["jsonPath"]) for c in printer]
+        include = params.get("includeObject") or "PartialObjectMetadata"
+        rows = []
+        for obj in items:
+            cells: list[Any] = [_meta(obj).get("name")]
+            for column, jsonpath in zip(columns, jsonpaths, strict=True):
+                cells.append(_cell(_jsonpath(obj, jsonpath), column["type"], res == CRDS))
+            row: dict[str, Any] = {"cells": cells}
+            if include == "Object":
+                row["object"] = obj
+            elif include == "PartialObjectMetadata":
+                row["object"] = {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": _meta(obj),
+                }
+            rows.append(row)
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": str(self._rv)},
+            "columnDefinitions": [name_column, *columns],
+            "rows": rows,
+        }
 
     # ---- reads ----
 

@@ -114,9 +114,31 @@ def test_a_policy_from_examples_applies_with_kubectl_and_reads_back(cli: KubeCli
     read = json.loads(cli.kubectl("get", "lap", "-n", namespace, name, "-o", "json").stdout)
     assert read["spec"] == example["spec"]
     assert read["metadata"]["uid"] == stored["metadata"]["uid"]
+
+
+def test_kubectl_get_shows_the_crds_printer_columns(cli: KubeCli) -> None:
+    cli.kubectl("apply", "--server-side", "-f", "crds/")
+    cli.kubectl("create", "namespace", "lumen")
+    cli.kubectl("apply", "--server-side", "-f", "examples/pipeline.yaml")
+    stored = cli.cluster.get(LAP, "lumen", "pipeline")
+    assert stored is not None
+    # The operator's status, as it would write it (READY, RULES, SLOS come from it).
+    ready = {"type": "Ready", "status": "True", "reason": "Applied", "message": ""}
+    valid = {"type": "Valid", "status": "True", "reason": "Valid", "message": ""}
+    cli.cluster.put(
+        LAP, {**stored, "status": {"conditions": [valid, ready], "rules": 7, "slos": 1}}
+    )
+
     listed = cli.kubectl("get", "lumenalertpolicies", "-A").stdout.splitlines()
-    assert listed[0].split()[:2] == ["NAMESPACE", "NAME"]
-    assert [line.split()[:2] for line in listed[1:]] == [[namespace, name]]
+    assert listed[0].split() == ["NAMESPACE", "NAME", "READY", "RULES", "SLOS", "AGE"]
+    (row,) = [line.split() for line in listed[1:]]
+    assert row[:5] == ["lumen", "pipeline", "True", "7", "1"]
+    assert row[5].endswith(("s", "m"))  # an age, e.g. 0s
+    crds = cli.kubectl("get", "crd", LAP_CRD).stdout.splitlines()
+    assert crds[0].split() == ["NAME", "CREATED", "AT"]
+    crd = cli.cluster.get(CRDS, None, LAP_CRD)
+    assert crd is not None
+    assert crds[1].split() == [LAP_CRD, crd["metadata"]["creationTimestamp"]]
 
 
 def test_deleting_the_crd_deletes_its_policies_and_stops_serving_them(cli: KubeCli) -> None:
