@@ -6,7 +6,9 @@ and on the objects the emulator stored.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 import yaml
 
 from tests.support.kube_cli import CRDS, REPO, KubeCli, kube_cli
+from tests.support.polling import eventually
 
 LAP = "lumen.dev/v1alpha1/lumenalertpolicies"
 LAP_CRD = "lumenalertpolicies.lumen.dev"
@@ -205,3 +208,172 @@ def test_helm_install_upgrade_list_and_uninstall_of_the_chart(cli: KubeCli) -> N
         left = cli.kubectl("get", "-f", "-", "-o", "name", stdin=manifest, check=False)
         assert left.stdout == ""
     assert cli.cluster.get(CRDS, None, LAP_CRD) is not None  # helm never deletes crds/
+
+
+# A chart with one object of every kind Lumen's chart installs, and a `helm test` Pod.
+KINDS_CHART: dict[str, str] = {
+    "Chart.yaml": """
+apiVersion: v2
+name: kinds
+version: 0.1.0
+kubeVersion: ">=1.27.0-0"
+""",
+    "templates/objects.yaml": """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: op}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {level: info}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token}
+stringData: {token: abc}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: op}
+spec:
+  selector: {app: op}
+  ports: [{name: metrics, port: 8080, targetPort: metrics}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: op}
+spec:
+  replicas: {{ .Values.replicas }}
+  selector: {matchLabels: {app: op}}
+  template:
+    metadata: {labels: {app: op}}
+    spec:
+      serviceAccountName: op
+      containers: [{name: op, image: "lumen:0.1.0", ports: [{name: metrics, containerPort: 8080}]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: kinds-op}
+rules: [{apiGroups: [lumen.dev], resources: [lumenalertpolicies], verbs: [get, list, watch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: kinds-op}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kinds-op}
+subjects: [{kind: ServiceAccount, name: op, namespace: {{ .Release.Namespace }}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: op}
+rules: [{apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, update]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: op}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: op}
+subjects: [{kind: ServiceAccount, name: op}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: op}
+spec: {minAvailable: 1, selector: {matchLabels: {app: op}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: op}
+spec: {podSelector: {matchLabels: {app: op}}, policyTypes: [Ingress]}
+---
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: op, labels: {release: kps}}
+spec: {selector: {matchLabels: {app: op}}, endpoints: [{port: metrics}]}
+---
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: op, labels: {release: kps}}
+spec: {groups: [{name: op, rules: [{alert: OpDown, expr: up == 0}]}]}
+---
+apiVersion: lumen.dev/v1alpha1
+kind: LumenAlertPolicy
+metadata: {name: checkout}
+spec: {service: checkout-api}
+""",
+    "templates/tests/test-pod.yaml": """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: kinds-test
+  annotations: {"helm.sh/hook": test, "helm.sh/hook-delete-policy": before-hook-creation}
+spec:
+  restartPolicy: Never
+  containers: [{name: probe, image: "curl:8", args: ["http://op:8080/metrics"]}]
+""",
+    "values.yaml": "replicas: 1\n",
+}
+
+# (resource, namespaced, name) of every object KINDS_CHART renders.
+KINDS_CHART_OBJECTS: list[tuple[str, bool, str]] = [
+    ("v1/serviceaccounts", True, "op"),
+    ("v1/configmaps", True, "settings"),
+    ("v1/secrets", True, "token"),
+    ("v1/services", True, "op"),
+    ("apps/v1/deployments", True, "op"),
+    ("rbac.authorization.k8s.io/v1/clusterroles", False, "kinds-op"),
+    ("rbac.authorization.k8s.io/v1/clusterrolebindings", False, "kinds-op"),
+    ("rbac.authorization.k8s.io/v1/roles", True, "op"),
+    ("rbac.authorization.k8s.io/v1/rolebindings", True, "op"),
+    ("policy/v1/poddisruptionbudgets", True, "op"),
+    ("networking.k8s.io/v1/networkpolicies", True, "op"),
+    ("monitoring.coreos.com/v1/servicemonitors", True, "op"),
+    ("monitoring.coreos.com/v1/prometheusrules", True, "op"),
+    (LAP, True, "checkout"),
+]
+
+
+@pytest.fixture()
+def kinds_chart(tmp_path: Path) -> Path:
+    chart = tmp_path / "kinds-chart"
+    for name, text in KINDS_CHART.items():
+        (chart / name).parent.mkdir(parents=True, exist_ok=True)
+        (chart / name).write_text(text.lstrip())
+    (chart / "crds").mkdir()
+    shutil.copy(REPO / "crds" / "lumen.dev_lumenalertpolicies.yaml", chart / "crds")
+    return chart
+
+
+def play_kubelet(cli: KubeCli, namespace: str, name: str) -> None:
+    """What a kubelet would do for helm's test Pod: run it, successfully."""
+    pod = eventually(lambda: cli.cluster.get("v1/pods", namespace, name), what=f"pod {name}")
+    cli.cluster.put("v1/pods", {**pod, "status": {"phase": "Succeeded"}})
+
+
+def test_helm_installs_every_kind_of_the_chart_and_runs_its_test(
+    cli: KubeCli, kinds_chart: Path
+) -> None:
+    cli.helm("install", "kinds", str(kinds_chart), "-n", "lumen", "--create-namespace")
+    for resource, namespaced, name in KINDS_CHART_OBJECTS:
+        obj = cli.cluster.get(resource, "lumen" if namespaced else None, name)
+        assert obj is not None, (resource, name)
+        assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        assert obj["metadata"]["annotations"]["meta.helm.sh/release-name"] == "kinds"
+    deployment = cli.cluster.get("apps/v1/deployments", "lumen", "op")
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] == 1
+
+    with concurrent.futures.ThreadPoolExecutor(1) as kubelet:
+        ran = kubelet.submit(play_kubelet, cli, "lumen", "kinds-test")
+        tested = cli.helm("test", "kinds", "-n", "lumen", "--timeout", "60s")
+        ran.result()
+    assert "TEST SUITE:     kinds-test" in tested.stdout
+    assert "Phase:          Succeeded" in tested.stdout
+
+    cli.helm("upgrade", "kinds", str(kinds_chart), "-n", "lumen", "--set", "replicas=3")
+    deployment = cli.cluster.get("apps/v1/deployments", "lumen", "op")
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] == 3
+
+    cli.helm("uninstall", "kinds", "-n", "lumen")
+    for resource, namespaced, name in KINDS_CHART_OBJECTS:
+        assert cli.cluster.get(resource, "lumen" if namespaced else None, name) is None
+    assert release_secrets(cli, "lumen") == {}
