@@ -826,6 +826,35 @@ def _human_duration(age: datetime.timedelta) -> str:
     return f"{days // 365}y"
 
 
+def _prune_unknown(value: Any, schema: Mapping[str, Any], path: str, unknown: list[str]) -> Any:
+    """``value`` without what a structural schema does not declare; the paths dropped are
+    added to ``unknown`` (as the API server names them: ``spec.routes[0].reciever``)."""
+    if isinstance(value, dict):
+        properties = schema.get("properties")
+        additional = schema.get("additionalProperties")
+        keep_unknown = bool(schema.get("x-kubernetes-preserve-unknown-fields")) or (
+            additional is True
+        )
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(properties, dict) and key in properties:
+                result[key] = _prune_unknown(item, properties[key], where, unknown)
+            elif isinstance(additional, dict):
+                result[key] = _prune_unknown(item, additional, where, unknown)
+            elif keep_unknown or schema.get("x-kubernetes-embedded-resource"):
+                result[key] = item
+            else:
+                unknown.append(where)
+        return result
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [
+            _prune_unknown(item, schema["items"], f"{path}[{index}]", unknown)
+            for index, item in enumerate(value)
+        ]
+    return value
+
+
 def _decode_protobuf(body: bytes) -> dict[str, Any]:
     """A protobuf body as JSON; 415 for kinds whose schema the emulator lacks (all but a few)."""
     try:
@@ -882,6 +911,11 @@ class ApiServer(kmock.KubernetesEmulator):
     # Resources served because a CustomResourceDefinition object says so: resource → CRD name.
     _crd_served: dict[kmock.resource, str] = attrs.field(factory=dict, init=False)
     _crds_reconciling: set[str] = attrs.field(factory=set, init=False)
+    # The openAPIV3Schema of CRD-defined resources: unknown fields are pruned or refused.
+    _schemas: dict[kmock.resource, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    # Warnings about unknown fields for the response of the request being served (requests
+    # are served one at a time between awaits, and none awaits while writing).
+    _field_warnings: list[str] = attrs.field(factory=list, init=False)
     # The additionalPrinterColumns of CRD-defined resources, for `kubectl get`'s tables.
     _printer_columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(
         factory=dict, init=False
@@ -1324,8 +1358,11 @@ class ApiServer(kmock.KubernetesEmulator):
                 record(response.status)
                 return response
 
+        self._field_warnings.clear()
         try:
             response = await self._serve(request, method, verb, params, parsed, record)
+            for warning in self._field_warnings:
+                response.headers.add("Warning", f'299 - "{warning}"')
         except ApiError as e:
             response = self._error_response(e)
         except Exception as e:
@@ -1409,14 +1446,14 @@ class ApiServer(kmock.KubernetesEmulator):
                     raise ApiError(405, "POST is not supported on a named object")
                 if info.namespaced and path.namespace is None:
                     raise ApiError(405, "POST on the cluster-wide path of a namespaced resource")
-                body = self._body(request, OBJECT_MEDIA_TYPES)
+                body = self._known_fields(res, self._body(request, OBJECT_MEDIA_TYPES), params)
                 manager = self._manager(request, params)
                 obj = self._create(res, path.namespace, body, manager=manager, dry_run=dry_run)
                 return self._json(obj, status=201)
             case "update":
                 if path.name is None:
                     raise ApiError(405, "PUT needs an object name")
-                body = self._body(request, OBJECT_MEDIA_TYPES)
+                body = self._known_fields(res, self._body(request, OBJECT_MEDIA_TYPES), params)
                 manager = self._manager(request, params)
                 code, obj = self._put(res, key, body, path.subresource, manager, dry_run)
                 return self._json(obj, status=code)
@@ -1926,12 +1963,14 @@ class ApiServer(kmock.KubernetesEmulator):
                 raise ApiError(
                     400, "PATCH, application/apply-patch+yaml requires fieldManager parameter"
                 )
-            body = self._body(request, (APPLY_PATCH,))
+            body = self._known_fields(res, self._body(request, (APPLY_PATCH,)), params)
             return self._apply(res, key, body, subresource, manager, force, dry_run)
         if force:
             raise ApiError(400, "force is only allowed for apply patches")
         manager = self._manager(request, params)
         body = self._body(request, (ctype,))
+        if ctype != JSON_PATCH:
+            body = self._known_fields(res, body, params)
         old = self._live(key)
         if old is None:
             raise self._not_found(res, key[2])
@@ -2225,6 +2264,11 @@ class ApiServer(kmock.KubernetesEmulator):
             )
             self._crd_served[res] = name
             self._printer_columns[res] = version.get("additionalPrinterColumns") or [AGE_COLUMN]
+            schema = (version.get("schema") or {}).get("openAPIV3Schema")
+            if isinstance(schema, dict):
+                self._schemas[res] = schema
+            else:
+                self._schemas.pop(res, None)
 
         if CRD_CLEANUP_FINALIZER not in (meta.get("finalizers") or []):
             meta["finalizers"] = [*(meta.get("finalizers") or []), CRD_CLEANUP_FINALIZER]
@@ -2276,8 +2320,44 @@ class ApiServer(kmock.KubernetesEmulator):
         self._custom.discard(res)
         self._crd_served.pop(res, None)
         self._printer_columns.pop(res, None)
+        self._schemas.pop(res, None)
         for watcher in self._watchers.get(res, ()):
             watcher.push(None)
+
+    # ---- field validation (fieldValidation=Strict|Warn|Ignore) ----
+
+    def _known_fields(self, res: kmock.resource, body: Any, params: Mapping[str, str]) -> Any:
+        """
+        The body without the fields its CRD's schema does not declare, as the API server
+        prunes them; with ``fieldValidation=Strict`` (kubectl's default) they are refused
+        instead, and by default (Warn) each is reported in a ``Warning`` header. Built-in
+        kinds are not checked: the emulator has no schemas for them.
+        """
+        directive = params.get("fieldValidation") or "Warn"
+        if directive not in ("Ignore", "Warn", "Strict"):
+            raise ApiError(
+                400,
+                f'fieldValidation: Unsupported value: "{directive}": '
+                'supported values: "Ignore", "Strict", "Warn"',
+            )
+        schema = self._schemas.get(res)
+        if schema is None or not isinstance(body, dict):
+            return body
+        unknown: list[str] = []
+        identity = ("apiVersion", "kind", "metadata")  # ObjectMeta is not the CRD's to declare
+        content = {k: v for k, v in body.items() if k not in identity}
+        pruned = {k: v for k, v in body.items() if k in identity}
+        pruned.update(_prune_unknown(content, schema, "", unknown))
+        if unknown and directive == "Strict":
+            fields = ", ".join(f'unknown field "{f}"' for f in unknown)
+            raise ApiError(
+                400,
+                f'{self._kind(res)} in version "{res.version}" cannot be handled as a '
+                f"{self._kind(res)}: strict decoding error: {fields}",
+            )
+        if directive == "Warn":
+            self._field_warnings.extend(f'unknown field \\"{f}\\"' for f in unknown)
+        return pruned
 
     # ---- tables (what `kubectl get` asks for and prints) ----
 

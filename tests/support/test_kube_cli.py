@@ -119,6 +119,28 @@ def test_a_policy_from_examples_applies_with_kubectl_and_reads_back(cli: KubeCli
     assert read["metadata"]["uid"] == stored["metadata"]["uid"]
 
 
+def test_a_misspelt_field_is_refused_by_kubectls_strict_validation(
+    cli: KubeCli, tmp_path: Path
+) -> None:
+    cli.kubectl("apply", "--server-side", "-f", "crds/")
+    cli.kubectl("create", "namespace", "lumen")
+    misspelt = tmp_path / "misspelt.yaml"
+    text = (REPO / "examples" / "pipeline.yaml").read_text()
+    misspelt.write_text(text.replace("runbookBaseURL:", "runbookBaseUrl:"))
+
+    refused = cli.kubectl("apply", "--server-side", "-f", str(misspelt), check=False)
+    assert refused.returncode != 0
+    assert 'strict decoding error: unknown field "spec.runbookBaseUrl"' in refused.stderr
+    assert cli.cluster.get(LAP, "lumen", "pipeline") is None
+
+    warned = cli.kubectl("apply", "--server-side", "--validate=warn", "-f", str(misspelt))
+    assert 'Warning: unknown field "spec.runbookBaseUrl"' in warned.stderr
+    stored = cli.cluster.get(LAP, "lumen", "pipeline")
+    assert stored is not None
+    assert "runbookBaseUrl" not in stored["spec"]  # pruned, as the API server does
+    assert stored["spec"]["service"] == "lumen-pipeline"
+
+
 def test_kubectl_get_shows_the_crds_printer_columns(cli: KubeCli) -> None:
     cli.kubectl("apply", "--server-side", "-f", "crds/")
     cli.kubectl("create", "namespace", "lumen")
