@@ -9,6 +9,17 @@ a simple managed-fields model, finalizers, delete preconditions, label/field sel
 watch streams with resumption from a resourceVersion, bookmarks, 410 Expired, server-side
 timeouts — and its failures, always as Kubernetes ``Status`` objects.
 
+It is also enough of a server for the real ``kubectl`` and ``helm`` (tests/support/kube_cli.py):
+it reports Kubernetes v1.35, serves discovery (subresources as kubectl expects them) and a
+minimal OpenAPI v3 (the PATCH parameters only, so kubectl leaves field validation to the
+server), makes the kinds of CustomResourceDefinition objects served (Established, printer
+columns as ``kubectl get`` tables, unknown fields pruned or refused by the CRD's schema,
+instances deleted with the CRD), and reads the protobuf bodies of typed Go clients for
+Secrets, ConfigMaps, Namespaces and DeleteOptions (helm's release storage). Not emulated:
+controllers (no pods run, Deployments get no status), RBAC, admission, schemas of built-in
+kinds, ``managedFields`` in responses, Table watches, OpenAPI v2 and aggregated discovery
+(clients fall back to the per-group documents).
+
 Tests are synchronous (no pytest-asyncio), so :class:`ClusterEmulator` runs the server with
 a real HTTP port in a background thread with its own event loop::
 
