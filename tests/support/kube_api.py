@@ -16,9 +16,9 @@ server), makes the kinds of CustomResourceDefinition objects served (Established
 columns as ``kubectl get`` tables, unknown fields pruned or refused by the CRD's schema,
 instances deleted with the CRD), and reads the protobuf bodies of typed Go clients for
 Secrets, ConfigMaps, Namespaces and DeleteOptions (helm's release storage). Not emulated:
-controllers (no pods run, Deployments get no status), RBAC, admission, schemas of built-in
-kinds, ``managedFields`` in responses, Table watches, OpenAPI v2 and aggregated discovery
-(clients fall back to the per-group documents).
+controllers (no pods run, Deployments get no status, namespaces are deleted without their
+contents), RBAC, admission, schemas and tables of built-in kinds, ``managedFields`` in
+responses, OpenAPI v2 and aggregated discovery (clients fall back to per-group documents).
 
 Tests are synchronous (no pytest-asyncio), so :class:`ClusterEmulator` runs the server with
 a real HTTP port in a background thread with its own event loop::
@@ -945,8 +945,8 @@ class ApiServer(kmock.KubernetesEmulator):
     _closing: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
-        # Only the scaffold's discovery fallbacks: resource requests never reach kmock's own
-        # (race-prone, semantics-free) object handling — they are served by _handle() below.
+        # Only the scaffold's set-up: no request reaches kmock's own (race-prone, semantics-free)
+        # object handling or its discovery — _handle() below serves both.
         kmock.KubernetesScaffold.__attrs_post_init__(self)
         self.resources.load_data(_bundled_resources())
         if self.declare_defaults:
@@ -2562,6 +2562,16 @@ class ApiServer(kmock.KubernetesEmulator):
             watcher.push(None)
         self._watchers.setdefault(res, set()).add(watcher)
 
+        as_table = self._wants_table(request, res)
+
+        def encode(event: dict[str, Any]) -> bytes:
+            if as_table and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                # `kubectl get --watch` asks for every change as a one-row Table, as its list.
+                table = self._table(res, [event["object"]], params)
+                table["metadata"] = {"resourceVersion": _meta(event["object"])["resourceVersion"]}
+                event = {"type": event["type"], "object": table}
+            return json.dumps(event).encode() + b"\n"
+
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout is not None else None
         next_bookmark = loop.time() + self.bookmark_interval if bookmarks else None
@@ -2572,8 +2582,8 @@ class ApiServer(kmock.KubernetesEmulator):
             record(200)
             await response.prepare(request._raw_request)
             for event in first:
-                await response.write(json.dumps(event).encode() + b"\n")
-            while await self._stream_step(response, res, watcher, deadline):
+                await response.write(encode(event))
+            while await self._stream_step(response, watcher, deadline, encode):
                 now = loop.time()
                 if next_bookmark is not None and now >= next_bookmark:
                     await response.write(json.dumps(self._bookmark(res)).encode() + b"\n")
@@ -2593,9 +2603,9 @@ class ApiServer(kmock.KubernetesEmulator):
     async def _stream_step(
         self,
         response: aiohttp.web.StreamResponse,
-        res: kmock.resource,
         watcher: _Watcher,
         deadline: float | None,
+        encode: Callable[[dict[str, Any]], bytes],
     ) -> bool:
         """Send the pending events; False if the stream must end (closed or timed out)."""
         while watcher.pending:
@@ -2603,8 +2613,7 @@ class ApiServer(kmock.KubernetesEmulator):
             if change is None:
                 return False
             if kind := watcher.translate(change):
-                event = {"type": kind, "object": change.obj}
-                await response.write(json.dumps(event).encode() + b"\n")
+                await response.write(encode({"type": kind, "object": change.obj}))
         watcher.wakeup.clear()  # no await since the last check: nothing can slip through
         return deadline is None or asyncio.get_running_loop().time() < deadline
 

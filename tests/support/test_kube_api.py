@@ -1344,3 +1344,32 @@ def test_protobuf_bodies_of_known_kinds_are_read(api: httpx.Client) -> None:
         "no protobuf schema for v1, Kind=Pod"
         in assert_status(refused, 415, "UnsupportedMediaType")["message"]
     )
+
+
+TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+def test_crd_kinds_are_listed_and_watched_as_tables_when_asked(api: httpx.Client) -> None:
+    columns = [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}]
+    crd = widget_crd()
+    crd["spec"]["versions"][0]["additionalPrinterColumns"] = columns
+    assert api.post(CRD_PATH, json=crd).status_code == 201
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    assert api.post(WIDGETS, json={**widget, "spec": {"size": 3}}).status_code == 201
+
+    plain = api.get(WIDGETS).json()
+    assert plain["kind"] == "WidgetList"
+    table = api.get(WIDGETS, headers={"Accept": TABLE_ACCEPT}).json()
+    assert table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Size"]
+    (row,) = table["rows"]
+    assert row["cells"] == ["w", 3]
+    assert row["object"]["kind"] == "PartialObjectMetadata"
+    assert row["object"]["metadata"]["name"] == "w"
+
+    params = {"watch": "true", "timeoutSeconds": "0.2"}
+    headers = {"Accept": TABLE_ACCEPT}
+    with api.stream("GET", WIDGETS, params=params, headers=headers) as response:
+        events = [json.loads(line) for line in response.iter_lines() if line.strip()]
+    assert [(e["type"], e["object"]["kind"]) for e in events] == [("ADDED", "Table")]
+    assert events[0]["object"]["rows"][0]["cells"] == ["w", 3]
