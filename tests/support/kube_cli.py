@@ -11,6 +11,7 @@ home, cache, config and data directory under the test's temporary directory::
         cli.kubectl("apply", "--server-side", "-f", "crds/")
         assert cli.cluster.get(CRDS, None, "lumenalertpolicies.lumen.dev") is not None
 
+Commands run in the repository's root, so ``helm install lumen .`` installs the root chart.
 A command that fails raises ``AssertionError`` with its command line, exit code and output,
 unless ``check=False`` (then the ``CompletedProcess`` tells).
 """
@@ -29,6 +30,7 @@ from typing import Final
 import yaml
 
 from tests.support.kube_api import ClusterEmulator
+from tests.support.polling import eventually
 from tests.support.schemas import upstream_crd_dir
 
 __all__ = ["CRDS", "REPO", "TOOLS", "KubeCli", "kube_cli"]
@@ -103,6 +105,15 @@ class KubeCli:
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run("helm", *args, check=check)
+
+    def complete_pod(self, namespace: str, name: str, phase: str = "Succeeded") -> None:
+        """
+        Play the kubelet for one Pod: wait until it exists, then give it a final ``phase``.
+        No pod runs on the emulator; ``helm test`` waits for its test Pods to end, so a test
+        runs this in a thread while ``helm test`` runs.
+        """
+        pod = eventually(lambda: self.cluster.get("v1/pods", namespace, name), what=f"pod {name}")
+        self.cluster.put("v1/pods", {**pod, "status": {"phase": phase}})
 
     def install_kube_prometheus_stack_crds(self) -> None:
         """The prometheus-operator CRDs of kube-prometheus-stack (the upstream files), as the

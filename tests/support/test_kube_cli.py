@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from tests.support.kube_cli import CRDS, REPO, KubeCli, kube_cli
-from tests.support.polling import eventually
 
 LAP = "lumen.dev/v1alpha1/lumenalertpolicies"
 LAP_CRD = "lumenalertpolicies.lumen.dev"
@@ -364,12 +363,6 @@ def kinds_chart(tmp_path: Path) -> Path:
     return chart
 
 
-def play_kubelet(cli: KubeCli, namespace: str, name: str) -> None:
-    """What a kubelet would do for helm's test Pod: run it, successfully."""
-    pod = eventually(lambda: cli.cluster.get("v1/pods", namespace, name), what=f"pod {name}")
-    cli.cluster.put("v1/pods", {**pod, "status": {"phase": "Succeeded"}})
-
-
 def test_helm_installs_every_kind_of_the_chart_and_runs_its_test(
     cli: KubeCli, kinds_chart: Path
 ) -> None:
@@ -384,7 +377,7 @@ def test_helm_installs_every_kind_of_the_chart_and_runs_its_test(
     assert deployment["spec"]["replicas"] == 1
 
     with concurrent.futures.ThreadPoolExecutor(1) as kubelet:
-        ran = kubelet.submit(play_kubelet, cli, "lumen", "kinds-test")
+        ran = kubelet.submit(cli.complete_pod, "lumen", "kinds-test")
         tested = cli.helm("test", "kinds", "-n", "lumen", "--timeout", "60s")
         ran.result()
     assert "TEST SUITE:     kinds-test" in tested.stdout
