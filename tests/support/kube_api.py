@@ -9,6 +9,17 @@ a simple managed-fields model, finalizers, delete preconditions, label/field sel
 watch streams with resumption from a resourceVersion, bookmarks, 410 Expired, server-side
 timeouts — and its failures, always as Kubernetes ``Status`` objects.
 
+It is also enough of a server for the real ``kubectl`` and ``helm`` (tests/support/kube_cli.py):
+it reports Kubernetes v1.35, serves discovery (subresources as kubectl expects them) and a
+minimal OpenAPI v3 (the PATCH parameters only, so kubectl leaves field validation to the
+server), makes the kinds of CustomResourceDefinition objects served (Established, printer
+columns as ``kubectl get`` tables, unknown fields pruned or refused by the CRD's schema,
+instances deleted with the CRD), and reads the protobuf bodies of typed Go clients for
+Secrets, ConfigMaps, Namespaces and DeleteOptions (helm's release storage). Not emulated:
+controllers (no pods run, Deployments get no status, namespaces are deleted without their
+contents), RBAC, admission, schemas and tables of built-in kinds, ``managedFields`` in
+responses, OpenAPI v2 and aggregated discovery (clients fall back to per-group documents).
+
 Tests are synchronous (no pytest-asyncio), so :class:`ClusterEmulator` runs the server with
 a real HTTP port in a background thread with its own event loop::
 
@@ -37,6 +48,7 @@ import dataclasses
 import datetime
 import functools
 import gzip
+import hashlib
 import importlib.resources
 import json
 import random
@@ -55,6 +67,7 @@ import jsonpatch
 import kmock
 import yaml
 
+from tests.support import kube_protobuf
 from tests.support.background_loop import BackgroundLoop
 
 __all__ = [
@@ -81,6 +94,40 @@ DEFAULT_CUSTOM_RESOURCES: Final[tuple[tuple[str, str, bool, frozenset[str]], ...
     ("monitoring.coreos.com/v1/servicemonitors", "ServiceMonitor", True, frozenset()),
     ("monitoring.coreos.com/v1alpha1/alertmanagerconfigs", "AlertmanagerConfig", True, frozenset()),
 )
+
+# What /version says: the Kubernetes release whose behaviour the emulator follows (helm checks
+# charts' kubeVersion against it). The build metadata tells it from a real server.
+SERVER_VERSION: Final[dict[str, str]] = {
+    "major": "1",
+    "minor": "35",
+    "emulationMajor": "1",
+    "emulationMinor": "35",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "34",
+    "gitVersion": "v1.35.0+lumen-emulator",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2025-12-17T00:00:00Z",
+    "goVersion": "go1.25.5",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+# Query parameters of every PATCH operation published in the OpenAPI v3 documents.
+OPENAPI_PATCH_PARAMETERS: Final[tuple[tuple[str, str], ...]] = (
+    ("dryRun", "string"),
+    ("fieldManager", "string"),
+    ("fieldValidation", "string"),
+    ("force", "boolean"),
+    ("pretty", "string"),
+)
+
+NAMESPACES: Final = kmock.resource("", "v1", "namespaces")
+# The column a CRD without additionalPrinterColumns gets.
+AGE_COLUMN: Final = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+CRDS: Final = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+# The API server's own finalizer on every CRD: instances go first, then the definition.
+CRD_CLEANUP_FINALIZER: Final = "customresourcecleanup.apiextensions.k8s.io"
 
 # Metadata that only the server sets; never taken from request bodies.
 SERVER_METADATA: Final[tuple[str, ...]] = (
@@ -125,6 +172,9 @@ MERGE_PATCH: Final = "application/merge-patch+json"
 STRATEGIC_PATCH: Final = "application/strategic-merge-patch+json"
 JSON_PATCH: Final = "application/json-patch+json"
 APPLY_PATCH: Final = "application/apply-patch+yaml"
+PROTOBUF: Final = "application/vnd.kubernetes.protobuf"
+# Bodies of creates and updates ("" is a body without a type, taken as JSON).
+OBJECT_MEDIA_TYPES: Final = ("application/json", "application/yaml", PROTOBUF, "")
 
 UNKNOWN_FORMAT: Final = (
     "the body of the request was in an unknown format - accepted media types include"
@@ -520,6 +570,22 @@ def _bundled_resources() -> bytes:
     return gzip.decompress(data)
 
 
+@functools.cache
+def _bundled_subresource_verbs() -> dict[tuple[str, str], tuple[str, ...]]:
+    """The verbs of built-in subresources (``pods/log``: get), by (groupVersion, name)."""
+    return {
+        (str(group["groupVersion"]), str(entry["name"])): tuple(entry.get("verbs") or ())
+        for group in json.loads(_bundled_resources())
+        for entry in group["resources"]
+        if "/" in entry["name"]
+    }
+
+
+def _hash(document: Any) -> str:
+    """A content hash, as the API server puts in OpenAPI URLs (clients cache by it)."""
+    return hashlib.sha512(json.dumps(document, sort_keys=True).encode()).hexdigest().upper()
+
+
 def _parse_resource(resource: str | kmock.resource) -> kmock.resource:
     res = resource if isinstance(resource, kmock.resource) else kmock.resource(resource)
     if res.group is None or res.version is None or res.plural is None:
@@ -661,6 +727,153 @@ class _Fault:
         )
 
 
+def _crd_problems(crd: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What the API server's CRD validation refuses, of what the emulator serves a CRD by."""
+    spec = crd.get("spec")
+    if not isinstance(spec, dict):
+        return [("spec", "Required value")]
+    problems: list[tuple[str, str]] = []
+    group = spec.get("group")
+    names: dict[str, Any] = spec["names"] if isinstance(spec.get("names"), dict) else {}
+    if not isinstance(group, str) or not DNS_SUBDOMAIN_RE.fullmatch(group) or "." not in group:
+        problems.append(("spec.group", f"Invalid value: {group!r}: should be a domain"))
+    for field in ("plural", "kind"):
+        if not isinstance(names.get(field), str) or not names[field]:
+            problems.append((f"spec.names.{field}", "Required value"))
+    name = _meta(crd).get("name")
+    if name != f"{names.get('plural')}.{group}":
+        problems.append(
+            ("metadata.name", f'Invalid value: {name!r}: must be spec.names.plural+"."+spec.group')
+        )
+    scope = spec.get("scope")
+    if scope not in ("Namespaced", "Cluster"):
+        problems.append(("spec.scope", f"Unsupported value: {scope!r}"))
+    versions = spec.get("versions")
+    if not isinstance(versions, list) or not all(
+        isinstance(v, dict) and isinstance(v.get("name"), str) and v["name"] for v in versions
+    ):
+        problems.append(("spec.versions", "Invalid value: every version needs a name"))
+    elif sum(bool(v.get("storage")) for v in versions) != 1:
+        problems.append(
+            ("spec.versions", "Invalid value: must have exactly one version marked as storage")
+        )
+    return problems
+
+
+_JSONPATH_STEP: Final = re.compile(
+    r"\.(?P<field>[^.\[\]]+)"
+    r"|\[\?\(@\.(?P<key>[\w.]+)\s*==\s*[\"'](?P<value>[^\"']*)[\"']\)\]"
+    r"|\[(?P<index>\d+|\*)\]"
+)
+
+
+def _jsonpath(obj: Any, path: str) -> list[Any]:
+    """
+    The values at a printer column's JSONPath, in the subset that CRDs use: ``.a.b``,
+    ``[0]``, ``[*]`` and ``[?(@.type=="Ready")]``.
+    """
+    current: list[Any] = [obj]
+    for step in _JSONPATH_STEP.finditer(path):
+        if step["field"] is not None:
+            current = [
+                c[step["field"]] for c in current if isinstance(c, dict) and step["field"] in c
+            ]
+        elif step["key"] is not None:
+            current = [
+                e
+                for c in current
+                if isinstance(c, list)
+                for e in c
+                if isinstance(e, dict) and _field_value(e, step["key"]) == step["value"]
+            ]
+        elif step["index"] == "*":
+            current = [e for c in current if isinstance(c, list) for e in c]
+        else:
+            index = int(step["index"])
+            current = [c[index] for c in current if isinstance(c, list) and index < len(c)]
+    return current
+
+
+def _cell(values: list[Any], kind: str, timestamp: bool) -> Any:
+    """A table cell: None when the path found nothing; dates as ages ("5m"), as the server
+    renders them (unless ``timestamp``: the default table shows the time itself)."""
+    if not values or values[0] is None:
+        return None
+    value = values[0]
+    if kind == "date" and not timestamp:
+        try:
+            moment = datetime.datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            return str(value)
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        return _human_duration(now - moment)
+    if kind in ("integer", "number", "boolean") and isinstance(value, (int, float, bool)):
+        return value
+    return ",".join(v if isinstance(v, str) else json.dumps(v) for v in values)
+
+
+def _human_duration(age: datetime.timedelta) -> str:
+    """Kubernetes' duration.HumanDuration: "42s", "5m10s", "3h", "2d4h", "400d", "3y20d"."""
+    seconds = int(age.total_seconds())
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 0:
+        return "<invalid>"
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    if days < 365 * 8:
+        return f"{days // 365}y{days % 365}d" if days % 365 else f"{days // 365}y"
+    return f"{days // 365}y"
+
+
+def _prune_unknown(value: Any, schema: Mapping[str, Any], path: str, unknown: list[str]) -> Any:
+    """``value`` without what a structural schema does not declare; the paths dropped are
+    added to ``unknown`` (as the API server names them: ``spec.routes[0].reciever``)."""
+    if isinstance(value, dict):
+        properties = schema.get("properties")
+        additional = schema.get("additionalProperties")
+        keep_unknown = bool(schema.get("x-kubernetes-preserve-unknown-fields")) or (
+            additional is True
+        )
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(properties, dict) and key in properties:
+                result[key] = _prune_unknown(item, properties[key], where, unknown)
+            elif isinstance(additional, dict):
+                result[key] = _prune_unknown(item, additional, where, unknown)
+            elif keep_unknown or schema.get("x-kubernetes-embedded-resource"):
+                result[key] = item
+            else:
+                unknown.append(where)
+        return result
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [
+            _prune_unknown(item, schema["items"], f"{path}[{index}]", unknown)
+            for index, item in enumerate(value)
+        ]
+    return value
+
+
+def _decode_protobuf(body: bytes) -> dict[str, Any]:
+    """A protobuf body as JSON; 415 for kinds whose schema the emulator lacks (all but a few)."""
+    try:
+        return kube_protobuf.decode(body)
+    except kube_protobuf.ProtobufError as e:
+        raise ApiError(415, f"the emulator cannot read this protobuf body: {e}") from None
+
+
 def _check_stored_size(obj: Mapping[str, Any]) -> None:
     """etcd's limit on one write, as the API server reports it (dry runs included)."""
     if len(json.dumps(obj, separators=(",", ":")).encode()) > MAX_STORED_BYTES:
@@ -706,6 +919,18 @@ class ApiServer(kmock.KubernetesEmulator):
     _faults: list[_Fault] = attrs.field(factory=list, init=False)
     _calls: list[ApiCall] = attrs.field(factory=list, init=False)
     _custom: set[kmock.resource] = attrs.field(factory=set, init=False)
+    # Resources served because a CustomResourceDefinition object says so: resource → CRD name.
+    _crd_served: dict[kmock.resource, str] = attrs.field(factory=dict, init=False)
+    _crds_reconciling: set[str] = attrs.field(factory=set, init=False)
+    # The openAPIV3Schema of CRD-defined resources: unknown fields are pruned or refused.
+    _schemas: dict[kmock.resource, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    # Warnings about unknown fields for the response of the request being served (requests
+    # are served one at a time between awaits, and none awaits while writing).
+    _field_warnings: list[str] = attrs.field(factory=list, init=False)
+    # The additionalPrinterColumns of CRD-defined resources, for `kubectl get`'s tables.
+    _printer_columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(
+        factory=dict, init=False
+    )
     _owners: dict[ObjKey, dict[Path, set[str]]] = attrs.field(factory=dict, init=False)
     # What each (manager, subresource) last applied to an object, by object: found without a
     # scan, as every create forgets the object's previous life.
@@ -720,8 +945,8 @@ class ApiServer(kmock.KubernetesEmulator):
     _closing: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
-        # Only the scaffold's discovery fallbacks: resource requests never reach kmock's own
-        # (race-prone, semantics-free) object handling — they are served by _handle() below.
+        # Only the scaffold's set-up: no request reaches kmock's own (race-prone, semantics-free)
+        # object handling or its discovery — _handle() below serves both.
         kmock.KubernetesScaffold.__attrs_post_init__(self)
         self.resources.load_data(_bundled_resources())
         if self.declare_defaults:
@@ -913,26 +1138,148 @@ class ApiServer(kmock.KubernetesEmulator):
             for watcher in watchers:
                 watcher.push(None)
 
-    # ---- discovery: deterministic preferred versions (kmock picks a random one) ----
+    # ---- discovery & OpenAPI (what kubectl and helm read before they touch a resource) ----
 
-    async def _serve_apis(self, request: kmock.Request) -> Any:
-        result: dict[str, Any] = await super()._serve_apis(request)  # type: ignore[assignment]
-        for group in result["groups"]:
-            versions = sorted((v["version"] for v in group["versions"]), key=_version_priority)
-            group["versions"] = [
-                {"groupVersion": f"{group['name']}/{v}", "version": v} for v in versions
-            ]
-            group["preferredVersion"] = group["versions"][0]
-        return result
+    def _served(self) -> list[kmock.resource]:
+        """The served resources, by plural name."""
+        found = [r for r in self.resources if isinstance(r, kmock.resource)]
+        return sorted(found, key=lambda r: str(r.plural))
 
-    async def _serve_group(self, request: kmock.Request) -> Any:
-        result: dict[str, Any] = await super()._serve_group(request)  # type: ignore[assignment]
-        versions = sorted((v["version"] for v in result["versions"]), key=_version_priority)
-        result["versions"] = [
-            {"groupVersion": f"{result['name']}/{v}", "version": v} for v in versions
-        ]
-        result["preferredVersion"] = result["versions"][0]
-        return result
+    def _group_versions(self) -> dict[str, list[str]]:
+        """Served versions by group ("" is the core group), most preferred first."""
+        found: dict[str, set[str]] = {}
+        for res in self._served():
+            found.setdefault(str(res.group), set()).add(str(res.version))
+        return {g: sorted(vs, key=_version_priority) for g, vs in sorted(found.items())}
+
+    def _api_group(self, group: str, versions: list[str]) -> dict[str, Any]:
+        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+        return {"name": group, "versions": entries, "preferredVersion": entries[0]}
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
+        """The APIResourceList of one group/version, subresources as separate entries."""
+        group_version = f"{group}/{version}" if group else version
+        entries: list[dict[str, Any]] = []
+        for res in self._served():
+            if (res.group, res.version) != (group, version):
+                continue
+            info = self.resources[res]
+            entry: dict[str, Any] = {
+                "name": res.plural,
+                "singularName": info.singular or "",
+                "namespaced": bool(info.namespaced),
+                "kind": self._kind(res),
+                "verbs": sorted(info.verbs),
+            }
+            if info.shortnames:
+                entry["shortNames"] = sorted(info.shortnames)
+            if info.categories:
+                entry["categories"] = sorted(info.categories)
+            entries.append(entry)
+            # A subresource has no singular name, short names or categories: clients that
+            # resolve "ns" must find one resource, not namespaces/status & co. too.
+            for subresource in sorted(info.subresources):
+                name = f"{res.plural}/{subresource}"
+                entries.append(
+                    {
+                        "name": name,
+                        "singularName": "",
+                        "namespaced": bool(info.namespaced),
+                        "kind": self._kind(res),
+                        "verbs": sorted(
+                            _bundled_subresource_verbs().get((group_version, name))
+                            or ("get", "patch", "update")
+                        ),
+                    }
+                )
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": entries,
+        }
+
+    def _openapi_documents(self) -> dict[str, dict[str, Any]]:
+        """
+        A minimal OpenAPI v3 document per group/version: the PATCH operation of each resource
+        with its query parameters and GVK. kubectl reads exactly this to learn that the server
+        validates fields itself (``fieldValidation``) instead of downloading full schemas for
+        client-side validation. No schemas are published (the emulator knows none).
+        """
+        documents: dict[str, dict[str, Any]] = {}
+        for group, versions in self._group_versions().items():
+            for version in versions:
+                prefix = f"apis/{group}/{version}" if group else f"api/{version}"
+                paths: dict[str, Any] = {}
+                for res in self._served():
+                    if (res.group, res.version) != (group, version):
+                        continue
+                    info = self.resources[res]
+                    scope = "/namespaces/{namespace}" if info.namespaced else ""
+                    gvk = {"group": group, "version": version, "kind": self._kind(res)}
+                    parameters = [
+                        {"name": n, "in": "query", "schema": {"type": t}, "uniqueItems": True}
+                        for n, t in OPENAPI_PATCH_PARAMETERS
+                    ]
+                    paths[f"/{prefix}{scope}/{res.plural}/{{name}}"] = {
+                        "patch": {
+                            "operationId": f"patch{self._kind(res)}",
+                            "parameters": parameters,
+                            "x-kubernetes-action": "patch",
+                            "x-kubernetes-group-version-kind": gvk,
+                            "responses": {"200": {"description": "OK"}},
+                        }
+                    }
+                documents[prefix] = {
+                    "openapi": "3.0.0",
+                    "info": {"title": "Kubernetes", "version": SERVER_VERSION["gitVersion"]},
+                    "paths": paths,
+                    "components": {"schemas": {}},
+                }
+        return documents
+
+    def _discovery(self, path: str) -> dict[str, Any] | str:
+        """A non-resource endpoint's body (JSON document or plain text); ApiError if unknown."""
+        parts = [part for part in path.split("/") if part]
+        match parts:
+            case []:
+                served = ["/api", "/api/v1", "/apis", "/openapi/v3", "/version"]
+                for group, versions in self._group_versions().items():
+                    if group:
+                        served += [f"/apis/{group}", *(f"/apis/{group}/{v}" for v in versions)]
+                return {"paths": sorted([*served, "/healthz", "/livez", "/readyz"])}
+            case ["healthz" | "livez" | "readyz"]:
+                return "ok"
+            case ["version"]:
+                return dict(SERVER_VERSION)
+            case ["api"]:
+                return {
+                    "kind": "APIVersions",
+                    "versions": self._group_versions().get("", []),
+                    "serverAddressByClientCIDRs": [
+                        {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}
+                    ],
+                }
+            case ["api", version] if version in self._group_versions().get("", []):
+                return self._resource_list("", version)
+            case ["apis"]:
+                groups = [self._api_group(g, vs) for g, vs in self._group_versions().items() if g]
+                return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+            case ["apis", group] if group in self._group_versions() and group:
+                versions = self._group_versions()[group]
+                return {"kind": "APIGroup", "apiVersion": "v1", **self._api_group(group, versions)}
+            case ["apis", group, version] if version in self._group_versions().get(group, []):
+                return self._resource_list(group, version)
+            case ["openapi", "v3"]:
+                return {
+                    "paths": {
+                        prefix: {"serverRelativeURL": f"/openapi/v3/{prefix}?hash={_hash(doc)}"}
+                        for prefix, doc in self._openapi_documents().items()
+                    }
+                }
+            case ["openapi", "v3", *rest] if "/".join(rest) in self._openapi_documents():
+                return self._openapi_documents()["/".join(rest)]
+        raise ApiError(404, "the server could not find the requested resource")
 
     # ---- request handling ----
 
@@ -967,13 +1314,7 @@ class ApiServer(kmock.KubernetesEmulator):
         parsed = _parse_path(request.url.path)
         if not isinstance(parsed, _ParsedPath):
             group, version = parsed if parsed is not None else ("", "")
-            try:
-                # Discovery & the like: kmock's scaffold (skipping kmock's object handling).
-                response = await super(kmock.KubernetesEmulator, self)._handle(request)
-            except kmock.KubernetesError as e:
-                response = self._error_response(
-                    ApiError(e.status, "the server could not find the requested resource")
-                )
+            response: aiohttp.web.StreamResponse = self._serve_discovery(method, request.url.path)
             self._calls.append(
                 ApiCall(
                     method.lower(),
@@ -1028,8 +1369,11 @@ class ApiServer(kmock.KubernetesEmulator):
                 record(response.status)
                 return response
 
+        self._field_warnings.clear()
         try:
             response = await self._serve(request, method, verb, params, parsed, record)
+            for warning in self._field_warnings:
+                response.headers.add("Warning", f'299 - "{warning}"')
         except ApiError as e:
             response = self._error_response(e)
         except Exception as e:
@@ -1038,6 +1382,17 @@ class ApiServer(kmock.KubernetesEmulator):
         if not recorded:
             record(response.status)
         return response
+
+    def _serve_discovery(self, method: str, path: str) -> aiohttp.web.Response:
+        if method != "GET":
+            return self._error_response(ApiError(405, f"method {method} is not allowed"))
+        try:
+            body = self._discovery(path)
+        except ApiError as e:
+            return self._error_response(e)
+        if isinstance(body, str):
+            return aiohttp.web.Response(text=body)
+        return self._json(body)
 
     @staticmethod
     def _error_response(error: ApiError) -> aiohttp.web.Response:
@@ -1079,24 +1434,37 @@ class ApiServer(kmock.KubernetesEmulator):
                 obj = self._live(key)
                 if obj is None:
                     raise self._not_found(res, path.name or "")
+                if self._wants_table(request, res):
+                    return self._json(self._table(res, [obj], params))
                 return self._json(obj)
             case "list":
-                return self._json(self._list(res, path.namespace, params))
+                listed = self._list(res, path.namespace, params)
+                if self._wants_table(request, res):
+                    table = self._table(res, listed["items"], params)
+                    table["metadata"] = listed["metadata"]
+                    return self._json(table)
+                return self._json(listed)
             case "watch":
                 return await self._watch(request, res, path, params, record)
             case "create":
+                crd = self._live((CRDS, None, self._crd_served.get(res, "")))
+                if crd is not None and _meta(crd).get("deletionTimestamp"):
+                    raise ApiError(
+                        405,
+                        "create not allowed while custom resource definition is terminating",
+                    )
                 if path.name is not None:
                     raise ApiError(405, "POST is not supported on a named object")
                 if info.namespaced and path.namespace is None:
                     raise ApiError(405, "POST on the cluster-wide path of a namespaced resource")
-                body = self._body(request, ("application/json", "application/yaml", ""))
+                body = self._known_fields(res, self._body(request, OBJECT_MEDIA_TYPES), params)
                 manager = self._manager(request, params)
                 obj = self._create(res, path.namespace, body, manager=manager, dry_run=dry_run)
                 return self._json(obj, status=201)
             case "update":
                 if path.name is None:
                     raise ApiError(405, "PUT needs an object name")
-                body = self._body(request, ("application/json", "application/yaml", ""))
+                body = self._known_fields(res, self._body(request, OBJECT_MEDIA_TYPES), params)
                 manager = self._manager(request, params)
                 code, obj = self._put(res, key, body, path.subresource, manager, dry_run)
                 return self._json(obj, status=code)
@@ -1147,6 +1515,8 @@ class ApiServer(kmock.KubernetesEmulator):
         ctype = _content_type(request)
         if ctype not in allowed:
             raise ApiError(415, f"{UNKNOWN_FORMAT}: {', '.join(t for t in allowed if t)}")
+        if ctype == PROTOBUF:
+            return _decode_protobuf(request.body)
         text = request.body.decode("utf-8", errors="replace")
         if not text.strip():
             raise ApiError(400, "the request body is empty")
@@ -1164,7 +1534,10 @@ class ApiServer(kmock.KubernetesEmulator):
         if not request.body.strip():
             return {}
         try:
-            options = json.loads(request.body)
+            if _content_type(request) == PROTOBUF:
+                options = _decode_protobuf(request.body)
+            else:
+                options = json.loads(request.body)
         except ValueError as e:
             raise ApiError(400, f"error decoding DeleteOptions: {e}") from None
         if not isinstance(options, dict):
@@ -1225,6 +1598,12 @@ class ApiServer(kmock.KubernetesEmulator):
             self._floors[res] = history.popleft().rv
         for watcher in self._watchers.get(res, ()):
             watcher.push(change)
+        # The API server's CRD controllers react to every change of a definition, and to the
+        # last instance of a terminating one going away.
+        if res == CRDS:
+            self._reconcile_crd(str(change.obj["metadata"]["name"]))
+        elif change.type == "DELETED" and res in self._crd_served:
+            self._reconcile_crd(self._crd_served[res])
 
     def _next_rv(self) -> int:
         self._rv += 1
@@ -1315,6 +1694,8 @@ class ApiServer(kmock.KubernetesEmulator):
             )
             if size > MAX_DATA_BYTES:
                 causes.append(("data", "Too long: must have at most 1048576 bytes"))
+        if res == CRDS:
+            causes += _crd_problems(obj)
         if causes:
             raise self._invalid(res, name, causes)
 
@@ -1385,11 +1766,8 @@ class ApiServer(kmock.KubernetesEmulator):
             if not namespace:
                 raise ApiError(400, "a namespace is required for namespaced objects")
             meta["namespace"] = namespace
-            if (
-                self.strict_namespaces
-                and self._live((kmock.resource("", "v1", "namespaces"), None, namespace)) is None
-            ):
-                raise self._not_found(kmock.resource("", "v1", "namespaces"), namespace)
+            if self.strict_namespaces and self._live((NAMESPACES, None, namespace)) is None:
+                raise self._not_found(NAMESPACES, namespace)
         else:
             namespace = None
             meta.pop("namespace", None)
@@ -1414,6 +1792,11 @@ class ApiServer(kmock.KubernetesEmulator):
             meta.pop(field, None)
         if "status" in info.subresources and not keep_status:
             obj.pop("status", None)
+        if res == NAMESPACES:
+            # What the API server's defaulting and admission give every new namespace.
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+            obj["status"] = {"phase": "Active"}
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = _now()
         meta["generation"] = 1
@@ -1435,14 +1818,8 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def _ensure_namespace(self, name: str) -> None:
         """Create a namespace implicitly, as if an admin had, so that objects never dangle."""
-        namespaces = kmock.resource("", "v1", "namespaces")
-        if self._live((namespaces, None, name)) is None:
-            namespace = {
-                "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
-                "spec": {"finalizers": ["kubernetes"]},
-                "status": {"phase": "Active"},
-            }
-            self._create(namespaces, None, namespace, manager="emulator", keep_status=True)
+        if self._live((NAMESPACES, None, name)) is None:
+            self._create(NAMESPACES, None, {"metadata": {"name": name}}, manager="emulator")
 
     def _update(
         self,
@@ -1597,12 +1974,14 @@ class ApiServer(kmock.KubernetesEmulator):
                 raise ApiError(
                     400, "PATCH, application/apply-patch+yaml requires fieldManager parameter"
                 )
-            body = self._body(request, (APPLY_PATCH,))
+            body = self._known_fields(res, self._body(request, (APPLY_PATCH,)), params)
             return self._apply(res, key, body, subresource, manager, force, dry_run)
         if force:
             raise ApiError(400, "force is only allowed for apply patches")
         manager = self._manager(request, params)
         body = self._body(request, (ctype,))
+        if ctype != JSON_PATCH:
+            body = self._known_fields(res, body, params)
         old = self._live(key)
         if old is None:
             raise self._not_found(res, key[2])
@@ -1684,6 +2063,9 @@ class ApiServer(kmock.KubernetesEmulator):
                 )
                 if not related or (live_path == path and live_value == value):
                     continue
+                if value == {} and _is_prefix(path, live_path):
+                    continue  # an empty map only asserts that the map exists: it merges
+
                 others = owners.get(live_path, set()) - {manager}
                 if others:
                     conflicts[live_path] = others
@@ -1721,7 +2103,8 @@ class ApiServer(kmock.KubernetesEmulator):
                 owners[path] = others
             else:
                 owners.pop(path, None)
-                _delete_path(base, path)
+                if not any(_is_prefix(path, live_path) for live_path in live_leaves):
+                    _delete_path(base, path)  # (a released map keeps others' fields in it)
 
         merged = _deep_merge(base, doc)
         for path, value in new_leaves.items():
@@ -1819,6 +2202,233 @@ class ApiServer(kmock.KubernetesEmulator):
         owner_ns = namespace if self.resources[owner_res].namespaced else None
         owner = self._live((owner_res, owner_ns, str(ref.get("name"))))
         return owner is not None and owner["metadata"].get("uid") == ref.get("uid")
+
+    # ---- CustomResourceDefinitions (what apiextensions-apiserver's controllers do) ----
+
+    def _reconcile_crd(self, name: str) -> None:
+        """
+        Serve what a CRD defines, as soon as it is written: declare its served versions,
+        accept its names and mark it Established (clients such as helm wait for that), and
+        keep the cleanup finalizer on it. A terminating CRD has its instances deleted; once
+        they are all gone, its finalizer is removed, it goes, and its resources stop being
+        served. Runs inside the write that changed the CRD (or its last instance), so a
+        client sees the CRD's status right after its own write; status changes are writes
+        of their own (a watcher sees ADDED, then MODIFIED), as on a real server.
+        """
+        if name in self._crds_reconciling:
+            return  # deleting instances below reports back here; the outer call goes on
+        self._crds_reconciling.add(name)
+        try:
+            self._reconcile_crd_once(name)
+        finally:
+            self._crds_reconciling.discard(name)
+
+    def _reconcile_crd_once(self, name: str) -> None:
+        key: ObjKey = (CRDS, None, name)
+        crd = self._live(key)
+        if crd is None:
+            self._unserve_crd(name)
+            return
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        new = copy.deepcopy(crd)
+        meta = new["metadata"]
+        if meta.get("deletionTimestamp"):
+            remaining = False
+            for res in [r for r, owner in self._crd_served.items() if owner == name]:
+                for obj_key, obj in list(self._iter_live(res, None)):
+                    if not _meta(obj).get("deletionTimestamp"):
+                        self._delete(res, obj_key, {})
+                    remaining = remaining or self._live(obj_key) is not None
+            if not remaining:
+                finalizers = [f for f in meta.get("finalizers") or [] if f != CRD_CLEANUP_FINALIZER]
+                meta["finalizers"] = finalizers
+            self._set_crd_condition(
+                new,
+                "Terminating",
+                "True",
+                "InstanceDeletionInProgress",
+                "CustomResource deletion is in progress",
+            )
+            self._update(CRDS, key, crd, new, manager="kube-apiserver", main=False)
+            if self._live(key) is None:  # that was the last finalizer
+                self._unserve_crd(name)
+            return
+
+        served = {
+            _parse_resource(f"{spec['group']}/{version['name']}/{names['plural']}"): version
+            for version in spec.get("versions") or []
+            if version.get("served")
+        }
+        for res in [r for r, owner in self._crd_served.items() if owner == name]:
+            if res not in served:
+                self._unserve(res)
+        for res, version in served.items():
+            self.declare(
+                _res_key(res),
+                kind=names["kind"],
+                namespaced=spec.get("scope") == "Namespaced",
+                subresources=set(version.get("subresources") or {}) & {"status", "scale"},
+                singular=names.get("singular") or None,
+                shortnames=names.get("shortNames") or (),
+                categories=names.get("categories") or (),
+            )
+            self._crd_served[res] = name
+            self._printer_columns[res] = version.get("additionalPrinterColumns") or [AGE_COLUMN]
+            schema = (version.get("schema") or {}).get("openAPIV3Schema")
+            if isinstance(schema, dict):
+                self._schemas[res] = schema
+            else:
+                self._schemas.pop(res, None)
+
+        if CRD_CLEANUP_FINALIZER not in (meta.get("finalizers") or []):
+            meta["finalizers"] = [*(meta.get("finalizers") or []), CRD_CLEANUP_FINALIZER]
+        status = new.setdefault("status", {})
+        status["acceptedNames"] = {k: v for k, v in names.items() if v}
+        status["acceptedNames"].setdefault("singular", names["kind"].lower())
+        status["acceptedNames"].setdefault("listKind", f"{names['kind']}List")
+        storage = [v["name"] for v in spec["versions"] if v.get("storage")]
+        status["storedVersions"] = sorted(set(status.get("storedVersions") or []) | set(storage))
+        self._set_crd_condition(new, "NamesAccepted", "True", "NoConflicts", "no conflicts found")
+        self._set_crd_condition(
+            new,
+            "Established",
+            "True",
+            "InitialNamesAccepted",
+            "the initial names have been accepted",
+        )
+        self._update(CRDS, key, crd, new, manager="kube-apiserver", main=False)
+
+    @staticmethod
+    def _set_crd_condition(
+        crd: dict[str, Any], kind: str, value: str, reason: str, message: str
+    ) -> None:
+        """Set a status condition; its lastTransitionTime changes only when its status does."""
+        conditions = crd.setdefault("status", {}).setdefault("conditions", [])
+        for condition in conditions:
+            if condition.get("type") == kind:
+                if condition.get("status") != value:
+                    condition["lastTransitionTime"] = _now()
+                condition.update(status=value, reason=reason, message=message)
+                return
+        conditions.append(
+            {
+                "type": kind,
+                "status": value,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": _now(),
+            }
+        )
+
+    def _unserve_crd(self, name: str) -> None:
+        for res in [r for r, owner in self._crd_served.items() if owner == name]:
+            self._unserve(res)
+
+    def _unserve(self, res: kmock.resource) -> None:
+        """Stop serving a CRD-defined resource: 404 from now on, watch streams end."""
+        del self.resources[res]
+        self._custom.discard(res)
+        self._crd_served.pop(res, None)
+        self._printer_columns.pop(res, None)
+        self._schemas.pop(res, None)
+        for watcher in self._watchers.get(res, ()):
+            watcher.push(None)
+
+    # ---- field validation (fieldValidation=Strict|Warn|Ignore) ----
+
+    def _known_fields(self, res: kmock.resource, body: Any, params: Mapping[str, str]) -> Any:
+        """
+        The body without the fields its CRD's schema does not declare, as the API server
+        prunes them; with ``fieldValidation=Strict`` (kubectl's default) they are refused
+        instead, and by default (Warn) each is reported in a ``Warning`` header. Built-in
+        kinds are not checked: the emulator has no schemas for them.
+        """
+        directive = params.get("fieldValidation") or "Warn"
+        if directive not in ("Ignore", "Warn", "Strict"):
+            raise ApiError(
+                400,
+                f'fieldValidation: Unsupported value: "{directive}": '
+                'supported values: "Ignore", "Strict", "Warn"',
+            )
+        schema = self._schemas.get(res)
+        if schema is None or not isinstance(body, dict):
+            return body
+        unknown: list[str] = []
+        identity = ("apiVersion", "kind", "metadata")  # ObjectMeta is not the CRD's to declare
+        content = {k: v for k, v in body.items() if k not in identity}
+        pruned = {k: v for k, v in body.items() if k in identity}
+        pruned.update(_prune_unknown(content, schema, "", unknown))
+        if unknown and directive == "Strict":
+            fields = ", ".join(f'unknown field "{f}"' for f in unknown)
+            raise ApiError(
+                400,
+                f'{self._kind(res)} in version "{res.version}" cannot be handled as a '
+                f"{self._kind(res)}: strict decoding error: {fields}",
+            )
+        if directive == "Warn":
+            self._field_warnings.extend(f'unknown field \\"{f}\\"' for f in unknown)
+        return pruned
+
+    # ---- tables (what `kubectl get` asks for and prints) ----
+
+    def _wants_table(self, request: kmock.Request, res: kmock.resource) -> bool:
+        """
+        A meta.k8s.io Table is asked for first (``Accept: application/json;as=Table;…``) and
+        the emulator knows the columns: those of a CRD, and the default ones of CRDs
+        themselves. Built-in kinds have columns compiled into the API server, unknown here:
+        they are answered as plain objects, which kubectl prints with NAME and AGE itself.
+        """
+        if res not in self._printer_columns and res != CRDS:
+            return False
+        first = _header(request, "Accept").split(",")[0]
+        params = dict(p.strip().partition("=")[::2] for p in first.split(";")[1:])
+        return params.get("as") == "Table" and params.get("g") == "meta.k8s.io"
+
+    def _table(
+        self, res: kmock.resource, items: list[dict[str, Any]], params: Mapping[str, str]
+    ) -> dict[str, Any]:
+        name_column = {"name": "Name", "type": "string", "format": "name", "priority": 0}
+        columns: list[dict[str, Any]]
+        if res == CRDS:  # the API server's default table
+            columns = [{"name": "Created At", "type": "date", "priority": 0}]
+            jsonpaths = [".metadata.creationTimestamp"]
+        else:
+            printer = self._printer_columns[res]
+            columns = [
+                {
+                    "name": c["name"],
+                    "type": c.get("type", "string"),
+                    "format": c.get("format", ""),
+                    "description": c.get("description", ""),
+                    "priority": c.get("priority", 0),
+                }
+                for c in printer
+            ]
+            jsonpaths = [str(c["jsonPath"]) for c in printer]
+        include = params.get("includeObject") or "PartialObjectMetadata"
+        rows = []
+        for obj in items:
+            cells: list[Any] = [_meta(obj).get("name")]
+            for column, jsonpath in zip(columns, jsonpaths, strict=True):
+                cells.append(_cell(_jsonpath(obj, jsonpath), column["type"], res == CRDS))
+            row: dict[str, Any] = {"cells": cells}
+            if include == "Object":
+                row["object"] = obj
+            elif include == "PartialObjectMetadata":
+                row["object"] = {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": _meta(obj),
+                }
+            rows.append(row)
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": str(self._rv)},
+            "columnDefinitions": [name_column, *columns],
+            "rows": rows,
+        }
 
     # ---- reads ----
 
@@ -1952,6 +2562,16 @@ class ApiServer(kmock.KubernetesEmulator):
             watcher.push(None)
         self._watchers.setdefault(res, set()).add(watcher)
 
+        as_table = self._wants_table(request, res)
+
+        def encode(event: dict[str, Any]) -> bytes:
+            if as_table and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                # `kubectl get --watch` asks for every change as a one-row Table, as its list.
+                table = self._table(res, [event["object"]], params)
+                table["metadata"] = {"resourceVersion": _meta(event["object"])["resourceVersion"]}
+                event = {"type": event["type"], "object": table}
+            return json.dumps(event).encode() + b"\n"
+
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout is not None else None
         next_bookmark = loop.time() + self.bookmark_interval if bookmarks else None
@@ -1962,8 +2582,8 @@ class ApiServer(kmock.KubernetesEmulator):
             record(200)
             await response.prepare(request._raw_request)
             for event in first:
-                await response.write(json.dumps(event).encode() + b"\n")
-            while await self._stream_step(response, res, watcher, deadline):
+                await response.write(encode(event))
+            while await self._stream_step(response, watcher, deadline, encode):
                 now = loop.time()
                 if next_bookmark is not None and now >= next_bookmark:
                     await response.write(json.dumps(self._bookmark(res)).encode() + b"\n")
@@ -1983,9 +2603,9 @@ class ApiServer(kmock.KubernetesEmulator):
     async def _stream_step(
         self,
         response: aiohttp.web.StreamResponse,
-        res: kmock.resource,
         watcher: _Watcher,
         deadline: float | None,
+        encode: Callable[[dict[str, Any]], bytes],
     ) -> bool:
         """Send the pending events; False if the stream must end (closed or timed out)."""
         while watcher.pending:
@@ -1993,8 +2613,7 @@ class ApiServer(kmock.KubernetesEmulator):
             if change is None:
                 return False
             if kind := watcher.translate(change):
-                event = {"type": kind, "object": change.obj}
-                await response.write(json.dumps(event).encode() + b"\n")
+                await response.write(encode({"type": kind, "object": change.obj}))
         watcher.wakeup.clear()  # no await since the last check: nothing can slip through
         return deadline is None or asyncio.get_running_loop().time() < deadline
 
@@ -2087,12 +2706,14 @@ class ClusterEmulator(BackgroundLoop):
         bookmark_interval: float = 5.0,
         history_size: int = 10_000,
         strict_namespaces: bool = False,
+        declare_defaults: bool = True,
         check_errors: bool = True,
     ) -> None:
         self.server = ApiServer(
             bookmark_interval=bookmark_interval,
             history_size=history_size,
             strict_namespaces=strict_namespaces,
+            declare_defaults=declare_defaults,
         )
         self.check_errors = check_errors
         super().__init__()

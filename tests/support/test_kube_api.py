@@ -9,6 +9,7 @@ a minimal kopf operator end-to-end, configured the way the Lumen operator config
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import datetime
@@ -1187,3 +1188,188 @@ def test_applies_and_lists_cost_the_same_with_thousands_of_objects(api: httpx.Cl
     for what, pairs in (("apply", applies), ("list", lists)):
         few, many = (statistics.median(side) for side in zip(*pairs, strict=True))
         assert many < 2.5 * few, f"{what}: {few * 1e3:.2f} ms with few objects, {many * 1e3:.2f} ms"
+
+
+# --------------------------------------------------------------------------------------------
+# Discovery, OpenAPI, CRDs and protobuf bodies (what kubectl and helm need)
+# --------------------------------------------------------------------------------------------
+
+
+def test_version_and_discovery_as_kubectl_reads_them(api: httpx.Client) -> None:
+    version = api.get("/version").json()
+    assert (version["major"], version["minor"]) == ("1", "35")
+    core = api.get("/api/v1").json()
+    entries = {entry["name"]: entry for entry in core["resources"]}
+    assert entries["namespaces"]["shortNames"] == ["ns"]
+    assert entries["namespaces"]["namespaced"] is False
+    assert entries["services"]["namespaced"] is True
+    # Subresources carry no names of their own: "ns" must resolve to one resource only.
+    assert "shortNames" not in entries["namespaces/status"]
+    assert entries["namespaces/status"]["singularName"] == ""
+    assert entries["pods/log"]["verbs"] == ["get"]
+    group = api.get("/apis/rbac.authorization.k8s.io").json()
+    assert group["preferredVersion"]["groupVersion"] == "rbac.authorization.k8s.io/v1"
+    assert_status(api.get("/apis/nowhere.example.com"), 404, "NotFound")
+    assert_status(api.get("/apis/apps/v9"), 404, "NotFound")
+
+
+def test_openapi_v3_tells_clients_the_server_validates_fields(api: httpx.Client) -> None:
+    root = api.get("/openapi/v3").json()
+    url = root["paths"]["apis/lumen.dev/v1alpha1"]["serverRelativeURL"]
+    document = api.get(url).json()
+    operation = document["paths"][
+        "/apis/lumen.dev/v1alpha1/namespaces/{namespace}/lumenalertpolicies/{name}"
+    ]["patch"]
+    assert operation["x-kubernetes-group-version-kind"] == {
+        "group": "lumen.dev",
+        "version": "v1alpha1",
+        "kind": "LumenAlertPolicy",
+    }
+    assert {"name": "fieldValidation", "in": "query"}.items() <= operation["parameters"][2].items()
+    assert (
+        "/api/v1/namespaces/{name}"
+        in api.get(root["paths"]["api/v1"]["serverRelativeURL"]).json()["paths"]
+    )
+    assert_status(api.get("/openapi/v3/apis/nowhere.example.com/v1"), 404, "NotFound")
+    assert_status(api.get("/openapi/v2"), 404, "NotFound")  # not served: no schemas here
+
+
+def widget_crd(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"kind": "Widget", "plural": "widgets", "shortNames": ["wd"]},
+            "scope": "Namespaced",
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "subresources": {"status": {}}}
+            ],
+            **spec,
+        },
+    }
+
+
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+WIDGETS = "/apis/example.com/v1/namespaces/team-a/widgets"
+
+
+def test_a_crd_serves_its_kind_until_deleted_with_its_objects(api: httpx.Client) -> None:
+    assert_status(api.get(WIDGETS), 404, "NotFound")
+    assert api.post(CRD_PATH, json=widget_crd()).status_code == 201
+    crd = api.get(f"{CRD_PATH}/widgets.example.com").json()
+    conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conditions == {"NamesAccepted": "True", "Established": "True"}
+    assert crd["status"]["storedVersions"] == ["v1"]
+    assert crd["metadata"]["finalizers"] == ["customresourcecleanup.apiextensions.k8s.io"]
+    (entry, status) = api.get("/apis/example.com/v1").json()["resources"]
+    assert (entry["name"], entry["kind"], entry["shortNames"]) == ("widgets", "Widget", ["wd"])
+    assert status["name"] == "widgets/status"
+
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    kept = {**widget, "metadata": {"name": "kept", "finalizers": ["example.com/hold"]}}
+    assert api.post(WIDGETS, json=widget).status_code == 201
+    assert api.post(WIDGETS, json=kept).status_code == 201
+    assert api.delete(f"{CRD_PATH}/widgets.example.com").status_code == 202  # finalized
+    # Terminating: its objects are deleted; one with a finalizer holds the CRD back.
+    assert api.get(f"{WIDGETS}/w").status_code == 404
+    assert api.get(f"{WIDGETS}/kept").json()["metadata"]["deletionTimestamp"]
+    assert_status(api.post(WIDGETS, json=widget), 405, "MethodNotAllowed")
+    terminating = api.get(f"{CRD_PATH}/widgets.example.com").json()
+    assert {"type": "Terminating", "status": "True"}.items() <= terminating["status"]["conditions"][
+        -1
+    ].items()
+
+    assert merge(api, f"{WIDGETS}/kept", {"metadata": {"finalizers": None}}).status_code == 200
+    assert api.get(f"{CRD_PATH}/widgets.example.com").status_code == 404
+    assert_status(api.get(WIDGETS), 404, "NotFound")
+    assert api.get("/apis/example.com/v1").status_code == 404
+
+
+def test_an_invalid_crd_is_refused(api: httpx.Client) -> None:
+    misnamed = widget_crd()
+    misnamed["metadata"]["name"] = "gadgets.example.com"
+    body = assert_status(api.post(CRD_PATH, json=misnamed), 422, "Invalid")
+    assert "spec.names.plural" in body["message"]
+    two_storages = widget_crd(
+        versions=[{"name": v, "served": True, "storage": True} for v in ("v1", "v2")]
+    )
+    assert_status(api.post(CRD_PATH, json=two_storages), 422, "Invalid")
+    assert_status(api.get(WIDGETS), 404, "NotFound")
+
+
+def pb_field(number: int, value: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return pb_varint(number << 3 | 2) + pb_varint(len(value)) + value
+
+
+def pb_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def pb_object(api_version: str, kind: str, raw: bytes) -> bytes:
+    type_meta = pb_field(1, api_version.encode()) + pb_field(2, kind.encode())
+    return b"k8s\x00" + pb_field(1, type_meta) + pb_field(2, raw)
+
+
+def test_protobuf_bodies_of_known_kinds_are_read(api: httpx.Client) -> None:
+    labels = pb_field(1, b"owner") + pb_field(2, b"helm")
+    meta = pb_field(1, b"release") + pb_field(2, b"") + pb_field(11, labels)
+    data = pb_field(1, b"release") + pb_field(2, b"\x00\xffpayload")
+    secret = pb_field(1, meta) + pb_field(2, data) + pb_field(3, b"helm.sh/release.v1")
+    headers = {"Content-Type": "application/vnd.kubernetes.protobuf"}
+    created = api.post(
+        f"/api/v1/namespaces/{NS}/secrets",
+        content=pb_object("v1", "Secret", secret),
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    stored = api.get(f"/api/v1/namespaces/{NS}/secrets/release").json()
+    assert stored["metadata"]["labels"] == {"owner": "helm"}
+    assert "generateName" not in stored["metadata"]  # Go sends empty strings; JSON omits them
+    assert stored["type"] == "helm.sh/release.v1"
+    assert stored["data"] == {"release": base64.b64encode(b"\x00\xffpayload").decode()}
+
+    pod = pb_field(1, pb_field(1, b"p"))
+    refused = api.post(
+        f"/api/v1/namespaces/{NS}/pods", content=pb_object("v1", "Pod", pod), headers=headers
+    )
+    assert (
+        "no protobuf schema for v1, Kind=Pod"
+        in assert_status(refused, 415, "UnsupportedMediaType")["message"]
+    )
+
+
+TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+def test_crd_kinds_are_listed_and_watched_as_tables_when_asked(api: httpx.Client) -> None:
+    columns = [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}]
+    crd = widget_crd()
+    crd["spec"]["versions"][0]["additionalPrinterColumns"] = columns
+    assert api.post(CRD_PATH, json=crd).status_code == 201
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    assert api.post(WIDGETS, json={**widget, "spec": {"size": 3}}).status_code == 201
+
+    plain = api.get(WIDGETS).json()
+    assert plain["kind"] == "WidgetList"
+    table = api.get(WIDGETS, headers={"Accept": TABLE_ACCEPT}).json()
+    assert table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Size"]
+    (row,) = table["rows"]
+    assert row["cells"] == ["w", 3]
+    assert row["object"]["kind"] == "PartialObjectMetadata"
+    assert row["object"]["metadata"]["name"] == "w"
+
+    params = {"watch": "true", "timeoutSeconds": "0.2"}
+    headers = {"Accept": TABLE_ACCEPT}
+    with api.stream("GET", WIDGETS, params=params, headers=headers) as response:
+        events = [json.loads(line) for line in response.iter_lines() if line.strip()]
+    assert [(e["type"], e["object"]["kind"]) for e in events] == [("ADDED", "Table")]
+    assert events[0]["object"]["rows"][0]["cells"] == ["w", 3]
