@@ -109,7 +109,7 @@ def helm_test_pod(cli: KubeCli, release: str, namespace: str) -> str:
         if doc and doc["kind"] == "Pod" and "test" in doc["metadata"]["annotations"]["helm.sh/hook"]
     ]
     assert len(pods) == 1, pods
-    return pods[0]
+    return str(pods[0])
 
 
 @contextlib.contextmanager
