@@ -2,7 +2,8 @@
 
 A flag wins over its variable; the variable's name is the flag's, upper-cased with dashes as
 underscores (``--kps-release`` is ``LUMEN_OPERATOR_KPS_RELEASE``). A bad value exits with one line
-naming the flag (exit 2), before anything starts; the parsers of numbers are shared here.
+naming the flag (exit 2), before anything starts; the parsers of numbers and of true/false are
+shared here.
 """
 
 from __future__ import annotations
@@ -72,6 +73,23 @@ def seconds(flag: str, value: str | None, default: float, *, low: float, high: f
     if not low <= number <= high:
         raise ValueError(f"--{flag}: must be between {low:g} and {high:g} seconds")
     return number
+
+
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+
+def true_or_false(value: str) -> bool:
+    """A true/false flag value: the one parser of every such flag and variable (lumen-operator's,
+    ``lumenctl``'s). Takes the words of ``TRUE_WORDS`` and ``FALSE_WORDS`` in any case, spaces
+    around ignored; ValueError for anything else (what an unset or empty value means is the
+    caller's)."""
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"{value!r} is not true or false (nor yes/no, on/off, 1/0)")
 
 
 def listen_address(value: str) -> tuple[str, int]:

@@ -148,6 +148,16 @@ def test_resources_flag_reaches_the_rendered_deployments() -> None:
 
 
 @pytest.mark.parametrize(
+    ("metrics", "liveness"), [("0", "0"), ("9000", "0"), ("0", "8000"), ("8080", "8000")]
+)
+def test_ports_of_their_own_or_off(metrics: str, liveness: str) -> None:
+    """Both endpoints bind 0.0.0.0:<port>, so one port for both is refused (next test), but two
+    ports turned off are no clash, nor the two defaults swapped."""
+    config = parse_config(["--metrics-port", metrics, "--liveness-port", liveness], {})
+    assert (config.metrics_port, config.liveness_port) == (int(metrics), int(liveness))
+
+
+@pytest.mark.parametrize(
     ("argv", "env", "complaint"),
     [
         (["-A", "-n", "shop"], {}, "not allowed with argument"),
@@ -166,6 +176,21 @@ def test_resources_flag_reaches_the_rendered_deployments() -> None:
         (["--threader-resources", '{"cpu": "1"}'], {}, '"requests" and/or "limits"'),
         (["--exporter-resources", '{"limits": {"cpu": "lots"}}'], {}, "is not a quantity"),
         (["--kps-release", " "], {}, "must not be empty"),
+        (
+            ["--metrics-port", "9000", "--liveness-port", "9000"],
+            {},
+            "--metrics-port and --liveness-port: both are 9000",
+        ),
+        (
+            ["--liveness-port", "8000"],  # the default metrics port
+            {},
+            "--metrics-port and --liveness-port: both are 8000",
+        ),
+        (
+            [],
+            {"LUMEN_OPERATOR_METRICS_PORT": "8080"},  # the default liveness port
+            "--metrics-port and --liveness-port: both are 8080",
+        ),
         (["--network-policies", "maybe"], {}, "--network-policies: 'maybe' is not true or false"),
         (["--prometheus-peers", "{"], {}, "--prometheus-peers: not JSON"),
         (["--pipeline-peers", '{"podSelector": {}}'], {}, "--pipeline-peers: must be a JSON list"),

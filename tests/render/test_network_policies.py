@@ -403,6 +403,11 @@ def test_empty_parts_are_dropped_as_the_api_server_drops_them(
         validate_object(obj)
 
 
+def labels(match_labels: dict[str, str]) -> str:
+    """A peer list of one pod selector with these matchLabels, as flag text."""
+    return json.dumps([{"podSelector": {"matchLabels": match_labels}}])
+
+
 def expressions(**expression: Any) -> str:
     """A peer list of one pod selector with one match expression, as flag text."""
     return json.dumps([{"podSelector": {"matchExpressions": [expression]}}])
@@ -428,6 +433,16 @@ def expressions(**expression: Any) -> str:
         ('[{"podSelector": {"matchLabels": {"-app": "x"}}}]', "'-app' is not a label key"),
         ('[{"podSelector": {"matchLabels": {"a/b/c": "x"}}}]', "'a/b/c' is not a label key"),
         ('[{"podSelector": {"matchLabels": {"Bad_Prefix/app": "x"}}}]', "is not a label key"),
+        (labels({"/app": "x"}), "'/app' is not a label key (the prefix before / is empty)"),
+        (labels({"/": "x"}), "'/' is not a label key (the prefix before / is empty)"),
+        (labels({"example.com/": "x"}), "'example.com/' is not a label key (the name must"),
+        (labels({"a" * 254 + "/app": "x"}), "up to 253 characters)"),
+        (labels({"-a.io/app": "x"}), "must be a lower-case DNS subdomain"),
+        (labels({"a" * 64: "x"}), "(the name must be up to 63 characters"),
+        (labels({"app\n": "x"}), "'app\\n' is not a label key"),
+        (labels({"a.io\n/app": "x"}), "'a.io\\n/app' is not a label key"),
+        (labels({"app": "x\n"}), "'x\\n' is not a label value"),
+        (expressions(key="/app", operator="Exists"), "'/app' is not a label key"),
         ('[{"podSelector": {"matchLabels": {"app": "' + "x" * 64 + '"}}}]', "not a label value"),
         (expressions(key="a", operator="in", values=["x"]), "'in' is not one of In, NotIn, Exists"),
         (expressions(key="a", operator="In"), "In needs at least one value"),
@@ -445,6 +460,23 @@ def test_bad_peer_lists_are_refused_with_where_and_why(text: str, complaint: str
     with pytest.raises(ValueError) as refused:
         parse_peers(text)
     assert complaint in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a",
+        "app.kubernetes.io/name",
+        "kubernetes.io/metadata.name",
+        "A_b-c.D9",
+        "x" * 63,
+        ".".join(["a" * 63] * 3 + ["b" * 61]) + "/" + "n" * 63,  # a prefix of 253 characters
+    ],
+)
+def test_label_keys_the_api_server_takes_are_taken(key: str) -> None:
+    """The other side of the refusals: every form of a qualified name the API server accepts."""
+    assert parse_peers(labels({key: "v"})) == ({"podSelector": {"matchLabels": {key: "v"}}},)
+    assert parse_peers(expressions(key=key, operator="Exists"))
 
 
 def test_peers_are_copied_not_shared() -> None:

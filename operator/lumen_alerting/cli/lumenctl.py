@@ -13,25 +13,20 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ..manifest_yaml import to_yaml, to_yaml_documents
+from ..operator.config import NETWORK_POLICY_FLAGS
 from ..policy.schema import crd
 from ..render import OBJECT_GROUPS, RenderOptions, render_policy
-from ..render.network_policies import parse_peers, peers_json
-from ..render.objects import (
-    DEFAULT_ALERTMANAGER_PEERS,
-    DEFAULT_IMAGE,
-    DEFAULT_KPS_RELEASE,
-    DEFAULT_PIPELINE_PEERS,
-    DEFAULT_PROMETHEUS_PEERS,
-    Peer,
-)
+from ..render.objects import DEFAULT_IMAGE, DEFAULT_KPS_RELEASE
 from ..render.prometheus_rule import alert_count, rule_groups, rules_file
 from ..render.routing import alertmanager_yaml
 from ..render.self_monitoring import self_monitoring_warning
+from ..settings import true_or_false
 from .policy_files import LoadedPolicies, load_policies
 
 # node_exporter's textfile directory in seed 004's emit_metrics.py.
@@ -122,7 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     emit.add_argument(
         "--suppressed",
-        choices=("true", "false"),
+        type=_argument(true_or_false, None),
+        metavar="true|false",
         help="set lumen_alert_suppressed (kept in --state-dir; default false without one)",
     )
     emit.set_defaults(run=_emit)
@@ -135,52 +131,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_network_policy_options(render: argparse.ArgumentParser) -> None:
-    """The NetworkPolicy flags, named and meaning what they do for lumen-operator."""
-    render.add_argument(
-        "--network-policies",
-        default=True,
-        type=_true_or_false,
-        metavar="true|false",
-        help="render a NetworkPolicy for every threader and exporter (default true)",
-    )
-    render.add_argument(
-        "--alertmanager-peers",
-        default=DEFAULT_ALERTMANAGER_PEERS,
-        type=_peer_list,
-        metavar="JSON",
-        help="NetworkPolicyPeers let in to the threader's port (default "
-        f"{peers_json(DEFAULT_ALERTMANAGER_PEERS)}); [] lets none in",
-    )
-    render.add_argument(
-        "--prometheus-peers",
-        default=DEFAULT_PROMETHEUS_PEERS,
-        type=_peer_list,
-        metavar="JSON",
-        help="NetworkPolicyPeers let in to the threader's and the exporter's port to scrape "
-        f"/metrics (default {peers_json(DEFAULT_PROMETHEUS_PEERS)})",
-    )
-    render.add_argument(
-        "--pipeline-peers",
-        default=DEFAULT_PIPELINE_PEERS,
-        type=_peer_list,
-        metavar="JSON",
-        help="NetworkPolicyPeers let in to the exporter's port when the policy enables the "
-        f"pipeline (default {peers_json(DEFAULT_PIPELINE_PEERS)}, the policy's namespace)",
-    )
+    """lumen-operator's NetworkPolicy flags (``operator.config.NETWORK_POLICY_FLAGS``): the same
+    names, help texts and parsers, so they mean the same for both programs."""
+    defaults = RenderOptions()
+    for flag in NETWORK_POLICY_FLAGS:
+        default = getattr(defaults, flag.field)
+        render.add_argument(
+            f"--{flag.name}",
+            default=default,
+            type=_argument(flag.parse, default),
+            metavar=flag.metavar,
+            help=flag.help,
+        )
 
 
-def _true_or_false(text: str) -> bool:
-    word = text.strip().lower()
-    if word not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
-    return word == "true"
+def _argument(parse: Callable[[str], Any], default: Any) -> Callable[[str], Any]:
+    """``parse`` as an argparse type that reads a value as lumen-operator does: an empty one is
+    ``default``, and a ValueError is the usage error (exit 2), its message kept."""
 
+    def argument(text: str) -> Any:
+        if not text.strip():
+            return default
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
-def _peer_list(text: str) -> tuple[Peer, ...]:
-    try:
-        return parse_peers(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    return argument
 
 
 def _add_files(parser: argparse.ArgumentParser) -> None:
@@ -231,10 +208,7 @@ def _render(args: argparse.Namespace) -> int:
         kps_release=args.kps_release,
         threader_image=args.image,
         exporter_image=args.image,
-        network_policies=args.network_policies,
-        alertmanager_peers=args.alertmanager_peers,
-        prometheus_peers=args.prometheus_peers,
-        pipeline_peers=args.pipeline_peers,
+        **{flag.field: getattr(args, flag.field) for flag in NETWORK_POLICY_FLAGS},
     )
     objects = [obj for p in policies for obj in render_policy(p, options, only=args.kind)]
     return _print(to_yaml_documents(objects))
@@ -304,7 +278,7 @@ def _emit(args: argparse.Namespace) -> int:
         args.output
         or Path(os.environ.get("LUMEN_TEXTFILE_DIR") or DEFAULT_TEXTFILE_DIR) / "lumen.prom"
     )
-    suppressed = None if args.suppressed is None else args.suppressed == "true"
+    suppressed: bool | None = args.suppressed
     try:
         if args.state_dir is None:
             state = PipelineState()

@@ -3,6 +3,9 @@
 A flag wins over its environment variable; the variable wins over the default. The variable's
 name is the flag's, upper-cased with dashes as underscores: ``--kps-release`` is
 ``LUMEN_OPERATOR_KPS_RELEASE``. Lists (``--namespace``) take commas in the environment.
+
+The NetworkPolicy flags (``NETWORK_POLICY_FLAGS``) are defined here once for both programs that
+take them: ``lumenctl render`` adds the same flags, with the same help and parsers.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ..render.network_policies import parse_peers, peers_json
 from ..render.objects import (
@@ -21,11 +24,17 @@ from ..render.objects import (
     DEFAULT_KPS_RELEASE,
     DEFAULT_PIPELINE_PEERS,
     DEFAULT_PROMETHEUS_PEERS,
-    Peer,
     RenderOptions,
     ResourceRequirements,
 )
-from ..settings import Setting, flag_or_environment, parse_or_exit, seconds, whole_number
+from ..settings import (
+    Setting,
+    flag_or_environment,
+    parse_or_exit,
+    seconds,
+    true_or_false,
+    whole_number,
+)
 
 ENV_PREFIX = "LUMEN_OPERATOR_"
 MANAGED_BY = "lumen-operator"
@@ -35,7 +44,54 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 # Seconds between retries of transient API failures, kopf's own calls and reconciles alike.
 RETRY_DELAYS: tuple[float, ...] = (1, 2, 5, 10, 30, 60)
-TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RenderFlag:
+    """A flag that sets one field of RenderOptions, in lumen-operator and ``lumenctl render``
+    alike: one name, metavar, help text and parser for both."""
+
+    name: str  # the flag without its dashes; the RenderOptions field is it with underscores
+    metavar: str
+    help: str
+    parse: Callable[[str], Any]  # a given value -> the field's value; ValueError says why not
+
+    @property
+    def field(self) -> str:
+        return self.name.replace("-", "_")
+
+
+NETWORK_POLICY_FLAGS: tuple[RenderFlag, ...] = (
+    RenderFlag(
+        "network-policies",
+        "true|false",
+        "render a NetworkPolicy for every threader and exporter, letting in only the peers "
+        "below (default: true; with false lumen-operator prunes the ones it rendered before)",
+        true_or_false,
+    ),
+    RenderFlag(
+        "alertmanager-peers",
+        "JSON",
+        "NetworkPolicyPeers let in to the threader's port, to post notifications (default: "
+        f"{peers_json(DEFAULT_ALERTMANAGER_PEERS)}); [] lets none in",
+        parse_peers,
+    ),
+    RenderFlag(
+        "prometheus-peers",
+        "JSON",
+        "NetworkPolicyPeers let in to the threader's and the exporter's port, to scrape "
+        f"/metrics (default: {peers_json(DEFAULT_PROMETHEUS_PEERS)})",
+        parse_peers,
+    ),
+    RenderFlag(
+        "pipeline-peers",
+        "JSON",
+        "NetworkPolicyPeers let in to the exporter's port when its policy enables the pipeline, "
+        f"to post runs (default: {peers_json(DEFAULT_PIPELINE_PEERS)}, the policy's namespace)",
+        parse_peers,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -122,34 +178,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--exporter-resources", metavar="JSON", help="container resources of exporter pods"
     )
-    parser.add_argument(
-        "--network-policies", metavar="true|false",
-        help="render a NetworkPolicy for every threader and exporter, letting in only the peers "
-        "below (default: true; false prunes the ones rendered before)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--alertmanager-peers", metavar="JSON",
-        help="NetworkPolicyPeers let in to the threader's port (default: "
-        f"{peers_json(DEFAULT_ALERTMANAGER_PEERS)}); [] lets none in",
-    )  # fmt: skip
-    parser.add_argument(
-        "--prometheus-peers", metavar="JSON",
-        help="NetworkPolicyPeers let in to the threader's and the exporter's port, to scrape "
-        f"/metrics (default: {peers_json(DEFAULT_PROMETHEUS_PEERS)})",
-    )  # fmt: skip
-    parser.add_argument(
-        "--pipeline-peers", metavar="JSON",
-        help="NetworkPolicyPeers let in to the exporter's port when its policy enables the "
-        f"pipeline, to post runs (default: {peers_json(DEFAULT_PIPELINE_PEERS)}, the "
-        "policy's namespace)",
-    )  # fmt: skip
+    for flag in NETWORK_POLICY_FLAGS:
+        parser.add_argument(f"--{flag.name}", metavar=flag.metavar, help=flag.help)
     parser.add_argument(
         "--drift-interval", metavar="SECONDS",
         help="how often every policy is re-checked against the cluster (default: 300)",
     )  # fmt: skip
     parser.add_argument(
         "--metrics-port", metavar="PORT",
-        help="port of the Prometheus /metrics endpoint; 0 disables it (default: 8000)",
+        help="port of the Prometheus /metrics endpoint, not --liveness-port's; 0 disables it "
+        "(default: 8000)",
     )  # fmt: skip
     parser.add_argument(
         "--liveness-port", metavar="PORT",
@@ -169,7 +207,7 @@ def _config(args: argparse.Namespace, setting: Setting) -> OperatorConfig:
     if args.all_namespaces or args.namespace:  # a scope flag wins over both variables
         namespaces = args.namespace or []
     else:
-        all_namespaces = _boolean("all-namespaces", setting("all-namespaces"))
+        all_namespaces = _switch("all-namespaces", setting("all-namespaces"))
         namespaces = _split(setting("namespace") or "")
         if all_namespaces and namespaces:
             raise ValueError(
@@ -181,9 +219,16 @@ def _config(args: argparse.Namespace, setting: Setting) -> OperatorConfig:
     defaults = OperatorConfig()
     rendering = defaults.rendering
     image = _text("image", setting("image"), DEFAULT_IMAGE)
+    metrics_port = _port("metrics-port", setting("metrics-port"), defaults.metrics_port)
+    liveness_port = _port("liveness-port", setting("liveness-port"), defaults.liveness_port)
+    if metrics_port and metrics_port == liveness_port:
+        raise ValueError(
+            f"--metrics-port and --liveness-port: both are {metrics_port}; each endpoint needs "
+            "a port of its own (0 turns one off)"
+        )
     return OperatorConfig(
         namespaces=tuple(dict.fromkeys(namespaces)),
-        standalone=_boolean("standalone", setting("standalone")),
+        standalone=_switch("standalone", setting("standalone")),
         peering=_text("peering", setting("peering"), defaults.peering),
         priority=_priority(setting("priority")),
         rendering=replace(
@@ -197,24 +242,18 @@ def _config(args: argparse.Namespace, setting: Setting) -> OperatorConfig:
             exporter_resources=_resources(
                 "exporter-resources", setting("exporter-resources"), rendering.exporter_resources
             ),
-            network_policies=_switch(
-                "network-policies", setting("network-policies"), rendering.network_policies
-            ),
-            alertmanager_peers=_peers(
-                "alertmanager-peers", setting("alertmanager-peers"), rendering.alertmanager_peers
-            ),
-            prometheus_peers=_peers(
-                "prometheus-peers", setting("prometheus-peers"), rendering.prometheus_peers
-            ),
-            pipeline_peers=_peers(
-                "pipeline-peers", setting("pipeline-peers"), rendering.pipeline_peers
-            ),
+            **{
+                flag.field: _parsed(
+                    flag.name, setting(flag.name), getattr(rendering, flag.field), flag.parse
+                )
+                for flag in NETWORK_POLICY_FLAGS
+            },
         ),
         drift_interval=seconds(
             "drift-interval", setting("drift-interval"), 300.0, low=10, high=86400
         ),
-        metrics_port=_port("metrics-port", setting("metrics-port"), defaults.metrics_port),
-        liveness_port=_port("liveness-port", setting("liveness-port"), defaults.liveness_port),
+        metrics_port=metrics_port,
+        liveness_port=liveness_port,
         log_format=_choice("log-format", setting("log-format"), ("plain", "json"), "plain"),
         log_level=_choice(
             "log-level", setting("log-level"), ("debug", "info", "warning", "error"), "info"
@@ -227,30 +266,20 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _boolean(flag: str, value: bool | str | None) -> bool:
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    word = value.strip().lower()
-    if word in TRUE_WORDS | FALSE_WORDS:
-        return word in TRUE_WORDS
-    raise ValueError(f"--{flag}: {value!r} is not true or false")
-
-
-def _switch(flag: str, value: str | None, default: bool) -> bool:
-    """A true/false setting that is on or off by default (unset or empty: ``default``)."""
-    if value is None or not value.strip():
-        return default
-    return _boolean(flag, value)
-
-
-def _peers(flag: str, value: str | None, default: tuple[Peer, ...]) -> tuple[Peer, ...]:
-    """A JSON list of NetworkPolicyPeers; unset or empty: ``default`` (``[]`` is a value)."""
+def _parsed(flag: str, value: str | None, default: T, parse: Callable[[str], T]) -> T:
+    """``parse(value)``, its complaint naming the flag; unset or empty: ``default`` (so ``[]``
+    is a peer list's value, and an empty variable is unset)."""
     if value is None or not value.strip():
         return default
     try:
-        return parse_peers(value)
+        return parse(value)
     except ValueError as error:
         raise ValueError(f"--{flag}: {error}") from None
+
+
+def _switch(flag: str, value: str | None, default: bool = False) -> bool:
+    """A true/false setting (``settings.true_or_false``); unset or empty: ``default``."""
+    return _parsed(flag, value, default, true_or_false)
 
 
 def _text(flag: str, value: str | None, default: str) -> str:

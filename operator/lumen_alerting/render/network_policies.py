@@ -32,9 +32,9 @@ from .objects import EXPORTER_PORT, THREADER_PORT, Manifest, Peer, RenderOptions
 from .pods import selector_labels
 
 # The name part of a label key (after an optional DNS-subdomain prefix and "/"), and a non-empty
-# label value: up to 63 characters.
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# label value: up to 63 characters. Used with fullmatch (``$`` would let a trailing newline in).
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 _PEER_FIELDS = ("podSelector", "namespaceSelector", "ipBlock")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -253,18 +253,28 @@ def _cidr(where: str, text: Any) -> Network:
 
 
 def _label_key(where: str, key: Any) -> None:
-    prefix, _, name = key.rpartition("/") if isinstance(key, str) else ("", "", "")
-    if (
-        not isinstance(key, str)
-        or not _LABEL_NAME.match(name)
-        or (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)))
-        or (key.count("/") > 1)
-    ):
+    """The API server's rule for a label key (a qualified name): ``name`` or ``prefix/name``, the
+    name up to 63 characters of ``[-A-Za-z0-9_.]`` starting and ending alphanumeric, the prefix a
+    non-empty DNS-1123 subdomain of up to 253 characters."""
+    if not isinstance(key, str) or key.count("/") > 1:
         raise ValueError(f"{where}: {key!r} is not a label key")
+    prefix, slash, name = key.rpartition("/")
+    if slash and not prefix:
+        raise ValueError(f"{where}: {key!r} is not a label key (the prefix before / is empty)")
+    if slash and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        raise ValueError(
+            f"{where}: {key!r} is not a label key (the prefix before / must be a lower-case "
+            "DNS subdomain of up to 253 characters)"
+        )
+    if not _LABEL_NAME.fullmatch(name):
+        raise ValueError(
+            f"{where}: {key!r} is not a label key (the name must be up to 63 characters of "
+            "A-Z, a-z, 0-9, -, _ and ., starting and ending with a letter or digit)"
+        )
 
 
 def _label_value(where: str, value: Any) -> None:
-    if not isinstance(value, str) or (value and not _LABEL_NAME.match(value)):
+    if not isinstance(value, str) or (value and not _LABEL_NAME.fullmatch(value)):
         raise ValueError(f"{where}: {value!r} is not a label value (a string of up to 63 chars)")
 
 
