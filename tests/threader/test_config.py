@@ -170,3 +170,41 @@ def test_key_prefix_and_volatile_store(
     with pytest.raises(SystemExit):
         parse_config(token, {"LUMEN_THREADER_KEY_PREFIX": ""})
     assert "--key-prefix: '' is not 1 to 200 printable ASCII" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("LUMEN_THREADER_ALLOW_VOLATILE_STORE", "Yes", True),
+        ("LUMEN_THREADER_ALLOW_VOLATILE_STORE", "0", False),
+        ("LUMEN_THREADER_ALLOW_VOLATILE_STORE", "", False),
+        ("LUMEN_THREADER_NO_REPLY_ON_REPEAT", "on", True),
+        ("LUMEN_THREADER_NO_REPLY_ON_REPEAT", "off", False),
+    ],
+)
+def test_switch_variables_take_the_shared_true_false_words(
+    variable: str, value: str, expected: bool, secrets_dir: Path
+) -> None:
+    env = {"LUMEN_THREADER_WEBHOOK_TOKEN_FILE": str(secrets_dir / "webhook-token"), variable: value}
+    config = parse_config(["--store", "memory"], env)
+    if variable.endswith("VOLATILE_STORE"):
+        assert config.allow_volatile_store is expected
+    else:
+        assert config.reply_on_repeat is not expected
+
+
+@pytest.mark.parametrize(
+    "variable", ["LUMEN_THREADER_ALLOW_VOLATILE_STORE", "LUMEN_THREADER_NO_REPLY_ON_REPEAT"]
+)
+def test_a_switch_variable_that_is_no_true_false_word_is_refused(
+    variable: str, secrets_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {
+        "LUMEN_THREADER_WEBHOOK_TOKEN_FILE": str(secrets_dir / "webhook-token"),
+        variable: "maybe",
+    }
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config([], env)
+    assert exit_info.value.code == 2
+    flag = "--" + variable.removeprefix("LUMEN_THREADER_").lower().replace("_", "-")
+    assert f"{flag}: 'maybe' is not true or false" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from ..settings import (
     seconds,
     secret_file,
     token_file,
+    true_or_false,
     whole_number,
 )
 
@@ -188,7 +189,7 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
     thread_key = setting("thread-key") or "occurrence"
     if thread_key not in ("occurrence", "labels"):
         raise ValueError(f"--thread-key: {thread_key!r} is not occurrence or labels")
-    no_repeat = (setting("no-reply-on-repeat") or "false").lower() in _TRUE
+    no_repeat = _switch(setting, "no-reply-on-repeat")
     try:
         interval = float(setting("channel-interval") or "1")
     except ValueError:
@@ -233,7 +234,7 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         max_outbox_bytes=max_outbox_bytes,
         consumer=setting("consumer") or socket.gethostname(),
         key_prefix=_key_prefix(setting("key-prefix")),
-        allow_volatile_store=(setting("allow-volatile-store") or "false").lower() in _TRUE,
+        allow_volatile_store=_switch(setting, "allow-volatile-store"),
         database_url=database_url,
         log_format=log_format,  # type: ignore[arg-type]
         log_level=(setting("log-level") or "info").lower(),
@@ -259,7 +260,15 @@ def _slack_token(path: str | None, environ: Mapping[str, str]) -> str:
     return token
 
 
-_TRUE = ("1", "true", "yes", "on")
+def _switch(setting: Setting, flag: str) -> bool:
+    """An on/off flag: given, or its variable set to a true/false word (empty means off)."""
+    value = setting(flag)
+    if not value:
+        return False
+    try:
+        return true_or_false(value)
+    except ValueError as error:
+        raise ValueError(f"--{flag}: {error}") from None
 
 
 def _key_prefix(value: str | None) -> str:
