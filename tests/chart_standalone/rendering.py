@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart_standalone.chart_values import REPO, Chart
+from tests.chart_standalone.generator import Chart
+from tests.support.schemas import REPO
 
 VALUES_DIR = Path(__file__).resolve().parent / "values"
 RELEASE = "shared"

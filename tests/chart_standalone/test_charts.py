@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ import yaml
 
 from lumen_alerting.policy.document import policy_from_manifest
 from lumen_alerting.policy.loading import InvalidPolicy
-from tests.chart_standalone.chart_values import (
+from tests.chart_standalone.generator import (
+    SCRIPT,
     STANDALONE,
     TEMPLATE_RULES,
     Chart,
@@ -35,7 +38,7 @@ from tests.chart_standalone.rendering import (
     template_text,
     values_files,
 )
-from tests.support.schemas import validate_object
+from tests.support.schemas import REPO, validate_object
 
 THREADER, EXPORTER = STANDALONE
 CHARTS = {chart.spec_field: chart for chart in STANDALONE}
@@ -216,9 +219,22 @@ def test_notes_tell_how_to_create_the_token_secret() -> None:
 
 
 def test_schema_and_readme_are_generated(chart: Chart) -> None:
-    fix = "run `.venv/bin/python -m tests.chart_standalone.chart_values --write`"
+    fix = "run `make chart-docs` (tools/standalone_chart_values.py --write)"
     assert (chart.directory / "values.schema.json").read_text() == schema_text(chart), fix
     assert (chart.directory / "README.md").read_text() == readme_text(chart), fix
+
+
+def test_generator_runs_as_a_script_and_from_make_chart_docs() -> None:
+    """tools/standalone_chart_values.py checks (exit 0: nothing stale) without --write, and
+    `make chart-docs` runs it with --write next to tools/chart_values.py (the root chart's)."""
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT)], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\nchart-docs:", 1)[1].split("\n\n", 1)[0]
+    assert "\t$(VPY) tools/standalone_chart_values.py --write\n" in recipe + "\n"
+    assert "\t$(VPY) tools/chart_values.py\n" in recipe
 
 
 def test_default_values_pass_the_schema(chart: Chart) -> None:
@@ -294,7 +310,8 @@ def test_schema_refuses_bad_probe_fields() -> None:
         assert message in refusal(EXPORTER, values={"probes": [{**probe, **extra}]})
 
 
-# Values breaking each CEL rule of the CRD that the templates check (chart_values.TEMPLATE_RULES).
+# Values breaking each CEL rule of the CRD that the templates check (TEMPLATE_RULES of the
+# generator).
 RULE_BREAKERS: dict[str, dict[str, Any]] = {
     "allowVolatile only applies to store.type redis": {"store": {"allowVolatile": True}},
     "more than one replica needs store.type redis": {"replicas": 2},
