@@ -295,7 +295,8 @@ def common_values(app: str, component: str) -> Schema:
 
 
 PROMETHEUS_PEERS = (
-    "Who may scrape `/metrics` on the http port (NetworkPolicyPeers). Default: pods labelled "
+    "Who may scrape `/metrics` on the http port (NetworkPolicyPeers; they reach the whole port, "
+    "the other paths are token-guarded). Default: pods labelled "
     "`app.kubernetes.io/name: prometheus` (as prometheus-operator labels them) in any namespace. "
     "Empty: no rule for them."
 )
@@ -344,9 +345,10 @@ def threader_values() -> Schema:
             "properties": {
                 "enabled": {"description": "Render the NetworkPolicy.", "type": "boolean"},
                 "alertmanagerPeers": peers(
-                    "Who may post alerts to the http port (NetworkPolicyPeers). Default: pods "
-                    "labelled `app.kubernetes.io/name: alertmanager` (as prometheus-operator "
-                    "labels them) in any namespace. Empty: no rule for them."
+                    "Who may post alerts to the http port (NetworkPolicyPeers); like "
+                    "`prometheusPeers` they reach the whole port, the tokens guarding `/alert` and "
+                    "`/cache`. Default: pods labelled `app.kubernetes.io/name: alertmanager` (as "
+                    "prometheus-operator labels them) in any namespace. Empty: no rule for them."
                 ),
                 "prometheusPeers": peers(PROMETHEUS_PEERS),
             },

@@ -215,6 +215,47 @@ def test_notes_tell_how_to_create_the_token_secret() -> None:
     assert "http://alerts-lumen-threader.mon.svc:8080/alert?channel=" in notes
 
 
+def threader_notes(*sets: str) -> str:
+    args = ["install", "alerts", str(THREADER.directory), "--dry-run=client", "-n", "mon"]
+    for assignment in sets:
+        args += ["--set-json", assignment]
+    proc = run_helm(*args)
+    assert proc.returncode == 0, proc.stderr
+    return " ".join(proc.stdout.split("NOTES:", 1)[1].split())  # lines joined
+
+
+@pytest.mark.parametrize(
+    ("sets", "admitted"),
+    [
+        ((), ["alertmanagerPeers", "prometheusPeers"]),
+        (("networkPolicy.alertmanagerPeers=[]",), ["prometheusPeers"]),
+        (("networkPolicy.prometheusPeers=[]",), ["alertmanagerPeers"]),
+    ],
+    ids=["both", "prometheus-only", "alertmanager-only"],
+)
+def test_notes_name_every_peer_list_the_network_policy_admits(
+    sets: tuple[str, ...], admitted: list[str]
+) -> None:
+    """Both peer lists open the one port (Prometheus scrapes /metrics on it): the NOTES name
+    exactly the lists the rendered NetworkPolicy has a rule for."""
+    rules = by_kind(render(THREADER, sets=[s.replace("[]", "null") for s in sets]))
+    assert len(rules["NetworkPolicy"]["spec"]["ingress"]) == len(admitted)
+    notes = threader_notes(*sets)
+    (said,) = [line for line in notes.split(". ") if "NetworkPolicy admits" in line]
+    for group in ("alertmanagerPeers", "prometheusPeers"):
+        assert (f"networkPolicy.{group} (" in said) is (group in admitted), said
+    assert "to port 8080" in said
+
+
+def test_notes_say_when_the_network_policy_admits_nobody() -> None:
+    notes = threader_notes("networkPolicy.alertmanagerPeers=[]", "networkPolicy.prometheusPeers=[]")
+    assert "NetworkPolicy admits nobody" in notes
+    assert "admits only" not in notes
+    assert (
+        "NetworkPolicy" not in threader_notes("networkPolicy.enabled=false").split("Installed")[1]
+    )
+
+
 # --- values: schema, rules, documentation ---------------------------------------------------------
 
 
