@@ -145,28 +145,98 @@ def string_map(description: str) -> Schema:
     }
 
 
+# What the API server accepts in a NetworkPolicyPeer, as the operator's parse_peers checks it
+# (render/network_policies.py): label keys `[prefix/]name` (a DNS-subdomain prefix, never empty),
+# label values, CIDRs, an ipBlock alone, In/NotIn with values and Exists/DoesNotExist without.
+# Not said here: a prefix over 253 characters (only the key's whole length is capped), and an
+# `except` CIDR outside its `cidr`. Null stands for absent where the operator takes it so.
+LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+LABEL_KEY: Schema = {
+    "type": "string",
+    "maxLength": 253 + 1 + 63,
+    "pattern": f"^({DNS_SUBDOMAIN}/)?{LABEL_NAME}$",
+}
+LABEL_VALUE_SCHEMA: Schema = {"type": "string", "maxLength": 63, "pattern": f"^({LABEL_NAME})?$"}
+
+
+def cidr_pattern() -> str:
+    """IPv4 or IPv6 address, `/`, prefix length; IPv6 in any `::` compression, with or without
+    a dotted IPv4 tail."""
+    byte = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+    ipv4 = rf"({byte}\.){{3}}{byte}"
+    group = "[0-9a-fA-F]{1,4}"
+
+    def repeated(times: int, most: int | None = None) -> str:
+        """``group:`` ``times`` times (up to ``most`` times)."""
+        if most is None:
+            return {0: "", 1: f"{group}:"}.get(times, f"({group}:){{{times}}}")
+        return f"({group}:){{{times},{most}}}" if most else ""
+
+    def forms(groups: int, tail: str) -> list[str]:
+        """``groups`` 16-bit groups, then ``tail`` (a dotted IPv4 address, or nothing): written
+        out, or with `::` standing for one or more groups after the first ``left``."""
+        written = [f"{repeated(groups)}{tail}" if tail else f"{repeated(groups - 1)}{group}"]
+        for left in range(groups):
+            head = f"{repeated(left - 1)}{group}" if left else ""
+            room = groups - left - 1  # groups after `::` at most
+            if tail:
+                written.append(f"{head}::{repeated(0, room)}{tail}")
+            elif room:
+                written.append(f"{head}::({repeated(0, room - 1)}{group})?")
+            else:
+                written.append(f"{head}::")
+        return written
+
+    ipv6 = "|".join(forms(8, "") + forms(6, ipv4))
+    return rf"^({ipv4}/(3[0-2]|[12]?[0-9])|({ipv6})/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))$"
+
+
+CIDR: Schema = {"type": "string", "pattern": cidr_pattern()}
+
+
 def label_selector(description: str) -> Schema:
     return {
         "description": description,
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "matchLabels": string_map("Labels the selected objects must have."),
+            "matchLabels": {
+                "description": "Labels the selected objects must have.",
+                "type": ["object", "null"],
+                "propertyNames": LABEL_KEY,
+                "additionalProperties": LABEL_VALUE_SCHEMA,
+            },
             "matchExpressions": {
                 "description": "Set-based requirements, all of which must hold.",
-                "type": "array",
+                "type": ["array", "null"],
                 "items": {
                     "type": "object",
                     "additionalProperties": False,
                     "required": ["key", "operator"],
                     "properties": {
-                        "key": {"type": "string", "minLength": 1},
+                        "key": LABEL_KEY,
                         "operator": {
                             "type": "string",
                             "enum": ["In", "NotIn", "Exists", "DoesNotExist"],
                         },
-                        "values": {"type": "array", "items": {"type": "string"}},
+                        "values": {"type": ["array", "null"], "items": LABEL_VALUE_SCHEMA},
                     },
+                    "allOf": [
+                        {
+                            "if": {"properties": {"operator": {"enum": ["In", "NotIn"]}}},
+                            "then": {
+                                "required": ["values"],
+                                "properties": {"values": {"type": "array", "minItems": 1}},
+                            },
+                        },
+                        {
+                            "if": {
+                                "properties": {"operator": {"enum": ["Exists", "DoesNotExist"]}}
+                            },
+                            "then": {"properties": {"values": {"maxItems": 0}}},
+                        },
+                    ],
                 },
             },
         },
@@ -189,16 +259,20 @@ def peers(description: str) -> Schema:
                     "namespace."
                 ),
                 "ipBlock": {
-                    "description": "A CIDR range allowed in, minus `except`.",
+                    "description": "A CIDR range allowed in, minus `except`; never with a "
+                    "selector.",
                     "type": "object",
                     "additionalProperties": False,
                     "required": ["cidr"],
                     "properties": {
-                        "cidr": {"type": "string", "minLength": 1},
-                        "except": {"type": "array", "items": {"type": "string"}},
+                        "cidr": CIDR,
+                        "except": {"type": ["array", "null"], "items": CIDR},
                     },
                 },
             },
+            # ipBlock stands alone: the API server refuses it together with a selector.
+            "if": {"required": ["ipBlock"]},
+            "then": {"maxProperties": 1},
         },
     }
 
@@ -278,8 +352,15 @@ def common_values(app: str, component: str) -> Schema:
             "maxLength": 63,
             "pattern": DNS_SUBDOMAIN_OR_EMPTY,
         },
-        "podAnnotations": string_map("Extra annotations of the pod."),
-        "nodeSelector": string_map("The pod's nodeSelector."),
+        "podAnnotations": {
+            **string_map("Extra annotations of the pod."),
+            "propertyNames": LABEL_KEY,  # annotation keys are qualified names, as label keys
+        },
+        "nodeSelector": {
+            **string_map("The pod's nodeSelector (node labels)."),
+            "propertyNames": LABEL_KEY,
+            "additionalProperties": LABEL_VALUE_SCHEMA,
+        },
         "tolerations": {
             "description": "The pod's tolerations.",
             "type": "array",

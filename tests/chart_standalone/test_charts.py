@@ -4,6 +4,7 @@ aliased subcharts."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -38,6 +39,7 @@ from tests.chart_standalone.rendering import (
     template_text,
     values_files,
 )
+from tests.render import test_network_policies as operator_peers
 from tests.support.schemas import REPO, validate_object
 
 THREADER, EXPORTER = STANDALONE
@@ -170,6 +172,22 @@ def test_optional_objects_can_be_left_out(chart: Chart) -> None:
     )
     assert kinds - fewer == {"ServiceMonitor", "NetworkPolicy"}
     assert render(chart, sets=["enabled=false"]) == []
+
+
+def test_pod_annotations_never_duplicate_the_config_hash() -> None:
+    """podAnnotations join the exporter's config-hash annotation in one map, the hash winning: a
+    user key of the same name neither writes the key twice nor stops the pod rolling."""
+    annotations = {"lumen.dev/config-hash": "mine", "team": "shop"}
+    args = template_args(EXPORTER.directory, (), ())
+    proc = run_helm(*args, "--set-json", f"podAnnotations={json.dumps(annotations)}")
+    assert proc.returncode == 0, proc.stderr
+    objects = by_kind(documents(proc.stdout))  # refuses a key written twice
+    config = objects["ConfigMap"]["data"]["config.json"]
+    pod = objects["Deployment"]["spec"]["template"]["metadata"]
+    assert pod["annotations"] == {
+        "lumen.dev/config-hash": hashlib.sha256(config.encode()).hexdigest(),
+        "team": "shop",
+    }
 
 
 def test_release_label(chart: Chart) -> None:
@@ -349,6 +367,122 @@ def test_schema_refuses_bad_probe_fields() -> None:
         ({"color": "blue"}, "additional properties 'color'"),
     ):
         assert message in refusal(EXPORTER, values={"probes": [{**probe, **extra}]})
+
+
+# --- NetworkPolicy peers: the schema refuses what the operator and the API server refuse ---------
+
+
+def parametrized(test: Any) -> list[Any]:
+    """The cases of a test's ``parametrize`` mark."""
+    (mark,) = [mark for mark in vars(test)["pytestmark"] if mark.name == "parametrize"]
+    return list(mark.args[1])
+
+
+def peer_list(text: str) -> str:
+    return f"[{{{text}}}]"
+
+
+def selector(**expression: Any) -> str:
+    return json.dumps([{"podSelector": {"matchExpressions": [expression]}}])
+
+
+# Every peer list parse_peers refuses (tests/render), but `except` outside `cidr` (a JSON schema
+# cannot compare CIDRs) and text that is not JSON (helm's --set-json refuses it first); and more.
+PEER_REFUSALS = [
+    text
+    for text, complaint in parametrized(
+        operator_peers.test_bad_peer_lists_are_refused_with_where_and_why
+    )
+    if "is not inside" not in complaint and complaint != "not JSON"
+] + [
+    peer_list('"podSelector": {"matchLabels": {"/foo": "x"}}'),  # empty prefix
+    peer_list('"podSelector": {"matchLabels": {"bad key!": "x"}}'),
+    peer_list('"namespaceSelector": {"matchLabels": {"a": "bad value"}}'),
+    peer_list('"podSelector": {"matchLabels": {"a": "-x"}}'),
+    peer_list('"ipBlock": {"cidr": "nonsense"}'),
+    peer_list('"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0"]}'),
+    peer_list('"ipBlock": {"cidr": "fd00::/129"}'),
+    peer_list('"ipBlock": {"cidr": "1::2::3/64"}'),
+    peer_list('"ipBlock": {"cidr": "10.0.0.0/8"}, "namespaceSelector": {}'),
+    selector(key="a", operator="NotIn"),
+    selector(key="a", operator="In", values=[]),
+    selector(key="a", operator="In", values=None),
+    selector(key="a", operator="DoesNotExist", values=["x"]),
+    selector(key="/a", operator="Exists"),
+]
+
+# Peer lists the operator accepts (tests/render), and more the API server accepts.
+PEERS_ACCEPTED = [
+    text
+    for text, _ in parametrized(
+        operator_peers.test_empty_parts_are_dropped_as_the_api_server_drops_them
+    )
+] + [
+    peer_list('"podSelector": {"matchLabels": {"lumen.dev/x_Y.z": "A-b_c.9", "k": ""}}'),
+    peer_list('"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}'),
+    peer_list('"ipBlock": {"cidr": "2001:db8::/32", "except": ["2001:db8::ffff:10.0.0.0/120"]}'),
+    peer_list('"ipBlock": {"cidr": "::/0"}'),
+    selector(key="a.b/c", operator="NotIn", values=["x", "y"]),
+    selector(key="a", operator="DoesNotExist", values=None),
+]
+
+PEER_VALUES = {
+    THREADER: "networkPolicy.alertmanagerPeers",
+    EXPORTER: "networkPolicy.prometheusPeers",
+}
+
+
+@pytest.mark.parametrize("text", PEER_REFUSALS, ids=range(len(PEER_REFUSALS)))
+def test_schema_refuses_peers_the_api_server_refuses(text: str) -> None:
+    """A peer the operator refuses at start (and the API server in a NetworkPolicy) stops
+    `helm install` at the schema, instead of a NetworkPolicy the API server refuses."""
+    for chart, key in PEER_VALUES.items():
+        proc = run_helm(*template_args(chart.directory, (), ()), "--set-json", f"{key}={text}")
+        assert proc.returncode != 0, f"{chart.name} rendered {key}={text}"
+        assert "don't meet the specifications of the schema" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("text", PEERS_ACCEPTED, ids=range(len(PEERS_ACCEPTED)))
+def test_schema_accepts_peers_the_api_server_accepts(text: str) -> None:
+    for chart, key in PEER_VALUES.items():
+        proc = run_helm(*template_args(chart.directory, (), ()), "--set-json", f"{key}={text}")
+        assert proc.returncode == 0, proc.stderr
+        policy = by_kind(documents(proc.stdout))["NetworkPolicy"]
+        validate_object(policy)
+        assert policy["spec"]["ingress"][0]["from"] == json.loads(text)
+
+
+def test_every_peer_list_has_the_same_schema() -> None:
+    """The lists the tests above send stand for all: each is the same NetworkPolicyPeer schema."""
+    items = [
+        peers["items"]
+        for chart in STANDALONE
+        for peers in json.loads((chart.directory / "values.schema.json").read_text())["properties"][
+            "networkPolicy"
+        ]["properties"].values()
+        if peers.get("type") == "array"
+    ]
+    assert len(items) == 4
+    assert all(item == items[0] for item in items)
+
+
+def test_schema_refuses_labels_and_annotations_the_api_server_refuses(chart: Chart) -> None:
+    """nodeSelector is checked as labels (keys and values), annotation keys as label keys."""
+    for values, message in (
+        ({"nodeSelector": {"disk": "fast ssd"}}, "at '/nodeSelector/disk'"),
+        ({"nodeSelector": {"/disk": "ssd"}}, "invalid propertyName '/disk'"),
+        ({"podAnnotations": {"bad key": "x"}}, "invalid propertyName 'bad key'"),
+    ):
+        assert message in refusal(chart, values=values)
+    fine = {"nodeSelector": {"node.kubernetes.io/disk": "ssd"}, "podAnnotations": {"a/b": "x y"}}
+    args = template_args(chart.directory, (), ())
+    for key, value in fine.items():
+        args += ["--set-json", f"{key}={json.dumps(value)}"]
+    proc = run_helm(*args)
+    assert proc.returncode == 0, proc.stderr
+    pod = by_kind(documents(proc.stdout))["Deployment"]["spec"]["template"]
+    assert pod["spec"]["nodeSelector"] == fine["nodeSelector"]
+    assert pod["metadata"]["annotations"]["a/b"] == "x y"
 
 
 # Values breaking each CEL rule of the CRD that the templates check (TEMPLATE_RULES of the
