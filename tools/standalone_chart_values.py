@@ -45,6 +45,15 @@ GENERATED = (
 )
 DNS_SUBDOMAIN_OR_EMPTY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$"
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# A Service's name (a DNS-1035 label), the objects' name; and what may stand in it for the chart
+# name after `<release>-` (a DNS-1123 label, also an `app.kubernetes.io/name` value).
+DNS_1035_LABEL_OR_EMPTY = r"^([a-z]([-a-z0-9]*[a-z0-9])?)?$"
+DNS_LABEL_OR_EMPTY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"
+# A resource quantity (apimachinery's pattern, without a sign: the API server refuses negatives).
+QUANTITY = (
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
 
 # CEL rules of the spec the templates check (`fail` with the same message): a JSON schema cannot
 # compare two fields, nor keep list entries unique by a key.
@@ -279,7 +288,8 @@ def peers(description: str) -> Schema:
 
 QUANTITIES: Schema = {
     "type": "object",
-    "additionalProperties": {"type": ["string", "number"]},
+    "propertyNames": LABEL_KEY,  # cpu, memory, ephemeral-storage, example.com/gpu
+    "additionalProperties": {"type": ["string", "number"], "pattern": QUANTITY, "minimum": 0},
 }
 
 
@@ -343,14 +353,16 @@ def common_values(app: str, component: str) -> Schema:
             "the `app.kubernetes.io/name` label.",
             "type": "string",
             "maxLength": 63,
+            "pattern": DNS_LABEL_OR_EMPTY,
         },
         "fullnameOverride": {
             "description": "The objects' name. Empty: `<release>-<chart name>`; the release "
             "name when it contains the chart name; the chart name when that starts with "
-            "`<release>-` (release `lumen`: `lumen-threader`, `lumen-exporter`).",
+            "`<release>-` (release `lumen`: `lumen-threader`, `lumen-exporter`). A Service's "
+            "name: lowercase letters, digits and `-`, starting with a letter.",
             "type": "string",
             "maxLength": 63,
-            "pattern": DNS_SUBDOMAIN_OR_EMPTY,
+            "pattern": DNS_1035_LABEL_OR_EMPTY,
         },
         "podAnnotations": {
             **string_map("Extra annotations of the pod."),

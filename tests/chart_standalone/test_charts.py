@@ -213,6 +213,23 @@ def test_names_follow_the_release(chart: Chart) -> None:
     assert name("alerts", "fullnameOverride=mine") == "mine"
 
 
+def test_a_release_name_that_cannot_name_a_service_needs_fullname_override(chart: Chart) -> None:
+    """Helm takes release names a Service cannot have (a leading digit, dots): the chart says so
+    instead of rendering objects the API server refuses."""
+    for release in ("1st", "team.alerts"):
+        proc = run_helm("template", release, str(chart.directory))
+        assert proc.returncode != 0, f"release {release} rendered"
+        assert "is not a Service name" in proc.stderr and "fullnameOverride" in proc.stderr
+        fixed = run_helm("template", release, str(chart.directory), "--set", "fullnameOverride=ok")
+        assert fixed.returncode == 0, fixed.stderr
+
+
+def test_resources_take_kubernetes_quantities(chart: Chart) -> None:
+    sets = ["resources.limits.cpu=1", "resources.limits.memory=1.5Gi", "resources.requests.cpu=0.1"]
+    pod = by_kind(render(chart, sets=sets))["Deployment"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"] == {"cpu": 1, "memory": "1.5Gi"}
+
+
 def test_threader_token_secret_is_referenced_never_rendered() -> None:
     """The chart renders no Secret: the tokens come from one the user created (README)."""
     for files in ((), *((path,) for path in values_files("threader"))):
@@ -353,6 +370,11 @@ def test_readme_documents_every_value(chart: Chart) -> None:
         ("exporter", ["pipeline.expireAfter=2 days"], "at '/pipeline/expireAfter'"),
         ("exporter", ["persistence.size=1.5Gi"], "at '/persistence/size'"),
         ("exporter", ["resources.claims=x"], "at '/resources': additional properties 'claims'"),
+        ("exporter", ["resources.limits.cpu=lots"], "at '/resources/limits/cpu'"),
+        ("threader", ["resources.requests.memory=-1"], "at '/resources/requests/memory'"),
+        ("threader", ["fullnameOverride=my.threader"], "at '/fullnameOverride'"),  # a Service
+        ("exporter", ["fullnameOverride=1-exporter"], "at '/fullnameOverride'"),
+        ("exporter", ["nameOverride=Exporter_2"], "at '/nameOverride'"),  # a label value too
     ],
 )
 def test_schema_refuses_bad_values(field: str, sets: list[str], message: str) -> None:
