@@ -383,6 +383,16 @@ def common_values(app: str, component: str) -> Schema:
             "description": "Values an umbrella chart shares with its subcharts; only "
             "`global.kpsRelease` is read.",
             "type": "object",
+            "additionalProperties": True,  # the umbrella's other globals pass through
+            "properties": {
+                "kpsRelease": {
+                    "description": "The `release` label of every Lumen chart's ServiceMonitor "
+                    "where `kpsRelease` is empty.",
+                    "type": "string",
+                    "maxLength": 63,
+                    "pattern": LABEL_VALUE,
+                }
+            },
         },
     }
 
