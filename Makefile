@@ -115,8 +115,9 @@ rbac: $(STAMP_VENV) ## regenerate files/operator-rbac.yaml from the operator's r
 	$(VPY) tools/operator_rbac.py
 
 .PHONY: chart-docs
-chart-docs: $(STAMP_VENV) ## regenerate README.md's chart values table from values.yaml's comments
+chart-docs: $(STAMP_VENV) ## regenerate README.md's chart values table, and charts/*/values.schema.json and README.md
 	$(VPY) tools/chart_values.py
+	$(VPY) tools/standalone_chart_values.py --write
 
 # ARGS passes flags through, e.g. make run ARGS="-n shop --log-format json".
 run: $(STAMP_VENV) ## run the operator against the current kubeconfig context

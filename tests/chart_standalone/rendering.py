@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart_standalone.chart_values import REPO, Chart
+from tests.chart_standalone.generator import Chart
+from tests.support.schemas import REPO
 
 VALUES_DIR = Path(__file__).resolve().parent / "values"
 RELEASE = "shared"
@@ -50,8 +51,25 @@ def template_text(chart: Chart, values: Sequence[Path] = (), sets: Sequence[str]
     return proc.stdout
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader refusing a key twice in one mapping, as the API server's strict decoding
+    does (PyYAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def documents(text: str) -> list[Manifest]:
-    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    """The rendered objects; a duplicate key in any mapping fails the test."""
+    return [doc for doc in yaml.load_all(text, Loader=UniqueKeyLoader) if doc is not None]
 
 
 def render(chart: Chart, values: Sequence[Path] = (), sets: Sequence[str] = ()) -> list[Manifest]:

@@ -4,8 +4,11 @@ aliased subcharts."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,8 @@ import yaml
 
 from lumen_alerting.policy.document import policy_from_manifest
 from lumen_alerting.policy.loading import InvalidPolicy
-from tests.chart_standalone.chart_values import (
+from tests.chart_standalone.generator import (
+    SCRIPT,
     STANDALONE,
     TEMPLATE_RULES,
     Chart,
@@ -35,7 +39,8 @@ from tests.chart_standalone.rendering import (
     template_text,
     values_files,
 )
-from tests.support.schemas import validate_object
+from tests.render import test_network_policies as operator_peers
+from tests.support.schemas import REPO, validate_object
 
 THREADER, EXPORTER = STANDALONE
 CHARTS = {chart.spec_field: chart for chart in STANDALONE}
@@ -169,6 +174,22 @@ def test_optional_objects_can_be_left_out(chart: Chart) -> None:
     assert render(chart, sets=["enabled=false"]) == []
 
 
+def test_pod_annotations_never_duplicate_the_config_hash() -> None:
+    """podAnnotations join the exporter's config-hash annotation in one map, the hash winning: a
+    user key of the same name neither writes the key twice nor stops the pod rolling."""
+    annotations = {"lumen.dev/config-hash": "mine", "team": "shop"}
+    args = template_args(EXPORTER.directory, (), ())
+    proc = run_helm(*args, "--set-json", f"podAnnotations={json.dumps(annotations)}")
+    assert proc.returncode == 0, proc.stderr
+    objects = by_kind(documents(proc.stdout))  # refuses a key written twice
+    config = objects["ConfigMap"]["data"]["config.json"]
+    pod = objects["Deployment"]["spec"]["template"]["metadata"]
+    assert pod["annotations"] == {
+        "lumen.dev/config-hash": hashlib.sha256(config.encode()).hexdigest(),
+        "team": "shop",
+    }
+
+
 def test_release_label(chart: Chart) -> None:
     def release(*sets: str) -> str:
         monitor = by_kind(render(chart, sets=sets))["ServiceMonitor"]
@@ -192,6 +213,23 @@ def test_names_follow_the_release(chart: Chart) -> None:
     assert name("alerts", "fullnameOverride=mine") == "mine"
 
 
+def test_a_release_name_that_cannot_name_a_service_needs_fullname_override(chart: Chart) -> None:
+    """Helm takes release names a Service cannot have (a leading digit, dots): the chart says so
+    instead of rendering objects the API server refuses."""
+    for release in ("1st", "team.alerts"):
+        proc = run_helm("template", release, str(chart.directory))
+        assert proc.returncode != 0, f"release {release} rendered"
+        assert "is not a Service name" in proc.stderr and "fullnameOverride" in proc.stderr
+        fixed = run_helm("template", release, str(chart.directory), "--set", "fullnameOverride=ok")
+        assert fixed.returncode == 0, fixed.stderr
+
+
+def test_resources_take_kubernetes_quantities(chart: Chart) -> None:
+    sets = ["resources.limits.cpu=1", "resources.limits.memory=1.5Gi", "resources.requests.cpu=0.1"]
+    pod = by_kind(render(chart, sets=sets))["Deployment"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"] == {"cpu": 1, "memory": "1.5Gi"}
+
+
 def test_threader_token_secret_is_referenced_never_rendered() -> None:
     """The chart renders no Secret: the tokens come from one the user created (README)."""
     for files in ((), *((path,) for path in values_files("threader"))):
@@ -212,13 +250,67 @@ def test_notes_tell_how_to_create_the_token_secret() -> None:
     assert "http://alerts-lumen-threader.mon.svc:8080/alert?channel=" in notes
 
 
+def threader_notes(*sets: str) -> str:
+    args = ["install", "alerts", str(THREADER.directory), "--dry-run=client", "-n", "mon"]
+    for assignment in sets:
+        args += ["--set-json", assignment]
+    proc = run_helm(*args)
+    assert proc.returncode == 0, proc.stderr
+    return " ".join(proc.stdout.split("NOTES:", 1)[1].split())  # lines joined
+
+
+@pytest.mark.parametrize(
+    ("sets", "admitted"),
+    [
+        ((), ["alertmanagerPeers", "prometheusPeers"]),
+        (("networkPolicy.alertmanagerPeers=[]",), ["prometheusPeers"]),
+        (("networkPolicy.prometheusPeers=[]",), ["alertmanagerPeers"]),
+    ],
+    ids=["both", "prometheus-only", "alertmanager-only"],
+)
+def test_notes_name_every_peer_list_the_network_policy_admits(
+    sets: tuple[str, ...], admitted: list[str]
+) -> None:
+    """Both peer lists open the one port (Prometheus scrapes /metrics on it): the NOTES name
+    exactly the lists the rendered NetworkPolicy has a rule for."""
+    rules = by_kind(render(THREADER, sets=[s.replace("[]", "null") for s in sets]))
+    assert len(rules["NetworkPolicy"]["spec"]["ingress"]) == len(admitted)
+    notes = threader_notes(*sets)
+    (said,) = [line for line in notes.split(". ") if "NetworkPolicy admits" in line]
+    for group in ("alertmanagerPeers", "prometheusPeers"):
+        assert (f"networkPolicy.{group} (" in said) is (group in admitted), said
+    assert "to port 8080" in said
+
+
+def test_notes_say_when_the_network_policy_admits_nobody() -> None:
+    notes = threader_notes("networkPolicy.alertmanagerPeers=[]", "networkPolicy.prometheusPeers=[]")
+    assert "NetworkPolicy admits nobody" in notes
+    assert "admits only" not in notes
+    assert (
+        "NetworkPolicy" not in threader_notes("networkPolicy.enabled=false").split("Installed")[1]
+    )
+
+
 # --- values: schema, rules, documentation ---------------------------------------------------------
 
 
 def test_schema_and_readme_are_generated(chart: Chart) -> None:
-    fix = "run `.venv/bin/python -m tests.chart_standalone.chart_values --write`"
+    fix = "run `make chart-docs` (tools/standalone_chart_values.py --write)"
     assert (chart.directory / "values.schema.json").read_text() == schema_text(chart), fix
     assert (chart.directory / "README.md").read_text() == readme_text(chart), fix
+
+
+def test_generator_runs_as_a_script_and_from_make_chart_docs() -> None:
+    """tools/standalone_chart_values.py checks (exit 0: nothing stale) without --write, and
+    `make chart-docs` runs it with --write next to tools/chart_values.py (the root chart's)."""
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT)], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\nchart-docs:", 1)[1].split("\n\n", 1)[0]
+    assert "\t$(VPY) tools/standalone_chart_values.py --write\n" in recipe + "\n"
+    assert "\t$(VPY) tools/chart_values.py\n" in recipe
 
 
 def test_default_values_pass_the_schema(chart: Chart) -> None:
@@ -234,7 +326,7 @@ def test_every_object_in_the_schema_is_closed(chart: Chart) -> None:
     open_objects = {"affinity", "global", "tolerations[]"}
 
     def walk(node: dict[str, Any], path: str) -> None:
-        if node.get("type") == "object" and "properties" in node:
+        if node.get("type") == "object" and "properties" in node and path not in open_objects:
             assert node.get("additionalProperties") is False, path
         if node.get("type") == "object" and "properties" not in node and path not in open_objects:
             assert isinstance(node.get("additionalProperties"), dict), f"{path}: an open object"
@@ -278,6 +370,12 @@ def test_readme_documents_every_value(chart: Chart) -> None:
         ("exporter", ["pipeline.expireAfter=2 days"], "at '/pipeline/expireAfter'"),
         ("exporter", ["persistence.size=1.5Gi"], "at '/persistence/size'"),
         ("exporter", ["resources.claims=x"], "at '/resources': additional properties 'claims'"),
+        ("exporter", ["resources.limits.cpu=lots"], "at '/resources/limits/cpu'"),
+        ("threader", ["resources.requests.memory=-1"], "at '/resources/requests/memory'"),
+        ("threader", ["fullnameOverride=my.threader"], "at '/fullnameOverride'"),  # a Service
+        ("exporter", ["fullnameOverride=1-exporter"], "at '/fullnameOverride'"),
+        ("exporter", ["nameOverride=Exporter_2"], "at '/nameOverride'"),  # a label value too
+        ("threader", ["global.kpsRelease=kps stack"], "at '/global/kpsRelease'"),
     ],
 )
 def test_schema_refuses_bad_values(field: str, sets: list[str], message: str) -> None:
@@ -294,7 +392,124 @@ def test_schema_refuses_bad_probe_fields() -> None:
         assert message in refusal(EXPORTER, values={"probes": [{**probe, **extra}]})
 
 
-# Values breaking each CEL rule of the CRD that the templates check (chart_values.TEMPLATE_RULES).
+# --- NetworkPolicy peers: the schema refuses what the operator and the API server refuse ---------
+
+
+def parametrized(test: Any) -> list[Any]:
+    """The cases of a test's ``parametrize`` mark."""
+    (mark,) = [mark for mark in vars(test)["pytestmark"] if mark.name == "parametrize"]
+    return list(mark.args[1])
+
+
+def peer_list(text: str) -> str:
+    return f"[{{{text}}}]"
+
+
+def selector(**expression: Any) -> str:
+    return json.dumps([{"podSelector": {"matchExpressions": [expression]}}])
+
+
+# Every peer list parse_peers refuses (tests/render), but `except` outside `cidr` (a JSON schema
+# cannot compare CIDRs) and text that is not JSON (helm's --set-json refuses it first); and more.
+PEER_REFUSALS = [
+    text
+    for text, complaint in parametrized(
+        operator_peers.test_bad_peer_lists_are_refused_with_where_and_why
+    )
+    if "is not inside" not in complaint and complaint != "not JSON"
+] + [
+    peer_list('"podSelector": {"matchLabels": {"/foo": "x"}}'),  # empty prefix
+    peer_list('"podSelector": {"matchLabels": {"bad key!": "x"}}'),
+    peer_list('"namespaceSelector": {"matchLabels": {"a": "bad value"}}'),
+    peer_list('"podSelector": {"matchLabels": {"a": "-x"}}'),
+    peer_list('"ipBlock": {"cidr": "nonsense"}'),
+    peer_list('"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0"]}'),
+    peer_list('"ipBlock": {"cidr": "fd00::/129"}'),
+    peer_list('"ipBlock": {"cidr": "1::2::3/64"}'),
+    peer_list('"ipBlock": {"cidr": "10.0.0.0/8"}, "namespaceSelector": {}'),
+    selector(key="a", operator="NotIn"),
+    selector(key="a", operator="In", values=[]),
+    selector(key="a", operator="In", values=None),
+    selector(key="a", operator="DoesNotExist", values=["x"]),
+    selector(key="/a", operator="Exists"),
+]
+
+# Peer lists the operator accepts (tests/render), and more the API server accepts.
+PEERS_ACCEPTED = [
+    text
+    for text, _ in parametrized(
+        operator_peers.test_empty_parts_are_dropped_as_the_api_server_drops_them
+    )
+] + [
+    peer_list('"podSelector": {"matchLabels": {"lumen.dev/x_Y.z": "A-b_c.9", "k": ""}}'),
+    peer_list('"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}'),
+    peer_list('"ipBlock": {"cidr": "2001:db8::/32", "except": ["2001:db8::ffff:10.0.0.0/120"]}'),
+    peer_list('"ipBlock": {"cidr": "::/0"}'),
+    selector(key="a.b/c", operator="NotIn", values=["x", "y"]),
+    selector(key="a", operator="DoesNotExist", values=None),
+]
+
+PEER_VALUES = {
+    THREADER: "networkPolicy.alertmanagerPeers",
+    EXPORTER: "networkPolicy.prometheusPeers",
+}
+
+
+@pytest.mark.parametrize("text", PEER_REFUSALS, ids=range(len(PEER_REFUSALS)))
+def test_schema_refuses_peers_the_api_server_refuses(text: str) -> None:
+    """A peer the operator refuses at start (and the API server in a NetworkPolicy) stops
+    `helm install` at the schema, instead of a NetworkPolicy the API server refuses."""
+    for chart, key in PEER_VALUES.items():
+        proc = run_helm(*template_args(chart.directory, (), ()), "--set-json", f"{key}={text}")
+        assert proc.returncode != 0, f"{chart.name} rendered {key}={text}"
+        assert "don't meet the specifications of the schema" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("text", PEERS_ACCEPTED, ids=range(len(PEERS_ACCEPTED)))
+def test_schema_accepts_peers_the_api_server_accepts(text: str) -> None:
+    for chart, key in PEER_VALUES.items():
+        proc = run_helm(*template_args(chart.directory, (), ()), "--set-json", f"{key}={text}")
+        assert proc.returncode == 0, proc.stderr
+        policy = by_kind(documents(proc.stdout))["NetworkPolicy"]
+        validate_object(policy)
+        assert policy["spec"]["ingress"][0]["from"] == json.loads(text)
+
+
+def test_every_peer_list_has_the_same_schema() -> None:
+    """The lists the tests above send stand for all: each is the same NetworkPolicyPeer schema."""
+    items = [
+        peers["items"]
+        for chart in STANDALONE
+        for peers in json.loads((chart.directory / "values.schema.json").read_text())["properties"][
+            "networkPolicy"
+        ]["properties"].values()
+        if peers.get("type") == "array"
+    ]
+    assert len(items) == 4
+    assert all(item == items[0] for item in items)
+
+
+def test_schema_refuses_labels_and_annotations_the_api_server_refuses(chart: Chart) -> None:
+    """nodeSelector is checked as labels (keys and values), annotation keys as label keys."""
+    for values, message in (
+        ({"nodeSelector": {"disk": "fast ssd"}}, "at '/nodeSelector/disk'"),
+        ({"nodeSelector": {"/disk": "ssd"}}, "invalid propertyName '/disk'"),
+        ({"podAnnotations": {"bad key": "x"}}, "invalid propertyName 'bad key'"),
+    ):
+        assert message in refusal(chart, values=values)
+    fine = {"nodeSelector": {"node.kubernetes.io/disk": "ssd"}, "podAnnotations": {"a/b": "x y"}}
+    args = template_args(chart.directory, (), ())
+    for key, value in fine.items():
+        args += ["--set-json", f"{key}={json.dumps(value)}"]
+    proc = run_helm(*args)
+    assert proc.returncode == 0, proc.stderr
+    pod = by_kind(documents(proc.stdout))["Deployment"]["spec"]["template"]
+    assert pod["spec"]["nodeSelector"] == fine["nodeSelector"]
+    assert pod["metadata"]["annotations"]["a/b"] == "x y"
+
+
+# Values breaking each CEL rule of the CRD that the templates check (TEMPLATE_RULES of the
+# generator).
 RULE_BREAKERS: dict[str, dict[str, Any]] = {
     "allowVolatile only applies to store.type redis": {"store": {"allowVolatile": True}},
     "more than one replica needs store.type redis": {"replicas": 2},

@@ -49,7 +49,7 @@ from lumen_alerting.render.objects import (
     RenderOptions,
 )
 from lumen_alerting.render.pods import canonical_quantity
-from tests.chart_standalone.chart_values import STANDALONE, Chart
+from tests.chart_standalone.generator import STANDALONE, Chart
 from tests.chart_standalone.rendering import (
     NAMESPACE,
     RELEASE,

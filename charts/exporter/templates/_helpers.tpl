@@ -103,6 +103,11 @@ The rules of spec.exporter that a JSON schema cannot say (the CRD's x-kubernetes
 list-map keys), with the CRD's messages: the chart refuses what the API server would refuse.
 */}}
 {{- define "lumen-exporter.validate" -}}
+{{- /* The objects' name is the Service's: a DNS-1035 label (a release name may start with a digit or hold dots). */ -}}
+{{- $fullname := include "lumen-exporter.fullname" . -}}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) -}}
+{{- fail (printf "the objects' name %q is not a Service name (lowercase letters, digits and '-', starting with a letter): set fullnameOverride" $fullname) -}}
+{{- end -}}
 {{- if and .Values.pipeline.enabled (not .Values.pipeline.token) -}}
 {{- fail "pipeline.enabled needs pipeline.token" -}}
 {{- end -}}

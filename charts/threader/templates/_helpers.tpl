@@ -64,6 +64,11 @@ The rules of spec.threader that a JSON schema cannot say (the CRD's x-kubernetes
 with the CRD's messages: the chart refuses what the API server would refuse in a policy.
 */}}
 {{- define "lumen-threader.validate" -}}
+{{- /* The objects' name is the Service's: a DNS-1035 label (a release name may start with a digit or hold dots). */ -}}
+{{- $fullname := include "lumen-threader.fullname" . -}}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) -}}
+{{- fail (printf "the objects' name %q is not a Service name (lowercase letters, digits and '-', starting with a letter): set fullnameOverride" $fullname) -}}
+{{- end -}}
 {{- $v := .Values -}}
 {{- if and $v.store.allowVolatile (ne $v.store.type "redis") -}}
 {{- fail "store: allowVolatile only applies to store.type redis" -}}
