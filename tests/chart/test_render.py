@@ -256,3 +256,18 @@ def test_metrics_service_and_service_monitor_reach_the_operator() -> None:
     assert all(labels[k] == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+
+
+def test_operator_network_policy_without_peers_or_test_pod_admits_nobody() -> None:
+    """No metricsPeers and no `helm test` pod: no ingress rule at all (deny), never a rule
+    whose `from` is null (which would admit every source)."""
+    rendered = template(settings=["helmTest.enabled=false", "networkPolicy.metricsPeers=[]"])
+    policy = rendered.one("NetworkPolicy", "-operator")["spec"]
+    assert "Ingress" in policy["policyTypes"]
+    assert policy.get("ingress", []) == []
+    validate(rendered.one("NetworkPolicy", "-operator"))
+    # Either one alone still makes a rule with a non-empty `from`.
+    for settings in (["helmTest.enabled=false"], ["networkPolicy.metricsPeers=[]"]):
+        spec = template(settings=settings).one("NetworkPolicy", "-operator")["spec"]
+        (rule,) = spec["ingress"]
+        assert rule["from"], settings
