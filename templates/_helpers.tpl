@@ -27,7 +27,9 @@
 {{- if .Values.serviceAccount.create }}
 {{- default (include "lumen.operatorName" .) .Values.serviceAccount.name }}
 {{- else }}
-{{- default "default" .Values.serviceAccount.name }}
+{{- /* Never the namespace's `default` ServiceAccount: the ClusterRole would go to every pod
+       that runs as it. */}}
+{{- required "serviceAccount.name: the ServiceAccount to run as (and bind the RBAC to) is required when serviceAccount.create is false" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
 
