@@ -22,7 +22,8 @@ def refusal(*settings: str, skip_schema: bool = False) -> str:
 def test_a_policy_outside_the_watched_namespaces_is_refused() -> None:
     """The operator only watches watchNamespaces: a policy elsewhere would never be reconciled."""
     elsewhere = refusal(
-        'watchNamespaces=["shop"]', 'policies=[{"name":"checkout","namespace":"payments","spec":{}}]'
+        'watchNamespaces=["shop"]',
+        'policies=[{"name":"checkout","namespace":"payments","spec":{}}]',
     )
     assert '"checkout" is in namespace "payments"' in elsewhere
     assert "watchNamespaces (shop)" in elsewhere

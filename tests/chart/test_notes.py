@@ -29,9 +29,17 @@ def test_notes_for_the_defaults() -> None:
 
 
 def test_notes_follow_the_values() -> None:
-    text = notes("--values", values("namespaced-two-replicas"), "--values", values("policies"))
+    # policies.yaml puts one policy in the release namespace: it must be watched too.
+    text = notes(
+        "--values",
+        values("namespaced-two-replicas"),
+        "--values",
+        values("policies"),
+        "--set-json",
+        f'watchNamespaces=["shop","payments","{NAMESPACE}"]',
+    )
     assert '2 replica(s) with kopf peering (peering object "lumen-operator")' in text
-    assert "watching the namespaces shop, payments" in text
+    assert f"watching the namespaces shop, payments, {NAMESPACE}" in text
     assert "a Role per watched namespace" in text
     assert "2 LumenAlertPolicy object(s) from values" in text
     assert "empty `policies:`" in text

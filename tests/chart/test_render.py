@@ -16,6 +16,7 @@ from tests.chart.helm import (
     Rendered,
     load_values,
     operator_container,
+    run_helm,
     template,
     values_files,
 )
@@ -271,3 +272,49 @@ def test_operator_network_policy_without_peers_or_test_pod_admits_nobody() -> No
         spec = template(settings=settings).one("NetworkPolicy", "-operator")["spec"]
         (rule,) = spec["ingress"]
         assert rule["from"], settings
+
+
+def test_user_labels_never_repeat_or_replace_the_charts_keys() -> None:
+    """A user label with a key the chart sets (the component, the release label) is not written
+    a second time (duplicate YAML keys: an invalid object, or a selector that no longer matches
+    the pods): the chart's value stays; the user's other labels are added."""
+    clash = '{"app.kubernetes.io/component":"mine","release":"mine","team":"a"}'
+    component = '{"app.kubernetes.io/component":"mine","team":"a"}'
+    rendered = template(
+        settings=[
+            f"metrics.serviceMonitor.labels={clash}",
+            f"metrics.prometheusRule.labels={clash}",
+            f"dashboards.labels={component}",
+            f'policies=[{{"name":"p","spec":{{}},"labels":{component}}}]',
+            'podLabels={"team":"a"}',
+        ]
+    )
+    for line in rendered.text.splitlines():
+        assert "mine" not in line, line
+    monitor = rendered.one("ServiceMonitor")["metadata"]["labels"]
+    rule = rendered.one("PrometheusRule")["metadata"]["labels"]
+    for labels in (monitor, rule):
+        assert labels["release"] == "kube-prometheus-stack"
+        assert labels["app.kubernetes.io/component"] == "operator"
+        assert labels["team"] == "a"
+    policy = rendered.one("LumenAlertPolicy")["metadata"]["labels"]
+    assert policy["app.kubernetes.io/component"] == "policy" and policy["team"] == "a"
+    for config_map in rendered.of_kind("ConfigMap"):
+        labels = config_map["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == "dashboard" and labels["team"] == "a"
+    deployment = rendered.one("Deployment", "-operator")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["team"] == "a"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+
+
+def test_pod_labels_cannot_name_a_selector_key() -> None:
+    """The schema refuses podLabels that would change what the Deployment selects."""
+    for key in (
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/component",
+    ):
+        proc = run_helm("template", RELEASE, ".", "--set-json", f'podLabels={{"{key}":"x"}}')
+        assert proc.returncode != 0 and f"invalid propertyName '{key}'" in proc.stderr, proc.stderr
