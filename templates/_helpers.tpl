@@ -109,9 +109,15 @@ app.kubernetes.io/component: operator
 {{- toYaml (dict "cluster" $cluster "namespaced" $namespaced) }}
 {{- end }}
 
+{{/* The kube-prometheus-stack release: kpsRelease, else global.kpsRelease (which the
+     subcharts read too), else kube-prometheus-stack. */}}
+{{- define "lumen.kpsRelease" -}}
+{{- .Values.kpsRelease | default (.Values.global | default dict).kpsRelease | default "kube-prometheus-stack" }}
+{{- end }}
+
 {{/* The release label kps's Prometheus selects ServiceMonitors and PrometheusRules by. */}}
 {{- define "lumen.kpsLabels" -}}
-release: {{ .Values.kpsRelease | quote }}
+release: {{ include "lumen.kpsRelease" . | quote }}
 {{- end }}
 
 {{/* The `helm test` pod: the operator's NetworkPolicy lets it reach /metrics. */}}

@@ -90,7 +90,8 @@ def test_the_validation_can_fail() -> None:
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_kps_release_label_on_service_monitors_and_prometheus_rules(case: Path | None) -> None:
     values = load_values(case) if case else {}
-    expected = values.get("kpsRelease", "kube-prometheus-stack")
+    from_global = values.get("global", {}).get("kpsRelease")
+    expected = values.get("kpsRelease") or from_global or "kube-prometheus-stack"
     rendered = rendered_for(case)
     picked = rendered.of_kind("ServiceMonitor") + rendered.of_kind("PrometheusRule")
     assert picked
@@ -318,3 +319,21 @@ def test_pod_labels_cannot_name_a_selector_key() -> None:
     ):
         proc = run_helm("template", RELEASE, ".", "--set-json", f'podLabels={{"{key}":"x"}}')
         assert proc.returncode != 0 and f"invalid propertyName '{key}'" in proc.stderr, proc.stderr
+
+
+def test_global_kps_release_drives_the_root_chart_and_the_subcharts() -> None:
+    """One setting, global.kpsRelease, names the kps release for everything; the root chart's
+    own kpsRelease still wins over it."""
+
+    def releases(*settings: str) -> set[str]:
+        rendered = template(settings=["threader.enabled=true", "exporter.enabled=true", *settings])
+        picked = rendered.of_kind("ServiceMonitor") + rendered.of_kind("PrometheusRule")
+        assert len(rendered.of_kind("ServiceMonitor")) == 3
+        found = {obj["metadata"]["labels"]["release"] for obj in picked}
+        (flag,) = [a for a in operator_container(rendered)["args"] if a.startswith("--kps-")]
+        return found | {flag.removeprefix("--kps-release=")}
+
+    assert releases() == {"kube-prometheus-stack"}
+    assert releases('global.kpsRelease="kps"') == {"kps"}
+    root = template(settings=['global.kpsRelease="kps"', 'kpsRelease="own"'])
+    assert root.one("ServiceMonitor")["metadata"]["labels"]["release"] == "own"

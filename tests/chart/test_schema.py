@@ -104,13 +104,19 @@ def test_every_object_with_known_keys_refuses_others() -> None:
 
 # --- what the operator refuses at start, the schema refuses at install -------------------------
 
+
+def parametrized(test: object) -> list[Any]:
+    """The cases a test of tests/render is parametrized with (so new ones reach the chart too)."""
+    (mark,) = [mark for mark in vars(test)["pytestmark"] if mark.name == "parametrize"]
+    return list(mark.args[1])
+
+
 # The operator's own cases (tests/render): peer lists parse_peers refuses, and ones it accepts.
-PEERS_REFUSED: list[tuple[str, str]] = list(
-    test_bad_peer_lists_are_refused_with_where_and_why.pytestmark[0].args[1]  # type: ignore[attr-defined]
+PEERS_REFUSED: list[tuple[str, str]] = parametrized(
+    test_bad_peer_lists_are_refused_with_where_and_why
 )
 PEERS_ACCEPTED: list[str] = [
-    text
-    for text, _ in test_empty_parts_are_dropped_as_the_api_server_drops_them.pytestmark[0].args[1]  # type: ignore[attr-defined]
+    text for text, _ in parametrized(test_empty_parts_are_dropped_as_the_api_server_drops_them)
 ]
 # What a value cannot be (helm only takes JSON), or what JSON Schema cannot compare: whether an
 # `except` CIDR lies inside its `cidr` of the same IP version.
