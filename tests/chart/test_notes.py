@@ -79,3 +79,9 @@ def test_notes_name_the_release_label_only_for_objects_that_carry_it() -> None:
     assert "- Metrics Service on port 8000." in off
     assert "label release=" not in off
     assert "(label release=kps)" in notes("--set", "global.kpsRelease=kps")
+
+
+def test_notes_say_when_the_operator_network_policy_lets_nobody_in() -> None:
+    assert "metrics from Prometheus only" in notes()
+    closed = notes("--set", "helmTest.enabled=false", "--set-json", "networkPolicy.metricsPeers=[]")
+    assert "no ingress at all: metricsPeers is empty" in closed
