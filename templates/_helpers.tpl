@@ -27,7 +27,9 @@
 {{- if .Values.serviceAccount.create }}
 {{- default (include "lumen.operatorName" .) .Values.serviceAccount.name }}
 {{- else }}
-{{- default "default" .Values.serviceAccount.name }}
+{{- /* Never the namespace's `default` ServiceAccount: the ClusterRole would go to every pod
+       that runs as it. */}}
+{{- required "serviceAccount.name: the ServiceAccount to run as (and bind the RBAC to) is required when serviceAccount.create is false" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
 
@@ -44,6 +46,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: lumen
+{{- end }}
+
+{{/* One label map from (list <fixed labels as YAML> <user labels>): the user's labels are added,
+     but a key the chart sets keeps the chart's value (a YAML map with a key twice would be
+     invalid, or silently take the last one and break a selector). */}}
+{{- define "lumen.withLabels" -}}
+{{- $fixed := index . 0 | fromYaml }}
+{{- $user := index . 1 | default dict }}
+{{- toYaml (merge $fixed $user) }}
 {{- end }}
 
 {{- define "lumen.operatorSelectorLabels" -}}
@@ -98,9 +109,15 @@ app.kubernetes.io/component: operator
 {{- toYaml (dict "cluster" $cluster "namespaced" $namespaced) }}
 {{- end }}
 
+{{/* The kube-prometheus-stack release: kpsRelease, else global.kpsRelease (which the
+     subcharts read too), else kube-prometheus-stack. */}}
+{{- define "lumen.kpsRelease" -}}
+{{- .Values.kpsRelease | default (.Values.global | default dict).kpsRelease | default "kube-prometheus-stack" }}
+{{- end }}
+
 {{/* The release label kps's Prometheus selects ServiceMonitors and PrometheusRules by. */}}
 {{- define "lumen.kpsLabels" -}}
-release: {{ .Values.kpsRelease | quote }}
+release: {{ include "lumen.kpsRelease" . | quote }}
 {{- end }}
 
 {{/* The `helm test` pod: the operator's NetworkPolicy lets it reach /metrics. */}}
@@ -108,4 +125,53 @@ release: {{ .Values.kpsRelease | quote }}
 app.kubernetes.io/name: {{ include "lumen.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: helm-test
+{{- end }}
+
+{{/* What JSON Schema cannot check in a list of NetworkPolicyPeers: each ipBlock's `except` lies
+     strictly inside its `cidr` (the API server's rule, and the operator's). Takes (list <name
+     of the value> <peers>); the schema has checked the CIDRs' syntax and IP versions. */}}
+{{- define "lumen.checkPeers" -}}
+{{- $where := index . 0 }}
+{{- range $i, $peer := index . 1 }}
+{{- with $peer.ipBlock }}
+{{- $outer := include "lumen.cidrBits" .cidr | fromJson }}
+{{- range $j, $text := .except }}
+{{- $inner := include "lumen.cidrBits" $text | fromJson }}
+{{- $p := int $outer.prefix }}
+{{- if not (and (eq (len $inner.bits) (len $outer.bits)) (gt (int $inner.prefix) $p) (eq (substr 0 $p $inner.bits) (substr 0 $p $outer.bits))) }}
+{{- fail (printf "%s[%d].ipBlock.except[%d]: %q is not inside %q (an except must be a smaller block within the cidr)" $where $i $j $text $peer.ipBlock.cidr) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A CIDR as {"bits": its address in binary (32 or 128 characters), "prefix": its length}. */}}
+{{- define "lumen.cidrBits" -}}
+{{- $parts := splitList "/" . }}
+{{- $addr := first $parts }}
+{{- $bits := "" }}
+{{- $v4 := "" }}
+{{- if contains "." $addr }}
+{{- range splitList "." (regexFind "[0-9.]+$" $addr) }}{{ $v4 = printf "%s%08b" $v4 (atoi .) }}{{ end }}
+{{- $addr = regexReplaceAll "[0-9.]+$" $addr "" }}
+{{- if not (hasSuffix "::" $addr) }}{{ $addr = trimSuffix ":" $addr }}{{ end }}
+{{- end }}
+{{- if $addr }}
+{{- $hex := dict "0" "0000" "1" "0001" "2" "0010" "3" "0011" "4" "0100" "5" "0101" "6" "0110" "7" "0111" "8" "1000" "9" "1001" "a" "1010" "b" "1011" "c" "1100" "d" "1101" "e" "1110" "f" "1111" }}
+{{- $want := ternary 6 8 (ne $v4 "") }}
+{{- $halves := splitList "::" (lower $addr) }}
+{{- $left := list }}
+{{- if first $halves }}{{ $left = splitList ":" (first $halves) }}{{ end }}
+{{- $right := list }}
+{{- if and (gt (len $halves) 1) (last $halves) }}{{ $right = splitList ":" (last $halves) }}{{ end }}
+{{- $groups := $left }}
+{{- if gt (len $halves) 1 }}
+{{- range until (sub $want (add (len $left) (len $right)) | int) }}{{ $groups = append $groups "0" }}{{ end }}
+{{- end }}
+{{- range concat $groups $right }}
+{{- range splitList "" (printf "%s%s" (repeat (sub 4 (len .) | int) "0") .) }}{{ $bits = printf "%s%s" $bits (get $hex .) }}{{ end }}
+{{- end }}
+{{- end }}
+{{- toJson (dict "bits" (printf "%s%s" $bits $v4) "prefix" (atoi (last $parts))) }}
 {{- end }}

@@ -14,14 +14,6 @@ from lumen_alerting.operator.config import OperatorConfig, parse_config
 from tests.chart.helm import load_values, operator_container, template, values_files
 from tests.support.schemas import REPO
 
-# Flags the netpol work adds to the operator (--network-policies and the peers). Until that
-# lands, the first test parses the container's other flags alone.
-NETWORK_FLAGS = (
-    "--network-policies=",
-    "--alertmanager-peers=",
-    "--prometheus-peers=",
-    "--pipeline-peers=",
-)
 CASES = [None, *values_files()]
 CASE_IDS = ["defaults", *(path.stem for path in values_files())]
 
@@ -53,7 +45,9 @@ def check_common(config: OperatorConfig, values: dict[str, Any]) -> None:
     assert config.namespaces == tuple(values["watchNamespaces"])
     assert config.standalone == (values["replicaCount"] == 1)
     assert config.peering == values["operator"]["peering"]
-    assert config.rendering.kps_release == values["kpsRelease"]
+    global_release = (values.get("global") or {}).get("kpsRelease")
+    wanted = values["kpsRelease"] or global_release or "kube-prometheus-stack"
+    assert config.rendering.kps_release == wanted
     assert config.rendering.threader_image == image
     assert config.rendering.exporter_image == image
     assert config.drift_interval == values["operator"]["driftInterval"]
@@ -69,13 +63,7 @@ def check_common(config: OperatorConfig, values: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_container_flags_parse_as_the_values_say(case: Path | None) -> None:
-    args = [arg for arg in container_args(case) if not arg.startswith(NETWORK_FLAGS)]
-    check_common(parse_config(args, {}), chart_values(case))
-
-
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_network_policy_flags_parse_as_the_values_say(case: Path | None) -> None:
-    """Needs the operator's NetworkPolicy flags (the netpol branch)."""
+    """Every flag, the NetworkPolicy ones included, parses back to the values."""
     values = chart_values(case)
     config = parse_config(container_args(case), {})
     check_common(config, values)

@@ -134,3 +134,17 @@ def test_the_alerts_fire_when_the_operator_fails(tmp_path: Path) -> None:
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
     proc = promtool("test", "rules", "tests.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_operator_down_only_with_the_service_monitor() -> None:
+    """Without the chart's ServiceMonitor nothing writes `up{job=<service>}`, so `absent(...)`
+    would fire forever: LumenOperatorDown is left out, the other alerts stay."""
+
+    def alerts(*settings: str) -> list[str]:
+        rule = template(settings=settings).one("PrometheusRule", "-operator")
+        return [r["alert"] for group in rule["spec"]["groups"] for r in group["rules"]]
+
+    assert "LumenOperatorDown" in alerts()
+    off = alerts("metrics.serviceMonitor.enabled=false")
+    assert "LumenOperatorDown" not in off
+    assert "LumenOperatorReconcilesFailing" in off

@@ -16,6 +16,7 @@ from tests.chart.helm import (
     Rendered,
     load_values,
     operator_container,
+    run_helm,
     template,
     values_files,
 )
@@ -89,7 +90,8 @@ def test_the_validation_can_fail() -> None:
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_kps_release_label_on_service_monitors_and_prometheus_rules(case: Path | None) -> None:
     values = load_values(case) if case else {}
-    expected = values.get("kpsRelease", "kube-prometheus-stack")
+    from_global = values.get("global", {}).get("kpsRelease")
+    expected = values.get("kpsRelease") or from_global or "kube-prometheus-stack"
     rendered = rendered_for(case)
     picked = rendered.of_kind("ServiceMonitor") + rendered.of_kind("PrometheusRule")
     assert picked
@@ -256,3 +258,82 @@ def test_metrics_service_and_service_monitor_reach_the_operator() -> None:
     assert all(labels[k] == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+
+
+def test_operator_network_policy_without_peers_or_test_pod_admits_nobody() -> None:
+    """No metricsPeers and no `helm test` pod: no ingress rule at all (deny), never a rule
+    whose `from` is null (which would admit every source)."""
+    rendered = template(settings=["helmTest.enabled=false", "networkPolicy.metricsPeers=[]"])
+    policy = rendered.one("NetworkPolicy", "-operator")["spec"]
+    assert "Ingress" in policy["policyTypes"]
+    assert policy.get("ingress", []) == []
+    validate(rendered.one("NetworkPolicy", "-operator"))
+    # Either one alone still makes a rule with a non-empty `from`.
+    for settings in (["helmTest.enabled=false"], ["networkPolicy.metricsPeers=[]"]):
+        spec = template(settings=settings).one("NetworkPolicy", "-operator")["spec"]
+        (rule,) = spec["ingress"]
+        assert rule["from"], settings
+
+
+def test_user_labels_never_repeat_or_replace_the_charts_keys() -> None:
+    """A user label with a key the chart sets (the component, the release label) is not written
+    a second time (duplicate YAML keys: an invalid object, or a selector that no longer matches
+    the pods): the chart's value stays; the user's other labels are added."""
+    clash = '{"app.kubernetes.io/component":"mine","release":"mine","team":"a"}'
+    component = '{"app.kubernetes.io/component":"mine","team":"a"}'
+    rendered = template(
+        settings=[
+            f"metrics.serviceMonitor.labels={clash}",
+            f"metrics.prometheusRule.labels={clash}",
+            f"dashboards.labels={component}",
+            f'policies=[{{"name":"p","spec":{{}},"labels":{component}}}]',
+            'podLabels={"team":"a"}',
+        ]
+    )
+    for line in rendered.text.splitlines():
+        assert "mine" not in line, line
+    monitor = rendered.one("ServiceMonitor")["metadata"]["labels"]
+    rule = rendered.one("PrometheusRule")["metadata"]["labels"]
+    for labels in (monitor, rule):
+        assert labels["release"] == "kube-prometheus-stack"
+        assert labels["app.kubernetes.io/component"] == "operator"
+        assert labels["team"] == "a"
+    policy = rendered.one("LumenAlertPolicy")["metadata"]["labels"]
+    assert policy["app.kubernetes.io/component"] == "policy" and policy["team"] == "a"
+    for config_map in rendered.of_kind("ConfigMap"):
+        labels = config_map["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == "dashboard" and labels["team"] == "a"
+    deployment = rendered.one("Deployment", "-operator")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["team"] == "a"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+
+
+def test_pod_labels_cannot_name_a_selector_key() -> None:
+    """The schema refuses podLabels that would change what the Deployment selects."""
+    for key in (
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/component",
+    ):
+        proc = run_helm("template", RELEASE, ".", "--set-json", f'podLabels={{"{key}":"x"}}')
+        assert proc.returncode != 0 and f"invalid propertyName '{key}'" in proc.stderr, proc.stderr
+
+
+def test_global_kps_release_drives_the_root_chart_and_the_subcharts() -> None:
+    """One setting, global.kpsRelease, names the kps release for everything; the root chart's
+    own kpsRelease still wins over it."""
+
+    def releases(*settings: str) -> set[str]:
+        rendered = template(settings=["threader.enabled=true", "exporter.enabled=true", *settings])
+        picked = rendered.of_kind("ServiceMonitor") + rendered.of_kind("PrometheusRule")
+        assert len(rendered.of_kind("ServiceMonitor")) == 3
+        found = {obj["metadata"]["labels"]["release"] for obj in picked}
+        (flag,) = [a for a in operator_container(rendered)["args"] if a.startswith("--kps-")]
+        return found | {flag.removeprefix("--kps-release=")}
+
+    assert releases() == {"kube-prometheus-stack"}
+    assert releases('global.kpsRelease="kps"') == {"kps"}
+    root = template(settings=['global.kpsRelease="kps"', 'kpsRelease="own"'])
+    assert root.one("ServiceMonitor")["metadata"]["labels"]["release"] == "own"

@@ -65,3 +65,11 @@ def test_descriptions_span_lines_and_nesting() -> None:
         ("outer", "inner"): "inner value",
         ("top",): "back at the top",
     }
+
+
+def test_the_peer_lists_say_which_workloads_they_open() -> None:
+    """--prometheus-peers lets Prometheus into the threaders as well as the exporters."""
+    found = chart_values.descriptions((REPO / "values.yaml").read_text())
+    prometheus = found[("renderedNetworkPolicies", "prometheusPeers")]
+    assert "threaders" in prometheus and "exporters" in prometheus, prometheus
+    assert "threaders" in found[("renderedNetworkPolicies", "alertmanagerPeers")]
