@@ -157,14 +157,16 @@ def string_map(description: str) -> Schema:
 # What the API server accepts in a NetworkPolicyPeer, as the operator's parse_peers checks it
 # (render/network_policies.py): label keys `[prefix/]name` (a DNS-subdomain prefix, never empty),
 # label values, CIDRs, an ipBlock alone, In/NotIn with values and Exists/DoesNotExist without.
-# Not said here: a prefix over 253 characters (only the key's whole length is capped), and an
-# `except` CIDR outside its `cidr`. Null stands for absent where the operator takes it so.
+# A prefix over 253 characters is refused by a `not` pattern (the whole key's length is capped
+# too). Not said here: an `except` CIDR outside its `cidr`. Null stands for absent where the
+# operator takes it so.
 LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 LABEL_KEY: Schema = {
     "type": "string",
     "maxLength": 253 + 1 + 63,
     "pattern": f"^({DNS_SUBDOMAIN}/)?{LABEL_NAME}$",
+    "not": {"pattern": "^[^/]{254,}/"},
 }
 LABEL_VALUE_SCHEMA: Schema = {"type": "string", "maxLength": 63, "pattern": f"^({LABEL_NAME})?$"}
 
