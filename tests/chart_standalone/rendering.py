@@ -3,37 +3,20 @@
 from __future__ import annotations
 
 import copy
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
+from tests.chart.helm import run_helm
 from tests.chart_standalone.generator import Chart
-from tests.support.schemas import REPO
 
 VALUES_DIR = Path(__file__).resolve().parent / "values"
 RELEASE = "shared"
 NAMESPACE = "alerts"
 
 Manifest = dict[str, Any]
-
-
-def helm() -> str:
-    path = shutil.which("helm") or shutil.which("helm", path=str(REPO / ".tools" / "bin"))
-    if path is None:
-        pytest.fail("helm is missing: run `make setup` (installs .tools/bin/helm)")
-    return path
-
-
-def run_helm(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    """``helm args``; its exit status is the caller's to check (refusals are expected too)."""
-    return subprocess.run(
-        [helm(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def template_args(chart: Path, values: Sequence[Path], sets: Sequence[str]) -> list[str]:

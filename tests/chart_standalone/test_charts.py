@@ -18,6 +18,7 @@ import yaml
 
 from lumen_alerting.policy.document import policy_from_manifest
 from lumen_alerting.policy.loading import InvalidPolicy
+from tests.chart.helm import run_helm
 from tests.chart_standalone.generator import (
     SCRIPT,
     STANDALONE,
@@ -34,7 +35,6 @@ from tests.chart_standalone.rendering import (
     documents,
     merged_values,
     render,
-    run_helm,
     template_args,
     template_text,
     values_files,
