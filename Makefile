@@ -36,8 +36,10 @@ help: ## show this help
 setup: $(STAMP_APT) $(STAMP_VENV) $(STAMP_HELM) $(STAMP_CRDS) ## install everything tests need (idempotent)
 
 # The image is built first so that tests/image runs against it (LUMEN_IMAGE_REQUIRED: a missing
-# image fails the run instead of skipping those tests).
-test: setup lint image ## lint, build the image, then the full pytest run (the single test command)
+# image fails the run instead of skipping those tests). Lint (CPU) and the image build (mostly
+# disk) run side by side, each one's output kept together.
+test: setup ## lint, build the image, then the full pytest run (the single test command)
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint image
 	LUMEN_IMAGE=$(IMAGE) LUMEN_PODMAN="$(PODMAN)" LUMEN_IMAGE_REQUIRED=1 $(VENV)/bin/pytest
 
 lint: $(STAMP_VENV) ## ruff, import contracts (.importlinter), mypy --strict (tests and bench too)
