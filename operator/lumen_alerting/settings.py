@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -31,6 +32,27 @@ def flag_or_environment(
         return environ.get(prefix + flag.upper().replace("-", "_"))
 
     return setting
+
+
+DISTRIBUTION = "lumen-alerting"  # operator/pyproject.toml's project name
+
+
+def package_version() -> str:
+    """The installed distribution's version (operator/pyproject.toml), shared by every program."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
+
+
+def add_version_flag(parser: argparse.ArgumentParser) -> None:
+    """``--version``: print ``<prog> <package version>`` on stdout and exit 0 (no variable)."""
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {package_version()}",
+        help="print the version and exit",
+    )
 
 
 def parse_or_exit(

@@ -13,6 +13,11 @@ def undocumented(parser: argparse.ArgumentParser, docs: str, prefix: str) -> lis
         for option in action.option_strings:
             if option in ("-h", "--help"):
                 continue
+            if isinstance(action, argparse._VersionAction):
+                # --version prints and exits: a flag to document, but it has no variable.
+                if f"`{option}`" not in docs:
+                    missing.append(option)
+                continue
             # The whole flag, as `--flag` or `--flag VALUE`: not a prefix of a longer one.
             if not re.search(rf"`{re.escape(option)}[` ]", docs):
                 missing.append(option)

@@ -26,7 +26,7 @@ from ..render.objects import DEFAULT_IMAGE, DEFAULT_KPS_RELEASE
 from ..render.prometheus_rule import alert_count, rule_groups, rules_file
 from ..render.routing import alertmanager_yaml
 from ..render.self_monitoring import self_monitoring_warning
-from ..settings import true_or_false
+from ..settings import add_version_flag, true_or_false
 from .policy_files import LoadedPolicies, load_policies
 
 # node_exporter's textfile directory in seed 004's emit_metrics.py.
@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lumenctl", description="Render, validate and test LumenAlertPolicy files offline."
     )
+    add_version_flag(parser)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     render = commands.add_parser("render", help="print the objects the operator would apply")

@@ -15,7 +15,6 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -43,6 +42,7 @@ from ..policy.probe_metrics import (
 )
 from ..settings import (
     Setting,
+    add_version_flag,
     flag_or_environment,
     listen_address,
     parse_or_exit,
@@ -318,13 +318,6 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> ExporterS
     )
 
 
-def package_version() -> str:
-    try:
-        return version("lumen-alerting")
-    except PackageNotFoundError:  # run from a source tree without installing
-        return "unknown"
-
-
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lumen-exporter",
@@ -361,7 +354,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"probes in flight at once at most; the others wait their turn (default: "
         f"{DEFAULT_MAX_CONCURRENT_PROBES})",
     )
-    add("--version", action="version", version=f"lumen-exporter {package_version()}")
+    add_version_flag(parser)
     return parser
 
 

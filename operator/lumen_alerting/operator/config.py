@@ -29,6 +29,7 @@ from ..render.objects import (
 )
 from ..settings import (
     Setting,
+    add_version_flag,
     flag_or_environment,
     parse_or_exit,
     seconds,
@@ -200,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--context", metavar="NAME", help="kubeconfig context outside a cluster (default: current)"
     )
+    add_version_flag(parser)
     return parser
 
 

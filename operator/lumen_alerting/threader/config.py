@@ -17,6 +17,7 @@ from typing import Literal
 
 from ..settings import (
     Setting,
+    add_version_flag,
     flag_or_environment,
     listen_address,
     parse_or_exit,
@@ -171,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="open connections at most; past it the longest waiting is closed (default: 1000)",
     )
+    add_version_flag(parser)
     return parser
 
 
