@@ -219,12 +219,16 @@ def _validate(args: argparse.Namespace) -> int:
     loaded = load_policies(args.filename, args.namespace)
     for problem in loaded.problems:
         print(problem, file=sys.stderr)
+    # Exit 1 writes nothing to stdout (the module docstring): the summaries of the valid
+    # policies then join the problems on stderr.
+    summaries = sys.stderr if loaded.problems else sys.stdout
     for source, policy in loaded.policies:
         spec = policy.spec
         print(
             f"{source}: {policy.namespace}/{policy.name} valid: "
             f"{alert_count(rule_groups(policy))} alert rules, {len(spec.slos)} SLOs, "
-            f"{len(spec.routing.receivers) if spec.routing else 0} receivers"
+            f"{len(spec.routing.receivers) if spec.routing else 0} receivers",
+            file=summaries,
         )
         warning = self_monitoring_warning(policy)
         if warning is not None:  # advice only: the policy is valid, the exit code stays 0
