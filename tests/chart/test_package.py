@@ -58,6 +58,7 @@ def test_helm_package_excludes_sources(tmp_path: Path) -> None:
         "files",
         "dashboards",
         "crds",
+        "LICENSE",  # the chart is distributed on its own: it carries its license (Apache-2.0)
     } <= tops
     # What the templates read or helm runs must stay in (a bare `tests/` in .helmignore once
     # dropped templates/tests/).
@@ -112,6 +113,7 @@ CHART_PARTS = (
     "values.yaml",
     "values.schema.json",
     "README.md",
+    "LICENSE",
     ".helmignore",
     "templates",
     "files",
