@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lumen_alerting.operator.rbac import PEERING_GROUP, grants_of, peering_rules
 from tests.support.kube_cli import CRDS, REPO, KubeCli, kube_cli
 
 pytestmark = pytest.mark.timeout(600)
@@ -170,12 +171,17 @@ def test_install_upgrade_and_uninstall_as_the_readme_says(cli: KubeCli) -> None:
 def test_the_namespaced_two_replica_install(cli: KubeCli) -> None:
     run_block(cli, block("or"))
     for namespace in ("shop", "payments"):
-        assert [r["metadata"]["name"] for r in cli.cluster.list(ROLES, namespace)], namespace
+        (role,) = cli.cluster.list(ROLES, namespace)
         peering = cli.cluster.get(KOPF_PEERINGS, namespace, "lumen-operator")
         assert peering is not None, f"no KopfPeering in {namespace}"
+        # kopf peers through that KopfPeering: the namespace's Role lets it.
+        assert grants_of(peering_rules(clusterwide=False)) <= grants_of(role["rules"]), namespace
     deployment = cli.cluster.get(DEPLOYMENTS, "lumen", "lumen-operator")
     assert deployment is not None
     assert deployment["spec"]["replicas"] == 2
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--standalone" not in args
-    assert cli.cluster.list(CLUSTER_ROLES), "the cluster-scoped reads need a ClusterRole"
+    cluster_roles = cli.cluster.list(CLUSTER_ROLES)
+    assert cluster_roles, "the cluster-scoped reads need a ClusterRole"
+    cluster_grants = {grant for r in cluster_roles for grant in grants_of(r.get("rules") or [])}
+    assert not [g for g in cluster_grants if g[0] == PEERING_GROUP], "peering is per namespace"

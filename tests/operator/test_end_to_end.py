@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+import kopf
 import pytest
 import yaml
+from kopf._core.engines import peering as kopf_peering
 
 from lumen_alerting.operator.kinds import (
     ALERTMANAGER_CONFIG,
@@ -28,7 +30,7 @@ from lumen_alerting.operator.kinds import (
     SERVICE,
     SERVICE_MONITOR,
 )
-from lumen_alerting.operator.rbac import operator_rules, peering_rules
+from lumen_alerting.operator.rbac import PEERING_GROUP, grants_of, operator_rules, peering_rules
 from lumen_alerting.policy.document import policy_from_manifest
 from lumen_alerting.render import render_policy
 from lumen_alerting.render.objects import POLICY_LABEL
@@ -592,18 +594,7 @@ def test_rbac_rules_are_exactly_the_calls_made(cluster: ClusterEmulator, kubectl
         used.add((call.group, resource, call.verb))
         if call.verb == "patch" and call.status == 201:  # apply that created the object
             used.add((call.group, resource, "create"))
-    assert used == _grants(operator_rules())
-
-
-def _grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    """(group, resource, verb) of every permission in RBAC ``rules``."""
-    return {
-        (group, resource, verb)
-        for rule in rules
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
+    assert used == grants_of(operator_rules())
 
 
 def test_rbac_file_is_up_to_date() -> None:
@@ -674,22 +665,42 @@ def test_network_policies_follow_the_operators_flags(
 # --- two replicas -------------------------------------------------------------------------------
 
 
+# kopf peers through one kind by its mode (see rbac.peering_rules): both modes are run.
+PEERING_MODES = {  # clusterwide: (resource, kind, namespace of the peering object)
+    True: ("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", None),
+    False: ("kopf.dev/v1/kopfpeerings", "KopfPeering", NAMESPACE),
+}
+
+
 @pytest.mark.timeout(300)  # the takeover may wait for the peering lifetime (below)
+@pytest.mark.parametrize("clusterwide", [True, False], ids=["cluster-wide", "namespaced"])
 def test_two_replicas_one_works_and_the_other_takes_over(
-    cluster: ClusterEmulator, kubectl: Kubectl
+    cluster: ClusterEmulator, kubectl: Kubectl, clusterwide: bool
 ) -> None:
-    """kopf peering as documented: the higher priority works, the other waits and takes over
-    when the first stops; the peering calls are exactly the documented peeringRules."""
-    cluster.declare("kopf.dev/v1/clusterkopfpeerings", kind="ClusterKopfPeering", namespaced=False)
-    peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering"}
-    cluster.put(
-        "kopf.dev/v1/clusterkopfpeerings", {**peering, "metadata": {"name": "lumen-operator"}}
+    """kopf peering as documented, watching every namespace or with --namespace: the higher
+    priority works, the other waits and takes over when the first stops; the peering calls are
+    exactly the declared peering rules of that mode (clusterPeeringRules or
+    namespacedPeeringRules), and with --namespace each is made in a watched namespace, as the
+    chart's Role there grants it."""
+    resource, kind, namespace = PEERING_MODES[clusterwide]
+    for declared, declared_kind, in_namespace in PEERING_MODES.values():
+        # Both kinds are served, as the chart's crds/ installs both: kopf picks by its mode.
+        cluster.declare(declared, kind=declared_kind, namespaced=in_namespace is not None)
+    metadata: dict[str, Any] = {"name": "lumen-operator"}
+    if namespace is not None:
+        kubectl.create_namespace(namespace)
+        metadata["namespace"] = namespace
+    cluster.put(resource, {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": metadata})
+    settings = replace(
+        TEST_CONFIG, standalone=False, namespaces=() if clusterwide else (NAMESPACE,)
     )
-    settings = replace(TEST_CONFIG, standalone=False)
     leader = OperatorThread(cluster.url, replace(settings, priority=20)).start()
     follower = OperatorThread(cluster.url, replace(settings, priority=10)).start()
     try:
-        eventually(lambda: len(_peers(cluster)) == 2, what="both replicas in the peering")
+        eventually(
+            lambda: len(_peers(cluster, resource, namespace)) == 2,
+            what="both replicas in the peering",
+        )
         create_gateway(kubectl)
         assert _reconciles(leader) >= 1
         assert _reconciles(follower) == 0, "the lower priority must wait"
@@ -705,20 +716,38 @@ def test_two_replicas_one_works_and_the_other_takes_over(
         follower.stop()
         if leader._thread.is_alive():
             leader.stop()
-    used = {
-        (call.group, call.plural, call.verb)
+    peering_calls = [
+        call
         for call in cluster.calls()
-        if call.group == "kopf.dev"
+        if call.group == PEERING_GROUP
         and call.plural  # not discovery
         and not (call.user_agent or "").startswith("python-httpx")
-    }
-    assert used == {
-        grant for grant in _grants(peering_rules()) if grant[1] == "clusterkopfpeerings"
-    }
+    ]
+    used = {(call.group, call.plural, call.verb) for call in peering_calls}
+    assert used == grants_of(peering_rules(clusterwide=clusterwide))
+    assert {call.namespace for call in peering_calls} == {namespace}
 
 
-def _peers(cluster: ClusterEmulator) -> dict[str, Any]:
-    peering = cluster.get("kopf.dev/v1/clusterkopfpeerings", None, "lumen-operator") or {}
+@pytest.mark.parametrize("clusterwide", [True, False])
+def test_peering_rules_are_on_the_peering_kind_kopf_selects(clusterwide: bool) -> None:
+    """kopf's own choice of peering resources for a mode (kopf.dev's; the legacy zalando.org
+    group is not installed by the chart) is what the rules of that mode grant."""
+    settings = kopf.OperatorSettings()
+    settings.peering.clusterwide = clusterwide
+    selected = {
+        (selector.group, selector.any_name)
+        for selector in kopf_peering.guess_selectors(settings)
+        if selector.group == PEERING_GROUP
+    }
+    granted = {
+        (group, resource)
+        for group, resource, _ in grants_of(peering_rules(clusterwide=clusterwide))
+    }
+    assert granted == selected
+
+
+def _peers(cluster: ClusterEmulator, resource: str, namespace: str | None) -> dict[str, Any]:
+    peering = cluster.get(resource, namespace, "lumen-operator") or {}
     return {k: v for k, v in (peering.get("status") or {}).items() if v}
 
 
