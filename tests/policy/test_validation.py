@@ -342,7 +342,10 @@ def test_yaml_syntax_error_and_missing_file(tmp_path, capsys):
     broken = tmp_path / "broken.yaml"
     broken.write_text("spec: [unclosed\n")
     assert main(["validate", "-f", str(broken)]) == 1
-    assert f"{broken}: <yaml>: while parsing a flow sequence" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"{broken}:2:1: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence at line 1, column 7)\n"
+    )
     assert main(["validate", "-f", str(tmp_path / "missing.yaml")]) == 1
     assert "No such file or directory" in capsys.readouterr().err
 

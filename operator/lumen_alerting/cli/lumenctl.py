@@ -20,6 +20,7 @@ from typing import Any
 
 from ..manifest_yaml import to_yaml, to_yaml_documents
 from ..operator.config import NETWORK_POLICY_FLAGS
+from ..policy.model import KIND
 from ..policy.schema import crd
 from ..render import OBJECT_GROUPS, RenderOptions, render_policy
 from ..render.objects import DEFAULT_IMAGE, DEFAULT_KPS_RELEASE
@@ -168,7 +169,14 @@ def _add_files(parser: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         metavar="FILE",
-        help="policy file, directory of *.yaml, or - for stdin; repeatable",
+        help="policy file, directory (its .yaml and .yml files), or - for stdin; repeatable. "
+        f"Documents that are not {KIND} (a Namespace, a ConfigMap) are skipped with a note",
+    )
+    parser.add_argument(
+        "-R",
+        "--recursive",
+        action="store_true",
+        help="read the .yaml and .yml files of the directories' subdirectories too",
     )
     parser.add_argument(
         "-n",
@@ -178,8 +186,17 @@ def _add_files(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _read(args: argparse.Namespace) -> LoadedPolicies:
+    """The policies of ``-f``; the one note about skipped documents goes to stderr here."""
+    loaded = load_policies(args.filename, args.namespace, args.recursive)
+    note = loaded.skipped_note()
+    if note is not None:
+        print(note, file=sys.stderr)
+    return loaded
+
+
 def _load(args: argparse.Namespace) -> LoadedPolicies | None:
-    loaded = load_policies(args.filename, args.namespace)
+    loaded = _read(args)
     if loaded.problems:
         for problem in loaded.problems:
             print(problem, file=sys.stderr)
@@ -216,7 +233,7 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    loaded = load_policies(args.filename, args.namespace)
+    loaded = _read(args)
     for problem in loaded.problems:
         print(problem, file=sys.stderr)
     # Exit 1 writes nothing to stdout (the module docstring): the summaries of the valid
