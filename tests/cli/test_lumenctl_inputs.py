@@ -147,3 +147,14 @@ def test_merge_keys_are_not_duplicates(tmp_path, capsys: pytest.CaptureFixture[s
     )
     assert main(["validate", "-f", str(path)]) == 0
     assert capsys.readouterr().out == f"{path}[1]: {SUMMARY}\n"
+
+
+def test_a_file_that_is_not_utf8_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(POLICY.encode() + "# caf\xe9\n".encode("latin-1"))
+    assert main(["validate", "-f", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == f"{path}: <file>: not UTF-8 text (byte {len(POLICY.encode()) + 5})"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +113,7 @@ def _sources(paths: list[str], recursive: bool = False) -> list[tuple[str, str]]
     found = []
     for path in paths:
         if path == "-":
-            found.append(("<stdin>", sys.stdin.read()))
+            found.append(("<stdin>", _text("<stdin>", sys.stdin.read)))
             continue
         target = Path(path)
         files = (
@@ -123,8 +126,17 @@ def _sources(paths: list[str], recursive: bool = False) -> list[tuple[str, str]]
             else [target]
         )
         for file in files:
-            found.append((str(file), file.read_text(encoding="utf-8")))
+            found.append((str(file), _text(str(file), partial(file.read_text, encoding="utf-8"))))
     return found
+
+
+def _text(name: str, read: Callable[[], str]) -> str:
+    """What ``read`` returns; a file that is not UTF-8 is an OSError naming it, like an
+    unreadable one (a policy is YAML text, and YAML is Unicode)."""
+    try:
+        return read()
+    except UnicodeDecodeError as error:
+        raise OSError(errno.EILSEQ, f"not UTF-8 text (byte {error.start})", name) from None
 
 
 def load_policies(
