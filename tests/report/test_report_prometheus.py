@@ -74,6 +74,15 @@ class Backfilled:
         code = lumenctl(["report", "--prometheus", self.url, *args, "--output", str(output)])
         return code, json.loads(output.read_text()) if code == 0 else None
 
+    def report_range(
+        self, start: str, end: str, *more: str, step: str = f"{STEP}s", selector: str = SELECTOR
+    ) -> tuple[int, dict[str, Any] | None]:
+        """The report of ``selector`` from ``start`` to ``end``; ``more`` options come last, so
+        a repeated one wins (argparse keeps the last value)."""
+        return self.report(
+            "--start", start, "--end", end, "--step", step, "--selector", selector, *more
+        )
+
 
 def merged_openmetrics(*texts: str) -> str:
     """OpenMetrics texts as one: each family's samples together (a family is declared once)."""
@@ -193,15 +202,8 @@ def test_the_report_from_prometheus_matches_statistics(prometheus):
         10,
         RUNS - 1,
     )  # start after the first runs: the persona counters exist before
-    code, document = prometheus.report(
-        "--start",
-        rfc3339(runs[first].timestamp),
-        "--end",
-        str(runs[last].timestamp),
-        "--step",
-        f"{STEP}s",
-        "--selector",
-        SELECTOR,
+    code, document = prometheus.report_range(
+        rfc3339(runs[first].timestamp), str(runs[last].timestamp)
     )
     assert code == 0 and document is not None
     assert document["sources"] == [prometheus.url]
@@ -223,16 +225,7 @@ def test_a_range_of_more_points_than_one_query_is_asked_in_chunks(prometheus):
     # after it), so the mean, median, extremes and personas are the 15 s report's.
     end = runs[last].timestamp + STEP - 1
     assert (end - runs[first].timestamp) > 2 * POINTS_PER_QUERY
-    code, fine = prometheus.report(
-        "--start",
-        str(runs[first].timestamp),
-        "--end",
-        str(end),
-        "--step",
-        "1",
-        "--selector",
-        SELECTOR,
-    )
+    code, fine = prometheus.report_range(str(runs[first].timestamp), str(end), step="1")
     assert code == 0 and fine is not None
     ion = fine["probes"]["ion-api"]
     assert ion["summary"]["records"] == (last - first + 1) * STEP
@@ -275,15 +268,8 @@ def test_series_of_two_pods_one_after_the_other_are_one_probe(prometheus):
     pods add up (the new pod's start from 0)."""
     runs = prometheus.rolled
     first, last = 10, len(runs) - 1
-    code, document = prometheus.report(
-        "--start",
-        str(runs[first].timestamp),
-        "--end",
-        str(runs[last].timestamp),
-        "--step",
-        f"{STEP}s",
-        "--selector",
-        ROLLED_SELECTOR,
+    code, document = prometheus.report_range(
+        str(runs[first].timestamp), str(runs[last].timestamp), selector=ROLLED_SELECTOR
     )
     assert code == 0 and document is not None
     assert list(document["probes"]) == ["rolled-api"]
@@ -309,17 +295,7 @@ def test_series_of_two_pods_one_after_the_other_are_one_probe(prometheus):
 def test_errors_from_a_running_prometheus(prometheus, capsys, args, complaint):
     start = prometheus.runs[0].timestamp
     # A repeated option's last value wins (argparse): args override these.
-    code, _ = prometheus.report(
-        "--start",
-        str(start),
-        "--end",
-        str(start + 3 * 86400),
-        "--step",
-        "15s",
-        "--selector",
-        SELECTOR,
-        *args,
-    )
+    code, _ = prometheus.report_range(str(start), str(start + 3 * 86400), *args, step="15s")
     assert code == 1
     err = capsys.readouterr().err
     assert complaint in err and err.count("\n") == 1, err
