@@ -12,7 +12,7 @@ import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 Setting = Callable[[str], "str | None"]
@@ -45,14 +45,21 @@ def package_version() -> str:
         return "unknown"
 
 
+class _VersionAction(argparse.Action):
+    """argparse's ``version`` action, but the version is looked up only when asked for: the
+    installed metadata is read then, not at every program start."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"{parser.prog} {package_version()}")
+        parser.exit()
+
+
 def add_version_flag(parser: argparse.ArgumentParser) -> None:
     """``--version``: print ``<prog> <package version>`` on stdout and exit 0 (no variable)."""
-    parser.add_argument(
-        "--version",
-        action="version",
-        version=f"%(prog)s {package_version()}",
-        help="print the version and exit",
-    )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
 
 
 def parse_or_exit(

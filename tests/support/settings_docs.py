@@ -13,7 +13,7 @@ def undocumented(parser: argparse.ArgumentParser, docs: str, prefix: str) -> lis
         for option in action.option_strings:
             if option in ("-h", "--help"):
                 continue
-            if isinstance(action, argparse._VersionAction):
+            if option == "--version":
                 # --version prints and exits: a flag to document, but it has no variable.
                 if f"`{option}`" not in docs:
                     missing.append(option)
