@@ -37,10 +37,14 @@ setup: $(STAMP_APT) $(STAMP_VENV) $(STAMP_HELM) $(STAMP_CRDS) ## install everyth
 
 # The image is built first so that tests/image runs against it (LUMEN_IMAGE_REQUIRED: a missing
 # image fails the run instead of skipping those tests). Lint (CPU) and the image build (mostly
-# disk) run side by side, each one's output kept together.
+# disk) run side by side, each one's output kept together. pytest runs TEST_WORKERS processes
+# (pytest-xdist): most tests wait on real servers (Prometheus, Redis, helm, the image), so two
+# workers use both cores; worksteal hands the long tests' neighbours to the idle worker.
+TEST_WORKERS ?= 2
 test: setup ## lint, build the image, then the full pytest run (the single test command)
 	$(MAKE) --no-print-directory -j2 --output-sync=target lint image
-	LUMEN_IMAGE=$(IMAGE) LUMEN_PODMAN="$(PODMAN)" LUMEN_IMAGE_REQUIRED=1 $(VENV)/bin/pytest
+	LUMEN_IMAGE=$(IMAGE) LUMEN_PODMAN="$(PODMAN)" LUMEN_IMAGE_REQUIRED=1 \
+	  $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(STAMP_VENV) ## ruff, import contracts (.importlinter), mypy --strict (tests and bench too)
 	$(VENV)/bin/ruff check --config operator/pyproject.toml $(LINT_PATHS)

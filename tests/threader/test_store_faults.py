@@ -99,7 +99,9 @@ def test_health_answers_quickly_with_five_thousand_queued_alerts(tmp_path: Path)
         f"{latencies[len(latencies) // 2] * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
         f"max {latencies[-1] * 1000:.1f} ms"
     )
-    assert p99 < 0.2, f"/health p99 {p99 * 1000:.0f} ms over {len(latencies)} probes"
+    # A bound for pathologies (a /health that waits on the store or scans the outbox), with room
+    # for a loaded CI machine (the measured p50 and p99 are printed above).
+    assert p99 < 0.5, f"/health p99 {p99 * 1000:.0f} ms over {len(latencies)} probes"
     assert len(latencies) >= 20
 
 
