@@ -4,8 +4,10 @@ with, and the credential files it names (docs/lumenctl.md, docs/routing.md)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
@@ -16,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from lumen_alerting.cli.lumenctl import main
+from lumen_alerting.cli.lumenctl import _parser, main
 from lumen_alerting.cli.policy_files import load_policies
 from lumen_alerting.policy.model import Policy
 from lumen_alerting.render.routing import (
@@ -189,6 +191,16 @@ def test_secrets_dir_is_made_absolute(
     assert code == 0
     references = file_references(yaml.safe_load(out))
     assert references and all(p.startswith(f"{tmp_path}/secrets/") for p in references)
+
+
+def test_every_render_option_is_documented() -> None:
+    docs = (REPO / "docs" / "lumenctl.md").read_text()
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = [o for a in commands.choices["render"]._actions for o in a.option_strings]
+    assert "--write-secrets" in options
+    missing = [o for o in options if o.startswith("--") and o != "--help"]
+    missing = [o for o in missing if not re.search(rf"`{re.escape(o)}[` ]", docs)]
+    assert missing == []
 
 
 # --- lumenctl render --write-secrets -----------------------------------------------------------
