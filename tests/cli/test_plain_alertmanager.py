@@ -19,10 +19,12 @@ import pytest
 import yaml
 
 from lumen_alerting.cli.lumenctl import _parser, main
+from lumen_alerting.cli.plain_secrets import CredentialProblems, plan_credential_files
 from lumen_alerting.cli.policy_files import load_policies
 from lumen_alerting.policy.model import Policy
 from lumen_alerting.render.routing import (
     SECRETS_DIR,
+    CredentialFile,
     PlainOptions,
     alertmanager_yaml,
     credential_files,
@@ -349,6 +351,34 @@ def test_write_secrets_into_another_directory(
     assert code == 0, err
     assert all(p.startswith(f"{SECRETS_DIR}/") for p in file_references(yaml.safe_load(out)))
     assert (tmp_path / "out" / "smtp" / "password").is_file()
+
+
+def test_one_variable_for_two_secrets_wants_the_files(tmp_path: Path) -> None:
+    """Secret "a-b" key "c" and Secret "a" key "b-c" would both read LUMEN_SECRET_A_B_C."""
+    files = [
+        CredentialFile(str(tmp_path / "a-b/c"), "a-b", "c", (), ("ns/lumen-p/one",)),
+        CredentialFile(str(tmp_path / "a/b-c"), "a", "b-c", (), ("ns/lumen-p/two",)),
+    ]
+    environ = {"LUMEN_SECRET_A_B_C": "value-of-one-of-them"}
+    with pytest.raises(CredentialProblems) as refused:
+        plan_credential_files(files, tmp_path, environ)
+    assert refused.value.problems == [
+        f"{tmp_path}/a-b/c: LUMEN_SECRET_A_B_C would stand for Secret a-b key c and Secret a "
+        "key b-c; write the file yourself",
+        f"{tmp_path}/a/b-c: LUMEN_SECRET_A_B_C would stand for Secret a-b key c and Secret a "
+        "key b-c; write the file yourself",
+    ]
+    for file in files:
+        Path(file.path).parent.mkdir()
+        Path(file.path).write_text("by hand")
+    planned, _ = plan_credential_files(files, tmp_path, environ)
+    assert [(p.path, p.data) for p in planned] == sorted((Path(f.path), None) for f in files)
+
+
+def test_a_key_that_is_no_file_name(tmp_path: Path) -> None:
+    files = [CredentialFile(str(tmp_path / "s/.."), "s", "..", (), ("ns/lumen-p/r",))]
+    with pytest.raises(CredentialProblems, match=r"Secret s key '\.\.' .*: not a file name"):
+        plan_credential_files(files, tmp_path, {})
 
 
 def _save(directory: Path, text: str) -> Path:

@@ -90,15 +90,20 @@ def plan_credential_files(
         else:
             urls = tuple(dict.fromkeys(u for f in group for u in f.threader_urls))
             starts.append(ThreaderStart(urls, _target(directory, group[0])))
-    variables: dict[str, CredentialFile] = {}
-    for file in (f for f in files if not f.threader_urls):
+    secret_files = [f for f in files if not f.threader_urls]
+    meanings: dict[str, list[CredentialFile]] = {}
+    for file in secret_files:
+        meanings.setdefault(secret_variable(file.secret, file.key), []).append(file)
+    for file in secret_files:
         variable = secret_variable(file.secret, file.key)
-        other = variables.setdefault(variable, file)
-        if other is not file:
-            problems.append(
-                f"{variable} would stand for Secret {other.secret} key {other.key} and for "
-                f"Secret {file.secret} key {file.key}: write {_target(directory, file)} yourself"
-            )
+        if len(meanings[variable]) > 1:
+            # Secret "a-b" key "c" and Secret "a" key "b-c": one variable cannot hold both.
+            target = _target(directory, file)
+            if target.is_file():
+                planned.append(Planned(target, None, "it exists"))
+                continue
+            both = " and ".join(f"Secret {f.secret} key {f.key}" for f in meanings[variable])
+            problems.append(f"{target}: {variable} would stand for {both}; write the file yourself")
             continue
         step, problem = _plan_secret(file, directory, variable, environ)
         if problem:

@@ -357,23 +357,13 @@ def alertmanager_yaml(policies: list[Policy], plain: PlainOptions | None = None)
     namespace and name (their receivers would collide).
     """
     plain = plain or PlainOptions()
-    configs = [
-        config
-        for policy in policies
-        if (
-            config := alertmanager_config(
-                policy, RenderOptions(), threader_url=plain_threader_url(policy, plain)
-            )
-        )
-    ]
+    configs = []
+    for policy in policies:
+        threader = threader_base_url(policy, plain.threader_url)
+        config = alertmanager_config(policy, RenderOptions(), threader_url=threader)
+        if config is not None:
+            configs.append(config)
     return operator_config(configs, plain.secrets_dir)
-
-
-def plain_threader_url(policy: Policy, plain: PlainOptions) -> str | None:
-    """The threader base URL of the policy in the plain file; None keeps its Service."""
-    if plain.threader_url is None:
-        return None
-    return threader_base_url(policy, plain.threader_url)
 
 
 def credential_files(
@@ -393,7 +383,7 @@ def credential_files(
             user = f"{policy.namespace}/{names.alertmanager_config}/{receiver.name}"
             refs: list[tuple[SecretKeyRef, str | None]] = []
             if receiver.slack is not None:
-                url = plain_threader_url(policy, plain) or threader_base_url(policy)
+                url = threader_base_url(policy, plain.threader_url)
                 refs.append((SecretKeyRef(names.threader_secret, WEBHOOK_TOKEN_KEY), url))
             if receiver.email is not None and receiver.email.auth_password is not None:
                 refs.append((receiver.email.auth_password, None))
