@@ -8,24 +8,33 @@ Nothing is written to stdout unless every policy is valid, so a pipe never appli
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..manifest_yaml import to_yaml, to_yaml_documents
 from ..operator.config import NETWORK_POLICY_FLAGS
-from ..policy.model import KIND
+from ..policy.model import KIND, Policy
 from ..policy.schema import crd
 from ..render import OBJECT_GROUPS, RenderOptions, render_policy
 from ..render.objects import DEFAULT_IMAGE, DEFAULT_KPS_RELEASE
 from ..render.prometheus_rule import alert_count, rule_groups, rules_file
-from ..render.routing import alertmanager_yaml
+from ..render.routing import (
+    SECRETS_DIR,
+    PlainOptions,
+    alertmanager_yaml,
+    credential_files,
+    threader_url_template,
+)
 from ..render.self_monitoring import self_monitoring_warning
 from ..settings import add_version_flag, true_or_false
 from .policy_files import LoadedPolicies, load_policies
@@ -73,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         "lumen-operator --image sets it",
     )
     _add_network_policy_options(render)
-    render.set_defaults(run=_render)
+    _add_plain_alertmanager_options(render)
+    render.set_defaults(run=_render, parser=render)
 
     validate = commands.add_parser(
         "validate", help="check policies; print problems as path: reason"
@@ -147,6 +157,38 @@ def _add_network_policy_options(render: argparse.ArgumentParser) -> None:
         )
 
 
+def _add_plain_alertmanager_options(render: argparse.ArgumentParser) -> None:
+    """Where the plain alertmanager.yml tells Alertmanager to find what kube-prometheus-stack has
+    in the cluster; left out, the in-cluster file. Usage errors with another ``--format``."""
+    render.add_argument(
+        "--threader-url",
+        type=_argument(threader_url_template, None),
+        metavar="URL",
+        help="with --format alertmanager: base URL of the threader the Slack receivers post to "
+        "(/alert?channel=… is appended); {namespace} and {name} stand for the policy's "
+        "(default: each policy's threader Service, "
+        "http://lumen-{name}-threader.{namespace}.svc:8080)",
+    )
+    render.add_argument(
+        "--secrets-dir",
+        type=_argument(os.path.abspath, None),
+        metavar="DIR",
+        help="with --format alertmanager: directory of the credential files the output names, "
+        f"DIR/<secret>/<key>; made absolute (default {SECRETS_DIR}, where kube-prometheus-stack "
+        "mounts alertmanager.alertmanagerSpec.secrets)",
+    )
+    render.add_argument(
+        "--write-secrets",
+        nargs="?",
+        const="",
+        type=_argument(os.path.abspath, ""),
+        metavar="DIR",
+        help="with --format alertmanager: write the credential files the output names, into "
+        "DIR (default: the --secrets-dir): a new token for each threader, and each Secret from "
+        "its variable LUMEN_SECRET_<SECRET>_<KEY>; existing files are kept, never overwritten",
+    )
+
+
 def _argument(parse: Callable[[str], Any], default: Any) -> Callable[[str], Any]:
     """``parse`` as an argparse type that reads a value as lumen-operator does: an empty one is
     ``default``, and a ValueError is the usage error (exit 2), its message kept."""
@@ -214,6 +256,10 @@ def _image_name(text: str) -> str:
 
 
 def _render(args: argparse.Namespace) -> int:
+    plain_flags = ("--threader-url", "--secrets-dir", "--write-secrets")
+    given = [flag for flag in plain_flags if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if given and args.format != "alertmanager":
+        args.parser.error(f"{', '.join(given)}: only with --format alertmanager")
     loaded = _load(args)
     if loaded is None:
         return 1
@@ -221,7 +267,7 @@ def _render(args: argparse.Namespace) -> int:
     if args.format == "rules":
         return _print(to_yaml(rules_file(policies)))
     if args.format == "alertmanager":
-        return _print(to_yaml(alertmanager_yaml(policies)))
+        return _render_plain_alertmanager(args, policies)
     options = RenderOptions(
         kps_release=args.kps_release,
         threader_image=args.image,
@@ -230,6 +276,59 @@ def _render(args: argparse.Namespace) -> int:
     )
     objects = [obj for p in policies for obj in render_policy(p, options, only=args.kind)]
     return _print(to_yaml_documents(objects))
+
+
+def _render_plain_alertmanager(args: argparse.Namespace, policies: list[Policy]) -> int:
+    """The plain alertmanager.yml on stdout, once the credential files it names are written
+    (``--write-secrets``); nothing on stdout when they cannot be."""
+    from .plain_secrets import CredentialProblems, plan_credential_files, write_planned
+
+    plain = PlainOptions(args.threader_url, args.secrets_dir or SECRETS_DIR)
+    try:
+        text = to_yaml(alertmanager_yaml(policies, plain))
+        files = credential_files(policies, plain)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 1
+    if args.write_secrets is None:
+        return _print(text)
+    directory = Path(args.write_secrets or plain.secrets_dir)
+    try:
+        planned, threaders = plan_credential_files(files, directory, os.environ)
+        write_planned(planned)
+    except CredentialProblems as refused:
+        for problem in refused.problems:
+            print(problem, file=sys.stderr)
+        print(f"wrote nothing to {directory}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"{error.filename or directory}: {error.strerror or error}", file=sys.stderr)
+        print(f"wrote nothing to {directory}", file=sys.stderr)
+        return 1
+    for step in planned:
+        print(
+            f"{'kept' if step.data is None else 'wrote'} {step.path} ({step.note})", file=sys.stderr
+        )
+    for threader in threaders:
+        command = ["lumen-threader", *_listen_flag(threader.urls[0])]
+        command += ["--webhook-token-file", str(threader.token_file)]
+        urls = ", ".join(threader.urls)
+        print(f"start the threader at {urls} with: {shlex.join(command)}", file=sys.stderr)
+    return _print(text)
+
+
+def _listen_flag(url: str) -> list[str]:
+    """``--listen HOST:PORT`` for a threader at ``url`` (plain http to an IP address, no path
+    prefix); nothing when the URL names a host name or a proxy in front of the threader."""
+    parts = urlsplit(url)
+    try:
+        address = ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        return []
+    if parts.scheme != "http" or parts.path:
+        return []
+    host = f"[{address}]" if address.version == 6 else str(address)
+    return ["--listen", f"{host}:{parts.port or 80}"]
 
 
 def _validate(args: argparse.Namespace) -> int:

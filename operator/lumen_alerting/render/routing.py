@@ -22,13 +22,21 @@ Alertmanager 0.25 (checked with ``amtool check-config`` 0.25) accepts both field
 - ``email_configs[].auth_password_file`` (SMTP password).
 
 No field had to be left out.
+
+Outside Kubernetes the plain file's two in-cluster assumptions are settings (``PlainOptions``,
+``lumenctl render --format alertmanager --threader-url … --secrets-dir …``): the threader the
+Slack receivers post to, and the directory of the credential files. Their defaults give the
+in-cluster file above. ``credential_files`` lists the files a plain file references, for
+``lumenctl render --write-secrets`` to write.
 """
 
 from __future__ import annotations
 
 import json
+import string
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from ..policy.model import (
     EmailReceiver,
@@ -60,6 +68,10 @@ ALERTMANAGER_CONFIG_API = "monitoring.coreos.com/v1alpha1"
 NULL_RECEIVER = "null"
 # Where kube-prometheus-stack mounts `alertmanager.alertmanagerSpec.secrets` in Alertmanager.
 SECRETS_DIR = "/etc/alertmanager/secrets"
+# What a `--threader-url` template may name: the policy's namespace and name.
+THREADER_URL_FIELDS = ("namespace", "name")
+# The threader's webhook path; a `--threader-url` is the base URL in front of it.
+THREADER_PATH = "/alert"
 # The label prometheus-operator's OnNamespace strategy matches on.
 NAMESPACE_LABEL = "namespace"
 # Root of the plain alertmanager.yml, as in kube-prometheus-stack's default `alertmanager.config`.
@@ -73,11 +85,50 @@ ROOT_ROUTE: dict[str, Any] = {
 Obj = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class PlainOptions:
+    """Where the plain alertmanager.yml tells Alertmanager to find what kps has in the cluster.
+
+    ``threader_url``: base URL of the threader the policies' Slack receivers post to (``/alert``
+    is appended), a template that may name ``{namespace}`` and ``{name}`` of the policy (check it
+    with ``threader_url_template``); None is each policy's threader Service,
+    ``http://lumen-<name>-threader.<namespace>.svc:8080``. ``secrets_dir``: the directory of the
+    credential files, ``<secrets_dir>/<secret>/<key>``.
+    """
+
+    threader_url: str | None = None
+    secrets_dir: str = SECRETS_DIR
+
+
+@dataclass(frozen=True)
+class CredentialFile:
+    """A file the plain alertmanager.yml reads a credential from.
+
+    ``threader_urls`` is set for a threader's webhook token (Secret ``lumen-<policy>-threader``,
+    key ``webhook-token``): the base URLs of the threaders that must check that token (more than
+    one only when policies of different namespaces share a name, as the path has no namespace).
+    It is empty for a Secret the policy names (SMTP password, webhook bearer token).
+    ``receivers`` are the plain receiver names that use the file.
+    """
+
+    path: str
+    secret: str
+    key: str
+    threader_urls: tuple[str, ...]
+    receivers: tuple[str, ...]
+
+
 # --- AlertmanagerConfig ----------------------------------------------------------------------
 
 
-def alertmanager_config(policy: Policy, options: RenderOptions) -> Manifest | None:
-    """The policy's AlertmanagerConfig; None when the policy has no ``routing``."""
+def alertmanager_config(
+    policy: Policy, options: RenderOptions, *, threader_url: str | None = None
+) -> Manifest | None:
+    """The policy's AlertmanagerConfig; None when the policy has no ``routing``.
+
+    ``threader_url``: base URL of the threader its Slack receivers post to; None is the policy's
+    threader Service (the plain file may name another, ``PlainOptions``).
+    """
     routing = policy.spec.routing
     if routing is None:
         return None
@@ -94,7 +145,7 @@ def alertmanager_config(policy: Policy, options: RenderOptions) -> Manifest | No
         ),
         "spec": {
             "route": route_tree(policy, routing),
-            "receivers": receivers(policy, routing),
+            "receivers": receivers(policy, routing, threader_url),
             "inhibitRules": inhibit_rules(routing),
         },
     }
@@ -161,19 +212,19 @@ def cr_matcher(matcher: Matcher) -> Obj:
     return {"name": matcher.name, "value": matcher.value, "matchType": matcher.match_type}
 
 
-def receivers(policy: Policy, routing: Routing) -> list[Obj]:
+def receivers(policy: Policy, routing: Routing, threader_url: str | None = None) -> list[Obj]:
     """The policy's receivers in spec order, plus the drop receiver when it is the default."""
-    out = [receiver_configs(policy, receiver) for receiver in routing.receivers]
+    out = [receiver_configs(policy, receiver, threader_url) for receiver in routing.receivers]
     if not routing.receiver:
         out.append({"name": default_receiver(routing)})
     return out
 
 
-def receiver_configs(policy: Policy, receiver: Receiver) -> Obj:
+def receiver_configs(policy: Policy, receiver: Receiver, threader_url: str | None = None) -> Obj:
     """One receiver: Slack goes to the threader as a webhook, e-mail and webhook as they are."""
     out: Obj = {"name": receiver.name}
     if receiver.slack is not None:
-        out["webhookConfigs"] = [threader_webhook(policy, receiver.slack)]
+        out["webhookConfigs"] = [threader_webhook(policy, receiver.slack, threader_url)]
     if receiver.email is not None:
         out["emailConfigs"] = [email_config(receiver.email)]
     if receiver.webhook is not None:
@@ -181,18 +232,58 @@ def receiver_configs(policy: Policy, receiver: Receiver) -> Obj:
     return out
 
 
-def threader_webhook(policy: Policy, slack: SlackReceiver) -> Obj:
+def threader_webhook(policy: Policy, slack: SlackReceiver, threader_url: str | None = None) -> Obj:
     """Alertmanager -> threader (one Slack thread per alert), bearer token from its Secret."""
     names = ChildNames.of(policy)
-    path = "/alert?channel=" + quote(slack.channel, safe="")
+    path = f"{THREADER_PATH}?channel=" + quote(slack.channel, safe="")
     return {
-        "url": service_url(policy, names.threader, THREADER_PORT, path),
+        "url": (threader_url or threader_base_url(policy)) + path,
         "httpConfig": bearer(SecretKeyRef(name=names.threader_secret, key=WEBHOOK_TOKEN_KEY)),
         "sendResolved": slack.send_resolved,
         # Alertmanager truncates larger groups (and says so in `truncatedAlerts`); the threader
         # would refuse them with a 4xx that Alertmanager never retries.
         "maxAlerts": THREADER_MAX_ALERTS,
     }
+
+
+def threader_base_url(policy: Policy, template: str | None = None) -> str:
+    """The policy's threader: ``template`` with its namespace and name, or its Service."""
+    if template is None:
+        return service_url(policy, ChildNames.of(policy).threader, THREADER_PORT)
+    return template.format(namespace=policy.namespace, name=policy.name)
+
+
+def threader_url_template(text: str) -> str:
+    """A ``--threader-url``: an http(s) base URL with a host, which may name ``{namespace}`` and
+    ``{name}`` of the policy; returned without a trailing ``/``. ValueError says what is wrong."""
+    template = text.strip().rstrip("/")
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        raise ValueError(
+            f"{text!r}: unbalanced braces (only {{namespace}} and {{name}} are replaced)"
+        ) from None
+    for _, field, spec, conversion in parsed:
+        if field is not None and (field not in THREADER_URL_FIELDS or spec or conversion):
+            raise ValueError(
+                f"{text!r}: unknown placeholder {{{field}}} (only {{namespace}} and {{name}} "
+                "are replaced)"
+            )
+    example = template.format(namespace="ns", name="policy")
+    try:
+        url = urlsplit(example)
+        url.port  # noqa: B018 (a port out of range raises ValueError only when read)
+    except ValueError as error:
+        raise ValueError(f"{text!r}: not a URL: {error}") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"{text!r}: not an http:// or https:// URL with a host")
+    if url.query or url.fragment or example.endswith(("?", "#")):
+        raise ValueError(f"{text!r}: no query or fragment: Lumen appends {THREADER_PATH}?channel=…")
+    if url.path.endswith(THREADER_PATH):
+        raise ValueError(
+            f"{text!r}: give the threader's base URL; Lumen appends {THREADER_PATH} itself"
+        )
+    return template
 
 
 def email_config(email: EmailReceiver) -> Obj:
@@ -258,18 +349,66 @@ def cr_inhibit_rule(rule: InhibitRule) -> Obj:
 # --- plain alertmanager.yml --------------------------------------------------------------------
 
 
-def alertmanager_yaml(policies: list[Policy]) -> dict[str, Any]:
-    """A complete alertmanager.yml equivalent to what kps generates from the policies' configs.
+def alertmanager_yaml(policies: list[Policy], plain: PlainOptions | None = None) -> dict[str, Any]:
+    """A complete alertmanager.yml equivalent to what kps generates from the policies' configs;
+    ``plain`` (default: the in-cluster file) says where the threader and credential files are.
 
     Policies without routing contribute nothing. Raises ValueError when two policies share a
     namespace and name (their receivers would collide).
     """
-    configs = [c for c in (alertmanager_config(p, RenderOptions()) for p in policies) if c]
-    return operator_config(configs)
+    plain = plain or PlainOptions()
+    configs = []
+    for policy in policies:
+        threader = threader_base_url(policy, plain.threader_url)
+        config = alertmanager_config(policy, RenderOptions(), threader_url=threader)
+        if config is not None:
+            configs.append(config)
+    return operator_config(configs, plain.secrets_dir)
 
 
-def operator_config(configs: list[Manifest]) -> dict[str, Any]:
-    """Convert AlertmanagerConfig objects as prometheus-operator does (OnNamespace strategy)."""
+def credential_files(
+    policies: list[Policy], plain: PlainOptions | None = None
+) -> list[CredentialFile]:
+    """Every credential file ``alertmanager_yaml(policies, plain)`` references, once, sorted by
+    path: the threaders' webhook tokens and the Secrets the policies name. Raises ValueError when
+    a policy's Secret has the path of a threader's token (one file cannot be both)."""
+    plain = plain or PlainOptions()
+    uses: dict[str, list[tuple[SecretKeyRef, str, str | None]]] = {}
+    for policy in policies:
+        routing = policy.spec.routing
+        if routing is None:
+            continue
+        names = ChildNames.of(policy)
+        for receiver in routing.receivers:
+            user = f"{policy.namespace}/{names.alertmanager_config}/{receiver.name}"
+            refs: list[tuple[SecretKeyRef, str | None]] = []
+            if receiver.slack is not None:
+                url = threader_base_url(policy, plain.threader_url)
+                refs.append((SecretKeyRef(names.threader_secret, WEBHOOK_TOKEN_KEY), url))
+            if receiver.email is not None and receiver.email.auth_password is not None:
+                refs.append((receiver.email.auth_password, None))
+            if receiver.webhook is not None and receiver.webhook.bearer_token is not None:
+                refs.append((receiver.webhook.bearer_token, None))
+            for ref, threader_url in refs:
+                path = secret_file(secret_ref(ref), plain.secrets_dir)
+                uses.setdefault(path, []).append((ref, user, threader_url))
+    files = []
+    for path in sorted(uses):
+        ref = uses[path][0][0]
+        threaders = tuple(dict.fromkeys(t for _, _, t in uses[path] if t is not None))
+        receivers = tuple(user for _, user, _ in uses[path])
+        if threaders and any(t is None for _, _, t in uses[path]):
+            raise ValueError(
+                f"{path}: both a threader's webhook token and a Secret a policy names "
+                f"({', '.join(receivers)}); rename that Secret"
+            )
+        files.append(CredentialFile(path, ref.name, ref.key, threaders, receivers))
+    return files
+
+
+def operator_config(configs: list[Manifest], secrets_dir: str = SECRETS_DIR) -> dict[str, Any]:
+    """Convert AlertmanagerConfig objects as prometheus-operator does (OnNamespace strategy);
+    Secret references become files under ``secrets_dir``."""
     by_key = {}
     for config in configs:
         key = config_key(config)
@@ -278,7 +417,9 @@ def operator_config(configs: list[Manifest]) -> dict[str, Any]:
         by_key[key] = config
     ordered = [by_key[key] for key in sorted(by_key)]
     receivers_out = [
-        am_receiver(config, r) for config in ordered for r in config["spec"]["receivers"]
+        am_receiver(config, r, secrets_dir)
+        for config in ordered
+        for r in config["spec"]["receivers"]
     ]
     return {
         "global": {"resolve_timeout": "5m"},
@@ -340,34 +481,34 @@ def matcher_string(name: str, match_type: str, value: str) -> str:
     return f"{name}{match_type}{json.dumps(value, ensure_ascii=False)}"
 
 
-def am_receiver(config: Manifest, receiver: Obj) -> Obj:
+def am_receiver(config: Manifest, receiver: Obj, secrets_dir: str) -> Obj:
     out: Obj = {"name": f"{config_key(config)}/{receiver['name']}"}
     if "emailConfigs" in receiver:
-        out["email_configs"] = [am_email(c) for c in receiver["emailConfigs"]]
+        out["email_configs"] = [am_email(c, secrets_dir) for c in receiver["emailConfigs"]]
     if "webhookConfigs" in receiver:
-        out["webhook_configs"] = [am_webhook(c) for c in receiver["webhookConfigs"]]
+        out["webhook_configs"] = [am_webhook(c, secrets_dir) for c in receiver["webhookConfigs"]]
     return out
 
 
-def am_email(email: Obj) -> Obj:
+def am_email(email: Obj, secrets_dir: str) -> Obj:
     out: Obj = {"to": email["to"], "from": email["from"], "smarthost": email["smarthost"]}
     if "authUsername" in email:
         out["auth_username"] = email["authUsername"]
     if "authPassword" in email:
-        out["auth_password_file"] = secret_file(email["authPassword"])
+        out["auth_password_file"] = secret_file(email["authPassword"], secrets_dir)
     out["require_tls"] = email["requireTLS"]
     out["send_resolved"] = email["sendResolved"]
     return out
 
 
-def am_webhook(webhook: Obj) -> Obj:
+def am_webhook(webhook: Obj, secrets_dir: str) -> Obj:
     out: Obj = {"url": webhook["url"]}
     authorization = webhook.get("httpConfig", {}).get("authorization")
     if authorization:
         out["http_config"] = {
             "authorization": {
                 "type": authorization["type"],
-                "credentials_file": secret_file(authorization["credentials"]),
+                "credentials_file": secret_file(authorization["credentials"], secrets_dir),
             }
         }
     out["send_resolved"] = webhook["sendResolved"]
@@ -376,9 +517,10 @@ def am_webhook(webhook: Obj) -> Obj:
     return out
 
 
-def secret_file(ref: Obj) -> str:
-    """Path of a Secret key listed in ``alertmanagerSpec.secrets``, as kps mounts it."""
-    return f"{SECRETS_DIR}/{ref['name']}/{ref['key']}"
+def secret_file(ref: Obj, secrets_dir: str = SECRETS_DIR) -> str:
+    """Path of a Secret key under ``secrets_dir``; by default where kps mounts the Secrets listed
+    in ``alertmanagerSpec.secrets``."""
+    return f"{secrets_dir.rstrip('/')}/{ref['name']}/{ref['key']}"
 
 
 def am_inhibit_rule(rule: Obj, namespace: str) -> Obj:
