@@ -101,6 +101,11 @@ def reference() -> str:
         "series this policy's own recording rules wrote, `{threshold}` the threshold or its "
         "override.",
         "",
+        "Every preset alert, and every alert about the policy's own threader and exporter,",
+        "links `<runbookBaseURL>#<runbook id>`; [runbooks.md](runbooks.md) has a section for each",
+        "id: point `spec.runbookBaseURL` at your copy of docs/runbooks.md, or at the project's",
+        "(`https://github.com/lumen-alerting/lumen/blob/main/docs/runbooks.md`).",
+        "",
     ]
     return "\n".join(lines)
 

@@ -111,6 +111,9 @@ def test_the_alerts_fire_when_the_operator_fails(tmp_path: Path) -> None:
                                     "description": "2 policies have been invalid for 15m: their "
                                     "last valid objects keep alerting, but changes do not reach "
                                     "the cluster.",
+                                    "runbook_url": annotations["LumenPoliciesNotReady"][
+                                        "runbook_url"
+                                    ],
                                 },
                             }
                         ],

@@ -9,6 +9,9 @@ sends them along its own routes like any alert; ``lumenctl validate`` warns abou
 The series come from the ServiceMonitors the renderer adds: prometheus-operator sets ``job`` to
 the scraped Service's name and ``namespace`` to its namespace, so both select exactly this
 policy's pods.
+
+Each alert links ``runbookBaseURL#<runbook id>`` as the presets' alerts do; docs/runbooks.md has
+a section for every id (tests/test_runbooks.py holds the two equal).
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ def _drafts(policy: Policy, service: Monitored) -> list[AlertDraft]:
             severity=severity,
             summary=f"Lumen {service.component} {service.job} is down",
             description=f"No pod of {service.job} has answered a scrape for 5 minutes: {impact}.",
+            runbook=f"{service.component}-down",
             labels=labels,
         ),
         AlertDraft(
@@ -84,6 +88,7 @@ def _drafts(policy: Policy, service: Monitored) -> list[AlertDraft]:
             summary=f"Lumen {service.component} {service.job} is not scraped",
             description=f"Prometheus has no target for {service.job} in {policy.namespace} "
             f"(Deployment gone, no ready pod, or its ServiceMonitor not selected): {impact}.",
+            runbook=f"{service.component}-absent",
             labels=labels,
         ),
     ]
@@ -98,6 +103,7 @@ def _drafts(policy: Policy, service: Monitored) -> list[AlertDraft]:
                 summary=f"Lumen threader {service.job} is behind on Slack",
                 description="The oldest alert in the outbox was accepted {{ $value }} seconds "
                 "ago: Slack is failing or rate-limiting, and alerts reach it late.",
+                runbook="threader-backlog-old",
                 labels=labels,
             ),
             AlertDraft(
@@ -109,6 +115,7 @@ def _drafts(policy: Policy, service: Monitored) -> list[AlertDraft]:
                 description="Messages went to dead letters in the last 15 minutes (Slack refused "
                 "them for good, e.g. channel_not_found or invalid_auth); see the threader's "
                 "/stats and logs.",
+                runbook="threader-dead-letters",
                 labels=labels,
             ),
         ]
