@@ -17,6 +17,7 @@ apply is an upsert; a delete with a stale uid precondition answers 409; a 429 or
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import ssl
@@ -129,6 +130,32 @@ def _tls(access: ClusterAccess) -> ssl.SSLContext | bool:
     if access.client_cert:
         context.load_cert_chain(access.client_cert, access.client_key)
     return context
+
+
+def connection_problem(error: BaseException) -> str | None:
+    """Why no HTTP answer came back, in a few words (``connection refused``), or None when
+    ``error`` is not a failure to reach the server. Log lines and messages say this rather
+    than aiohttp's representation of the error."""
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        return f"its TLS certificate is not trusted ({error.certificate_error})"
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return "its host name does not resolve"
+    if isinstance(error, aiohttp.ClientOSError):
+        # A failed connect carries the socket's error; a reset connection is one itself.
+        code = (
+            error.os_error.errno if isinstance(error, aiohttp.ClientConnectorError) else error.errno
+        )
+        if code == errno.ECONNREFUSED:
+            return "connection refused"
+        if code:
+            return os.strerror(code).lower()  # "connection reset by peer", "no route to host"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    if isinstance(error, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
+        return "no answer in time"
+    if isinstance(error, aiohttp.ClientConnectionError):
+        return str(error) or type(error).__name__
+    return None
 
 
 class ApiError(Exception):
