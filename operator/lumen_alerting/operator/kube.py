@@ -163,7 +163,10 @@ class ApiError(Exception):
 
     ``status`` is the HTTP status, or ``UNREACHABLE`` (0) when no answer came back (connection
     refused or reset, timeout); ``reason`` and ``message`` come from the ``Status`` body when
-    the server sent one, else the HTTP phrase and the start of the body; ``retry_after`` is the
+    the server sent one, else the HTTP phrase and the start of the body. Unreachable, the
+    ``message`` is ``cannot reach the Kubernetes API at <server>`` and the ``reason`` why
+    (``connection refused``, see ``connection_problem``); it reads ``<message>: <reason>``,
+    as log lines say it (docs/operator.md, Logs). ``retry_after`` is the
     ``Retry-After`` header in seconds, if any. ``transient`` says whether retrying unchanged may
     help; ``Reconciler.reconcile`` turns transient errors into ``TransientFailure``.
     """
@@ -171,7 +174,7 @@ class ApiError(Exception):
     def __init__(
         self, status: int, reason: str, message: str, retry_after: float | None = None
     ) -> None:
-        super().__init__(f"{status} {reason}: {message}" if status else f"{reason}: {message}")
+        super().__init__(f"{status} {reason}: {message}" if status else f"{message}: {reason}")
         self.status = status
         self.reason = reason
         self.message = message
@@ -326,7 +329,10 @@ class KubeClient:
             ) as response:
                 payload = await response.read()
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise ApiError(UNREACHABLE, type(error).__name__, str(error) or "no answer") from error
+            why = connection_problem(error) or str(error) or type(error).__name__
+            raise ApiError(
+                UNREACHABLE, why, f"cannot reach the Kubernetes API at {self._server}"
+            ) from error
         if 200 <= response.status < 300:
             return json.loads(payload) if payload else {}
         if response.status == 401:
