@@ -38,6 +38,7 @@ def configure_logging(config: OperatorConfig, server: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(sys.argv[1:] if argv is None else argv, os.environ)
+    # The server is known once logged in; nothing calls the API before the second set-up.
     configure_logging(config, "the cluster")
     try:
         access = ClusterAccess.from_environment(config.context)
