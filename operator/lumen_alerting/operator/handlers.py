@@ -24,6 +24,9 @@ from .metrics import OperatorMetrics
 from .runs import PolicyRuns
 
 FINALIZER = "lumen.dev/operator"
+# Handlers whose every success kopf would log at info: ``forget`` runs on every event of every
+# policy. ``runtime.ApiOutageLines`` makes those lines debug.
+QUIET_SUCCESSES = ("forget",)
 WATCH_TIMEOUT = 300  # seconds a watch request lasts before kopf renews it
 
 
@@ -34,16 +37,17 @@ def build_registry(
     policies = (POLICY.group, POLICY.version, POLICY.plural)
     runs: list[PolicyRuns] = []  # exactly one once started
 
-    @kopf.on.login(registry=registry)
+    # Named ids: kopf's lines say "Activity 'start' succeeded", not 'build_registry.<locals>.start'.
+    @kopf.on.login(id="login", registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(access)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="start", registry=registry)
     async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings, config)
         runs.append(PolicyRuns(config, access, metrics))
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id="stop", registry=registry)
     async def stop(**_: Any) -> None:
         for started in runs:
             await started.aclose()
@@ -76,7 +80,7 @@ def build_registry(
     )(reconcile)
 
     # async: kopf runs a plain function in a thread, a hop for every event of every policy.
-    @kopf.on.event(*policies, registry=registry)
+    @kopf.on.event(*policies, id="forget", registry=registry)
     async def forget(event: kopf.RawEvent, namespace: str | None, name: str, **_: Any) -> None:
         if event.get("type") == "DELETED" and namespace is not None:
             metrics.policies.forget(namespace, name)

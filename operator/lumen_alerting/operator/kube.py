@@ -17,6 +17,7 @@ apply is an upsert; a delete with a stale uid precondition answers 409; a 429 or
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import ssl
@@ -131,12 +132,41 @@ def _tls(access: ClusterAccess) -> ssl.SSLContext | bool:
     return context
 
 
+def connection_problem(error: BaseException) -> str | None:
+    """Why no HTTP answer came back, in a few words (``connection refused``), or None when
+    ``error`` is not a failure to reach the server. Log lines and messages say this rather
+    than aiohttp's representation of the error."""
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        return f"its TLS certificate is not trusted ({error.certificate_error})"
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return "its host name does not resolve"
+    if isinstance(error, aiohttp.ClientOSError):
+        # A failed connect carries the socket's error; a reset connection is one itself.
+        code = (
+            error.os_error.errno if isinstance(error, aiohttp.ClientConnectorError) else error.errno
+        )
+        if code == errno.ECONNREFUSED:
+            return "connection refused"
+        if code:
+            return os.strerror(code).lower()  # "connection reset by peer", "no route to host"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    if isinstance(error, TimeoutError):  # aiohttp's timeouts are TimeoutErrors too
+        return "no answer in time"
+    if isinstance(error, aiohttp.ClientConnectionError):
+        return str(error) or type(error).__name__
+    return None
+
+
 class ApiError(Exception):
     """A failed API call, with the server's Status reason and message.
 
     ``status`` is the HTTP status, or ``UNREACHABLE`` (0) when no answer came back (connection
     refused or reset, timeout); ``reason`` and ``message`` come from the ``Status`` body when
-    the server sent one, else the HTTP phrase and the start of the body; ``retry_after`` is the
+    the server sent one, else the HTTP phrase and the start of the body. Unreachable, the
+    ``message`` is ``cannot reach the Kubernetes API at <server>`` and the ``reason`` why
+    (``connection refused``, see ``connection_problem``); it reads ``<message>: <reason>``,
+    as log lines say it (docs/operator.md, Logs). ``retry_after`` is the
     ``Retry-After`` header in seconds, if any. ``transient`` says whether retrying unchanged may
     help; ``Reconciler.reconcile`` turns transient errors into ``TransientFailure``.
     """
@@ -144,7 +174,7 @@ class ApiError(Exception):
     def __init__(
         self, status: int, reason: str, message: str, retry_after: float | None = None
     ) -> None:
-        super().__init__(f"{status} {reason}: {message}" if status else f"{reason}: {message}")
+        super().__init__(f"{status} {reason}: {message}" if status else f"{message}: {reason}")
         self.status = status
         self.reason = reason
         self.message = message
@@ -299,7 +329,10 @@ class KubeClient:
             ) as response:
                 payload = await response.read()
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise ApiError(UNREACHABLE, type(error).__name__, str(error) or "no answer") from error
+            why = connection_problem(error) or str(error) or type(error).__name__
+            raise ApiError(
+                UNREACHABLE, why, f"cannot reach the Kubernetes API at {self._server}"
+            ) from error
         if 200 <= response.status < 300:
             return json.loads(payload) if payload else {}
         if response.status == 401:

@@ -21,7 +21,7 @@ import kopf
 
 from .config import OperatorConfig
 from .kinds import POLICY
-from .kube import ApiError, ClusterAccess, KubeClient
+from .kube import UNREACHABLE, ApiError, ClusterAccess, KubeClient
 from .metrics import OperatorMetrics
 from .reconcile import Reconciler, TransientFailure
 from .status import (
@@ -72,6 +72,7 @@ class PolicyRuns:
         self._reconciler = Reconciler(self._client, config.rendering)
         self._metrics = metrics
         self._retry_delays = config.retry_delays
+        self._server = access.server  # for log lines
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -112,7 +113,9 @@ class PolicyRuns:
                         await self._write_status(body, memory, current, retrying)
                     except StatusNotWritten:
                         pass  # the outage goes on; a later attempt writes it
-                raise kopf.TemporaryError(f"Will retry: {failure}", delay=delay) from None
+                raise kopf.TemporaryError(
+                    f"Will retry: {_in_short(failure, self._server)}", delay=delay
+                ) from None
             except StatusNotWritten as failure:
                 self._metrics.reconciles.labels("retry").inc()
                 delay = delays[min(retry, len(delays) - 1)]
@@ -155,6 +158,15 @@ class PolicyRuns:
         else:
             superseded = (current,)
         memory.last_write = _StatusWrite(superseded, _owned(stored.get("status") or {}))
+
+
+def _in_short(failure: TransientFailure, server: str) -> str:
+    """The failure for kopf's log line: an API server out of reach once, not once per call
+    that found it so (a reconcile lists eight kinds at once)."""
+    if failure.errors and all(error.status == UNREACHABLE for error in failure.errors):
+        reasons = ", ".join(dict.fromkeys(error.reason for error in failure.errors))
+        return f"cannot reach the Kubernetes API at {server}: {reasons}"
+    return str(failure)
 
 
 def _memory_of(memo: kopf.Memo) -> _PolicyMemory:
