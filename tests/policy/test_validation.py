@@ -471,6 +471,12 @@ PROBE_FEATURES = [
         "'TOKEN_ROOT', found 'TOKEN_NAME')",
     ),
     (
+        "empty field path (the JSONPath library's message of it fails to print)",
+        changed(f"{PROBE}.fields.lumen_ion_mock_mode", "", GATEWAY),
+        f"{PROBE}.fields.lumen_ion_mock_mode: '' is not a JSONPath (expected 'TOKEN_ROOT', "
+        "found 'TOKEN_EOF')",
+    ),
+    (
         "value map of no field",
         changed(f"{PROBE}.valueMaps", {"lumen_gateway_state": {"locked": 1}}, GATEWAY),
         f"{PROBE}: every key of valueMaps must be a key of fields (a value map converts that "
