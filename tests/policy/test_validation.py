@@ -64,8 +64,6 @@ def changed(path: str, value: Any, base: dict[str, Any] = VALID) -> dict[str, An
     return manifest
 
 
-DURATION = r"^((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?$"
-
 # (what is wrong, manifest, the exact line after "<file>: ")
 INVALID = [
     ("service missing", changed("spec.service", ...), "spec.service: required"),
@@ -74,7 +72,11 @@ INVALID = [
         changed("spec.slos[0].objective", 100),
         "spec.slos[0].objective: must be < 100",
     ),
-    ("objective of 0", changed("spec.slos[0].objective", 0), "spec.slos[0].objective: must be > 0"),
+    (
+        "objective of 0",
+        changed("spec.slos[0].objective", 0),
+        "spec.slos[0].objective: must be > 0",
+    ),
     (
         "objective as text",
         changed("spec.slos[0].objective", "99.9%"),
@@ -88,7 +90,8 @@ INVALID = [
     (
         "rule expression that does not parse",
         changed("spec.rules[0].expr", "sum(queue_depth > 1000"),
-        "spec.rules[0].expr: invalid PromQL: unclosed left parenthesis",
+        "spec.rules[0].expr: invalid PromQL: unclosed left parenthesis "
+        '(column 4: "(queue_depth > 1000")',
     ),
     (
         "objective that is not a number (YAML .nan)",
@@ -98,7 +101,8 @@ INVALID = [
     (
         "SLI query that does not parse",
         changed("spec.slos[0].sli.ratio.total", "sum(rate(http_requests_total[{{window}}])"),
-        "spec.slos[0].sli.ratio.total: invalid PromQL: unclosed left parenthesis",
+        "spec.slos[0].sli.ratio.total: invalid PromQL: unclosed left parenthesis "
+        '(column 4: "(rate(http_requests_tota…")',
     ),
     (
         "two SLOs with one name",
@@ -118,12 +122,12 @@ INVALID = [
     (
         "duration in words",
         changed("spec.rules[0].for", "10 minutes"),
-        f"spec.rules[0].for: '10 minutes' does not match {DURATION}",
+        "spec.rules[0].for: '10 minutes' is not a duration (use e.g. 30s, 5m, 1h30m, 7d)",
     ),
     (
         "SLO period that is no duration",
         changed("spec.slos[0].period", "month"),
-        f"spec.slos[0].period: 'month' does not match {DURATION}",
+        "spec.slos[0].period: 'month' is not a duration (use e.g. 30s, 5m, 1h30m, 7d)",
     ),
     (
         "period shorter than the longest alert window",
@@ -148,15 +152,16 @@ INVALID = [
     (
         "SLI with two kinds",
         changed(
-            "spec.slos[0].sli.latency", {"metric": "http_request_duration_seconds", "threshold": 1}
+            "spec.slos[0].sli.latency",
+            {"metric": "http_request_duration_seconds", "threshold": 1},
         ),
         "spec.slos[0].sli: set exactly one of `ratio`, `latency`, `runs`",
     ),
     (
         "unknown field (a typo)",
         changed("spec.slo", []),
-        "spec.slo: unknown field (allowed: exporter, labels, presets, routing, rules, "
-        "runbookBaseURL, service, slos, suppression, threader)",
+        "spec.slo: unknown field (did you mean slos? allowed: exporter, labels, presets, "
+        "routing, rules, runbookBaseURL, service, slos, suppression, threader)",
     ),
     (
         "unknown preset",
@@ -179,7 +184,10 @@ INVALID = [
     ),
     (
         "Slack receiver without a threader",
-        changed("spec.routing.receivers[0]", {"name": "oncall", "slack": {"channel": "#oncall"}}),
+        changed(
+            "spec.routing.receivers[0]",
+            {"name": "oncall", "slack": {"channel": "#oncall"}},
+        ),
         "spec.routing.receivers[0].slack: Slack is delivered through the threader: "
         "set spec.threader",
     ),
@@ -207,14 +215,16 @@ INVALID = [
     (
         "invalid regular expression in a matcher",
         changed(
-            "spec.routing.routes[0].matchers", [{"name": "a", "value": "(", "matchType": "=~"}]
+            "spec.routing.routes[0].matchers",
+            [{"name": "a", "value": "(", "matchType": "=~"}],
         ),
         "spec.routing.routes[0].matchers[0].value: invalid regular expression '('",
     ),
     (
         "threader replicas sharing no incident database",
         changed(
-            "spec.threader", {"store": {"type": "redis", "url": "redis://r:6379/0"}, "replicas": 2}
+            "spec.threader",
+            {"store": {"type": "redis", "url": "redis://r:6379/0"}, "replicas": 2},
         ),
         "spec.threader: more than one replica needs incidents.databaseURL (a shared PostgreSQL)",
     ),
@@ -241,7 +251,11 @@ INVALID = [
     ),
     (
         "runbook anchor without a base URL",
-        changed("spec.rules[0].runbook", "queue-backlog", base=changed("spec.runbookBaseURL", ...)),
+        changed(
+            "spec.rules[0].runbook",
+            "queue-backlog",
+            base=changed("spec.runbookBaseURL", ...),
+        ),
         "spec.rules[0].runbook: is an anchor but spec.runbookBaseURL is not set "
         "(give a full URL or set it)",
     ),
@@ -376,8 +390,16 @@ PROBE = "spec.exporter.probes[0]"
             f"{PROBE}.fields.lumen_pipeline_runs_total: 'lumen_pipeline_runs_total' is one of "
             "the exporter's own series",
         ),
-        ("fields.lumen_ion_health", "$.up", f"{PROBE}: metric 'lumen_ion_health' is used twice"),
-        ("fields.lumen_ion_mock_mode", "mock-mode", f"{PROBE}.fields.lumen_ion_mock_mode: 'mock"),
+        (
+            "fields.lumen_ion_health",
+            "$.up",
+            f"{PROBE}: metric 'lumen_ion_health' is used twice",
+        ),
+        (
+            "fields.lumen_ion_mock_mode",
+            "mock-mode",
+            f"{PROBE}.fields.lumen_ion_mock_mode: 'mock",
+        ),
         ("interval", "0s", f"{PROBE}.interval: '0s' must be longer than zero"),
         ("timeout", "", f"{PROBE}.timeout: '' is not a duration"),
     ],
@@ -402,7 +424,10 @@ def test_a_probe_the_exporter_would_refuse_is_invalid(
 
 # The probe features of issue 10: each line is something the exporter (or the API server) would
 # refuse, so ``lumenctl validate`` must refuse it first.
-HEADER = {"name": "Authorization", "secret": {"name": "ion-api", "key": "authorization"}}
+HEADER = {
+    "name": "Authorization",
+    "secret": {"name": "ion-api", "key": "authorization"},
+}
 SECOND_PROBE = {
     "name": "other",
     "url": "http://other:8080/health",
@@ -446,6 +471,12 @@ PROBE_FEATURES = [
         "'TOKEN_ROOT', found 'TOKEN_NAME')",
     ),
     (
+        "empty field path (the JSONPath library's message of it fails to print)",
+        changed(f"{PROBE}.fields.lumen_ion_mock_mode", "", GATEWAY),
+        f"{PROBE}.fields.lumen_ion_mock_mode: '' is not a JSONPath (expected 'TOKEN_ROOT', "
+        "found 'TOKEN_EOF')",
+    ),
+    (
         "value map of no field",
         changed(f"{PROBE}.valueMaps", {"lumen_gateway_state": {"locked": 1}}, GATEWAY),
         f"{PROBE}: every key of valueMaps must be a key of fields (a value map converts that "
@@ -459,7 +490,9 @@ PROBE_FEATURES = [
     (
         "value map with too many entries",
         changed(
-            f"{PROBE}.valueMaps.lumen_gateway_status", {f"s{n}": n for n in range(65)}, GATEWAY
+            f"{PROBE}.valueMaps.lumen_gateway_status",
+            {f"s{n}": n for n in range(65)},
+            GATEWAY,
         ),
         f"{PROBE}.valueMaps: each value map has at most 64 entries",
     ),
@@ -490,7 +523,7 @@ PROBE_FEATURES = [
     (
         "empty expiry",
         changed("spec.exporter.pipeline", {"expireAfter": ""}, GATEWAY),
-        "spec.exporter.pipeline.expireAfter: '' is not a duration (use e.g. 30s, 5m, 1h, 30d)",
+        "spec.exporter.pipeline.expireAfter: '' is not a duration (use e.g. 30s, 5m, 1h30m, 7d)",
     ),
     (
         "header name with a space",
@@ -565,7 +598,8 @@ def test_the_gateway_example_uses_the_probe_features():
 
 
 @pytest.mark.parametrize(
-    ("manifest", "expected"), [pytest.param(m, e, id=what) for what, m, e in PROBE_FEATURES]
+    ("manifest", "expected"),
+    [pytest.param(m, e, id=what) for what, m, e in PROBE_FEATURES],
 )
 def test_a_probe_feature_the_exporter_would_refuse_is_invalid(
     tmp_path: Path, capsys, manifest: dict[str, Any], expected: str
@@ -589,7 +623,11 @@ def test_every_probe_feature_together_is_valid(tmp_path, capsys):
     }
     # Another probe may share a gauge name (its series differ by probe), just not a counter's.
     manifest["spec"]["exporter"]["probes"].append(
-        {"name": "other", "url": "http://other/health", "fields": {"lumen_gateway_status": "$.s"}}
+        {
+            "name": "other",
+            "url": "http://other/health",
+            "fields": {"lumen_gateway_status": "$.s"},
+        }
     )
     file = tmp_path / "policy.yaml"
     file.write_text(yaml.safe_dump(manifest))

@@ -7,6 +7,8 @@ from functools import cache
 
 # Prometheus' own duration grammar: units in descending order, each at most once.
 DURATION_PATTERN = r"^((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?$"
+# What a field with DURATION_PATTERN says of a value that fails it, after the value.
+DURATION_HINT = "is not a duration (use e.g. 30s, 5m, 1h30m, 7d)"
 _DURATION = re.compile(DURATION_PATTERN)
 _UNIT_SECONDS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 
@@ -16,7 +18,7 @@ def parse_duration(text: str) -> float:
     """Seconds in a Prometheus duration; ValueError for anything Prometheus would reject."""
     match = _DURATION.match(text)
     if not text or match is None:
-        raise ValueError(f"{text!r} is not a duration (use e.g. 30s, 5m, 1h, 30d)")
+        raise ValueError(f"{text!r} {DURATION_HINT}")
     amounts = match.groups()[1::2]
     return sum(int(n) * unit for n, unit in zip(amounts, _UNIT_SECONDS, strict=True) if n)
 

@@ -8,14 +8,17 @@ Checks that need more than the schema (PromQL, cross references) live in ``polic
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal, TypeVar
 
+from .durations import DURATION_HINT, DURATION_PATTERN
 from .fields import FieldDoc, field_doc, field_key
 
 T = TypeVar("T")
@@ -37,6 +40,9 @@ class InvalidPolicy(ValueError):
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
 
+
+# Patterns whose failure is said in words: what a valid value looks like, not the expression.
+PATTERN_HINTS = {DURATION_PATTERN: DURATION_HINT}
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
 
@@ -85,38 +91,123 @@ def optional_inner(tp: Any) -> Any | None:
 
 def load(cls: type[T], data: Any, path: str) -> T:
     """Build ``cls`` from ``data`` or raise InvalidPolicy with every problem found."""
-    problems: list[Problem] = []
-    value = _load_object(cls, data, path, problems)
-    if problems:
-        raise InvalidPolicy(problems)
-    return typing.cast(T, value)  # _load_object builds a cls or records a problem
+    partial = load_partial(cls, data, path)
+    if partial.problems:
+        raise InvalidPolicy(partial.problems)
+    return typing.cast(T, partial.value)  # no problem: the loader built a cls
 
 
-def _load_object(cls: type, data: Any, path: str, problems: list[Problem]) -> Any:
+@dataclass(frozen=True)
+class Partial:
+    """What ``load_partial`` could build, for checks that go on after the schema's problems.
+
+    ``value`` is None when nothing usable is left. Otherwise it is a well-formed ``cls`` (every
+    value in it meets its declaration, objects their rules) made of the parts that loaded: a
+    field whose value has a problem takes its default, and an object that cannot be built (a
+    required field with a problem, a broken rule) leaves its list, map or optional field
+    without it. ``kept`` says, for each list that lost items (by its path), the original index
+    of each item left, so that ``original_path`` can give a path in the value back in the
+    manifest's terms. A check on ``value`` must still skip whatever it reads from a path in
+    ``problems`` (``touches``): there the value is a default, or missing, not what was written.
+    """
+
+    value: Any
+    problems: list[Problem]
+    kept: dict[str, list[int]]
+
+    def touches(self, path: str) -> bool:
+        """Whether a problem is at ``path`` or inside it (``spec.slos[0]`` holds
+        ``spec.slos[0].period``, not ``spec.slos[0]x``)."""
+        return any(
+            p.path == path or p.path.startswith((f"{path}.", f"{path}[")) for p in self.problems
+        )
+
+    def original_path(self, path: str) -> str:
+        """``path`` in ``value`` as a path in the manifest: list indexes as written."""
+        parts: list[str] = []
+        last = 0
+        for index in _INDEX.finditer(path):
+            parts.append(path[last : index.start()])
+            kept = self.kept.get("".join(parts))
+            i = int(index.group(1))
+            parts.append(f"[{kept[i] if kept is not None and i < len(kept) else i}]")
+            last = index.end()
+        parts.append(path[last:])
+        return "".join(parts)
+
+
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+class _Broken:
+    """A value that failed its declaration: what the loader returns for it, never a spec value."""
+
+
+_BROKEN: Any = _Broken()
+
+
+@dataclass
+class _Loading:
+    problems: list[Problem]
+    kept: dict[str, list[int]]
+
+    def add(self, path: str, reason: str) -> None:
+        self.problems.append(Problem(path, reason))
+
+
+def load_partial(cls: type, data: Any, path: str) -> Partial:
+    """Build as much of ``cls`` from ``data`` as loads, collecting every problem (``Partial``)."""
+    loading = _Loading([], {})
+    value = _load_object(cls, data, path, loading)
+    return Partial(None if value is _BROKEN else value, loading.problems, loading.kept)
+
+
+def _load_object(cls: type, data: Any, path: str, loading: _Loading) -> Any:
     if not isinstance(data, dict):
-        problems.append(Problem(path, "must be an object"))
-        return None
+        loading.add(path, "must be an object")
+        return _BROKEN
     plans, known = _plan(cls)
     for key in data:
         if key not in known:
-            allowed = ", ".join(sorted(known))
-            problems.append(Problem(_join(path, str(key)), f"unknown field (allowed: {allowed})"))
-    before = len(problems)
+            loading.add(_join(path, str(key)), unknown_field(str(key), known))
     values: dict[str, Any] = {}
+    buildable, incomplete = True, False
     for plan in plans:
         value = data.get(plan.key)
         if value is None:
             if plan.required:
-                problems.append(Problem(_join(path, plan.key), "required"))
+                loading.add(_join(path, plan.key), "required")
+                buildable = False
             continue
-        values[plan.name] = _load_value(plan.type, value, _join(path, plan.key), plan.doc, problems)
-    if len(problems) > before:
-        return None
+        before = len(loading.problems)
+        loaded = _load_value(plan.type, value, _join(path, plan.key), plan.doc, loading)
+        # A field with a problem inside is not as written: a default stands for it, or a list
+        # or map lacks the items that did not load.
+        incomplete = incomplete or len(loading.problems) > before
+        if loaded is _BROKEN:
+            # Reported already. An optional field keeps its default; a required one has none.
+            buildable = buildable and not plan.required
+            continue
+        values[plan.name] = loaded
+    if not buildable:
+        return _BROKEN
     obj = cls(**values)
     for rule in getattr(cls, "__rules__", ()):
         if rule.check is not None and not rule.check(obj):
-            problems.append(Problem(path, rule.message))
+            # On an incomplete object the rule may fail for a default's or a missing item's
+            # sake: the problems inside are the ones to report, and the object is not usable.
+            if not incomplete:
+                loading.add(path, rule.message)
+            return _BROKEN
     return obj
+
+
+def unknown_field(key: str, known: Iterable[str]) -> str:
+    """The reason for a key the object does not declare, with the likely one it meant."""
+    allowed = sorted(known)
+    close = difflib.get_close_matches(key, allowed, n=1)
+    meant = f"did you mean {close[0]}? " if close else ""
+    return f"unknown field ({meant}allowed: {', '.join(allowed)})"
 
 
 @cache
@@ -135,41 +226,48 @@ def _shape(tp: Any) -> tuple[str, Any]:
     return "scalar", tp
 
 
-def _load_value(tp: Any, data: Any, path: str, doc: FieldDoc, problems: list[Problem]) -> Any:
+def _load_value(tp: Any, data: Any, path: str, doc: FieldDoc, loading: _Loading) -> Any:
+    """The loaded value, or _BROKEN when it fails its declaration (every problem reported).
+    A list or map that lost items or entries to their own problems is not broken."""
     kind, arg = _shape(tp)
-    before = len(problems)
+    before = len(loading.problems)
     if kind == "object":
-        value = _load_object(arg, data, path, problems)
+        value = _load_object(arg, data, path, loading)
     elif kind == "list":
-        value = _load_list(arg, data, path, doc, problems)
+        value = _load_list(arg, data, path, doc, loading)
     elif kind == "map":
-        value = _load_map(arg, data, path, doc, problems)
+        value = _load_map(arg, data, path, doc, loading)
     elif kind == "choice":
-        if data not in arg:
-            problems.append(Problem(path, f"must be one of {', '.join(map(str, arg))}"))
         value = data
+        if data not in arg:
+            loading.add(path, f"must be one of {', '.join(map(str, arg))}")
+            value = _BROKEN
     else:
-        value = _load_scalar(arg, data, path, doc, problems)
-    if doc.rules and len(problems) == before:
+        value = _load_scalar(arg, data, path, doc, loading)
+    if value is _BROKEN:
+        return _BROKEN
+    if doc.rules and len(loading.problems) == before:
         for rule in doc.rules:
             if rule.check is not None and not rule.check(value):
-                problems.append(Problem(path, rule.message))
+                loading.add(path, rule.message)
+                return _BROKEN
     return value
 
 
-def _load_list(
-    item_tp: Any, data: Any, path: str, doc: FieldDoc, problems: list[Problem]
-) -> list[Any]:
+def _load_list(item_tp: Any, data: Any, path: str, doc: FieldDoc, loading: _Loading) -> Any:
     if not isinstance(data, list):
-        problems.append(Problem(path, "must be a list"))
-        return []
+        loading.add(path, "must be a list")
+        return _BROKEN
+    broken = False
     if doc.min_items is not None and len(data) < doc.min_items:
-        problems.append(Problem(path, f"needs at least {doc.min_items} item(s)"))
+        loading.add(path, f"needs at least {doc.min_items} item(s)")
+        broken = True
     if doc.max_items is not None and len(data) > doc.max_items:
-        problems.append(Problem(path, f"has {len(data)} items, at most {doc.max_items} allowed"))
+        loading.add(path, f"has {len(data)} items, at most {doc.max_items} allowed")
+        broken = True
     item_doc = FieldDoc(description="")
-    items = [
-        _load_value(item_tp, x, f"{path}[{i}]", item_doc, problems) for i, x in enumerate(data)
+    loaded = [
+        _load_value(item_tp, x, f"{path}[{i}]", item_doc, loading) for i, x in enumerate(data)
     ]
     if doc.list_map_key:
         seen: dict[Any, int] = {}
@@ -178,24 +276,28 @@ def _load_list(
             if not isinstance(key, str):  # missing or mistyped: reported on the item itself
                 continue
             if key in seen:
-                problems.append(
-                    Problem(
-                        f"{path}[{i}].{doc.list_map_key}",
-                        f"duplicate {doc.list_map_key} {key!r} (also at [{seen[key]}])",
-                    )
+                loading.add(
+                    f"{path}[{i}].{doc.list_map_key}",
+                    f"duplicate {doc.list_map_key} {key!r} (also at [{seen[key]}])",
                 )
+                broken = True
             seen.setdefault(key, i)
-    return items
+    if broken:
+        return _BROKEN
+    kept = [i for i, item in enumerate(loaded) if item is not _BROKEN]
+    if len(kept) < len(loaded):
+        loading.kept[path] = kept
+    return [loaded[i] for i in kept]
 
 
-def _load_map(
-    value_tp: Any, data: Any, path: str, doc: FieldDoc, problems: list[Problem]
-) -> dict[str, Any]:
+def _load_map(value_tp: Any, data: Any, path: str, doc: FieldDoc, loading: _Loading) -> Any:
     if not isinstance(data, dict):
-        problems.append(Problem(path, "must be a map"))
-        return {}
+        loading.add(path, "must be a map")
+        return _BROKEN
+    broken = False
     if doc.max_properties is not None and len(data) > doc.max_properties:
-        problems.append(Problem(path, f"has {len(data)} keys, at most {doc.max_properties}"))
+        loading.add(path, f"has {len(data)} keys, at most {doc.max_properties}")
+        broken = True
     result = {}
     value_doc = FieldDoc(description="")
     for key, value in data.items():
@@ -203,49 +305,55 @@ def _load_map(
         if not isinstance(key, str):
             # JSON (and so the API server) has only string keys; YAML 1.1 reads on/off/yes/no,
             # true/false and numbers as other types, which would render as "true" or 1.
-            problems.append(
-                Problem(
-                    sub,
-                    f"key {key!r} is not a string: quote it (YAML reads unquoted on/off, "
-                    "yes/no, true/false and numbers as booleans and numbers)",
-                )
+            loading.add(
+                sub,
+                f"key {key!r} is not a string: quote it (YAML reads unquoted on/off, "
+                "yes/no, true/false and numbers as booleans and numbers)",
             )
             continue
         if doc.key_pattern and not _matches(doc.key_pattern, key):
-            problems.append(Problem(sub, f"key must match {doc.key_pattern}"))
+            loading.add(sub, f"key must match {doc.key_pattern}")
             continue
-        result[key] = _load_value(value_tp, value, sub, value_doc, problems)
-    return result
+        loaded = _load_value(value_tp, value, sub, value_doc, loading)
+        if loaded is not _BROKEN:
+            result[key] = loaded
+    return _BROKEN if broken else result
 
 
-def _load_scalar(tp: type, data: Any, path: str, doc: FieldDoc, problems: list[Problem]) -> Any:
+def _load_scalar(tp: type, data: Any, path: str, doc: FieldDoc, loading: _Loading) -> Any:
     ok = isinstance(data, tp) and not (tp is not bool and isinstance(data, bool))
     if tp is float and isinstance(data, int) and not isinstance(data, bool):
         data, ok = float(data), True
     if not ok:
-        problems.append(Problem(path, f"must be {_TYPE_NAMES[tp]}, not {_describe(data)}"))
-        return data
+        loading.add(path, f"must be {_TYPE_NAMES[tp]}, not {_describe(data)}")
+        return _BROKEN
     if isinstance(data, float) and not math.isfinite(data):
         # YAML has .nan and .inf; JSON (and so the API server) has neither.
-        problems.append(Problem(path, f"must be a finite number, not {data}"))
-        return data
+        loading.add(path, f"must be a finite number, not {data}")
+        return _BROKEN
+    before = len(loading.problems)
     if isinstance(data, str):
         if doc.min_length is not None and len(data) < doc.min_length:
-            problems.append(
-                Problem(
-                    path,
-                    "must not be empty"
-                    if doc.min_length == 1
-                    else f"must be at least {doc.min_length} characters",
-                )
+            loading.add(
+                path,
+                "must not be empty"
+                if doc.min_length == 1
+                else f"must be at least {doc.min_length} characters",
             )
         if doc.max_length is not None and len(data) > doc.max_length:
-            problems.append(Problem(path, f"must be at most {doc.max_length} characters"))
+            loading.add(path, f"must be at most {doc.max_length} characters")
         if doc.pattern is not None and not _matches(doc.pattern, data):
-            problems.append(Problem(path, f"{data!r} does not match {doc.pattern}"))
+            loading.add(path, pattern_reason(doc.pattern, data))
     else:
-        _check_range(data, path, doc, problems)
-    return data
+        _check_range(data, path, doc, loading)
+    return data if len(loading.problems) == before else _BROKEN
+
+
+def pattern_reason(pattern: str, text: str) -> str:
+    """Why ``text`` fails ``pattern``: in words where the pattern has them (``PATTERN_HINTS``),
+    else the regular expression itself (the one the CRD's schema shows)."""
+    hint = PATTERN_HINTS.get(pattern)
+    return f"{text!r} {hint}" if hint else f"{text!r} does not match {pattern}"
 
 
 def _matches(pattern: str, text: str) -> bool:
@@ -255,12 +363,12 @@ def _matches(pattern: str, text: str) -> bool:
     return re.fullmatch(pattern, text) is not None
 
 
-def _check_range(value: float, path: str, doc: FieldDoc, problems: list[Problem]) -> None:
+def _check_range(value: float, path: str, doc: FieldDoc, loading: _Loading) -> None:
     low, high = doc.minimum, doc.maximum
     if low is not None and (value <= low if doc.exclusive_minimum else value < low):
-        problems.append(Problem(path, f"must be {'>' if doc.exclusive_minimum else '>='} {low:g}"))
+        loading.add(path, f"must be {'>' if doc.exclusive_minimum else '>='} {low:g}")
     if high is not None and (value >= high if doc.exclusive_maximum else value > high):
-        problems.append(Problem(path, f"must be {'<' if doc.exclusive_maximum else '<='} {high:g}"))
+        loading.add(path, f"must be {'<' if doc.exclusive_maximum else '<='} {high:g}")
 
 
 def _describe(value: Any) -> str:

@@ -57,7 +57,8 @@ def jsonpath_problem(path: str) -> str | None:
     try:
         JSONPATH.compile(path)
     except jsonpath.JSONPathError as error:
-        return f"{path!r} is not a JSONPath ({str(error).splitlines()[0]})"
+        # args[0] is the message alone: str() adds the query with a caret, and fails on "".
+        return f"{path!r} is not a JSONPath ({str(error.args[0]).splitlines()[0]})"
     return None
 
 

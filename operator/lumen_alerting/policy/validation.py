@@ -7,9 +7,7 @@ them in the policy's status; ``lumenctl validate`` prints them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import promql_parser
+from collections.abc import Callable, Iterator
 
 from ..burnrate import TIERS, burn_threshold, tier_windows
 from ..presets import PACKS
@@ -26,32 +24,50 @@ from .probe_metrics import (
     reserved_metric_problem,
     url_problem,
 )
-from .sli import sli_queries
+from .promql_errors import parse_error, parse_problem
+from .sli import WINDOW_PLACEHOLDER, sli_queries
 
 # Labels Lumen sets on every alert; a policy may not set them by hand.
 RESERVED_LABELS = frozenset({"namespace", "lumen_policy", "service", "severity"})
 LONGEST_PERIOD = 365 * 86400
+# Stands for {{window}} while a ratio SLI's query is parsed: a valid duration exactly as long,
+# so the positions in the parser's errors are those in the text as written.
+_WINDOW_STAND_IN = "5m".rjust(len(WINDOW_PLACEHOLDER), "0")
+
+# Whether the spec's value at a path (or inside it) had a structural problem: the loader then put
+# a default there or left the part out, so a check reading it would judge something not written.
+Broken = Callable[[str], bool]
 
 
-def semantic_problems(policy: Policy) -> list[Problem]:
+def _nothing_broken(path: str) -> bool:
+    return False
+
+
+def semantic_problems(policy: Policy, broken: Broken = _nothing_broken) -> list[Problem]:
+    """The problems only the whole policy shows. ``broken`` names the parts to leave unjudged
+    (a spec built from a manifest with structural problems, ``loading.load_partial``)."""
     spec = policy.spec
     return [
         *_label_problems(spec),
-        *_rule_problems(spec),
+        *_rule_problems(spec, broken),
         *_preset_problems(spec),
-        *_slo_problems(spec),
-        *_routing_problems(spec),
+        *_slo_problems(spec, broken),
+        *_routing_problems(spec, broken),
         *_selector_problems(spec),
-        *_probe_problems(spec),
+        *_probe_problems(spec, broken),
     ]
 
 
-def promql_problem(path: str, expr: str) -> Problem | None:
-    try:
-        promql_parser.parse(expr)
-    except (ValueError, TypeError) as error:
-        return Problem(path, f"invalid PromQL: {error}")
-    return None
+def promql_problem(path: str, expr: str, shown: str | None = None) -> Problem | None:
+    """``invalid PromQL: <the parser's message> (column N: "<the text there>")``, or None when
+    ``expr`` parses. ``shown``: the text the user wrote, when ``expr`` differs from it at most
+    by equally long substitutions (positions are the same in both)."""
+    problem = parse_problem(expr, shown)
+    return None if problem is None else Problem(path, f"invalid PromQL: {problem}")
+
+
+def _parses(expr: str) -> bool:
+    return parse_error(expr) is None
 
 
 def _label_problems(spec: PolicySpec) -> Iterator[Problem]:
@@ -65,13 +81,13 @@ def _label_problems(spec: PolicySpec) -> Iterator[Problem]:
             )
 
 
-def _rule_problems(spec: PolicySpec) -> Iterator[Problem]:
+def _rule_problems(spec: PolicySpec, broken: Broken) -> Iterator[Problem]:
     for i, rule in enumerate(spec.rules):
         problem = promql_problem(f"spec.rules[{i}].expr", rule.expr)
         if problem:
             yield problem
         is_anchor = rule.runbook and not rule.runbook.startswith(("http://", "https://"))
-        if is_anchor and not spec.runbook_base_url:
+        if is_anchor and not spec.runbook_base_url and not broken("spec.runbookBaseURL"):
             yield Problem(
                 f"spec.rules[{i}].runbook",
                 "is an anchor but spec.runbookBaseURL is not set (give a full URL or set it)",
@@ -91,10 +107,17 @@ def _preset_problems(spec: PolicySpec) -> Iterator[Problem]:
                 yield Problem(f"{path}.threshold", f"{alert} has no threshold to override")
 
 
-def _slo_problems(spec: PolicySpec) -> Iterator[Problem]:
+def _slo_problems(spec: PolicySpec, broken: Broken) -> Iterator[Problem]:
     for i, slo in enumerate(spec.slos):
         path = f"spec.slos[{i}]"
-        period = parse_duration(slo.period)
+        yield from _sli_parse_problems(slo, path)
+        if broken(f"{path}.period") or broken(f"{path}.alerting"):
+            continue  # the default stands there: whether an alert can fire is not known
+        try:
+            period = parse_duration(slo.period)
+        except ValueError as error:  # "": the pattern (as the API server's) lets it through
+            yield Problem(f"{path}.period", str(error))
+            continue
         longest = max(w.long for w in tier_windows("ticket"))
         if not longest <= period <= LONGEST_PERIOD:
             yield Problem(
@@ -105,17 +128,20 @@ def _slo_problems(spec: PolicySpec) -> Iterator[Problem]:
             # The rules count the period in whole seconds (lumen_slo:period:seconds).
             yield Problem(f"{path}.period", "must be a whole number of seconds")
             continue
-        yield from _sli_parse_problems(slo, path)
         yield from _reachability_problems(slo, int(period), path)
 
 
-def _probe_problems(spec: PolicySpec) -> Iterator[Problem]:
-    """What the exporter would refuse in its config.json: caught here, not by a crash-loop."""
-    if spec.exporter is None or not spec.exporter.enabled:
+def _probe_problems(spec: PolicySpec, broken: Broken) -> Iterator[Problem]:
+    """What the exporter would refuse in its config.json: caught here, not by a crash-loop.
+    A probe with a structural problem is left unjudged (its checks read its fields together,
+    and their messages name other probes and headers by index)."""
+    if spec.exporter is None or not spec.exporter.enabled or broken("spec.exporter.enabled"):
         return
     for i, probe in enumerate(spec.exporter.probes):
-        yield from _one_probe_problems(probe, f"spec.exporter.probes[{i}]")
-    yield from _family_type_problems(spec.exporter.probes)
+        if not broken(f"spec.exporter.probes[{i}]"):
+            yield from _one_probe_problems(probe, f"spec.exporter.probes[{i}]")
+    if not broken("spec.exporter.probes"):
+        yield from _family_type_problems(spec.exporter.probes)
     expire_after = spec.exporter.pipeline.expire_after
     if expire_after is not None:
         yield from _positive_duration("spec.exporter.pipeline.expireAfter", expire_after)
@@ -196,11 +222,22 @@ def _positive_duration(path: str, duration: str) -> Iterator[Problem]:
 
 
 def _sli_parse_problems(slo: SLO, path: str) -> Iterator[Problem]:
-    """Every query Lumen will build from the SLI must parse (checked on the 5m window)."""
+    """Every query Lumen will build from the SLI must parse (checked on a 5m window). A ratio
+    SLI's queries are the user's text, so its errors have positions; the other kinds' queries
+    are Lumen's own text around a metric and selector, where a position would mean nothing."""
+    if slo.sli.ratio is not None:
+        ratio = slo.sli.ratio
+        for key, text in (("errors", ratio.errors), ("total", ratio.total)):
+            query = text.replace(WINDOW_PLACEHOLDER, _WINDOW_STAND_IN)
+            problem = promql_problem(f"{path}.sli.ratio.{key}", query, shown=text)
+            if problem:
+                yield problem
+                return
+        return
     for key, query in sli_queries(slo.sli, "5m").items():
-        problem = promql_problem(f"{path}.sli.{key}", query)
-        if problem:
-            yield problem
+        message = parse_error(query)
+        if message is not None:
+            yield Problem(f"{path}.sli.{key}", f"invalid PromQL: {message}")
             return
 
 
@@ -220,15 +257,18 @@ def _reachability_problems(slo: SLO, period: int, path: str) -> Iterator[Problem
                 break
 
 
-def _routing_problems(spec: PolicySpec) -> Iterator[Problem]:
+def _routing_problems(spec: PolicySpec, broken: Broken) -> Iterator[Problem]:
     routing = spec.routing
     if routing is None:
         return
     names = {r.name for r in routing.receivers}
-    if routing.receiver and routing.receiver not in names:
+    # A receiver with a structural problem is left out of ``receivers``: a reference to it is
+    # not what is wrong.
+    judge_names = not broken("spec.routing.receivers")
+    if judge_names and routing.receiver and routing.receiver not in names:
         yield Problem("spec.routing.receiver", f"no receiver named {routing.receiver!r}")
     for i, route in enumerate(routing.routes):
-        if route.receiver not in names:
+        if judge_names and route.receiver not in names:
             yield Problem(
                 f"spec.routing.routes[{i}].receiver", f"no receiver named {route.receiver!r}"
             )
@@ -244,6 +284,8 @@ def _routing_problems(spec: PolicySpec) -> Iterator[Problem]:
         if receiver.slack is None:
             continue
         path = f"spec.routing.receivers[{i}].slack"
+        if broken("spec.threader"):
+            continue  # what was written there is not known
         if threader is None or not threader.enabled:
             yield Problem(path, "Slack is delivered through the threader: set spec.threader")
         elif threader.bot_token is None:
@@ -254,7 +296,7 @@ def _matcher_problems(path: str, matcher: Matcher) -> Iterator[Problem]:
     """Regex matchers must compile (Prometheus' parser checks them as RE2 would)."""
     if matcher.match_type in ("=~", "!~"):
         selector = f'{{__name__=~".+", x{matcher.match_type}"{_escape(matcher.value)}"}}'
-        if promql_problem(path, selector):
+        if not _parses(selector):
             yield Problem(f"{path}.value", f"invalid regular expression {matcher.value!r}")
 
 
@@ -262,7 +304,7 @@ def _selector_problems(spec: PolicySpec) -> Iterator[Problem]:
     selectors = [(f"spec.presets[{i}].selector", p.selector) for i, p in enumerate(spec.presets)]
     selectors.append(("spec.suppression.selector", spec.suppression.selector))
     for path, selector in selectors:
-        if selector and promql_problem(path, f"up{selector}") is not None:
+        if selector and not _parses(f"up{selector}"):
             yield Problem(path, f'{selector!r} is not a label selector like {{job="x"}}')
 
 
