@@ -156,7 +156,7 @@ INVALID = [
         "unknown field (a typo)",
         changed("spec.slo", []),
         "spec.slo: unknown field (allowed: exporter, labels, presets, routing, rules, "
-        "runbookBaseURL, service, slos, suppression, threader)",
+        "runbookBaseURL, service, severities, slos, suppression, threader)",
     ),
     (
         "unknown preset",
