@@ -7,11 +7,21 @@ here: an execution-based SLO (``slos[].sli.runs``) replaces it with real burn-ra
 Expressions carry placeholders the renderer fills: ``{sel}`` (the preset's series selector,
 scoping it to the policy's namespace by default), ``{own}`` (selects the series this policy's own
 recording rules wrote) and ``{threshold}``.
+
+Seed 001 labels its alerts critical/warning and seed 004 page/ticket; here each rule has an
+urgency instead, and the policy's ``spec.severities`` turns it into one ``severity`` scheme.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+# Lumen's one severity scheme (docs/routing.md): every alert Lumen writes is urgent (page) or can
+# wait (ticket); `spec.severities` maps each to the `severity` label, by default the values
+# kube-prometheus-stack's own rules and inhibitions use.
+Urgency = Literal["page", "ticket"]
+DEFAULT_SEVERITIES: dict[Urgency, str] = {"page": "critical", "ticket": "warning"}
 
 
 @dataclass(frozen=True)
@@ -19,12 +29,17 @@ class PresetRule:
     alert: str
     expr: str
     for_: str
-    severity: str
+    urgency: Urgency
     summary: str
     description: str
     runbook: str
     threshold: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> str:
+        """The severity label under the default ``spec.severities``."""
+        return DEFAULT_SEVERITIES[self.urgency]
 
 
 @dataclass(frozen=True)
@@ -56,7 +71,7 @@ GATEWAY = PresetPack(
             expr="lumen_ion_health{sel} == {threshold} or absent(lumen_ion_health{sel})",
             threshold=0,
             for_="2m",
-            severity="critical",
+            urgency="page",
             summary="ION API is down or not reported",
             description="lumen_ion_health is 0, or the exporter reporting it is gone.",
             runbook="ion-api-down",
@@ -65,7 +80,7 @@ GATEWAY = PresetPack(
             alert="IONMockModeEnabled",
             expr="lumen_ion_mock_mode{sel} == 1",
             for_="1m",
-            severity="critical",
+            urgency="page",
             summary="ION API answers in mock mode",
             description="The gateway serves mock responses instead of real AI answers "
             "(seed 000 calls this MockModeDetected).",
@@ -76,7 +91,7 @@ GATEWAY = PresetPack(
             expr="lumen_gateway_status{sel} == {threshold} or absent(lumen_gateway_status{sel})",
             threshold=0,
             for_="1m",
-            severity="critical",
+            urgency="page",
             summary="Lumen Gateway is down or not reported",
             description="lumen_gateway_status is 0, or the exporter reporting it is gone.",
             runbook="gateway-down",
@@ -86,7 +101,7 @@ GATEWAY = PresetPack(
             expr="lumen_gateway_status{sel} == {threshold}",
             threshold=2,
             for_="1m",
-            severity="critical",
+            urgency="page",
             summary="Lumen Gateway runs unlocked",
             description="The gateway is up but its activation lock is released "
             "(lumen_gateway_status 2; 1 is up and locked, 0 is down).",
@@ -97,7 +112,7 @@ GATEWAY = PresetPack(
             expr="lumen_ion_response_time_ms{sel} > {threshold}",
             threshold=500,
             for_="5m",
-            severity="warning",
+            urgency="ticket",
             summary="ION API responds slowly",
             description="Response time {{ $value }} ms is above the threshold.",
             runbook="ion-high-response-time",
@@ -107,7 +122,7 @@ GATEWAY = PresetPack(
             expr="quantile_over_time(0.95, lumen_ion_response_time_ms{sel}[5m]) > {threshold}",
             threshold=1000,
             for_="5m",
-            severity="warning",
+            urgency="ticket",
             summary="ION API p95 response time is high",
             description="p95 response time over 5m is {{ $value }} ms.",
             runbook="ion-high-p95-response-time",
@@ -117,7 +132,7 @@ GATEWAY = PresetPack(
             expr="stddev_over_time(lumen_ion_response_time_ms{sel}[10m]) > {threshold}",
             threshold=100,
             for_="10m",
-            severity="warning",
+            urgency="ticket",
             summary="ION API response time is unstable",
             description="Standard deviation of the response time over 10m is {{ $value }} ms.",
             runbook="ion-unstable-response-time",
@@ -127,7 +142,7 @@ GATEWAY = PresetPack(
             expr="stddev_over_time(lumen_ion_confidence{sel}[10m]) > {threshold}",
             threshold=0.3,
             for_="10m",
-            severity="warning",
+            urgency="ticket",
             summary="ION confidence varies strongly",
             description="Standard deviation of lumen_ion_confidence over 10m is {{ $value }}.",
             runbook="ion-confidence-variance",
@@ -137,7 +152,7 @@ GATEWAY = PresetPack(
             expr="lumen_phase_diff{sel} < {threshold}",
             threshold=0.1,
             for_="10m",
-            severity="warning",
+            urgency="ticket",
             summary="Resonance phase difference is low",
             description="lumen_phase_diff is {{ $value }}.",
             runbook="resonance-phase",
@@ -147,7 +162,7 @@ GATEWAY = PresetPack(
             expr="lumen_phase_diff{sel} > {threshold}",
             threshold=0.9,
             for_="10m",
-            severity="warning",
+            urgency="ticket",
             summary="Resonance phase difference is high",
             description="lumen_phase_diff is {{ $value }}.",
             runbook="resonance-phase",
@@ -157,7 +172,7 @@ GATEWAY = PresetPack(
             expr="lumen_entropy_rate{sel} < {threshold}",
             threshold=0.15,
             for_="15m",
-            severity="warning",
+            urgency="ticket",
             summary="Entropy rate is low",
             description="lumen_entropy_rate is {{ $value }}.",
             runbook="entropy-rate",
@@ -167,7 +182,7 @@ GATEWAY = PresetPack(
             expr="lumen_entropy_rate{sel} > {threshold}",
             threshold=0.35,
             for_="15m",
-            severity="warning",
+            urgency="ticket",
             summary="Entropy rate is high",
             description="lumen_entropy_rate is {{ $value }}.",
             runbook="entropy-rate",
@@ -187,7 +202,7 @@ PIPELINE = PresetPack(
             expr="time() - lumen_pipeline_last_run_timestamp{sel} > {threshold}",
             threshold=3 * 60 * 60,
             for_="5m",
-            severity="page",
+            urgency="page",
             summary="Pipeline stalled: no run finished for 3 hours",
             description="The last pipeline run ended {{ $value | humanizeDuration }} ago.",
             runbook="stalled",
@@ -196,7 +211,7 @@ PIPELINE = PresetPack(
             alert="LumenStageFailed",
             expr="job:lumen_stage_failure{own} == 1",
             for_="0m",
-            severity="ticket",
+            urgency="ticket",
             summary="Pipeline stage failed ({{ $labels.stage }})",
             description="Stage {{ $labels.stage }} failed in the last run.",
             runbook="stage-fail",
@@ -207,7 +222,7 @@ PIPELINE = PresetPack(
             expr="lumen_remote_integrity_ok{sel} == {threshold}",
             threshold=0,
             for_="1m",
-            severity="page",
+            urgency="page",
             summary="Remote integrity hash mismatch",
             description="lumen_remote_integrity_ok is 0: the remote copy differs from the local.",
             runbook="integrity",

@@ -163,7 +163,7 @@ def test_prometheus_fires_the_pipeline_alerts_and_suppression_silences_them(stac
         a for a in prometheus.get("/api/v1/alerts")["alerts"]
         if a["labels"]["alertname"] == "LumenStageFailed"
     ]  # fmt: skip
-    assert stage_alert["labels"]["severity"] == "ticket"
+    assert stage_alert["labels"]["severity"] == "warning"  # the default spec.severities.ticket
     assert stage_alert["labels"]["namespace"] == "lumen"
 
     # The toggle silences both; lifting it brings the stage failure straight back.

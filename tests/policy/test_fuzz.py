@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from lumen_alerting.policy import InvalidPolicy, policy_from_manifest
 from lumen_alerting.render import render_policy
+from lumen_alerting.render.unrouted import unrouted_alerts
 from tests.support.document_mutation import mutations, node_paths
 from tests.support.schemas import REPO
 
@@ -43,6 +44,7 @@ def _check(manifest: Any) -> None:
             assert problem.path and problem.reason
         return
     render_policy(policy)
+    unrouted_alerts(policy)  # the operator runs it on every valid spec: it must not raise
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -161,7 +161,7 @@ INVALID = [
         "unknown field (a typo)",
         changed("spec.slo", []),
         "spec.slo: unknown field (did you mean slos? allowed: exporter, labels, presets, "
-        "routing, rules, runbookBaseURL, service, slos, suppression, threader)",
+        "routing, rules, runbookBaseURL, service, severities, slos, suppression, threader)",
     ),
     (
         "unknown preset",

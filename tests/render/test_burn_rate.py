@@ -157,7 +157,8 @@ def _expected_alert(tier: str, period: int) -> dict[str, Any]:
             "lumen_policy": "burn",
             "namespace": "team",
             "service": "api",
-            "severity": tier,
+            # The default spec.severities: the page tier is critical, the ticket tier warning.
+            "severity": {"page": "critical", "ticket": "warning"}[tier],
             "slo": "availability",
             "tier": tier,
         },

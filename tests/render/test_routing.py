@@ -323,7 +323,7 @@ def test_builtin_inhibit_rules_always_present(policies: dict[str, Policy]) -> No
     severity_rule = {
         "sourceMatch": [{"name": "severity", "value": "critical", "matchType": "="}],
         "targetMatch": [{"name": "severity", "value": "warning", "matchType": "="}],
-        "equal": ["alertname", "service"],
+        "equal": ["alertname", "service", "slo"],
     }
     assert len(builtin_inhibit_rules()) == 2
     for policy in policies.values():
@@ -358,7 +358,7 @@ def test_plain_inhibit_rules_are_scoped_to_the_namespace(policies: dict[str, Pol
     assert plain["inhibit_rules"][1] == {
         "source_matchers": ['severity="critical"', 'namespace="payments"'],
         "target_matchers": ['severity="warning"', 'namespace="payments"'],
-        "equal": ["alertname", "service"],
+        "equal": ["alertname", "service", "slo"],
     }
     assert plain["inhibit_rules"][2]["target_matchers"] == [
         'alertname=~"Payments.*Latency"',
@@ -549,7 +549,7 @@ def test_real_alertmanager_routes_and_inhibits(alertmanager: str) -> None:
     }
     # Same alert and service at both severities: the built-in rule mutes the warning one.
     inhibition = {"alertname": "Dup", "namespace": "lumen-gw", "service": "gw"}
-    # SLO page mutes the SLO ticket of the same SLO and policy.
+    # SLO page mutes the SLO ticket of the same SLO and policy (default severities).
     slo = {
         "alertname": SLO_ALERT,
         "namespace": "shop",
@@ -560,8 +560,10 @@ def test_real_alertmanager_routes_and_inhibits(alertmanager: str) -> None:
     posted += [
         {"labels": {**inhibition, "severity": "critical"}},
         {"labels": {**inhibition, "severity": "warning"}},
-        {"labels": {**slo, "tier": "page", "severity": "page"}},
-        {"labels": {**slo, "tier": "ticket", "severity": "ticket"}},
+        {"labels": {**slo, "tier": "page", "severity": "critical"}},
+        {"labels": {**slo, "tier": "ticket", "severity": "warning"}},
+        # Another SLO's ticket: same alert name, and critical mutes warning, but not across SLOs.
+        {"labels": {**slo, "slo": "latency", "tier": "ticket", "severity": "warning"}},
     ]
     http(f"{alertmanager}/api/v2/alerts", posted)
 
@@ -595,8 +597,9 @@ def test_real_alertmanager_routes_and_inhibits(alertmanager: str) -> None:
 
     assert inhibited({**inhibition, "severity": "warning"})
     assert not inhibited({**inhibition, "severity": "critical"})
-    assert inhibited({**slo, "tier": "ticket", "severity": "ticket"})
-    assert not inhibited({**slo, "tier": "page", "severity": "page"})
+    assert inhibited({**slo, "tier": "ticket", "severity": "warning"})
+    assert not inhibited({**slo, "tier": "page", "severity": "critical"})
+    assert not inhibited({**slo, "slo": "latency", "tier": "ticket", "severity": "warning"})
 
 
 def test_alertmanager_config_carries_the_kps_release_label(policies: dict[str, Policy]) -> None:

@@ -1,7 +1,8 @@
 """``lumenctl``: render, validate and test LumenAlertPolicy files offline.
 
 Exit codes: 0 success, 1 invalid policies or failed tests, 2 usage errors (argparse). Warnings
-(``validate``: Lumen's own alerts with no receiver around the threader) go to stderr with exit 0.
+(``validate``: Lumen's own alerts with no receiver around the threader, alerts
+that no route sends anywhere) go to stderr with exit 0.
 Nothing is written to stdout unless every policy is valid, so a pipe never applies half a render.
 """
 
@@ -36,6 +37,7 @@ from ..render.routing import (
     threader_url_template,
 )
 from ..render.self_monitoring import self_monitoring_warning
+from ..render.unrouted import unrouted_alerts, unrouted_message
 from ..settings import add_version_flag, true_or_false
 from .policy_files import LoadedPolicies, load_policies
 
@@ -349,6 +351,10 @@ def _validate(args: argparse.Namespace) -> int:
         warning = self_monitoring_warning(policy)
         if warning is not None:  # advice only: the policy is valid, the exit code stays 0
             print(warning, file=sys.stderr)
+        unrouted = unrouted_alerts(policy)
+        if unrouted:  # advice too: the routes may be meant to drop them
+            name = f"{policy.namespace}/{policy.name}"
+            print(f"warning: {name}: {unrouted_message(unrouted)}", file=sys.stderr)
     if not loaded.policies and not loaded.problems:
         print("no LumenAlertPolicy found in " + ", ".join(args.filename), file=sys.stderr)
         return 1

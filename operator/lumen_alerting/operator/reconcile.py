@@ -22,10 +22,11 @@ from ..render import RenderOptions, render_policy
 from ..render.objects import POLICY_LABEL, Manifest, common_labels, metadata
 from ..render.sizes import size_problems
 from ..render.threader import SecretRequest, threader_secret
+from ..render.unrouted import unrouted_alerts, unrouted_message
 from .convergence import LiveObject, plan_convergence, with_desired_hash
 from .kinds import POLICY, RENDERED_KINDS, SECRET, ResourceKind, kind_of
 from .kube import ApiError, KubeClient
-from .status import READY, VALID, Condition, Observation
+from .status import READY, ROUTED, VALID, Condition, Observation
 
 TOKEN_BYTES = 32
 
@@ -139,6 +140,7 @@ class Reconciler:
             children=desired,
             rules=_alert_rules(desired),
             slos=len(policy.spec.slos),
+            routed=routed(policy),
         )
         return ReconcileResult(observation, applied, pruned, len(plan.unchanged))
 
@@ -261,6 +263,19 @@ def _invalid(generation: int, invalid: InvalidPolicy) -> Observation:
             "The spec is invalid; the objects of the last valid spec stay as they are.",
         ),
     )
+
+
+def routed(policy: Policy) -> Condition:
+    """Routed=False names the alerts that reach no receiver; advice, the objects are applied
+    all the same. Unknown without routing: the Alertmanager's own routes decide."""
+    if policy.spec.routing is None:
+        return Condition(
+            ROUTED, "Unknown", "NoRouting", "No spec.routing: the Alertmanager's own routes decide."
+        )
+    unrouted = unrouted_alerts(policy)
+    if unrouted:
+        return Condition(ROUTED, "False", "AlertsUnrouted", unrouted_message(unrouted) + ".")
+    return Condition(ROUTED, "True", "AllAlertsRouted", "Every alert reaches a receiver.")
 
 
 def _readiness(count: int, errors: list[ApiError], foreign: list[LiveObject]) -> Condition:

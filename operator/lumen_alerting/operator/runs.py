@@ -214,7 +214,15 @@ def _conditions(status: Mapping[str, Any]) -> dict[str, tuple[ConditionStatus, s
 def _report_transitions(
     body: kopf.Body, before: dict[str, tuple[ConditionStatus, str, str]], seen: Observation
 ) -> None:
-    """A Warning event when the policy turns bad or its complaint changes; not on every resync."""
+    """A Warning event when the policy turns bad or its complaint changes, and when alerts start
+    reaching no one or the list of them changes; not on every resync."""
+    routed = seen.routed
+    if (
+        routed is not None
+        and routed.status == "False"
+        and before.get(routed.type) != (routed.status, routed.reason, routed.message)
+    ):
+        kopf.warn(body, reason=routed.reason, message=routed.message)
     if seen.valid.status == "False":
         complaint = seen.valid
     elif seen.ready.status == "False":

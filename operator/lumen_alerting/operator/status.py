@@ -15,6 +15,7 @@ from ..render.objects import Manifest
 
 READY = "Ready"
 VALID = "Valid"
+ROUTED = "Routed"
 ConditionStatus = Literal["True", "False", "Unknown"]
 # Keys of `status` this module owns; kopf keeps its own bookkeeping under `status.kopf`.
 OWNED_KEYS = ("observedGeneration", "conditions", "children", "rules", "slos")
@@ -40,6 +41,9 @@ class Observation:
     children: list[Manifest] | None = None
     rules: int | None = None
     slos: int | None = None
+    # Whether every alert reaches a receiver; None when the spec is invalid (the last valid
+    # spec's verdict stays, as its objects do).
+    routed: Condition | None = None
 
     @property
     def state(self) -> str:
@@ -53,13 +57,15 @@ def next_status(current: Mapping[str, Any], seen: Observation, now: datetime) ->
     """The operator-owned part of the status after ``seen``, given the ``current`` status."""
     previous = {c.get("type"): c for c in current.get("conditions") or [] if isinstance(c, dict)}
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    status: dict[str, Any] = {
-        "observedGeneration": seen.generation,
-        "conditions": [
-            _condition(condition, previous.get(condition.type), seen.generation, stamp)
-            for condition in (seen.ready, seen.valid)
-        ],
-    }
+    conditions = [
+        _condition(condition, previous.get(condition.type), seen.generation, stamp)
+        for condition in (seen.ready, seen.valid)
+    ]
+    if seen.routed is not None:
+        conditions.append(_condition(seen.routed, previous.get(ROUTED), seen.generation, stamp))
+    elif ROUTED in previous:
+        conditions.append(dict(previous[ROUTED]))
+    status: dict[str, Any] = {"observedGeneration": seen.generation, "conditions": conditions}
     if seen.children is not None:
         status["children"] = [child_reference(child) for child in seen.children]
         status["rules"] = seen.rules

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from ..presets import DEFAULT_SEVERITIES
 from .durations import DURATION_PATTERN
 from .fields import Cel, contains, one_of, spec_field
 
@@ -116,9 +117,10 @@ class AlertRule:
         pattern=DURATION_PATTERN,
     )
     severity: str = spec_field(
-        "Value of the alert's `severity` label (routes usually match on it).",
-        default="warning",
-        pattern=LABEL_NAME,
+        "Value of the alert's `severity` label (routes usually match on it). Empty: "
+        "`spec.severities.ticket` (`warning` unless changed).",
+        default="",
+        pattern=r"^([a-zA-Z_][a-zA-Z0-9_]*)?$",
     )
     summary: str = spec_field(
         "One-line `summary` annotation. Defaults to the alert name.", default="", max_length=1024
@@ -212,7 +214,8 @@ class SLI:
 class AlertTier:
     enabled: bool = spec_field("Set false to render no alert for this tier.", default=True)
     severity: str = spec_field(
-        "Severity label of this tier's alert. Defaults to the tier name (`page` or `ticket`).",
+        "Severity label of this tier's alert. Empty: `spec.severities.page` for the page tier, "
+        "`spec.severities.ticket` for the ticket tier (`critical` and `warning` unless changed).",
         default="",
         pattern=r"^([a-zA-Z_][a-zA-Z0-9_]*)?$",
     )
@@ -230,6 +233,25 @@ class SLOAlerting:
     ticket: AlertTier = spec_field(
         "Slow burn: 10% of the budget in 1d or 10% in 3d (for a 30d period).",
         default_factory=AlertTier,
+    )
+
+
+@dataclass(frozen=True)
+class Severities:
+    """Lumen's one severity scheme: every alert Lumen writes (presets, SLO tiers, its own alerts)
+    is either urgent (page) or can wait (ticket); this says which `severity` label each gets."""
+
+    page: str = spec_field(
+        "`severity` of alerts that need someone now: SLO fast burn, the presets' critical alerts "
+        "(IONAPIDown, LumenPipelineStalled, ...), LumenThreaderDown.",
+        default=DEFAULT_SEVERITIES["page"],
+        pattern=LABEL_NAME,
+    )
+    ticket: str = spec_field(
+        "`severity` of alerts that can wait for working hours: SLO slow burn, the presets' "
+        "warnings (IONHighResponseTime, LumenStageFailed, ...), rules without a severity.",
+        default=DEFAULT_SEVERITIES["ticket"],
+        pattern=LABEL_NAME,
     )
 
 
@@ -711,6 +733,11 @@ class PolicySpec:
     )
     suppression: Suppression = spec_field(
         "Mute every alert while a metric is 1 (seed 004's toggle).", default_factory=Suppression
+    )
+    severities: Severities = spec_field(
+        "The `severity` label of urgent (page) and non-urgent (ticket) alerts, kube-prometheus-"
+        "stack's `critical` and `warning` by default; routes match on these values.",
+        default_factory=Severities,
     )
     presets: list[Preset] = spec_field(
         "Rule packs from Lumen's source documents.",

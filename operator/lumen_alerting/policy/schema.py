@@ -148,7 +148,8 @@ def _status_schema() -> Schema:
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["type"],
                 "description": "`Valid`: the spec passed validation. `Ready`: every "
-                "child object is applied.",
+                "child object is applied. `Routed`: every alert the policy renders reaches a "
+                "receiver (`False` names those that reach no one).",
             },
             "children": {
                 "type": "array",

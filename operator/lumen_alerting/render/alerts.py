@@ -9,7 +9,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..policy.model import AlertRule, Policy, Preset
-from ..presets import PACKS, PresetRule
+from ..presets import PACKS, PresetRule, Urgency
 
 Rule = dict[str, Any]
 
@@ -33,6 +33,12 @@ def number(value: float | Fraction) -> str:
     """A PromQL number literal without float noise (``0.0144``, ``10800``)."""
     as_float = float(value)
     return str(int(as_float)) if as_float.is_integer() else repr(as_float)
+
+
+def severity_of(policy: Policy, urgency: Urgency) -> str:
+    """The ``severity`` label of an alert of this urgency under the policy's ``severities``."""
+    severities = policy.spec.severities
+    return severities.page if urgency == "page" else severities.ticket
 
 
 def namespace_selector(policy: Policy, selector: str) -> str:
@@ -88,14 +94,14 @@ def alert_rule(policy: Policy, draft: AlertDraft) -> Rule:
 
 
 def user_alert_rules(policy: Policy) -> list[Rule]:
-    return [alert_rule(policy, _user_draft(rule)) for rule in policy.spec.rules]
+    return [alert_rule(policy, _user_draft(policy, rule)) for rule in policy.spec.rules]
 
 
-def _user_draft(rule: AlertRule) -> AlertDraft:
+def _user_draft(policy: Policy, rule: AlertRule) -> AlertDraft:
     return AlertDraft(
         alert=rule.alert,
         expr=rule.expr,
-        severity=rule.severity,
+        severity=rule.severity or severity_of(policy, "ticket"),
         for_=rule.for_,
         summary=rule.summary,
         description=rule.description,
@@ -118,14 +124,14 @@ def preset_rules(policy: Policy, preset: Preset) -> list[Rule]:
         for r in pack.recording_rules
     ]
     for rule in pack.rules:
-        draft = _preset_draft(rule, preset, selector, f'{{lumen_policy="{policy.name}"}}')
+        draft = _preset_draft(policy, rule, preset, selector, f'{{lumen_policy="{policy.name}"}}')
         if draft is not None:
             rules.append(alert_rule(policy, draft))
     return rules
 
 
 def _preset_draft(
-    rule: PresetRule, preset: Preset, selector: str, own_selector: str
+    policy: Policy, rule: PresetRule, preset: Preset, selector: str, own_selector: str
 ) -> AlertDraft | None:
     override = preset.overrides.get(rule.alert)
     if override is not None and not override.enabled:
@@ -139,7 +145,7 @@ def _preset_draft(
     return AlertDraft(
         alert=rule.alert,
         expr=expr,
-        severity=(override and override.severity) or rule.severity,
+        severity=(override and override.severity) or severity_of(policy, rule.urgency),
         for_=(override and override.for_) or rule.for_,
         summary=rule.summary,
         description=rule.description,

@@ -47,6 +47,7 @@ from ..policy.model import (
     Route,
     Routing,
     SecretKeyRef,
+    Severities,
     SlackReceiver,
     WebhookReceiver,
 )
@@ -146,7 +147,7 @@ def alertmanager_config(
         "spec": {
             "route": route_tree(policy, routing),
             "receivers": receivers(policy, routing, threader_url),
-            "inhibitRules": inhibit_rules(routing),
+            "inhibitRules": inhibit_rules(policy.spec.severities, routing),
         },
     }
 
@@ -315,8 +316,12 @@ def secret_ref(ref: SecretKeyRef) -> Obj:
     return {"name": ref.name, "key": ref.key}
 
 
-def builtin_inhibit_rules() -> list[InhibitRule]:
-    """Always present: an SLO page mutes the ticket of the same SLO; critical mutes warning."""
+def builtin_inhibit_rules(severities: Severities | None = None) -> list[InhibitRule]:
+    """Always present: an SLO page mutes the ticket of the same SLO; the page severity
+    (critical) mutes the ticket severity (warning) of the same alert, service and SLO (``slo``
+    keeps one SLO's page from muting another SLO's ticket: all share one alert name; alerts
+    without it compare equal)."""
+    severities = severities or Severities()
     return [
         InhibitRule(
             source_matchers=[Matcher("alertname", SLO_ALERT), Matcher("tier", "page")],
@@ -324,16 +329,17 @@ def builtin_inhibit_rules() -> list[InhibitRule]:
             equal=["slo", "lumen_policy"],
         ),
         InhibitRule(
-            source_matchers=[Matcher("severity", "critical")],
-            target_matchers=[Matcher("severity", "warning")],
-            equal=["alertname", "service"],
+            source_matchers=[Matcher("severity", severities.page)],
+            target_matchers=[Matcher("severity", severities.ticket)],
+            equal=["alertname", "service", "slo"],
         ),
     ]
 
 
-def inhibit_rules(routing: Routing) -> list[Obj]:
+def inhibit_rules(severities: Severities, routing: Routing) -> list[Obj]:
     """Built-in rules first, then the policy's own, as CR inhibit rules."""
-    return [cr_inhibit_rule(rule) for rule in [*builtin_inhibit_rules(), *routing.inhibit_rules]]
+    rules = [*builtin_inhibit_rules(severities), *routing.inhibit_rules]
+    return [cr_inhibit_rule(rule) for rule in rules]
 
 
 def cr_inhibit_rule(rule: InhibitRule) -> Obj:

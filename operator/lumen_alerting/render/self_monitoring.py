@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..policy.model import Matcher, Policy, Routing
-from .alerts import AlertDraft, Rule, alert_rule
+from .alerts import AlertDraft, Rule, alert_rule, severity_of
 from .exporter import enabled_exporter
 from .objects import ChildNames
 from .threader import enabled_threader
@@ -62,7 +62,7 @@ def _drafts(policy: Policy, service: Monitored) -> list[AlertDraft]:
     title = service.component.capitalize()
     labels = {SELF_LABEL: "true", COMPONENT_LABEL: service.component}
     # Without a threader, Slack notifications stop; without an exporter, probe metrics stop.
-    severity = "critical" if service.component == "threader" else "warning"
+    severity = severity_of(policy, "page" if service.component == "threader" else "ticket")
     impact = (
         "Slack notifications of this policy are not delivered"
         if service.component == "threader"
@@ -99,7 +99,7 @@ def _drafts(policy: Policy, service: Monitored) -> list[AlertDraft]:
                 expr=f"max by (namespace, job) ({BACKLOG_AGE_METRIC}{selector}) > "
                 f"{BACKLOG_AGE_LIMIT}",
                 for_="5m",
-                severity="critical",
+                severity=severity_of(policy, "page"),
                 summary=f"Lumen threader {service.job} is behind on Slack",
                 description="The oldest alert in the outbox was accepted {{ $value }} seconds "
                 "ago: Slack is failing or rate-limiting, and alerts reach it late.",
@@ -110,7 +110,7 @@ def _drafts(policy: Policy, service: Monitored) -> list[AlertDraft]:
                 alert="LumenThreaderDeadLetters",
                 expr=f"sum by (namespace, job) (increase({DEAD_LETTERS_METRIC}{selector}[15m])) "
                 "> 0",
-                severity="warning",
+                severity=severity_of(policy, "ticket"),
                 summary=f"Lumen threader {service.job} gave up on Slack messages",
                 description="Messages went to dead letters in the last 15 minutes (Slack refused "
                 "them for good, e.g. channel_not_found or invalid_auth); see the threader's "

@@ -22,7 +22,7 @@ from ..burnrate import (
 from ..policy.durations import format_duration, parse_duration
 from ..policy.model import SLO, Policy
 from ..policy.sli import window_queries
-from .alerts import AlertDraft, Rule, alert_rule, number
+from .alerts import AlertDraft, Rule, alert_rule, number, severity_of
 from .objects import SLO_ALERT
 
 ERROR_RATIO = "lumen_slo:error_ratio:rate{window}"
@@ -101,7 +101,7 @@ def burn_rate_alerts(policy: Policy, slo: SLO) -> list[Rule]:
                 AlertDraft(
                     alert=SLO_ALERT,
                     expr="\nor\n".join(pairs),
-                    severity=options.severity or tier,
+                    severity=options.severity or severity_of(policy, tier),
                     summary=_summary(slo, tier),
                     description=_description(slo, tier),
                     runbook=f"slo-{slo.name}",
