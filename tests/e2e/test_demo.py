@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import shutil
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+from matplotlib.image import imread
 
 from lumen_alerting.demo.scenario import (
     SCENARIO_ALERTS,
@@ -26,11 +30,17 @@ from lumen_alerting.demo.slack_sink import SlackSink, Thread
 from lumen_alerting.policy import policy_from_manifest
 from lumen_alerting.render.prometheus_rule import rules_file
 from tests.support.polling import free_port
+from tests.support.schemas import REPO
 
 # The scenario's budget: `make demo` must finish in under 3 minutes; this run well under 90 s.
 BUDGET_SECONDS = 90
 
 pytestmark = pytest.mark.timeout(240)
+
+CHROMIUM = shutil.which("chromium")
+ARTIFACTS = REPO / "test-artifacts" / "demo"
+RESOLVED_GREEN = (0x2E, 0xB6, 0x7D)  # the resolved badge and the resolved parent's colour bar
+FIRING_RED = (0xE0, 0x1E, 0x5A)  # the firing badge and a critical parent's colour bar
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +148,42 @@ def test_the_slack_view_shows_channels_threads_and_resolved_parents(sink: SlackS
         assert '<li class="reply">' in article
         assert thread.parent.text.split(" ", 1)[1] in article
         assert reply.text.split(" ", 1)[1] in article
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian chromium not installed (make setup installs it)"
+)
+def test_chromium_shows_the_resolved_threads(sink: SlackSink, tmp_path: Path) -> None:
+    """The Slack view served again after the scenario, screenshotted in headless Chromium
+    (kept in test-artifacts/demo/): both threads drawn resolved (green), nothing firing (red)."""
+    assert CHROMIUM is not None
+    screenshot = tmp_path / "slack-view.png"
+
+    async def shoot() -> tuple[int | None, bytes]:
+        url = await sink.start(free_port())
+        try:
+            process = await asyncio.create_subprocess_exec(
+                CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+                f"--screenshot={screenshot}", "--window-size=1024,768", url + "/",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, stderr = await asyncio.wait_for(process.communicate(), 120)
+        finally:
+            await sink.stop()
+        return process.returncode, stderr
+
+    returncode, stderr = asyncio.run(shoot())
+    assert returncode == 0 and screenshot.exists(), stderr[-2000:].decode(errors="replace")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(screenshot, ARTIFACTS / "slack-view.png")
+
+    rgb = np.round(imread(screenshot)[..., :3] * 255).astype(np.int32)
+    green = np.all(np.abs(rgb - RESOLVED_GREEN) <= 12, axis=-1).sum()
+    red = np.all(np.abs(rgb - FIRING_RED) <= 12, axis=-1).sum()
+    assert green > 1500, green  # two badges and two colour bars
+    assert red == 0, red
 
 
 def _texts(thread: Thread) -> list[str]:

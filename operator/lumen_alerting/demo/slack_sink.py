@@ -37,6 +37,8 @@ from ..threader.messages import RESOLVED_STYLE
 
 # The threader's resolved form of a message starts so (threader/messages.py).
 RESOLVED_PREFIX: Final = f"{RESOLVED_STYLE.emoji} RESOLVED"
+_LINK = re.compile(r"<([^<>|]+)\|([^<>]+)>")
+_BOLD = re.compile(r"\*([^*\n]+)\*")
 _ALERTNAME = re.compile(r"alertname=([A-Za-z_:][A-Za-z0-9_:]*)")
 BOT_USER: Final = "U0LUMENBOT"
 REFRESH_SECONDS: Final = 2
@@ -408,9 +410,25 @@ def _details_html(message: SinkMessage) -> str:
 
 
 def _text_html(text: str) -> str:
-    # Slack's mrkdwn escapes exactly &, < and >; shown as plain text.
+    """Slack mrkdwn as HTML, the two forms the threader writes: ``<url|label>`` links and
+    ``*bold*``; everything else is text (mrkdwn escapes exactly &, < and >)."""
+    out = []
+    position = 0
+    for link in _LINK.finditer(text):
+        out.append(_plain_html(text[position : link.start()]))
+        url, label = link.group(1), link.group(2)
+        if url.startswith(("http://", "https://")):
+            out.append(f'<a href="{html.escape(url)}">{_plain_html(label)}</a>')
+        else:
+            out.append(_plain_html(link.group(0)))
+        position = link.end()
+    out.append(_plain_html(text[position:]))
+    return "".join(out)
+
+
+def _plain_html(text: str) -> str:
     plain = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-    return html.escape(plain)
+    return _BOLD.sub(r"<b>\1</b>", html.escape(plain))
 
 
 def _clock(ts: str) -> str:
