@@ -27,6 +27,7 @@ STAMP_HELM := $(TOOLS)/.stamp-helm
 STAMP_CRDS := $(CACHE)/upstream-crds/.stamp
 
 .PHONY: help setup test lint bench bench-render bench-operator bench-threader bench-exporter lock crds docs rbac run clean
+.PHONY: demo
 .PHONY: image test-image
 
 help: ## show this help
@@ -124,6 +125,11 @@ rbac: $(STAMP_VENV) ## regenerate files/operator-rbac.yaml from the operator's r
 chart-docs: $(STAMP_VENV) ## regenerate README.md's chart values table, and charts/*/values.schema.json and README.md
 	$(VPY) tools/chart_values.py
 	$(VPY) tools/standalone_chart_values.py --write
+
+# Loopback only, no cluster and no Slack account (docs/demo.md); DEMO_KEEP=1 stays up until
+# Ctrl-C; SLACK_BOT_TOKEN and SLACK_CHANNEL post to that real Slack channel instead of the sink.
+demo: setup ## Lumen end to end on this machine: stand-in ION API, exporter, Prometheus, Alertmanager, threader, Slack view
+	$(VPY) -m lumen_alerting.demo
 
 # ARGS passes flags through, e.g. make run ARGS="-n shop --log-format json".
 run: $(STAMP_VENV) ## run the operator against the current kubeconfig context

@@ -1,0 +1,13 @@
+"""``make demo`` (``python -m lumen_alerting.demo``): Lumen's main job on one machine, on loopback.
+
+A stand-in ION API whose health the demo flips (``ion_api``), the real ``lumen-exporter``
+probing it, a real ``prometheus`` loading ``lumenctl render --format rules`` of the demo policy
+(``policy.yaml``), a real ``prometheus-alertmanager`` loading ``lumenctl render --format
+alertmanager``, the real ``lumen-threader``, and a local Slack-compatible sink with a web page
+(``slack_sink``) unless ``SLACK_BOT_TOKEN`` and ``SLACK_CHANNEL`` name a real workspace.
+``scenario`` drives the steps and prints the transcript; ``processes`` starts and stops the
+children.
+
+The demo is a kit on top of the services: it may import the renderer, the CLI and the services'
+message layout, and nothing of Lumen imports it (``.importlinter``).
+"""

@@ -1,0 +1,89 @@
+"""A stand-in for the ION API and the Lumen Gateway in front of it, whose health can be flipped.
+
+``GET /health`` is the ION API's health answer with seed 001's fields (the ``ion-api`` probe of
+the demo policy reads it): 200 with the JSON below while up, 503 while down. ``GET /gateway`` is
+the gateway's status (the ``gateway`` probe reads it): it stays up, and while the ION API is down
+it serves mock answers, so it reports ``"mock": true`` (seed 001's IONMockModeEnabled). The
+exporter drops a failed probe's fields, which is why mock mode comes from a second endpoint.
+
+``POST /down`` and ``POST /up`` flip it (``curl -X POST <url>/down`` while ``DEMO_KEEP=1``);
+``GET /`` says which state it is in.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp.web
+
+# Seed 001's fields as a healthy ION API reports them (the phase difference as a string, as
+# some gateways write numbers; the gateway status as a word the policy's value map reads).
+HEALTHY: dict[str, Any] = {
+    "status": "ok",
+    "mock": False,
+    "confidence": 0.87,
+    "persona": "Nana",
+    "gateway": {"status": "locked"},
+    "resonance": {
+        "phase_diff": "0.40",
+        "entropy_rate": 0.24,
+        "creative_band": 0.42,
+        "risk_band": 0.12,
+    },
+}
+
+
+class IonApiStandIn:
+    """The two endpoints, served on 127.0.0.1 by ``start``; ``down`` flips them."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.url = ""
+        self._runner: aiohttp.web.AppRunner | None = None
+
+    def application(self) -> aiohttp.web.Application:
+        app = aiohttp.web.Application()
+        app.router.add_get("/", self._state)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_post("/down", self._set_down)
+        app.router.add_post("/up", self._set_up)
+        return app
+
+    async def start(self, port: int) -> str:
+        self._runner = aiohttp.web.AppRunner(self.application(), access_log=None)
+        await self._runner.setup()
+        await aiohttp.web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _health(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        if self.down:
+            return _json({"status": "unavailable", "error": "ION backend not reachable"}, 503)
+        return _json(HEALTHY)
+
+    async def _gateway(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return _json({"gateway": {"status": "locked"}, "mock": self.down})
+
+    async def _state(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return _json({"ion_api": "down" if self.down else "up"})
+
+    async def _set_down(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        self.down = True
+        return await self._state(request)
+
+    async def _set_up(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        self.down = False
+        return await self._state(request)
+
+
+def _json(document: object, status: int = 200) -> aiohttp.web.Response:
+    return aiohttp.web.Response(
+        status=status, text=json.dumps(document), content_type="application/json"
+    )

@@ -1,0 +1,622 @@
+"""The demo's scenario: start everything on loopback, then run the steps, each waiting (with a
+deadline) for what it expects, and print a transcript with the time of every step.
+
+``SCENARIO`` is a list of steps so later ones (a failed pipeline stage, an SLO burn-rate page,
+the Kubernetes half) are added there. ``run`` is what ``python -m lumen_alerting.demo`` and the
+end-to-end test call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import httpx
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..policy import policy_from_manifest
+from ..render import render_policy
+from .ion_api import IonApiStandIn
+from .processes import (
+    Child,
+    DemoFailed,
+    MissingTool,
+    child_environment,
+    free_port,
+    until,
+)
+from .slack_sink import SlackSink, Thread
+
+T = TypeVar("T")
+
+# The alerts the scenario makes fire, in the order the transcript names them.
+SCENARIO_ALERTS = ("IONAPIDown", "IONMockModeEnabled")
+# Where kube-prometheus-stack mounts alertmanager.alertmanagerSpec.secrets; the rendered
+# alertmanager.yml names its credential files there.
+IN_CLUSTER_SECRETS = "/etc/alertmanager/secrets"
+# Ample for one step on a loaded machine; a step normally takes a few seconds.
+STEP_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """``keep``: stay up until Ctrl-C (``DEMO_KEEP=1``). With ``slack_token`` and
+    ``slack_channel`` (``SLACK_BOT_TOKEN``, ``SLACK_CHANNEL``) the threader posts to that real
+    Slack channel instead of the local sink."""
+
+    keep: bool = False
+    slack_token: str | None = None
+    slack_channel: str | None = None
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    step_timeout: float = STEP_TIMEOUT
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> DemoOptions:
+        token = environ.get("SLACK_BOT_TOKEN") or None
+        channel = environ.get("SLACK_CHANNEL") or None
+        if (token is None) != (channel is None):
+            raise DemoFailed(
+                "set both SLACK_BOT_TOKEN and SLACK_CHANNEL for real Slack, or neither"
+            )
+        return cls(
+            keep=environ.get("DEMO_KEEP", "") not in ("", "0"),
+            slack_token=token,
+            slack_channel=channel,
+        )
+
+    @property
+    def real_slack(self) -> bool:
+        return self.slack_token is not None
+
+
+class Transcript:
+    """Lines stamped with the seconds since the demo started."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._start = time.monotonic()
+        self.lines: list[str] = []
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    def say(self, text: str) -> None:
+        line = f"[{self.elapsed:5.1f}s] {text}"
+        self.lines.append(line)
+        print(line, file=self._out, flush=True)
+
+
+@dataclass
+class Demo:
+    """What the steps act on and look at."""
+
+    options: DemoOptions
+    transcript: Transcript
+    directory: Path
+    client: httpx.AsyncClient
+    ion_api: IonApiStandIn
+    sink: SlackSink | None
+    children: dict[str, Child] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+    # alertname -> the receiver Alertmanager routed it to, and that receiver's Slack channel
+    routed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    threads: dict[str, Thread] = field(default_factory=dict)  # alertname -> its thread
+    channels: dict[str, str] = field(default_factory=dict)  # receiver -> Slack channel
+
+    def say(self, text: str) -> None:
+        self.transcript.say(text)
+
+    async def until(self, what: str, probe: Callable[[], Awaitable[T | None]]) -> T:
+        return await until(
+            what, probe, self.options.step_timeout, watch=list(self.children.values())
+        )
+
+    async def prometheus_alerts(self) -> dict[str, str]:
+        """alertname -> state (pending, firing) of the alerts Prometheus has active."""
+        answer = await self.client.get(f"{self.urls['prometheus']}/api/v1/alerts", timeout=5)
+        alerts = answer.json()["data"]["alerts"]
+        return {a["labels"]["alertname"]: a["state"] for a in alerts}
+
+    async def query(self, promql: str) -> list[Any]:
+        answer = await self.client.get(
+            f"{self.urls['prometheus']}/api/v1/query", params={"query": promql}, timeout=5
+        )
+        result: list[Any] = answer.json()["data"]["result"]
+        return result
+
+    async def threader_deliveries(self, kind: str) -> float:
+        """How many ``kind`` messages (parent, resolve, ...) the threader has delivered."""
+        text = (await self.client.get(f"{self.urls['threader']}/metrics", timeout=5)).text
+        for family in text_string_to_metric_families(text):
+            if family.name == "lumen_threader_deliveries":
+                return sum(
+                    s.value
+                    for s in family.samples
+                    if s.name.endswith("_total")
+                    and s.labels == {"kind": kind, "result": "delivered"}
+                )
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the scenario: its title in the transcript, and what it does and waits for."""
+
+    title: str
+    run: Callable[[Demo], Awaitable[None]]
+
+
+# --- the steps ------------------------------------------------------------------------------
+
+
+async def ion_api_healthy(demo: Demo) -> None:
+    async def healthy() -> bool:
+        up = await demo.query('lumen_ion_health{namespace="lumen"} == 1')
+        mock = await demo.query('lumen_ion_mock_mode{namespace="lumen"} == 0')
+        active = await demo.prometheus_alerts()
+        return bool(up and mock) and not any(name in active for name in SCENARIO_ALERTS)
+
+    await demo.until("Prometheus sees the ION API up and not in mock mode", healthy)
+    demo.say("Prometheus: lumen_ion_health 1, lumen_ion_mock_mode 0, no alert active")
+
+
+async def ion_api_down(demo: Demo) -> None:
+    demo.ion_api.down = True
+    demo.say(f"stand-in: {demo.ion_api.url}/health answers 503; the gateway serves mock answers")
+
+
+async def alerts_fire(demo: Demo) -> None:
+    async def firing() -> bool:
+        active = await demo.prometheus_alerts()
+        return all(active.get(name) == "firing" for name in SCENARIO_ALERTS)
+
+    await demo.until(f"Prometheus fires {', '.join(SCENARIO_ALERTS)}", firing)
+    demo.say(f"Prometheus: {' and '.join(SCENARIO_ALERTS)} firing")
+
+    async def routed() -> dict[str, str] | None:
+        answer = await demo.client.get(f"{demo.urls['alertmanager']}/api/v2/alerts", timeout=5)
+        receivers = {
+            a["labels"]["alertname"]: a["receivers"][0]["name"]
+            for a in answer.json()
+            if a["status"]["state"] == "active" and a["receivers"]
+        }
+        return receivers if all(name in receivers for name in SCENARIO_ALERTS) else None
+
+    receivers = await demo.until("Alertmanager has the alerts", routed)
+    for name in SCENARIO_ALERTS:
+        channel = demo.channels.get(receivers[name], "?")
+        demo.routed[name] = (receivers[name], channel)
+        demo.say(f"Alertmanager: {name} -> {receivers[name]} ({channel})")
+
+
+async def threads_open(demo: Demo) -> None:
+    sink = demo.sink
+    if sink is None:
+        await _delivered(demo, "parent")
+        return
+    for name in SCENARIO_ALERTS:
+        channel = demo.routed[name][1]
+
+        async def opened(name: str = name, channel: str = channel) -> Thread | None:
+            found = [t for t in sink.threads(channel) if t.parent.alertname == name]
+            return found[0] if found else None
+
+        thread = await demo.until(f"a thread for {name} in {channel}", opened)
+        demo.threads[name] = thread
+        demo.say(f"Slack {channel}: thread {thread.parent.ts}: {thread.parent.text}")
+
+
+async def ion_api_up(demo: Demo) -> None:
+    demo.ion_api.down = False
+    demo.say(f"stand-in: {demo.ion_api.url}/health answers 200 again, no more mock answers")
+
+
+async def threads_resolved(demo: Demo) -> None:
+    sink = demo.sink
+    if sink is None:
+        await _delivered(demo, "resolve")
+        return
+    for name in SCENARIO_ALERTS:
+        opened = demo.threads[name]
+
+        async def resolved(opened: Thread = opened) -> Thread | None:
+            now = next(t for t in sink.threads(opened.channel) if t.parent.ts == opened.parent.ts)
+            done = now.parent.resolved and any(r.resolved for r in now.replies)
+            return now if done else None
+
+        thread = await demo.until(f"{name} resolved in its thread", resolved)
+        reply = next(r for r in thread.replies if r.resolved)
+        demo.say(
+            f"Slack {thread.channel}: thread {thread.parent.ts}: reply {reply.ts} "
+            f"'{reply.text}', parent now '{thread.parent.text}'"
+        )
+
+
+async def _delivered(demo: Demo, kind: str) -> None:
+    """With real Slack the demo cannot look at the channel: the threader's count of delivered
+    messages says they are there."""
+    wanted = len(SCENARIO_ALERTS)
+
+    async def delivered() -> bool:
+        return await demo.threader_deliveries(kind) >= wanted
+
+    await demo.until(f"the threader delivers {wanted} {kind} messages to Slack", delivered)
+    demo.say(f"threader: {wanted} {kind} messages delivered to {demo.options.slack_channel}")
+
+
+SCENARIO: tuple[Step, ...] = (
+    Step("the ION API is healthy", ion_api_healthy),
+    Step("the ION API goes down", ion_api_down),
+    Step("IONAPIDown and IONMockModeEnabled fire", alerts_fire),
+    Step("one Slack thread per alert, in its severity's channel", threads_open),
+    Step("the ION API is back", ion_api_up),
+    Step("each alert resolved in its own thread", threads_resolved),
+)
+
+
+# --- setting up ------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoOutcome:
+    """What a finished run leaves for its caller: the transcript, the sink with everything the
+    threader posted (None with real Slack), the removed directory and the children's exit
+    statuses."""
+
+    transcript: list[str]
+    sink: SlackSink | None
+    directory: Path
+    exit_statuses: dict[str, int | None]
+    seconds: float
+
+
+def demo_policy(probe_base: str, slack_channel: str | None) -> dict[str, Any]:
+    """The demo policy (``policy.yaml``), its probes pointed at ``probe_base`` and, for real
+    Slack, every Slack receiver at ``slack_channel``."""
+    text = resources.files(__package__).joinpath("policy.yaml").read_text(encoding="utf-8")
+    document: dict[str, Any] = yaml.safe_load(text)
+    for probe in document["spec"]["exporter"]["probes"]:
+        probe["url"] = probe_base + urlsplit(probe["url"]).path
+    if slack_channel is not None:
+        for receiver in document["spec"]["routing"]["receivers"]:
+            if "slack" in receiver:
+                receiver["slack"]["channel"] = slack_channel
+    return document
+
+
+def _point_at_local_threader(
+    config: dict[str, Any], threader_url: str, secrets_dir: Path
+) -> dict[str, Any]:
+    """The rendered alertmanager.yml with its webhooks sent to ``threader_url`` (the rendered
+    file names the in-cluster threader Service) and its credential files read from
+    ``secrets_dir`` instead of kube-prometheus-stack's mount.
+
+    Replaced by lumenctl render --threader-url once plain mode lands (with --secrets-dir and
+    --write-secrets for the credential files)."""
+    base = urlsplit(threader_url)
+    for receiver in config.get("receivers", []):
+        for webhook in receiver.get("webhook_configs", []):
+            url = urlsplit(webhook["url"])
+            webhook["url"] = urlunsplit((base.scheme, base.netloc, url.path, url.query, ""))
+            authorization = webhook.get("http_config", {}).get("authorization", {})
+            path = authorization.get("credentials_file")
+            if isinstance(path, str) and path.startswith(IN_CLUSTER_SECRETS + "/"):
+                local = secrets_dir / path.removeprefix(IN_CLUSTER_SECRETS + "/")
+                authorization["credentials_file"] = str(local)
+    return config
+
+
+def receiver_channels(config: Mapping[str, Any]) -> dict[str, str]:
+    """receiver name -> the Slack channel its threader webhook names (``?channel=``)."""
+    channels = {}
+    for receiver in config.get("receivers", []):
+        for webhook in receiver.get("webhook_configs", []):
+            channel = parse_qs(urlsplit(webhook["url"]).query).get("channel")
+            if channel:
+                channels[receiver["name"]] = channel[0]
+    return channels
+
+
+def _credential_files(config: Mapping[str, Any]) -> list[Path]:
+    return [
+        Path(webhook["http_config"]["authorization"]["credentials_file"])
+        for receiver in config.get("receivers", [])
+        for webhook in receiver.get("webhook_configs", [])
+        if "credentials_file" in webhook.get("http_config", {}).get("authorization", {})
+    ]
+
+
+async def _lumenctl(*arguments: str) -> str:
+    """stdout of ``lumenctl <arguments>`` (the installed CLI, run as the user would)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "lumen_alerting.cli.lumenctl", *arguments,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=child_environment({}),
+    )  # fmt: skip
+    stdout, stderr = await process.communicate()
+    if process.returncode != 0:
+        raise DemoFailed(f"lumenctl {' '.join(arguments)} failed:\n{stderr.decode()}")
+    return stdout.decode()
+
+
+def _binary(*names: str) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    raise MissingTool(
+        f"{names[0]} is not on PATH: `make setup` installs it (Debian package {names[0]})"
+    )
+
+
+def _service_names(policy_document: dict[str, Any]) -> dict[str, str]:
+    """component (threader, exporter) -> its Service's name, which prometheus-operator makes
+    the ``job`` of its scrapes (the self-monitoring rules select by it)."""
+    policy = policy_from_manifest(policy_document)
+    return {
+        o["metadata"]["labels"]["app.kubernetes.io/component"]: o["metadata"]["name"]
+        for o in render_policy(policy)
+        if o["kind"] == "Service"
+    }
+
+
+def _exporter_config(policy_document: dict[str, Any]) -> str:
+    """The exporter's config.json as the renderer writes it into its ConfigMap."""
+    policy = policy_from_manifest(policy_document)
+    config_map = next(o for o in render_policy(policy) if o["kind"] == "ConfigMap")
+    text: str = config_map["data"]["config.json"]
+    return text
+
+
+async def start_everything(demo: Demo) -> None:
+    """Render the policy and start every service, in the order data flows back from Slack."""
+    say, d, namespace = demo.say, demo.directory, "lumen"
+    python = sys.executable
+    prometheus_binary = _binary("prometheus")
+    alertmanager_binary = _binary("prometheus-alertmanager", "alertmanager")
+
+    if demo.sink is not None:
+        demo.urls["slack"] = await demo.sink.start(free_port())
+        say(f"Slack sink (the Slack view): {demo.urls['slack']}/")
+    else:
+        say(f"Slack: the real workspace of SLACK_BOT_TOKEN, channel {demo.options.slack_channel}")
+    demo.urls["ion_api"] = await demo.ion_api.start(free_port())
+    say(f"stand-in ION API and gateway: {demo.urls['ion_api']} (/health, /gateway)")
+
+    document = demo_policy(demo.urls["ion_api"], demo.options.slack_channel)
+    policy_file = d / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    rules = await _lumenctl("render", "--format", "rules", "-f", str(policy_file))
+    (d / "rendered-rules.yml").write_text(rules)
+    alert_rules = sum(
+        1 for g in yaml.safe_load(rules)["groups"] for r in g["rules"] if "alert" in r
+    )
+    say(f"lumenctl render --format rules: {alert_rules} alert rules -> {d / 'rendered-rules.yml'}")
+    routing = yaml.safe_load(await _lumenctl("render", "--format", "alertmanager", "-f",
+                                             str(policy_file)))  # fmt: skip
+    jobs = _service_names(document)
+
+    # The threader: its webhook token is the one the rendered alertmanager.yml points to.
+    threader_port = free_port()
+    demo.urls["threader"] = f"http://127.0.0.1:{threader_port}"
+    routing = _point_at_local_threader(routing, demo.urls["threader"], d / "secrets")
+    demo.channels = receiver_channels(routing)
+    token = secrets.token_hex(16)
+    for path in _credential_files(routing):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(token)
+        path.chmod(0o600)
+    (d / "alertmanager.yml").write_text(yaml.safe_dump(routing, sort_keys=False))
+    say(f"lumenctl render --format alertmanager -> {d / 'alertmanager.yml'}")
+
+    exporter_port = free_port()
+    (d / "exporter").mkdir()
+    (d / "exporter" / "config.json").write_text(_exporter_config(document))
+    demo.urls["exporter"] = f"http://127.0.0.1:{exporter_port}"
+    exporter = Child(
+        "lumen-exporter",
+        [python, "-m", "lumen_alerting.cli.exporter",
+         "--listen", f"127.0.0.1:{exporter_port}",
+         "--config", str(d / "exporter" / "config.json"),
+         "--state-dir", str(d / "exporter")],
+        d / "exporter.log",
+        env=child_environment({}),
+        ready_url=f"{demo.urls['exporter']}/ready",
+    )  # fmt: skip
+    await _start(demo, exporter, f"lumen-exporter: {demo.urls['exporter']}/metrics")
+
+    slack_api = "https://slack.com/api" if demo.sink is None else f"{demo.urls['slack']}/api"
+    threader = Child(
+        "lumen-threader",
+        [python, "-m", "lumen_alerting.cli.threader",
+         "--listen", f"127.0.0.1:{threader_port}",
+         "--store", f"sqlite:{d / 'threader.db'}",
+         "--slack-api-url", slack_api,
+         "--webhook-token-file", str(_credential_files(routing)[0])],
+        d / "threader.log",
+        env=child_environment({"SLACK_BOT_TOKEN": demo.options.slack_token or "xoxb-lumen-demo"}),
+        ready_url=f"{demo.urls['threader']}/ready",
+    )  # fmt: skip
+    await _start(demo, threader, f"lumen-threader: {demo.urls['threader']} -> {slack_api}")
+
+    alertmanager_port = free_port()
+    demo.urls["alertmanager"] = f"http://127.0.0.1:{alertmanager_port}"
+    alertmanager = Child(
+        "alertmanager",
+        [alertmanager_binary,
+         f"--config.file={d / 'alertmanager.yml'}",
+         f"--storage.path={d / 'alertmanager'}",
+         f"--web.listen-address=127.0.0.1:{alertmanager_port}",
+         "--cluster.listen-address="],
+        d / "alertmanager.log",
+        ready_url=f"{demo.urls['alertmanager']}/-/ready",
+    )  # fmt: skip
+    await _start(demo, alertmanager, f"Alertmanager: {demo.urls['alertmanager']}/#/alerts")
+
+    prometheus_port = free_port()
+    demo.urls["prometheus"] = f"http://127.0.0.1:{prometheus_port}"
+    # In the cluster the namespace label comes from the scraped pod's namespace and the job
+    # from the Service: the rules select both.
+    scrape = {
+        "exporter": exporter_port,
+        "threader": threader_port,
+    }
+    prometheus_config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(d / "rules" / "*.yml")],
+        "alerting": {
+            "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]
+        },
+        "scrape_configs": [
+            {
+                "job_name": jobs[component],
+                "static_configs": [
+                    {"targets": [f"127.0.0.1:{port}"], "labels": {"namespace": namespace}}
+                ],
+            }
+            for component, port in scrape.items()
+        ],
+    }
+    (d / "rules").mkdir()
+    (d / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config, sort_keys=False))
+    prometheus = Child(
+        "prometheus",
+        [prometheus_binary,
+         f"--config.file={d / 'prometheus.yml'}",
+         f"--storage.tsdb.path={d / 'prometheus'}",
+         f"--web.listen-address=127.0.0.1:{prometheus_port}",
+         "--web.enable-lifecycle"],
+        d / "prometheus.log",
+        ready_url=f"{demo.urls['prometheus']}/-/ready",
+    )  # fmt: skip
+    await _start(demo, prometheus, f"Prometheus: {demo.urls['prometheus']}/alerts")
+    await _load_rules(demo, d / "rendered-rules.yml", d / "rules" / "lumen-demo.yml", scrape)
+
+
+async def _load_rules(demo: Demo, rendered: Path, loaded: Path, targets: Mapping[str, int]) -> None:
+    """Hand Prometheus the rendered rules once it scrapes its targets. Prometheus passes new
+    targets to its scrapers every 5 s at most, and until the first scrape ``absent()`` is
+    true: with the demo's 5 s ``for:``, IONAPIDown would fire at every start."""
+
+    async def scraped() -> bool:
+        up = await demo.query('up{namespace="lumen"} == 1')
+        return len(up) == len(targets)
+
+    await demo.until("Prometheus scrapes the exporter and the threader", scraped)
+    shutil.copyfile(rendered, loaded)
+    answer = await demo.client.post(f"{demo.urls['prometheus']}/-/reload", timeout=30)
+    if answer.status_code != 200:
+        raise DemoFailed(f"Prometheus did not load {loaded}: {answer.text}")
+
+    async def loaded_groups() -> int:
+        answer = await demo.client.get(f"{demo.urls['prometheus']}/api/v1/rules", timeout=5)
+        return len(answer.json()["data"]["groups"])
+
+    groups = await demo.until("Prometheus has the rules", loaded_groups)
+    demo.say(f"Prometheus: targets up, {groups} rule groups of the policy loaded")
+
+
+async def _start(demo: Demo, child: Child, line: str) -> None:
+    demo.children[child.name] = child
+    await child.start(demo.client, demo.options.step_timeout)
+    demo.say(line)
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+async def run(options: DemoOptions, steps: tuple[Step, ...] = SCENARIO) -> DemoOutcome:
+    """Run the demo: set up, the steps, (with ``keep``, wait for Ctrl-C), then stop everything
+    and remove the directory, also when a step fails (``DemoFailed``, raised after cleaning up)."""
+    transcript = Transcript(options.out)
+    directory = Path(tempfile.mkdtemp(prefix="lumen-demo-"))
+    sink = None if options.real_slack else SlackSink()
+    async with httpx.AsyncClient(trust_env=False) as client:
+        demo = Demo(options, transcript, directory, client, IonApiStandIn(), sink)
+        transcript.say(f"Lumen demo: everything on 127.0.0.1, files in {directory}")
+        try:
+            await start_everything(demo)
+            for number, step in enumerate(steps, 1):
+                demo.say(f"step {number}/{len(steps)}: {step.title}")
+                await step.run(demo)
+            demo.say(f"scenario complete in {transcript.elapsed:.1f} s")
+            if options.keep:
+                await _stay_up(demo)
+        except DemoFailed as failure:
+            demo.say(f"FAILED: {failure}")
+            for child in demo.children.values():
+                print(f"--- the end of {child.name}'s log:\n{child.log_tail(10)}", file=options.out)
+            raise
+        finally:
+            statuses = await _stop_everything(demo)
+    return DemoOutcome(transcript.lines, sink, directory, statuses, transcript.elapsed)
+
+
+async def _stay_up(demo: Demo) -> None:
+    demo.say(
+        "DEMO_KEEP=1: everything stays up. Flip the ION API with "
+        f"curl -X POST {demo.urls['ion_api']}/down (or /up); Ctrl-C stops the demo"
+    )
+    await asyncio.Event().wait()  # until cancelled by Ctrl-C or SIGTERM
+
+
+async def _stop_everything(demo: Demo) -> dict[str, int | None]:
+    """Stop the children in the reverse order of their start, the servers, and remove the
+    directory; every child's exit status."""
+    statuses = {}
+    for child in reversed(list(demo.children.values())):
+        statuses[child.name] = await child.stop()
+    await demo.ion_api.stop()
+    if demo.sink is not None:
+        await demo.sink.stop()
+    shutil.rmtree(demo.directory, ignore_errors=True)
+    stopped = ", ".join(f"{name} ({status})" for name, status in statuses.items())
+    demo.say(f"stopped {stopped or 'nothing'}; removed {demo.directory}")
+    return statuses
+
+
+def main() -> int:
+    """``python -m lumen_alerting.demo``: 0 when the scenario completed, 1 when a step failed,
+    2 when the demo cannot start (a missing binary, half the Slack settings), 130 on Ctrl-C."""
+    try:
+        options = DemoOptions.from_environment(os.environ)
+    except DemoFailed as problem:
+        print(f"lumen demo: {problem}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_main(options))
+    except MissingTool as problem:
+        print(f"lumen demo: {problem}", file=sys.stderr)
+        return 2
+    except DemoFailed as failure:
+        print(f"lumen demo: {failure}", file=sys.stderr)
+        return 1
+
+
+async def _main(options: DemoOptions) -> int:
+    """Run the demo with Ctrl-C and SIGTERM cancelling it (so it cleans up); the exit status."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        await run(options)
+    except asyncio.CancelledError:
+        # With DEMO_KEEP=1 Ctrl-C is how the demo ends; otherwise it was cut short.
+        return 0 if options.keep else 130
+    return 0
