@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import shutil
 import signal
 import sys
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import yaml
@@ -46,7 +45,6 @@ T = TypeVar("T")
 SCENARIO_ALERTS = ("IONAPIDown", "IONMockModeEnabled")
 # Where kube-prometheus-stack mounts alertmanager.alertmanagerSpec.secrets; the rendered
 # alertmanager.yml names its credential files there.
-IN_CLUSTER_SECRETS = "/etc/alertmanager/secrets"
 # Ample for one step on a loaded machine; a step normally takes a few seconds.
 STEP_TIMEOUT = 60.0
 
@@ -298,28 +296,6 @@ def demo_policy(probe_base: str, slack_channel: str | None) -> dict[str, Any]:
     return document
 
 
-def _point_at_local_threader(
-    config: dict[str, Any], threader_url: str, secrets_dir: Path
-) -> dict[str, Any]:
-    """The rendered alertmanager.yml with its webhooks sent to ``threader_url`` (the rendered
-    file names the in-cluster threader Service) and its credential files read from
-    ``secrets_dir`` instead of kube-prometheus-stack's mount.
-
-    Replaced by lumenctl render --threader-url once plain mode lands (with --secrets-dir and
-    --write-secrets for the credential files)."""
-    base = urlsplit(threader_url)
-    for receiver in config.get("receivers", []):
-        for webhook in receiver.get("webhook_configs", []):
-            url = urlsplit(webhook["url"])
-            webhook["url"] = urlunsplit((base.scheme, base.netloc, url.path, url.query, ""))
-            authorization = webhook.get("http_config", {}).get("authorization", {})
-            path = authorization.get("credentials_file")
-            if isinstance(path, str) and path.startswith(IN_CLUSTER_SECRETS + "/"):
-                local = secrets_dir / path.removeprefix(IN_CLUSTER_SECRETS + "/")
-                authorization["credentials_file"] = str(local)
-    return config
-
-
 def receiver_channels(config: Mapping[str, Any]) -> dict[str, str]:
     """receiver name -> the Slack channel its threader webhook names (``?channel=``)."""
     channels = {}
@@ -406,22 +382,24 @@ async def start_everything(demo: Demo) -> None:
         1 for g in yaml.safe_load(rules)["groups"] for r in g["rules"] if "alert" in r
     )
     say(f"lumenctl render --format rules: {alert_rules} alert rules -> {d / 'rendered-rules.yml'}")
-    routing = yaml.safe_load(await _lumenctl("render", "--format", "alertmanager", "-f",
-                                             str(policy_file)))  # fmt: skip
     jobs = _service_names(document)
 
-    # The threader: its webhook token is the one the rendered alertmanager.yml points to.
+    # Plain mode: the webhooks name the local threader, and lumenctl writes the token file the
+    # rendered alertmanager.yml reads (and the threader checks).
     threader_port = free_port()
     demo.urls["threader"] = f"http://127.0.0.1:{threader_port}"
-    routing = _point_at_local_threader(routing, demo.urls["threader"], d / "secrets")
+    routing_text = await _lumenctl(
+        "render", "--format", "alertmanager", "-f", str(policy_file),
+        "--threader-url", demo.urls["threader"],
+        "--secrets-dir", str(d / "secrets"), "--write-secrets",
+    )  # fmt: skip
+    routing = yaml.safe_load(routing_text)
     demo.channels = receiver_channels(routing)
-    token = secrets.token_hex(16)
-    for path in _credential_files(routing):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(token)
-        path.chmod(0o600)
-    (d / "alertmanager.yml").write_text(yaml.safe_dump(routing, sort_keys=False))
-    say(f"lumenctl render --format alertmanager -> {d / 'alertmanager.yml'}")
+    (d / "alertmanager.yml").write_text(routing_text)
+    say(
+        f"lumenctl render --format alertmanager --threader-url {demo.urls['threader']} "
+        f"--write-secrets -> {d / 'alertmanager.yml'}"
+    )
 
     exporter_port = free_port()
     (d / "exporter").mkdir()
