@@ -520,7 +520,13 @@ def test_server_errors_are_retried_and_permanent_errors_dead_lettered(
         ),
         what="a dead letter",
     )
-    assert 'lumen_threader_deliveries_total{kind="parent",result="retry"} 2.0' in metrics
+    deliveries = [line for line in metrics.splitlines() if "lumen_threader_deliveries" in line]
+    calls = [line for line in metrics.splitlines() if line.startswith("lumen_threader_slack_calls")]
+    assert 'lumen_threader_deliveries_total{kind="parent",result="retry"} 2.0' in deliveries, (
+        deliveries,
+        calls,
+        threader.log.read_text()[-3000:],
+    )
     stats = httpx.get(f"{threader.url}/stats", timeout=10).json()
     assert stats["dead_letters"] == 1 and stats["outbox"] == 0
     assert "Dead letter" in threader.log.read_text()
