@@ -30,6 +30,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..burnrate import burn_threshold, tier_windows
 from ..policy import policy_from_manifest
 from ..policy.durations import parse_duration
 from ..render import render_policy
@@ -67,6 +68,39 @@ BURST_ANSWERED, BURST_FAILED = 20, 30
 ION_API_JOB = "ion-api"
 # docs/runbooks.md of the checkout the demo runs from (``make setup`` installs it editable).
 RUNBOOKS = Path(__file__).resolve().parents[3] / "docs" / "runbooks.md"
+# The runbook section of the demo policy's own SLO, served after docs/runbooks.md: that file
+# has a section for every alert Lumen writes itself, and says an SLO's belongs in the team's copy.
+SLO_RUNBOOK = """
+## The demo policy's own alerts (added by `make demo`)
+
+### <a id="slo-ion-api-answers"></a>LumenSLOErrorBudgetBurn (slo="ion-api-answers")
+
+Rule: the demo policy's SLO `ion-api-answers` (objective 99% over 3d), rendered as
+[slo.md](slo.md) describes; `tier="page"` above 1.44x the budget's pace over 1h/5m (or 0.6x over
+6h/30m), `tier="ticket"` above 0.3x over 1d/2h (or 0.1x over 3d/6h).
+
+**Symptom.** The ION API answers too many clients' queries with a server error (5xx) for the
+error budget to last the period: fast (page) or steadily (ticket). While the page fires,
+Alertmanager mutes the ticket of the same SLO.
+
+**Check.**
+
+- The error ratio per window and the budget left:
+
+  ```promql
+  {__name__=~"lumen_slo:error_ratio:rate.*", slo="ion-api-answers"}
+  ```
+
+  ```promql
+  lumen_slo:error_budget_remaining:ratio{slo="ion-api-answers"}
+  ```
+
+- The answers by status code: `sum by (code) (rate(ion_api_requests_total[5m]))`.
+
+**Action.** Find what fails the queries (the ION API's own log, its backend) and fix or roll it
+back. The page resolves when neither of its window pairs burns above its threshold: 5 minutes
+without errors for the 1h/5m pair, 30 minutes for the 6h/30m pair.
+"""
 # Ample for one step on a loaded machine; a step normally takes a few seconds.
 STEP_TIMEOUT = 60.0
 
@@ -144,6 +178,7 @@ class Demo:
     threads: dict[str, Thread] = field(default_factory=dict)  # alert_id -> its thread
     channels: dict[str, str] = field(default_factory=dict)  # receiver -> Slack channel
     pipeline_token: str = ""  # the bearer token of POST /pipeline/runs
+    policy: dict[str, Any] = field(default_factory=dict)  # the policy document rendered
     # Alertmanager's group_wait + group_interval of the policy: by then a group is flushed.
     grouping_seconds: float = 0.0
     # With real Slack: how many messages of each kind (parent, resolve) the threader should
@@ -270,9 +305,18 @@ async def error_burst(demo: Demo) -> None:
 
 async def slo_page_fires_ticket_muted(demo: Demo) -> None:
     await _firing(demo, (SLO_PAGE, SLO_TICKET))
-    ratio = await demo.query('lumen_slo:error_ratio:rate5m{slo="ion-api-answers"}')
+    slo = demo.policy["spec"]["slos"][0]
+    ratio = await demo.query(f'lumen_slo:error_ratio:rate5m{{slo="{slo["name"]}"}}')
     if ratio:
-        demo.say(f"Prometheus: lumen_slo:error_ratio:rate5m {float(ratio[0]['value'][1]):.3f}")
+        period = int(parse_duration(slo["period"]))
+        page_above, ticket_above = (
+            float(burn_threshold(tier_windows(tier)[0], period, slo["objective"]))
+            for tier in ("page", "ticket")
+        )
+        demo.say(
+            f"Prometheus: lumen_slo:error_ratio:rate5m {float(ratio[0]['value'][1]):.3f} "
+            f"(the page fires above {page_above:g}, the ticket above {ticket_above:g})"
+        )
     await _routed(demo, (SLO_PAGE,))
 
     async def inhibited() -> dict[str, Any] | None:
@@ -298,22 +342,23 @@ async def slo_page_fires_ticket_muted(demo: Demo) -> None:
         if time.time() < held_from + demo.grouping_seconds:
             return False
         alerts = await demo.alertmanager_alerts()
-        return alerts.get(SLO_TICKET, {}).get("status", {}).get("state") == "suppressed"
+        state = alerts.get(SLO_TICKET, {}).get("status", {}).get("state")
+        return bool(state == "suppressed")
 
     await demo.until(f"{SLO_TICKET} stays inhibited past its group's wait and interval", held)
     if demo.sink is not None:
         posted = [t for t in demo.sink.threads() if alert_id(t.parent.labels) in MUTED_ALERTS]
         if posted:
             raise DemoFailed(f"{SLO_TICKET} was posted although inhibited: {posted[0].channel}")
-        where = f"nothing in {', '.join(demo.sink.channels())}"
+        where = f"no thread for it in {', '.join(demo.sink.channels())}"
     else:
         delivered = await demo.threader_deliveries("parent")
         if delivered > demo.deliveries["parent"]:
             raise DemoFailed(f"{SLO_TICKET} was delivered although inhibited")
-        where = f"{delivered:.0f} parent messages delivered, as many as alerts posted"
+        where = f"the threader delivered {delivered:.0f} parents, one per alert posted"
     demo.say(
-        f"Slack: {SLO_TICKET} muted {time.time() - held_from:.1f} s after it fired, past "
-        f"Alertmanager's group_wait + group_interval ({demo.grouping_seconds:g} s): {where}"
+        f"Slack: {SLO_TICKET} not posted, still inhibited {time.time() - held_from:.1f} s after "
+        f"it fired (group_wait + group_interval: {demo.grouping_seconds:g} s); {where}"
     )
 
 
@@ -332,14 +377,9 @@ async def runbook_links_open(demo: Demo) -> None:
         if answer.status_code != 200:
             raise DemoFailed(f"{name}'s runbook link {url} answered {answer.status_code}")
         anchor = urlsplit(url).fragment
-        if f'<a id="{anchor}"></a>' in answer.text:
-            found = f"its section #{anchor}"
-        elif anchor.startswith("slo-"):
-            # docs/runbooks.md: an SLO's section belongs in the team's copy of the file.
-            found = f"no section #{anchor} (an SLO's own section goes into your copy)"
-        else:
+        if f'<a id="{anchor}"></a>' not in answer.text:
             raise DemoFailed(f"{name}'s runbook link {url}: no section #{anchor} in the page")
-        demo.say(f"runbook: {name} -> {url}: 200, {found}")
+        demo.say(f"runbook: {name} -> {url}: 200, section #{anchor}")
 
 
 async def _firing(demo: Demo, names: tuple[str, ...]) -> None:
@@ -580,6 +620,7 @@ async def start_everything(demo: Demo) -> None:
         runbook_base = f"{demo.urls['slack']}{RUNBOOKS_PATH}"
         say(f"runbooks: {demo.sink.runbooks} at {runbook_base} (the policy's runbookBaseURL)")
     document = demo_policy(demo.urls["ion_api"], demo.options.slack_channel, runbook_base)
+    demo.policy = document
     routing_spec = document["spec"]["routing"]
     demo.grouping_seconds = parse_duration(routing_spec["groupWait"]) + parse_duration(
         routing_spec["groupInterval"]
@@ -744,7 +785,7 @@ async def run(options: DemoOptions, steps: tuple[Step, ...] = SCENARIO) -> DemoO
     transcript = Transcript(options.out)
     directory = Path(tempfile.mkdtemp(prefix="lumen-demo-"))
     runbooks = RUNBOOKS if RUNBOOKS.is_file() else None
-    sink = None if options.real_slack else SlackSink(runbooks=runbooks)
+    sink = None if options.real_slack else SlackSink(runbooks=runbooks, runbooks_extra=SLO_RUNBOOK)
     async with httpx.AsyncClient(trust_env=False) as client:
         demo = Demo(options, transcript, directory, client, IonApiStandIn(), sink)
         transcript.say(f"Lumen demo: everything on 127.0.0.1, files in {directory}")

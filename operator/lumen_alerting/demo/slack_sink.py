@@ -15,8 +15,9 @@ before); its id is derived from the name, so it is the same on every run.
 mark once updated and a "resolved" badge once the threader turned it into its resolved form)
 and its replies in order. ``GET /state.json`` is the same as JSON. Given a ``runbooks`` file
 (the repository's ``docs/runbooks.md``), ``GET /runbooks.html`` shows it as plain text with its
-``<a id="…"></a>`` anchors kept, so the demo policy's runbookBaseURL can point there and the
-"View Runbook" links of the threads open at their section.
+``<a id="…"></a>`` anchors kept, followed by ``runbooks_extra`` (the sections of a team's own
+alerts, as that file says to add them), so the demo policy's runbookBaseURL can point there and
+the "View Runbook" links of the threads open at their section.
 
 Not Slack: no rate limits, no Block Kit validation, no cursors (every answer is one page), no
 scopes. The tests' stricter double is ``tests/support/slack_api.py``.
@@ -151,8 +152,11 @@ class SlackSink:
     anything is posted to them; ``runbooks``: the markdown file served at ``/runbooks.html``.
     Everything runs on one event loop: no locks."""
 
-    def __init__(self, channels: Iterable[str] = (), runbooks: Path | None = None) -> None:
+    def __init__(
+        self, channels: Iterable[str] = (), runbooks: Path | None = None, runbooks_extra: str = ""
+    ) -> None:
         self.runbooks = runbooks
+        self.runbooks_extra = runbooks_extra
         self._names: dict[str, str] = {}  # id -> name without '#'
         self._messages: dict[tuple[str, str], SinkMessage] = {}
         self._last_ts = 0
@@ -367,7 +371,9 @@ class SlackSink:
         except OSError as problem:
             raise aiohttp.web.HTTPNotFound(text=f"{self.runbooks}: {problem.strerror}") from None
         return aiohttp.web.Response(
-            text=runbooks_page(self.runbooks.name, text), content_type="text/html", charset="utf-8"
+            text=runbooks_page(self.runbooks.name, text + self.runbooks_extra),
+            content_type="text/html",
+            charset="utf-8",
         )
 
     async def _page(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
