@@ -1,7 +1,8 @@
 """``make demo``'s scenario end to end (``lumen_alerting.demo``): the real exporter, Prometheus,
-Alertmanager and threader on loopback, asserted on the Slack sink the threader posted to.
+Alertmanager and threader on loopback, asserted on the Slack sink the threader posted to: the ION
+API outage's two alerts, the failed pipeline stage, the SLO's page and the ticket it mutes.
 
-The demo runs once for the module (about 25 s); the tests look at what it left behind.
+The demo runs once for the module (about 30 s); the tests look at what it left behind.
 """
 
 from __future__ import annotations
@@ -20,13 +21,20 @@ import pytest
 from matplotlib.image import imread
 
 from lumen_alerting.demo.scenario import (
+    MUTED_ALERTS,
+    POSTED_ALERTS,
+    RESOLVED_ALERTS,
+    SCENARIO,
     SCENARIO_ALERTS,
+    SLO_PAGE,
+    STAGE_ALERT,
     DemoOptions,
     DemoOutcome,
+    alert_id,
     demo_policy,
     run,
 )
-from lumen_alerting.demo.slack_sink import SlackSink, Thread
+from lumen_alerting.demo.slack_sink import RUNBOOKS_PATH, SlackSink, Thread
 from lumen_alerting.policy import policy_from_manifest
 from lumen_alerting.render.prometheus_rule import rules_file
 from tests.support.polling import free_port
@@ -41,6 +49,7 @@ CHROMIUM = shutil.which("chromium")
 ARTIFACTS = REPO / "test-artifacts" / "demo"
 RESOLVED_GREEN = (0x2E, 0xB6, 0x7D)  # the resolved badge and the resolved parent's colour bar
 FIRING_RED = (0xE0, 0x1E, 0x5A)  # the firing badge and a critical parent's colour bar
+ANCHOR = r'<a id="([a-z0-9-]+)"></a>'  # a section of docs/runbooks.md
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +64,12 @@ def sink(outcome: DemoOutcome) -> SlackSink:
 
 
 def expected_channels() -> dict[str, str]:
-    """alertname -> the Slack channel the demo policy routes it to, read from the policy: the
-    rendered rule's severity, the route matching it, that receiver's channel."""
+    """alert_id -> the Slack channel the demo policy routes it to, read from the policy: the
+    rendered rule's severity, the route matching it, that receiver's channel. The muted ticket
+    too: where it would have gone."""
     document = demo_policy("http://127.0.0.1:1", None)
     rules = {
-        rule["alert"]: rule["labels"]["severity"]
+        alert_id({"alertname": rule["alert"], **rule["labels"]}): rule["labels"]["severity"]
         for group in rules_file([policy_from_manifest(document)])["groups"]
         for rule in group["rules"]
         if "alert" in rule
@@ -81,15 +91,18 @@ def test_each_alert_has_one_thread_in_its_channel_resolved_in_place(
     outcome: DemoOutcome, sink: SlackSink
 ) -> None:
     threads = sink.threads()
-    assert sorted(t.parent.alertname or "" for t in threads) == sorted(SCENARIO_ALERTS), [
+    assert sorted(alert_id(t.parent.labels) for t in threads) == sorted(POSTED_ALERTS), [
         (t.channel, t.parent.text) for t in threads
     ]
-    placed = {t.parent.alertname: t.channel for t in threads}
-    assert placed == expected_channels()
+    placed = {alert_id(t.parent.labels): t.channel for t in threads}
+    expected = expected_channels()
+    assert placed == {name: expected[name] for name in POSTED_ALERTS}
     # Two severities, two channels: routing by severity is seen, not assumed.
     assert len(set(placed.values())) == 2
     for thread in threads:
-        assert [r.alertname for r in thread.replies] == [thread.parent.alertname]
+        if alert_id(thread.parent.labels) not in RESOLVED_ALERTS:
+            continue
+        assert [alert_id(r.labels) for r in thread.replies] == [alert_id(thread.parent.labels)]
         assert [r.resolved for r in thread.replies] == [True], _texts(thread)
         # The parent was posted firing, then updated once into its resolved form.
         assert not thread.parent.versions[0].text.startswith("\N{WHITE HEAVY CHECK MARK}")
@@ -97,12 +110,41 @@ def test_each_alert_has_one_thread_in_its_channel_resolved_in_place(
         assert thread.parent.resolved, _texts(thread)
 
 
+def test_the_failed_stage_is_a_thread_resolved_by_the_good_run(sink: SlackSink) -> None:
+    (thread,) = [t for t in sink.threads() if alert_id(t.parent.labels) == STAGE_ALERT]
+    assert thread.channel == expected_channels()[STAGE_ALERT]
+    assert thread.parent.labels["stage"] == "distribute"
+    assert "Pipeline stage failed (distribute)" in thread.parent.versions[0].text
+    assert [r.resolved for r in thread.replies] == [True]
+
+
+def test_the_slo_page_is_posted_and_stays_firing(sink: SlackSink) -> None:
+    (thread,) = [t for t in sink.threads() if alert_id(t.parent.labels) == SLO_PAGE]
+    assert thread.channel == expected_channels()[SLO_PAGE]
+    assert thread.parent.labels["slo"] == "ion-api-answers"
+    # The burst's errors stay in the page's windows for minutes: no reply, no update yet.
+    assert thread.replies == ()
+    assert len(thread.parent.versions) == 1 and not thread.parent.resolved
+
+
+def test_the_muted_ticket_is_never_posted(outcome: DemoOutcome, sink: SlackSink) -> None:
+    for name in MUTED_ALERTS:
+        # Not unrouted: its severity has a channel, so only the inhibition kept it out.
+        assert expected_channels()[name] in sink.channels()
+        messages = [m for t in sink.threads() for m in (t.parent, *t.replies)]
+        assert [m.text for m in messages if alert_id(m.labels) == name] == []
+        assert any(f"Alertmanager: {name} suppressed, inhibited by " in line
+                   for line in outcome.transcript)  # fmt: skip
+        assert any(f"Slack: {name} not posted" in line for line in outcome.transcript)
+
+
 def test_nothing_is_posted_twice(sink: SlackSink) -> None:
     threads = sink.threads()
     calls = Counter(sink.calls)
     messages = len(threads) + sum(len(t.replies) for t in threads)
-    assert calls["chat.postMessage"] == messages == 2 * len(SCENARIO_ALERTS)
-    assert calls["chat.update"] == len(SCENARIO_ALERTS)
+    assert calls["chat.postMessage"] == messages == len(POSTED_ALERTS) + len(RESOLVED_ALERTS)
+    assert calls["chat.update"] == len(RESOLVED_ALERTS)
+    assert len(SCENARIO_ALERTS) == len(POSTED_ALERTS) + len(MUTED_ALERTS)
 
 
 def test_the_demo_stops_everything_and_leaves_nothing(outcome: DemoOutcome) -> None:
@@ -116,7 +158,7 @@ def test_the_demo_stops_everything_and_leaves_nothing(outcome: DemoOutcome) -> N
     assert outcome.seconds < BUDGET_SECONDS
     # Every step is in the transcript, each line with its time.
     steps = [line for line in outcome.transcript if re.search(r"\] step \d+/\d+: ", line)]
-    assert len(steps) == 6
+    assert len(steps) == len(SCENARIO) == 13
     assert all(re.match(r"\[ *\d+\.\ds\] ", line) for line in outcome.transcript)
 
 
@@ -138,9 +180,12 @@ def test_the_slack_view_shows_channels_threads_and_resolved_parents(sink: SlackS
     for channel in expected_channels().values():
         assert f"<h2>{channel} <small>" in html
     articles = re.findall(r'<article class="([^"]*)"', html)
-    assert articles == ["thread resolved"] * len(SCENARIO_ALERTS)
-    assert html.count('class="badge resolved-badge">resolved<') == len(SCENARIO_ALERTS)
+    assert Counter(articles) == {"thread resolved": len(RESOLVED_ALERTS), "thread": 1}
+    assert html.count('class="badge resolved-badge">resolved<') == len(RESOLVED_ALERTS)
+    assert html.count('class="badge firing-badge">firing<') == 1  # the SLO page
     for thread in sink.threads():
+        if not thread.replies:
+            continue
         reply = thread.replies[0]
         # The reply sits inside its parent's article, after the parent.
         article = html[html.index(f'data-ts="{thread.parent.ts}"') :]
@@ -150,12 +195,41 @@ def test_the_slack_view_shows_channels_threads_and_resolved_parents(sink: SlackS
         assert reply.text.split(" ", 1)[1] in article
 
 
+def test_every_view_runbook_link_opens_its_section(outcome: DemoOutcome, sink: SlackSink) -> None:
+    """Each thread's "View Runbook" points at the sink's copy of docs/runbooks.md, and the page
+    (served again on a fresh port) has the section of its anchor; the demo followed each link."""
+    links = {alert_id(t.parent.labels): t.parent.runbook_url for t in sink.threads()}
+    assert set(links) == set(POSTED_ALERTS)
+    for name, url in links.items():
+        assert url is not None and re.fullmatch(
+            rf"http://127\.0\.0\.1:\d+{RUNBOOKS_PATH}#[a-z-]+", url
+        )
+        assert any(f"runbook: {name} -> {url}: 200" in line for line in outcome.transcript)
+
+    async def page() -> str:
+        url = await sink.start(free_port())
+        try:
+            async with httpx.AsyncClient(trust_env=False) as client:
+                answer = await client.get(url + RUNBOOKS_PATH, timeout=10)
+        finally:
+            await sink.stop()
+        assert answer.status_code == 200
+        return answer.text
+
+    html = asyncio.run(page())
+    anchors = set(re.findall(ANCHOR, html))
+    assert {url.rsplit("#", 1)[1] for url in links.values() if url} <= anchors
+    # The repository's file itself, not a copy of a few sections.
+    assert anchors >= set(re.findall(ANCHOR, (REPO / "docs" / "runbooks.md").read_text()))
+
+
 @pytest.mark.skipif(
     CHROMIUM is None, reason="Debian chromium not installed (make setup installs it)"
 )
 def test_chromium_shows_the_resolved_threads(sink: SlackSink, tmp_path: Path) -> None:
     """The Slack view served again after the scenario, screenshotted in headless Chromium
-    (kept in test-artifacts/demo/): both threads drawn resolved (green), nothing firing (red)."""
+    (kept in test-artifacts/demo/): the three resolved threads drawn resolved (green), the SLO
+    page firing (red)."""
     assert CHROMIUM is not None
     screenshot = tmp_path / "slack-view.png"
 
@@ -166,7 +240,7 @@ def test_chromium_shows_the_resolved_threads(sink: SlackSink, tmp_path: Path) ->
                 CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-                f"--screenshot={screenshot}", "--window-size=1024,768", url + "/",
+                f"--screenshot={screenshot}", "--window-size=1024,1500", url + "/",
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             _, stderr = await asyncio.wait_for(process.communicate(), 120)
@@ -182,8 +256,10 @@ def test_chromium_shows_the_resolved_threads(sink: SlackSink, tmp_path: Path) ->
     rgb = np.round(imread(screenshot)[..., :3] * 255).astype(np.int32)
     green = np.all(np.abs(rgb - RESOLVED_GREEN) <= 12, axis=-1).sum()
     red = np.all(np.abs(rgb - FIRING_RED) <= 12, axis=-1).sum()
-    assert green > 1500, green  # two badges and two colour bars
-    assert red == 0, red
+    # Three resolved threads (a badge and a colour bar each, about 2,000 pixels), one firing
+    # (the SLO page: a badge and a shorter bar, no replies).
+    assert green > 1500 * len(RESOLVED_ALERTS), green
+    assert 300 < red < green / len(RESOLVED_ALERTS), (red, green)
 
 
 def _texts(thread: Thread) -> list[str]:

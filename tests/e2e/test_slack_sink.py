@@ -4,11 +4,16 @@ what was posted as text, never as markup."""
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from lumen_alerting.demo.slack_sink import SlackSink, channel_id
+from lumen_alerting.demo.slack_sink import RUNBOOKS_PATH, SinkMessage, SlackSink, channel_id
+from lumen_alerting.threader.messages import parent_message
+from lumen_alerting.threader.webhook import Alert
 from tests.support.polling import free_port
 
 AUTH = {"Authorization": "Bearer xoxb-demo"}
@@ -69,3 +74,62 @@ def test_the_page_shows_markup_as_text() -> None:
     _, page = exchange([("chat.postMessage", {"channel": "#ops", "text": nasty}, AUTH)])
     assert "<script>" not in page and "<img" not in page and 'href="javascript' not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_message_gives_its_labels_and_runbook_link() -> None:
+    """What the demo and its test read off a thread: the labels the threader lists as context
+    and the "View Runbook" target, from the threader's own message layout."""
+    alert = Alert(
+        status="firing",
+        labels={"alertname": "LumenSLOErrorBudgetBurn", "severity": "critical", "slo": "a<b",
+                "tier": "page", "service": "gw"},
+        annotations={"summary": "burning",
+                     "runbook_url": "http://127.0.0.1:9/runbooks.html?a=1&b=2#x"},
+        starts_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ends_at=None,
+        generator_url="",
+        fingerprint="0123456789abcdef",
+    )  # fmt: skip
+    message = parent_message(alert, "#ops", thread_key="k", delivery_id="d")
+
+    async def post() -> SinkMessage:
+        sink = SlackSink()
+        url = await sink.start(free_port())
+        try:
+            async with httpx.AsyncClient(trust_env=False) as client:
+                answer = await client.post(
+                    f"{url}/api/chat.postMessage", json=message, headers=AUTH
+                )
+                assert answer.json()["ok"]
+        finally:
+            await sink.stop()
+        return sink.threads()[0].parent
+
+    posted = asyncio.run(post())
+    # severity and service are fields, not context; the rest as given, unescaped.
+    assert posted.labels == {"alertname": "LumenSLOErrorBudgetBurn", "slo": "a<b", "tier": "page"}
+    assert posted.runbook_url == "http://127.0.0.1:9/runbooks.html?a=1&b=2#x"
+
+
+def test_the_runbooks_page_keeps_only_the_anchors_as_markup(tmp_path: Path) -> None:
+    runbooks = tmp_path / "runbooks.md"
+    runbooks.write_text(
+        '# Runbooks\n\nAnchors look like `<a id="<runbook id>"></a>`.\n\n'
+        '### <a id="stage-fail"></a>LumenStageFailed\n\n<script>alert(1)</script>\n'
+    )
+
+    async def get(sink: SlackSink) -> tuple[int, str]:
+        url = await sink.start(free_port())
+        try:
+            async with httpx.AsyncClient(trust_env=False) as client:
+                answer = await client.get(url + RUNBOOKS_PATH)
+        finally:
+            await sink.stop()
+        return answer.status_code, answer.text
+
+    status, page = asyncio.run(get(SlackSink(runbooks=runbooks, runbooks_extra='<a id="own"></a>')))
+    assert status == 200
+    assert re.findall(r'<a id="([^"]*)"></a>', page) == ["stage-fail", "own"]
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert asyncio.run(get(SlackSink()))[0] == 404
+    assert asyncio.run(get(SlackSink(runbooks=tmp_path / "missing.md")))[0] == 404

@@ -1,7 +1,8 @@
 """``make demo`` (``python -m lumen_alerting.demo``): Lumen's main job on one machine, on loopback.
 
-A stand-in ION API whose health the demo flips (``ion_api``), the real ``lumen-exporter``
-probing it, a real ``prometheus`` loading ``lumenctl render --format rules`` of the demo policy
+A stand-in ION API whose health the demo flips and whose answers it fails in a burst
+(``ion_api``), the real ``lumen-exporter`` probing it and taking pipeline runs, a real
+``prometheus`` scraping both and loading ``lumenctl render --format rules`` of the demo policy
 (``policy.yaml``), a real ``prometheus-alertmanager`` loading ``lumenctl render --format
 alertmanager``, the real ``lumen-threader``, and a local Slack-compatible sink with a web page
 (``slack_sink``) unless ``SLACK_BOT_TOKEN`` and ``SLACK_CHANNEL`` name a real workspace.

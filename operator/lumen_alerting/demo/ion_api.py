@@ -6,8 +6,14 @@ the gateway's status (the ``gateway`` probe reads it): it stays up, and while th
 it serves mock answers, so it reports ``"mock": true`` (seed 001's IONMockModeEnabled). The
 exporter drops a failed probe's fields, which is why mock mode comes from a second endpoint.
 
-``POST /down`` and ``POST /up`` flip it (``curl -X POST <url>/down`` while ``DEMO_KEEP=1``);
-``GET /`` says which state it is in.
+``POST /query`` is a client's query to the ION API: answered 200, or 500 while ``failing`` (the
+demo's error burst). The answers are counted by status code in ``ion_api_requests_total{code}``
+on ``GET /metrics``, which Prometheus scrapes for the demo policy's SLO; both codes are exposed
+from 0, so the SLO's error ratio exists before the first error.
+
+``POST /down`` and ``POST /up`` flip the health (``curl -X POST <url>/down`` while
+``DEMO_KEEP=1``), ``POST /fail`` and ``POST /answer`` the queries; ``GET /`` says which state it
+is in.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import json
 from typing import Any
 
 import aiohttp.web
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # Seed 001's fields as a healthy ION API reports them (the phase difference as a string, as
 # some gateways write numbers; the gateway status as a word the policy's value map reads).
@@ -34,13 +42,29 @@ HEALTHY: dict[str, Any] = {
 }
 
 
+# The status codes POST /query answers with, each exposed from the start.
+ANSWERED, FAILED = 200, 500
+
+
 class IonApiStandIn:
-    """The two endpoints, served on 127.0.0.1 by ``start``; ``down`` flips them."""
+    """The endpoints, served on 127.0.0.1 by ``start``; ``down`` flips the health, ``failing``
+    the answers to queries."""
 
     def __init__(self) -> None:
         self.down = False
+        self.failing = False
         self.url = ""
         self._runner: aiohttp.web.AppRunner | None = None
+        # A registry of its own: the counts are this stand-in's, not the process's.
+        self._registry = CollectorRegistry()
+        self._requests = Counter(
+            "ion_api_requests",
+            "Queries the ION API answered (POST /query), by HTTP status code.",
+            ["code"],
+            registry=self._registry,
+        )
+        for code in (ANSWERED, FAILED):
+            self._requests.labels(code=str(code))
 
     def application(self) -> aiohttp.web.Application:
         app = aiohttp.web.Application()
@@ -49,6 +73,10 @@ class IonApiStandIn:
         app.router.add_get("/gateway", self._gateway)
         app.router.add_post("/down", self._set_down)
         app.router.add_post("/up", self._set_up)
+        app.router.add_post("/query", self._query)
+        app.router.add_post("/fail", self._set_failing)
+        app.router.add_post("/answer", self._set_answering)
+        app.router.add_get("/metrics", self._metrics)
         return app
 
     async def start(self, port: int) -> str:
@@ -71,8 +99,26 @@ class IonApiStandIn:
     async def _gateway(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         return _json({"gateway": {"status": "locked"}, "mock": self.down})
 
+    async def _query(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        await request.read()
+        code = FAILED if self.failing else ANSWERED
+        self._requests.labels(code=str(code)).inc()
+        if code == FAILED:
+            return _json({"error": "internal error while answering"}, code)
+        return _json({"answer": "ok", "persona": HEALTHY["persona"]}, code)
+
+    async def _metrics(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(
+            body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
     async def _state(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        return _json({"ion_api": "down" if self.down else "up"})
+        return _json(
+            {
+                "ion_api": "down" if self.down else "up",
+                "queries": "fail" if self.failing else "answer",
+            }
+        )
 
     async def _set_down(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         self.down = True
@@ -80,6 +126,14 @@ class IonApiStandIn:
 
     async def _set_up(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         self.down = False
+        return await self._state(request)
+
+    async def _set_failing(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        self.failing = True
+        return await self._state(request)
+
+    async def _set_answering(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        self.failing = False
         return await self._state(request)
 
 

@@ -1,22 +1,26 @@
 """The demo's scenario: start everything on loopback, then run the steps, each waiting (with a
 deadline) for what it expects, and print a transcript with the time of every step.
 
-``SCENARIO`` is a list of steps so later ones (a failed pipeline stage, an SLO burn-rate page,
-the Kubernetes half) are added there. ``run`` is what ``python -m lumen_alerting.demo`` and the
-end-to-end test call.
+``SCENARIO`` is a list of steps: the ION API down and back (two alerts, two threads, both
+resolved), a failed pipeline stage and the good run after it, an error burst (the SLO's page
+posted, its ticket muted), and the threads' runbook links. Later ones (the Kubernetes half) are
+added there. ``run`` is what ``python -m lumen_alerting.demo`` and the end-to-end test call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -26,7 +30,9 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..burnrate import burn_threshold, tier_windows
 from ..policy import policy_from_manifest
+from ..policy.durations import parse_duration
 from ..render import render_policy
 from .ion_api import IonApiStandIn
 from .processes import (
@@ -37,14 +43,64 @@ from .processes import (
     free_port,
     until,
 )
-from .slack_sink import SlackSink, Thread
+from .slack_sink import RUNBOOKS_PATH, SlackSink, Thread
 
 T = TypeVar("T")
 
-# The alerts the scenario makes fire, in the order the transcript names them.
-SCENARIO_ALERTS = ("IONAPIDown", "IONMockModeEnabled")
-# Where kube-prometheus-stack mounts alertmanager.alertmanagerSpec.secrets; the rendered
-# alertmanager.yml names its credential files there.
+# The alerts of the scenario as the transcript names them (``alert_id``): the ION API outage's
+# two, the failed pipeline stage, and the SLO's burn-rate page and the ticket it mutes.
+OUTAGE_ALERTS = ("IONAPIDown", "IONMockModeEnabled")
+STAGE_ALERT = "LumenStageFailed"
+SLO_PAGE = "LumenSLOErrorBudgetBurn{tier=page}"
+SLO_TICKET = "LumenSLOErrorBudgetBurn{tier=ticket}"
+POSTED_ALERTS = (*OUTAGE_ALERTS, STAGE_ALERT, SLO_PAGE)  # one Slack thread each
+RESOLVED_ALERTS = (*OUTAGE_ALERTS, STAGE_ALERT)  # resolved in their thread before the end
+MUTED_ALERTS = (SLO_TICKET,)  # firing, inhibited by the page, never posted
+SCENARIO_ALERTS = (*POSTED_ALERTS, *MUTED_ALERTS)
+# The pipeline run the demo posts (seed 004's stages); the second run has every stage succeed.
+PIPELINE_STAGES = {"build": 41.2, "pdf": 12.0, "upload": 5.1, "distribute": 30.0}
+FAILED_STAGE = "distribute"
+# The error burst: clients' queries answered, then failed. 30 of 50 is a 60% error ratio, far
+# above the page's 1.44% (and the ticket's 0.3%) in every window; with 1 failure in 21 answers
+# already above both, the page and the ticket start firing at the same evaluation.
+BURST_ANSWERED, BURST_FAILED = 20, 30
+# The job Prometheus scrapes the stand-in's /metrics as; the SLO in policy.yaml selects it.
+ION_API_JOB = "ion-api"
+# docs/runbooks.md of the checkout the demo runs from (``make setup`` installs it editable).
+RUNBOOKS = Path(__file__).resolve().parents[3] / "docs" / "runbooks.md"
+# The runbook section of the demo policy's own SLO, served after docs/runbooks.md: that file
+# has a section for every alert Lumen writes itself, and says an SLO's belongs in the team's copy.
+SLO_RUNBOOK = """
+## The demo policy's own alerts (added by `make demo`)
+
+### <a id="slo-ion-api-answers"></a>LumenSLOErrorBudgetBurn (slo="ion-api-answers")
+
+Rule: the demo policy's SLO `ion-api-answers` (objective 99% over 3d), rendered as
+[slo.md](slo.md) describes; `tier="page"` above 1.44x the budget's pace over 1h/5m (or 0.6x over
+6h/30m), `tier="ticket"` above 0.3x over 1d/2h (or 0.1x over 3d/6h).
+
+**Symptom.** The ION API answers too many clients' queries with a server error (5xx) for the
+error budget to last the period: fast (page) or steadily (ticket). While the page fires,
+Alertmanager mutes the ticket of the same SLO.
+
+**Check.**
+
+- The error ratio per window and the budget left:
+
+  ```promql
+  {__name__=~"lumen_slo:error_ratio:rate.*", slo="ion-api-answers"}
+  ```
+
+  ```promql
+  lumen_slo:error_budget_remaining:ratio{slo="ion-api-answers"}
+  ```
+
+- The answers by status code: `sum by (code) (rate(ion_api_requests_total[5m]))`.
+
+**Action.** Find what fails the queries (the ION API's own log, its backend) and fix or roll it
+back. The page resolves when neither of its window pairs burns above its threshold: 5 minutes
+without errors for the 1h/5m pair, 30 minutes for the 6h/30m pair.
+"""
 # Ample for one step on a loaded machine; a step normally takes a few seconds.
 STEP_TIMEOUT = 60.0
 
@@ -98,6 +154,13 @@ class Transcript:
         print(line, file=self._out, flush=True)
 
 
+def alert_id(labels: Mapping[str, str]) -> str:
+    """How the transcript names an alert: its alertname, with the SLO tier when it has one (an
+    SLO's page and ticket share the alertname)."""
+    name = labels.get("alertname", "?")
+    return f"{name}{{tier={labels['tier']}}}" if "tier" in labels else name
+
+
 @dataclass
 class Demo:
     """What the steps act on and look at."""
@@ -110,10 +173,17 @@ class Demo:
     sink: SlackSink | None
     children: dict[str, Child] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
-    # alertname -> the receiver Alertmanager routed it to, and that receiver's Slack channel
+    # alert_id -> the receiver Alertmanager routed it to, and that receiver's Slack channel
     routed: dict[str, tuple[str, str]] = field(default_factory=dict)
-    threads: dict[str, Thread] = field(default_factory=dict)  # alertname -> its thread
+    threads: dict[str, Thread] = field(default_factory=dict)  # alert_id -> its thread
     channels: dict[str, str] = field(default_factory=dict)  # receiver -> Slack channel
+    pipeline_token: str = ""  # the bearer token of POST /pipeline/runs
+    policy: dict[str, Any] = field(default_factory=dict)  # the policy document rendered
+    # Alertmanager's group_wait + group_interval of the policy: by then a group is flushed.
+    grouping_seconds: float = 0.0
+    # With real Slack: how many messages of each kind (parent, resolve) the threader should
+    # have delivered by now.
+    deliveries: Counter[str] = field(default_factory=Counter)
 
     def say(self, text: str) -> None:
         self.transcript.say(text)
@@ -124,10 +194,16 @@ class Demo:
         )
 
     async def prometheus_alerts(self) -> dict[str, str]:
-        """alertname -> state (pending, firing) of the alerts Prometheus has active."""
+        """alert_id -> state (pending, firing) of the alerts Prometheus has active."""
         answer = await self.client.get(f"{self.urls['prometheus']}/api/v1/alerts", timeout=5)
         alerts = answer.json()["data"]["alerts"]
-        return {a["labels"]["alertname"]: a["state"] for a in alerts}
+        return {alert_id(a["labels"]): a["state"] for a in alerts}
+
+    async def alertmanager_alerts(self) -> dict[str, dict[str, Any]]:
+        """alert_id -> the alert as Alertmanager's API shows it, active and suppressed alike
+        (``status.state``, ``status.inhibitedBy``, ``receivers``, ``fingerprint``...)."""
+        answer = await self.client.get(f"{self.urls['alertmanager']}/api/v2/alerts", timeout=5)
+        return {alert_id(a["labels"]): a for a in answer.json()}
 
     async def query(self, promql: str) -> list[Any]:
         answer = await self.client.get(
@@ -177,45 +253,13 @@ async def ion_api_down(demo: Demo) -> None:
     demo.say(f"stand-in: {demo.ion_api.url}/health answers 503; the gateway serves mock answers")
 
 
-async def alerts_fire(demo: Demo) -> None:
-    async def firing() -> bool:
-        active = await demo.prometheus_alerts()
-        return all(active.get(name) == "firing" for name in SCENARIO_ALERTS)
-
-    await demo.until(f"Prometheus fires {', '.join(SCENARIO_ALERTS)}", firing)
-    demo.say(f"Prometheus: {' and '.join(SCENARIO_ALERTS)} firing")
-
-    async def routed() -> dict[str, str] | None:
-        answer = await demo.client.get(f"{demo.urls['alertmanager']}/api/v2/alerts", timeout=5)
-        receivers = {
-            a["labels"]["alertname"]: a["receivers"][0]["name"]
-            for a in answer.json()
-            if a["status"]["state"] == "active" and a["receivers"]
-        }
-        return receivers if all(name in receivers for name in SCENARIO_ALERTS) else None
-
-    receivers = await demo.until("Alertmanager has the alerts", routed)
-    for name in SCENARIO_ALERTS:
-        channel = demo.channels.get(receivers[name], "?")
-        demo.routed[name] = (receivers[name], channel)
-        demo.say(f"Alertmanager: {name} -> {receivers[name]} ({channel})")
+async def outage_alerts_fire(demo: Demo) -> None:
+    await _firing(demo, OUTAGE_ALERTS)
+    await _routed(demo, OUTAGE_ALERTS)
 
 
-async def threads_open(demo: Demo) -> None:
-    sink = demo.sink
-    if sink is None:
-        await _delivered(demo, "parent")
-        return
-    for name in SCENARIO_ALERTS:
-        channel = demo.routed[name][1]
-
-        async def opened(name: str = name, channel: str = channel) -> Thread | None:
-            found = [t for t in sink.threads(channel) if t.parent.alertname == name]
-            return found[0] if found else None
-
-        thread = await demo.until(f"a thread for {name} in {channel}", opened)
-        demo.threads[name] = thread
-        demo.say(f"Slack {channel}: thread {thread.parent.ts}: {thread.parent.text}")
+async def outage_threads_open(demo: Demo) -> None:
+    await _threads_open(demo, OUTAGE_ALERTS)
 
 
 async def ion_api_up(demo: Demo) -> None:
@@ -223,12 +267,169 @@ async def ion_api_up(demo: Demo) -> None:
     demo.say(f"stand-in: {demo.ion_api.url}/health answers 200 again, no more mock answers")
 
 
-async def threads_resolved(demo: Demo) -> None:
+async def outage_threads_resolved(demo: Demo) -> None:
+    await _threads_resolved(demo, OUTAGE_ALERTS)
+
+
+async def pipeline_stage_fails(demo: Demo) -> None:
+    await _post_run(demo, "demo-run-1", failed=FAILED_STAGE)
+
+
+async def stage_failed_fires(demo: Demo) -> None:
+    await _firing(demo, (STAGE_ALERT,))
+    await _routed(demo, (STAGE_ALERT,))
+    await _threads_open(demo, (STAGE_ALERT,))
+
+
+async def pipeline_succeeds(demo: Demo) -> None:
+    await _post_run(demo, "demo-run-2", failed=None)
+
+
+async def stage_failed_resolved(demo: Demo) -> None:
+    await _threads_resolved(demo, (STAGE_ALERT,))
+
+
+async def error_burst(demo: Demo) -> None:
+    url = f"{demo.ion_api.url}/query"
+    codes: Counter[int] = Counter()
+    for failing, queries in ((False, BURST_ANSWERED), (True, BURST_FAILED)):
+        demo.ion_api.failing = failing
+        for _ in range(queries):
+            codes[(await demo.client.post(url, json={"q": "status"}, timeout=5)).status_code] += 1
+    demo.ion_api.failing = False
+    demo.say(
+        f"clients: POST {url}: {codes[200]} answered 200, then {codes[500]} answered 500 "
+        f"({codes[500] / codes.total():.0%} errors); the burst is over"
+    )
+
+
+async def slo_page_fires_ticket_muted(demo: Demo) -> None:
+    await _firing(demo, (SLO_PAGE, SLO_TICKET))
+    slo = demo.policy["spec"]["slos"][0]
+    ratio = await demo.query(f'lumen_slo:error_ratio:rate5m{{slo="{slo["name"]}"}}')
+    if ratio:
+        period = int(parse_duration(slo["period"]))
+        page_above, ticket_above = (
+            float(burn_threshold(tier_windows(tier)[0], period, slo["objective"]))
+            for tier in ("page", "ticket")
+        )
+        demo.say(
+            f"Prometheus: lumen_slo:error_ratio:rate5m {float(ratio[0]['value'][1]):.3f} "
+            f"(the page fires above {page_above:g}, the ticket above {ticket_above:g})"
+        )
+    await _routed(demo, (SLO_PAGE,))
+
+    async def inhibited() -> dict[str, Any] | None:
+        alerts = await demo.alertmanager_alerts()
+        page, ticket = alerts.get(SLO_PAGE), alerts.get(SLO_TICKET)
+        if page is None or ticket is None:
+            return None
+        muted = ticket["status"]["state"] == "suppressed"
+        return ticket if muted and page["fingerprint"] in ticket["status"]["inhibitedBy"] else None
+
+    ticket = await demo.until(f"Alertmanager inhibits {SLO_TICKET} by the page", inhibited)
+    demo.say(
+        f"Alertmanager: {SLO_TICKET} suppressed, inhibited by {SLO_PAGE} "
+        f"({', '.join(ticket['status']['inhibitedBy'])})"
+    )
+    await _threads_open(demo, (SLO_PAGE,))
+
+    # The ticket's group is flushed group_wait after it reached Alertmanager, and again every
+    # group_interval; past both, a ticket that got through would have been posted by now.
+    held_from = datetime.fromisoformat(ticket["startsAt"]).timestamp()
+
+    async def held() -> bool:
+        if time.time() < held_from + demo.grouping_seconds:
+            return False
+        alerts = await demo.alertmanager_alerts()
+        state = alerts.get(SLO_TICKET, {}).get("status", {}).get("state")
+        return bool(state == "suppressed")
+
+    await demo.until(f"{SLO_TICKET} stays inhibited past its group's wait and interval", held)
+    if demo.sink is not None:
+        posted = [t for t in demo.sink.threads() if alert_id(t.parent.labels) in MUTED_ALERTS]
+        if posted:
+            raise DemoFailed(f"{SLO_TICKET} was posted although inhibited: {posted[0].channel}")
+        where = f"no thread for it in {', '.join(demo.sink.channels())}"
+    else:
+        delivered = await demo.threader_deliveries("parent")
+        if delivered > demo.deliveries["parent"]:
+            raise DemoFailed(f"{SLO_TICKET} was delivered although inhibited")
+        where = f"the threader delivered {delivered:.0f} parents, one per alert posted"
+    demo.say(
+        f"Slack: {SLO_TICKET} not posted, still inhibited {time.time() - held_from:.1f} s after "
+        f"it fired (group_wait + group_interval: {demo.grouping_seconds:g} s); {where}"
+    )
+
+
+async def runbook_links_open(demo: Demo) -> None:
+    sink = demo.sink
+    if sink is None or sink.runbooks is None:
+        # Not served here: the links point at policy.yaml's runbookBaseURL (GitHub), and the
+        # demo stays on loopback.
+        demo.say("runbook: the View Runbook links point at policy.yaml's runbookBaseURL")
+        return
+    for name in POSTED_ALERTS:
+        url = demo.threads[name].parent.runbook_url
+        if url is None:
+            raise DemoFailed(f"the {name} thread has no View Runbook link")
+        answer = await demo.client.get(url, timeout=5)
+        if answer.status_code != 200:
+            raise DemoFailed(f"{name}'s runbook link {url} answered {answer.status_code}")
+        anchor = urlsplit(url).fragment
+        if f'<a id="{anchor}"></a>' not in answer.text:
+            raise DemoFailed(f"{name}'s runbook link {url}: no section #{anchor} in the page")
+        demo.say(f"runbook: {name} -> {url}: 200, section #{anchor}")
+
+
+async def _firing(demo: Demo, names: tuple[str, ...]) -> None:
+    async def firing() -> bool:
+        active = await demo.prometheus_alerts()
+        return all(active.get(name) == "firing" for name in names)
+
+    await demo.until(f"Prometheus fires {', '.join(names)}", firing)
+    demo.say(f"Prometheus: {' and '.join(names)} firing")
+
+
+async def _routed(demo: Demo, names: tuple[str, ...]) -> None:
+    async def routed() -> dict[str, str] | None:
+        receivers = {
+            name: a["receivers"][0]["name"]
+            for name, a in (await demo.alertmanager_alerts()).items()
+            if a["status"]["state"] == "active" and a["receivers"]
+        }
+        return receivers if all(name in receivers for name in names) else None
+
+    receivers = await demo.until(f"Alertmanager has {', '.join(names)}", routed)
+    for name in names:
+        channel = demo.channels.get(receivers[name], "?")
+        demo.routed[name] = (receivers[name], channel)
+        demo.say(f"Alertmanager: {name} -> {receivers[name]} ({channel})")
+
+
+async def _threads_open(demo: Demo, names: tuple[str, ...]) -> None:
     sink = demo.sink
     if sink is None:
-        await _delivered(demo, "resolve")
+        await _delivered(demo, "parent", len(names))
         return
-    for name in SCENARIO_ALERTS:
+    for name in names:
+        channel = demo.routed[name][1]
+
+        async def opened(name: str = name, channel: str = channel) -> Thread | None:
+            found = [t for t in sink.threads(channel) if alert_id(t.parent.labels) == name]
+            return found[0] if found else None
+
+        thread = await demo.until(f"a thread for {name} in {channel}", opened)
+        demo.threads[name] = thread
+        demo.say(f"Slack {channel}: thread {thread.parent.ts}: {thread.parent.text}")
+
+
+async def _threads_resolved(demo: Demo, names: tuple[str, ...]) -> None:
+    sink = demo.sink
+    if sink is None:
+        await _delivered(demo, "resolve", len(names))
+        return
+    for name in names:
         opened = demo.threads[name]
 
         async def resolved(opened: Thread = opened) -> Thread | None:
@@ -237,6 +438,7 @@ async def threads_resolved(demo: Demo) -> None:
             return now if done else None
 
         thread = await demo.until(f"{name} resolved in its thread", resolved)
+        demo.threads[name] = thread
         reply = next(r for r in thread.replies if r.resolved)
         demo.say(
             f"Slack {thread.channel}: thread {thread.parent.ts}: reply {reply.ts} "
@@ -244,10 +446,11 @@ async def threads_resolved(demo: Demo) -> None:
         )
 
 
-async def _delivered(demo: Demo, kind: str) -> None:
+async def _delivered(demo: Demo, kind: str, more: int) -> None:
     """With real Slack the demo cannot look at the channel: the threader's count of delivered
     messages says they are there."""
-    wanted = len(SCENARIO_ALERTS)
+    demo.deliveries[kind] += more
+    wanted = demo.deliveries[kind]
 
     async def delivered() -> bool:
         return await demo.threader_deliveries(kind) >= wanted
@@ -256,13 +459,44 @@ async def _delivered(demo: Demo, kind: str) -> None:
     demo.say(f"threader: {wanted} {kind} messages delivered to {demo.options.slack_channel}")
 
 
+async def _post_run(demo: Demo, run_id: str, failed: str | None) -> None:
+    """POST one run of the pipeline to the exporter, as CI's last step does (docs/exporter.md)."""
+    run = {
+        "run_id": run_id,
+        "stages": [
+            {"stage": stage, "success": stage != failed, "duration_seconds": seconds}
+            for stage, seconds in PIPELINE_STAGES.items()
+        ],
+    }
+    url = f"{demo.urls['exporter']}/pipeline/runs"
+    answer = await demo.client.post(
+        url, json=run, headers={"Authorization": f"Bearer {demo.pipeline_token}"}, timeout=10
+    )
+    if answer.status_code != 200:
+        raise DemoFailed(f"POST {url} answered {answer.status_code}: {answer.text}")
+    outcome = ", ".join(
+        f"{stage} {'ok' if stage != failed else 'FAILED'}" for stage in PIPELINE_STAGES
+    )
+    demo.say(f"CI: POST {url} {run_id} ({outcome}) -> result {answer.json()['result']}")
+
+
 SCENARIO: tuple[Step, ...] = (
     Step("the ION API is healthy", ion_api_healthy),
     Step("the ION API goes down", ion_api_down),
-    Step("IONAPIDown and IONMockModeEnabled fire", alerts_fire),
-    Step("one Slack thread per alert, in its severity's channel", threads_open),
+    Step("IONAPIDown and IONMockModeEnabled fire", outage_alerts_fire),
+    Step("one Slack thread per alert, in its severity's channel", outage_threads_open),
     Step("the ION API is back", ion_api_up),
-    Step("each alert resolved in its own thread", threads_resolved),
+    Step("each alert resolved in its own thread", outage_threads_resolved),
+    Step(f"a pipeline run fails at its {FAILED_STAGE} stage", pipeline_stage_fails),
+    Step("LumenStageFailed fires: a thread in its severity's channel", stage_failed_fires),
+    Step("the next pipeline run succeeds", pipeline_succeeds),
+    Step("LumenStageFailed resolved in its thread", stage_failed_resolved),
+    Step("an error burst: the ION API fails clients' queries", error_burst),
+    Step(
+        "the SLO burn-rate page fires; the ticket it mutes is never posted",
+        slo_page_fires_ticket_muted,
+    ),
+    Step("the threads' View Runbook links open docs/runbooks.md", runbook_links_open),
 )
 
 
@@ -282,13 +516,18 @@ class DemoOutcome:
     seconds: float
 
 
-def demo_policy(probe_base: str, slack_channel: str | None) -> dict[str, Any]:
-    """The demo policy (``policy.yaml``), its probes pointed at ``probe_base`` and, for real
-    Slack, every Slack receiver at ``slack_channel``."""
+def demo_policy(
+    probe_base: str, slack_channel: str | None, runbook_base: str | None = None
+) -> dict[str, Any]:
+    """The demo policy (``policy.yaml``), its probes pointed at ``probe_base``, with
+    ``runbook_base`` its runbookBaseURL and, for real Slack, every Slack receiver at
+    ``slack_channel``."""
     text = resources.files(__package__).joinpath("policy.yaml").read_text(encoding="utf-8")
     document: dict[str, Any] = yaml.safe_load(text)
     for probe in document["spec"]["exporter"]["probes"]:
         probe["url"] = probe_base + urlsplit(probe["url"]).path
+    if runbook_base is not None:
+        document["spec"]["runbookBaseURL"] = runbook_base
     if slack_channel is not None:
         for receiver in document["spec"]["routing"]["receivers"]:
             if "slack" in receiver:
@@ -371,9 +610,21 @@ async def start_everything(demo: Demo) -> None:
     else:
         say(f"Slack: the real workspace of SLACK_BOT_TOKEN, channel {demo.options.slack_channel}")
     demo.urls["ion_api"] = await demo.ion_api.start(free_port())
-    say(f"stand-in ION API and gateway: {demo.urls['ion_api']} (/health, /gateway)")
+    say(
+        f"stand-in ION API and gateway: {demo.urls['ion_api']} "
+        "(/health, /gateway, POST /query, /metrics)"
+    )
 
-    document = demo_policy(demo.urls["ion_api"], demo.options.slack_channel)
+    runbook_base = None
+    if demo.sink is not None and demo.sink.runbooks is not None:
+        runbook_base = f"{demo.urls['slack']}{RUNBOOKS_PATH}"
+        say(f"runbooks: {demo.sink.runbooks} at {runbook_base} (the policy's runbookBaseURL)")
+    document = demo_policy(demo.urls["ion_api"], demo.options.slack_channel, runbook_base)
+    demo.policy = document
+    routing_spec = document["spec"]["routing"]
+    demo.grouping_seconds = parse_duration(routing_spec["groupWait"]) + parse_duration(
+        routing_spec["groupInterval"]
+    )
     policy_file = d / "policy.yaml"
     policy_file.write_text(yaml.safe_dump(document, sort_keys=False))
     rules = await _lumenctl("render", "--format", "rules", "-f", str(policy_file))
@@ -404,18 +655,28 @@ async def start_everything(demo: Demo) -> None:
     exporter_port = free_port()
     (d / "exporter").mkdir()
     (d / "exporter" / "config.json").write_text(_exporter_config(document))
+    # The pipeline token, where the Secret the policy names would be mounted; CI sends it.
+    token_ref = document["spec"]["exporter"]["pipeline"]["token"]
+    token_file = d / "secrets" / token_ref["name"] / token_ref["key"]
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    demo.pipeline_token = secrets.token_urlsafe(24)
+    token_file.write_text(demo.pipeline_token)
+    token_file.chmod(0o600)
     demo.urls["exporter"] = f"http://127.0.0.1:{exporter_port}"
     exporter = Child(
         "lumen-exporter",
         [python, "-m", "lumen_alerting.cli.exporter",
          "--listen", f"127.0.0.1:{exporter_port}",
          "--config", str(d / "exporter" / "config.json"),
-         "--state-dir", str(d / "exporter")],
+         "--state-dir", str(d / "exporter"),
+         "--pipeline-token-file", str(token_file)],
         d / "exporter.log",
         env=child_environment({}),
         ready_url=f"{demo.urls['exporter']}/ready",
     )  # fmt: skip
-    await _start(demo, exporter, f"lumen-exporter: {demo.urls['exporter']}/metrics")
+    await _start(
+        demo, exporter, f"lumen-exporter: {demo.urls['exporter']}/metrics, POST /pipeline/runs"
+    )
 
     slack_api = "https://slack.com/api" if demo.sink is None else f"{demo.urls['slack']}/api"
     threader = Child(
@@ -448,10 +709,11 @@ async def start_everything(demo: Demo) -> None:
     prometheus_port = free_port()
     demo.urls["prometheus"] = f"http://127.0.0.1:{prometheus_port}"
     # In the cluster the namespace label comes from the scraped pod's namespace and the job
-    # from the Service: the rules select both.
+    # from the Service: the rules select both. The stand-in's /metrics feeds the SLO.
     scrape = {
-        "exporter": exporter_port,
-        "threader": threader_port,
+        jobs["exporter"]: exporter_port,
+        jobs["threader"]: threader_port,
+        ION_API_JOB: int(urlsplit(demo.urls["ion_api"]).port or 0),
     }
     prometheus_config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -461,12 +723,12 @@ async def start_everything(demo: Demo) -> None:
         },
         "scrape_configs": [
             {
-                "job_name": jobs[component],
+                "job_name": job,
                 "static_configs": [
                     {"targets": [f"127.0.0.1:{port}"], "labels": {"namespace": namespace}}
                 ],
             }
-            for component, port in scrape.items()
+            for job, port in scrape.items()
         ],
     }
     (d / "rules").mkdir()
@@ -494,7 +756,7 @@ async def _load_rules(demo: Demo, rendered: Path, loaded: Path, targets: Mapping
         up = await demo.query('up{namespace="lumen"} == 1')
         return len(up) == len(targets)
 
-    await demo.until("Prometheus scrapes the exporter and the threader", scraped)
+    await demo.until("Prometheus scrapes the exporter, the threader and the stand-in", scraped)
     shutil.copyfile(rendered, loaded)
     answer = await demo.client.post(f"{demo.urls['prometheus']}/-/reload", timeout=30)
     if answer.status_code != 200:
@@ -522,7 +784,8 @@ async def run(options: DemoOptions, steps: tuple[Step, ...] = SCENARIO) -> DemoO
     and remove the directory, also when a step fails (``DemoFailed``, raised after cleaning up)."""
     transcript = Transcript(options.out)
     directory = Path(tempfile.mkdtemp(prefix="lumen-demo-"))
-    sink = None if options.real_slack else SlackSink()
+    runbooks = RUNBOOKS if RUNBOOKS.is_file() else None
+    sink = None if options.real_slack else SlackSink(runbooks=runbooks, runbooks_extra=SLO_RUNBOOK)
     async with httpx.AsyncClient(trust_env=False) as client:
         demo = Demo(options, transcript, directory, client, IonApiStandIn(), sink)
         transcript.say(f"Lumen demo: everything on 127.0.0.1, files in {directory}")
@@ -547,7 +810,9 @@ async def run(options: DemoOptions, steps: tuple[Step, ...] = SCENARIO) -> DemoO
 async def _stay_up(demo: Demo) -> None:
     demo.say(
         "DEMO_KEEP=1: everything stays up. Flip the ION API with "
-        f"curl -X POST {demo.urls['ion_api']}/down (or /up); Ctrl-C stops the demo"
+        f"curl -X POST {demo.urls['ion_api']}/down (or /up), fail its queries with /fail (or "
+        f"/answer) and send some with curl -X POST {demo.urls['ion_api']}/query; the pipeline "
+        f"token is in {demo.directory / 'secrets'}; Ctrl-C stops the demo"
     )
     await asyncio.Event().wait()  # until cancelled by Ctrl-C or SIGTERM
 

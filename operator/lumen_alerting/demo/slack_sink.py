@@ -13,7 +13,11 @@ before); its id is derived from the name, so it is the same on every run.
 
 ``GET /`` is the page: each channel, each thread's parent (as it reads now, with an "edited"
 mark once updated and a "resolved" badge once the threader turned it into its resolved form)
-and its replies in order. ``GET /state.json`` is the same as JSON.
+and its replies in order. ``GET /state.json`` is the same as JSON. Given a ``runbooks`` file
+(the repository's ``docs/runbooks.md``), ``GET /runbooks.html`` shows it as plain text with its
+``<a id="…"></a>`` anchors kept, followed by ``runbooks_extra`` (the sections of a team's own
+alerts, as that file says to add them), so the demo policy's runbookBaseURL can point there and
+the "View Runbook" links of the threads open at their section.
 
 Not Slack: no rate limits, no Block Kit validation, no cursors (every answer is one page), no
 scopes. The tests' stricter double is ``tests/support/slack_api.py``.
@@ -29,17 +33,23 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 import aiohttp.web
 
-from ..threader.messages import RESOLVED_STYLE
+from ..threader.messages import LABEL_SEPARATOR, RESOLVED_STYLE
 
 # The threader's resolved form of a message starts so (threader/messages.py).
 RESOLVED_PREFIX: Final = f"{RESOLVED_STYLE.emoji} RESOLVED"
 _LINK = re.compile(r"<([^<>|]+)\|([^<>]+)>")
 _BOLD = re.compile(r"\*([^*\n]+)\*")
 _ALERTNAME = re.compile(r"alertname=([A-Za-z_:][A-Za-z0-9_:]*)")
+_LABEL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
+_RUNBOOK_LINK = re.compile(r"<(https?://[^<>|]+)\|View Runbook>")
+# An anchor line of docs/runbooks.md as html.escape writes it: made a real anchor again.
+_ESCAPED_ANCHOR = re.compile(r"&lt;a id=&quot;([A-Za-z0-9_.:-]+)&quot;&gt;&lt;/a&gt;")
+RUNBOOKS_PATH: Final = "/runbooks.html"
 BOT_USER: Final = "U0LUMENBOT"
 REFRESH_SECONDS: Final = 2
 
@@ -87,6 +97,29 @@ class SinkMessage:
         return found.group(1) if found else None
 
     @property
+    def labels(self) -> dict[str, str]:
+        """The alert's labels the threader lists as context (``name=value``, all but the ones
+        shown as fields: severity, service, environment, cluster, instance)."""
+        found = {}
+        for attachment in self.versions[-1].attachments:
+            for block in attachment.get("blocks", []) if isinstance(attachment, dict) else []:
+                if not isinstance(block, dict) or block.get("type") != "context":
+                    continue
+                for element in block.get("elements", []):
+                    text = element.get("text", "") if isinstance(element, dict) else ""
+                    for pair in text.split(LABEL_SEPARATOR):
+                        label = _LABEL.fullmatch(pair.strip())
+                        if label:
+                            found[label.group(1)] = _unescape(label.group(2))
+        return found
+
+    @property
+    def runbook_url(self) -> str | None:
+        """The target of the message's "View Runbook" link, if it has one."""
+        found = _RUNBOOK_LINK.search(json.dumps(self.versions[-1].attachments))
+        return found.group(1).replace("&amp;", "&") if found else None
+
+    @property
     def color(self) -> str | None:
         for attachment in self.versions[-1].attachments:
             if isinstance(attachment, dict) and isinstance(attachment.get("color"), str):
@@ -116,9 +149,14 @@ def channel_id(name: str) -> str:
 
 class SlackSink:
     """The sink's state and its aiohttp application. ``channels``: ``#names`` that exist before
-    anything is posted to them. Everything runs on one event loop: no locks."""
+    anything is posted to them; ``runbooks``: the markdown file served at ``/runbooks.html``.
+    Everything runs on one event loop: no locks."""
 
-    def __init__(self, channels: Iterable[str] = ()) -> None:
+    def __init__(
+        self, channels: Iterable[str] = (), runbooks: Path | None = None, runbooks_extra: str = ""
+    ) -> None:
+        self.runbooks = runbooks
+        self.runbooks_extra = runbooks_extra
         self._names: dict[str, str] = {}  # id -> name without '#'
         self._messages: dict[tuple[str, str], SinkMessage] = {}
         self._last_ts = 0
@@ -142,6 +180,7 @@ class SlackSink:
         app = aiohttp.web.Application()
         app.router.add_get("/", self._page)
         app.router.add_get("/state.json", self._state)
+        app.router.add_get(RUNBOOKS_PATH, self._runbooks)
         app.router.add_route("*", "/api/{method}", self._api)
         return app
 
@@ -324,6 +363,19 @@ class SlackSink:
     async def _state(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         return _answer(self.state())
 
+    async def _runbooks(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        if self.runbooks is None:
+            raise aiohttp.web.HTTPNotFound(text="no runbooks file given to the sink")
+        try:
+            text = self.runbooks.read_text(encoding="utf-8")
+        except OSError as problem:
+            raise aiohttp.web.HTTPNotFound(text=f"{self.runbooks}: {problem.strerror}") from None
+        return aiohttp.web.Response(
+            text=runbooks_page(self.runbooks.name, text + self.runbooks_extra),
+            content_type="text/html",
+            charset="utf-8",
+        )
+
     async def _page(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         return aiohttp.web.Response(text=self.page(), content_type="text/html", charset="utf-8")
 
@@ -368,6 +420,21 @@ time {{ color: #616061; font-size: .8em; margin-right: .5em; }}
 </style></head>
 <body><h1>Lumen demo: what the threader posted</h1>{body}</body></html>
 """
+
+
+RUNBOOKS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body {{ margin: 1.5em; }} pre {{ white-space: pre-wrap; font-size: .95em; }}
+a[id]:target {{ outline: 3px solid #ecb22e; }}</style></head>
+<body><pre>{body}</pre></body></html>
+"""
+
+
+def runbooks_page(title: str, markdown: str) -> str:
+    """The runbooks file as plain text in one page; only its ``<a id="…"></a>`` anchors are
+    markup (everything else is escaped), so ``#<runbook id>`` scrolls to its section."""
+    body = _ESCAPED_ANCHOR.sub(r'<a id="\1"></a>', html.escape(markdown))
+    return RUNBOOKS_PAGE.format(title=html.escape(title), body=body)
 
 
 def _thread_html(thread: Thread) -> str:
@@ -426,8 +493,13 @@ def _text_html(text: str) -> str:
     return "".join(out)
 
 
+def _unescape(text: str) -> str:
+    """mrkdwn text as plain text (mrkdwn escapes exactly &, < and >)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def _plain_html(text: str) -> str:
-    plain = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    plain = _unescape(text)
     return _BOLD.sub(r"<b>\1</b>", html.escape(plain))
 
 
