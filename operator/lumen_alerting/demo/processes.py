@@ -121,6 +121,18 @@ class Child:
             return "(no log)"
         return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
+    async def kill(self) -> int | None:
+        """SIGKILL, as the kernel's OOM killer or a node failure would: no chance to clean up;
+        its exit status (-9). The fault tests restart a child after this."""
+        process = self.process
+        if process is None:
+            return None
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        await process.wait()
+        return process.returncode
+
     async def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after ``STOP_GRACE_SECONDS``; its exit status."""
         process = self.process
