@@ -127,7 +127,9 @@ class ThreaderRestarts:
         return (
             Step("the ION API is healthy", ion_api_healthy),
             Step("the ION API goes down; the threader stops (SIGTERM)", self.stop_then_down),
-            Step("the alerts fire; Alertmanager cannot reach the threader", self.notifications_fail),
+            Step(
+                "the alerts fire; Alertmanager cannot reach the threader", self.notifications_fail
+            ),
             Step("the threader starts again on its port and store", self.restart),
             Step("IONAPIDown and IONMockModeEnabled fire", outage_alerts_fire),
             Step("one Slack thread per alert, in its severity's channel", outage_threads_open),
@@ -246,7 +248,10 @@ class ExporterStops:
             return active if guards and EXPORTER_DOWN in active else None
 
         self.active_while_stopped = await _wait_without(
-            demo, exporter, f"Prometheus fires {', '.join(ABSENT_GUARDED)}", fired
+            demo,
+            exporter,
+            f"Prometheus fires {', '.join(ABSENT_GUARDED)} and has {EXPORTER_DOWN} active",
+            fired,
         )
         alerts = (
             await demo.client.get(f"{demo.urls['prometheus']}/api/v1/alerts", timeout=5)
@@ -270,7 +275,9 @@ class ExporterStops:
             channel = routed_channel(demo, name)
 
             async def opened(name: str = name, channel: str = channel) -> Thread | None:
-                found = [t for t in sink.threads(channel) if t.parent.labels.get("alertname") == name]
+                found = [
+                    t for t in sink.threads(channel) if t.parent.labels.get("alertname") == name
+                ]
                 return found[0] if found else None
 
             thread = await _wait_without(demo, exporter, f"a thread for {name}", opened)
@@ -318,7 +325,7 @@ def test_a_stopped_exporter_fires_the_absent_guards() -> None:
     assert stops.exporter_down["job"].endswith("-exporter"), stops.exporter_down
 
     threads = sink.threads()
-    placed = {t.parent.labels.get("alertname"): t.channel for t in threads}
+    placed = {alert_id(t.parent.labels): t.channel for t in threads}
     assert sorted(placed) == sorted(ABSENT_GUARDED), [(t.channel, t.parent.text) for t in threads]
     assert placed == {name: stops.opened[name].channel for name in ABSENT_GUARDED}
     for thread in threads:
