@@ -40,8 +40,9 @@ from lumen_alerting.render.prometheus_rule import rules_file
 from tests.support.polling import free_port
 from tests.support.schemas import REPO
 
-# The scenario's budget: `make demo` must finish in under 3 minutes; this run well under 90 s.
-BUDGET_SECONDS = 90
+# `make demo` must finish in under 3 minutes (about 30 s here): the bound a loaded CI machine
+# is held to as well; the transcript gives each step's time.
+BUDGET_SECONDS = 180
 
 pytestmark = pytest.mark.timeout(240)
 
