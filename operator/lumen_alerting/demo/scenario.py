@@ -3,13 +3,17 @@ deadline) for what it expects, and print a transcript with the time of every ste
 
 ``SCENARIO`` is a list of steps: the ION API down and back (two alerts, two threads, both
 resolved), a failed pipeline stage and the good run after it, an error burst (the SLO's page
-posted, its ticket muted), and the threads' runbook links. Later ones (the Kubernetes half) are
-added there. ``run`` is what ``python -m lumen_alerting.demo`` and the end-to-end test call.
+posted, its ticket muted), and the threads' runbook links. Before them ``start_everything``
+shows the Kubernetes half (``start_cluster``): the real ``lumen-operator`` against the project's
+API emulator, the demo policy applied with the real ``kubectl`` and Ready, and the rules
+Prometheus loads are the ``spec.groups`` of the PrometheusRule the operator applied. ``run`` is
+what ``python -m lumen_alerting.demo`` and the end-to-end test call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -34,6 +38,7 @@ from ..burnrate import burn_threshold, tier_windows
 from ..policy import policy_from_manifest
 from ..policy.durations import parse_duration
 from ..render import render_policy
+from ..render.objects import POLICY_LABEL
 from .ion_api import IonApiStandIn
 from .processes import (
     Child,
@@ -66,8 +71,24 @@ FAILED_STAGE = "distribute"
 BURST_ANSWERED, BURST_FAILED = 20, 30
 # The job Prometheus scrapes the stand-in's /metrics as; the SLO in policy.yaml selects it.
 ION_API_JOB = "ion-api"
-# docs/runbooks.md of the checkout the demo runs from (``make setup`` installs it editable).
-RUNBOOKS = Path(__file__).resolve().parents[3] / "docs" / "runbooks.md"
+# The checkout the demo runs from (``make setup`` installs the package editable): its
+# docs/runbooks.md, and for the Kubernetes half its API emulator, kubectl and CRDs.
+CHECKOUT = Path(__file__).resolve().parents[3]
+RUNBOOKS = CHECKOUT / "docs" / "runbooks.md"
+# The project's Kubernetes API emulator as a process (tests/support/kube_api_serve.py); the
+# package never imports tests/, it runs the module from the checkout.
+EMULATOR_MODULE = "tests.support.kube_api_serve"
+KUBECTL = CHECKOUT / ".tools" / "bin" / "kubectl"
+LUMEN_CRDS = CHECKOUT / "crds"
+# The prometheus-operator CRDs of the kinds the operator writes (kube-prometheus-stack's files,
+# fetched by `make setup`; LUMEN_UPSTREAM_CRDS points elsewhere, as for the tests).
+UPSTREAM_CRD_FILES = (
+    "monitoring.coreos.com_prometheusrules.yaml",
+    "monitoring.coreos.com_alertmanagerconfigs.yaml",
+    "monitoring.coreos.com_servicemonitors.yaml",
+)
+# Variables that would point kubectl or the operator at another cluster than the emulator.
+FOREIGN_KUBE_PREFIXES = ("KUBE", "HELM_")
 # The runbook section of the demo policy's own SLO, served after docs/runbooks.md: that file
 # has a section for every alert Lumen writes itself, and says an SLO's belongs in the team's copy.
 SLO_RUNBOOK = """
@@ -184,6 +205,14 @@ class Demo:
     # With real Slack: how many messages of each kind (parent, resolve) the threader should
     # have delivered by now.
     deliveries: Counter[str] = field(default_factory=Counter)
+    # The Kubernetes half: kubectl's environment (KUBECONFIG, HOME...), the output of
+    # `kubectl get lumenalertpolicies -A` once the policy is Ready, the spec.groups of the
+    # PrometheusRules the operator applied, and the groups Prometheus loaded from them
+    # (name -> the names of its rules, as /api/v1/rules shows them).
+    kube_env: dict[str, str] = field(default_factory=dict)
+    policies_table: str = ""
+    operator_groups: list[dict[str, Any]] = field(default_factory=list)
+    loaded_groups: dict[str, list[str]] = field(default_factory=dict)
 
     def say(self, text: str) -> None:
         self.transcript.say(text)
@@ -514,6 +543,11 @@ class DemoOutcome:
     directory: Path
     exit_statuses: dict[str, int | None]
     seconds: float
+    # `kubectl get lumenalertpolicies -A` once Ready; the PrometheusRules' spec.groups the rule
+    # file was written from; the groups Prometheus loaded (name -> its rules' names).
+    policies_table: str = ""
+    operator_groups: list[dict[str, Any]] = field(default_factory=list)
+    loaded_groups: dict[str, list[str]] = field(default_factory=dict)
 
 
 def demo_policy(
@@ -627,12 +661,7 @@ async def start_everything(demo: Demo) -> None:
     )
     policy_file = d / "policy.yaml"
     policy_file.write_text(yaml.safe_dump(document, sort_keys=False))
-    rules = await _lumenctl("render", "--format", "rules", "-f", str(policy_file))
-    (d / "rendered-rules.yml").write_text(rules)
-    alert_rules = sum(
-        1 for g in yaml.safe_load(rules)["groups"] for r in g["rules"] if "alert" in r
-    )
-    say(f"lumenctl render --format rules: {alert_rules} alert rules -> {d / 'rendered-rules.yml'}")
+    await start_cluster(demo, policy_file, d / "operator-rules")
     jobs = _service_names(document)
 
     # Plain mode: the webhooks name the local threader, and lumenctl writes the token file the
@@ -717,7 +746,7 @@ async def start_everything(demo: Demo) -> None:
     }
     prometheus_config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(d / "rules" / "*.yml")],
+        "rule_files": [str(d / "rules" / "*.yaml")],
         "alerting": {
             "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]
         },
@@ -744,30 +773,206 @@ async def start_everything(demo: Demo) -> None:
         ready_url=f"{demo.urls['prometheus']}/-/ready",
     )  # fmt: skip
     await _start(demo, prometheus, f"Prometheus: {demo.urls['prometheus']}/alerts")
-    await _load_rules(demo, d / "rendered-rules.yml", d / "rules" / "lumen-demo.yml", scrape)
+    await _load_rules(demo, d / "operator-rules", d / "rules", scrape)
 
 
-async def _load_rules(demo: Demo, rendered: Path, loaded: Path, targets: Mapping[str, int]) -> None:
-    """Hand Prometheus the rendered rules once it scrapes its targets. Prometheus passes new
-    targets to its scrapers every 5 s at most, and until the first scrape ``absent()`` is
-    true: with the demo's 5 s ``for:``, IONAPIDown would fire at every start."""
+async def start_cluster(demo: Demo, policy_file: Path, rules_dir: Path) -> None:
+    """The Kubernetes half, with what runs here: the project's API emulator on loopback, the
+    CRDs and the demo policy applied with the real ``kubectl``, the real ``lumen-operator``
+    reconciling it until ``kubectl get lumenalertpolicies`` shows it Ready, and its
+    PrometheusRules' ``spec.groups`` written to ``rules_dir`` as prometheus-operator hands them
+    to Prometheus (one file per PrometheusRule)."""
+    checkout = _checkout()
+    d, python = demo.directory, sys.executable
+    kube = d / "kube"
+    kube.mkdir()
+    emulator_port = free_port()
+    server = f"http://127.0.0.1:{emulator_port}"
+    demo.urls["kubernetes"] = server
+    emulator = Child(
+        "API emulator",
+        [python, "-m", EMULATOR_MODULE, "--port", str(emulator_port)],
+        d / "kube-api.log",
+        # The emulator is the checkout's tests/support, not part of the installed package.
+        env={**_kube_free_environment(), "PYTHONPATH": str(checkout)},
+        ready_url=f"{server}/readyz",
+    )
+    await _start(demo, emulator, f"Kubernetes API emulator: {server} (the project's, loopback)")
+
+    kubeconfig = kube / "config"
+    kubeconfig.write_text(yaml.safe_dump(_kubeconfig(server), sort_keys=False))
+    kubeconfig.chmod(0o600)
+    # kubectl's cache and config under the demo's directory, never the user's ~/.kube.
+    demo.kube_env = {
+        **_kube_free_environment(),
+        "HOME": str(kube),
+        "KUBECONFIG": str(kubeconfig),
+        "KUBECACHEDIR": str(kube / "cache"),
+    }
+    namespace = demo.policy["metadata"]["namespace"]
+    upstream = _upstream_crds(checkout)
+    await _kubectl(demo, "create", "namespace", namespace)
+    applied = await _kubectl(
+        demo, "apply", "--server-side", "-f", str(LUMEN_CRDS),
+        *(a for f in UPSTREAM_CRD_FILES for a in ("-f", str(upstream / f))),
+    )  # fmt: skip
+    kinds = ", ".join(f.split("_")[1].removesuffix(".yaml") for f in UPSTREAM_CRD_FILES)
+    demo.say(
+        f"kubectl create namespace {namespace}; kubectl apply --server-side -f crds/ and "
+        f"prometheus-operator's {kinds}: {len(applied.splitlines())} CRDs serverside-applied"
+    )
+
+    # The operator's liveness and metrics endpoints listen on every interface: off, to stay on
+    # loopback. It is up when it can reach the API, and working once the policy is Ready.
+    operator = Child(
+        "lumen-operator",
+        [python, "-m", "lumen_alerting.cli.operator",
+         "--standalone", "--metrics-port", "0", "--liveness-port", "0"],
+        d / "operator.log",
+        env=child_environment(demo.kube_env),
+        ready_url=f"{server}/readyz",
+    )  # fmt: skip
+    await _start(demo, operator, f"lumen-operator --standalone (all namespaces) -> {server}")
+
+    name = demo.policy["metadata"]["name"]
+    applied = await _kubectl(demo, "apply", "-f", str(policy_file))
+    demo.say(f"kubectl apply -f {policy_file.name}: {applied.strip()}")
+
+    async def ready() -> str | None:
+        table = await _kubectl(demo, "get", "lumenalertpolicies", "-A")
+        return table if _table_value(table, name, "READY") == "True" else None
+
+    demo.policies_table = await demo.until(f"lumen-operator makes {namespace}/{name} Ready", ready)
+    demo.say("kubectl get lumenalertpolicies -A:")
+    for line in demo.policies_table.rstrip().splitlines():
+        demo.say(f"    {line}")
+
+    selector = f"{POLICY_LABEL}={name}"
+    answer = await _kubectl(
+        demo, "get", "prometheusrules", "-n", namespace, "-l", selector, "-o", "json"
+    )
+    listed = json.loads(answer)["items"]
+    if not listed:
+        raise DemoFailed(f"the operator made {namespace}/{name} Ready without a PrometheusRule")
+    rules_dir.mkdir()
+    for rule in listed:
+        meta = rule["metadata"]
+        groups = rule["spec"]["groups"]
+        demo.operator_groups.extend(groups)
+        # prometheus-operator's file name for a PrometheusRule: <namespace>-<name>-<uid>.yaml.
+        file = rules_dir / f"{meta['namespace']}-{meta['name']}-{meta['uid']}.yaml"
+        file.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    alert_rules = sum(1 for g in demo.operator_groups for r in g["rules"] if "alert" in r)
+    demo.say(
+        f"kubectl get prometheusrules -l {selector}: "
+        f"{', '.join(r['metadata']['name'] for r in listed)}, {len(demo.operator_groups)} "
+        f"groups, {alert_rules} alert rules; their spec.groups -> {rules_dir}"
+    )
+
+
+def _checkout() -> Path:
+    """The repository checkout the demo runs from, with what the Kubernetes half needs."""
+    emulator = CHECKOUT / Path(*EMULATOR_MODULE.split(".")).with_suffix(".py")
+    if not emulator.is_file() or not LUMEN_CRDS.is_dir():
+        raise MissingTool(
+            f"the demo's Kubernetes half runs the API emulator and CRDs of a checkout of this "
+            f"repository, and {CHECKOUT} is not one: run `make demo` in a clone"
+        )
+    if not KUBECTL.is_file():
+        raise MissingTool(f"{KUBECTL} is missing: `make setup` installs kubectl there")
+    return CHECKOUT
+
+
+def _upstream_crds(checkout: Path) -> Path:
+    configured = os.environ.get("LUMEN_UPSTREAM_CRDS")
+    folder = Path(configured) if configured else checkout / ".cache" / "upstream-crds"
+    missing = [f for f in UPSTREAM_CRD_FILES if not (folder / f).is_file()]
+    if missing:
+        raise MissingTool(
+            f"{', '.join(missing)} not in {folder}: `make setup` fetches the upstream CRDs"
+        )
+    return folder
+
+
+def _kube_free_environment() -> dict[str, str]:
+    """The demo's environment without variables that would point kubectl or the operator at
+    another cluster."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_KUBE_PREFIXES)}
+
+
+def _kubeconfig(server: str) -> dict[str, Any]:
+    """One context for the emulator; the token is sent and never checked."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "lumen-demo", "cluster": {"server": server}}],
+        "users": [{"name": "lumen-demo", "user": {"token": "lumen-demo"}}],
+        "contexts": [
+            {"name": "lumen-demo", "context": {"cluster": "lumen-demo", "user": "lumen-demo"}}
+        ],
+        "current-context": "lumen-demo",
+    }
+
+
+async def _kubectl(demo: Demo, *arguments: str) -> str:
+    """stdout of the checkout's ``kubectl <arguments>`` against the emulator."""
+    process = await asyncio.create_subprocess_exec(
+        str(KUBECTL), *arguments,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=demo.kube_env, cwd=demo.directory,
+    )  # fmt: skip
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), demo.options.step_timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise DemoFailed(f"kubectl {' '.join(arguments)} did not finish in time") from None
+    if process.returncode != 0:
+        raise DemoFailed(f"kubectl {' '.join(arguments)} failed:\n{stderr.decode()}")
+    return stdout.decode()
+
+
+def _table_value(table: str, name: str, column: str) -> str | None:
+    """The ``column`` of the row named ``name`` in kubectl's table output."""
+    lines = table.splitlines()
+    if not lines:
+        return None
+    header = lines[0].split()
+    if column not in header or "NAME" not in header:
+        return None
+    for line in lines[1:]:
+        cells = line.split()
+        if len(cells) == len(header) and cells[header.index("NAME")] == name:
+            return cells[header.index(column)]
+    return None
+
+
+async def _load_rules(demo: Demo, rules: Path, loaded: Path, targets: Mapping[str, int]) -> None:
+    """Copy the rule files in ``rules`` (the operator's PrometheusRules') into ``loaded``, the
+    directory Prometheus reads, once it scrapes its targets. Prometheus passes new targets to
+    its scrapers every 5 s at most, and until the first scrape ``absent()`` is true: with the
+    demo's 5 s ``for:``, IONAPIDown would fire at every start."""
 
     async def scraped() -> bool:
         up = await demo.query('up{namespace="lumen"} == 1')
         return len(up) == len(targets)
 
     await demo.until("Prometheus scrapes the exporter, the threader and the stand-in", scraped)
-    shutil.copyfile(rendered, loaded)
+    for file in sorted(rules.iterdir()):
+        shutil.copyfile(file, loaded / file.name)
     answer = await demo.client.post(f"{demo.urls['prometheus']}/-/reload", timeout=30)
     if answer.status_code != 200:
         raise DemoFailed(f"Prometheus did not load {loaded}: {answer.text}")
 
-    async def loaded_groups() -> int:
+    async def loaded_groups() -> dict[str, list[str]]:
         answer = await demo.client.get(f"{demo.urls['prometheus']}/api/v1/rules", timeout=5)
-        return len(answer.json()["data"]["groups"])
+        return {g["name"]: [r["name"] for r in g["rules"]] for g in answer.json()["data"]["groups"]}
 
-    groups = await demo.until("Prometheus has the rules", loaded_groups)
-    demo.say(f"Prometheus: targets up, {groups} rule groups of the policy loaded")
+    demo.loaded_groups = await demo.until("Prometheus has the rules", loaded_groups)
+    demo.say(
+        f"Prometheus: targets up, {len(demo.loaded_groups)} rule groups of the operator's "
+        "PrometheusRule loaded"
+    )
 
 
 async def _start(demo: Demo, child: Child, line: str) -> None:
@@ -804,7 +1009,16 @@ async def run(options: DemoOptions, steps: tuple[Step, ...] = SCENARIO) -> DemoO
             raise
         finally:
             statuses = await _stop_everything(demo)
-    return DemoOutcome(transcript.lines, sink, directory, statuses, transcript.elapsed)
+    return DemoOutcome(
+        transcript.lines,
+        sink,
+        directory,
+        statuses,
+        transcript.elapsed,
+        demo.policies_table,
+        demo.operator_groups,
+        demo.loaded_groups,
+    )
 
 
 async def _stay_up(demo: Demo) -> None:
@@ -812,7 +1026,9 @@ async def _stay_up(demo: Demo) -> None:
         "DEMO_KEEP=1: everything stays up. Flip the ION API with "
         f"curl -X POST {demo.urls['ion_api']}/down (or /up), fail its queries with /fail (or "
         f"/answer) and send some with curl -X POST {demo.urls['ion_api']}/query; the pipeline "
-        f"token is in {demo.directory / 'secrets'}; Ctrl-C stops the demo"
+        f"token is in {demo.directory / 'secrets'}; "
+        f"KUBECONFIG={demo.kube_env.get('KUBECONFIG')} kubectl get lumenalertpolicies -A "
+        f"(kubectl is {KUBECTL}); Ctrl-C stops the demo"
     )
     await asyncio.Event().wait()  # until cancelled by Ctrl-C or SIGTERM
 
