@@ -1,6 +1,8 @@
-"""``make demo``'s scenario end to end (``lumen_alerting.demo``): the real exporter, Prometheus,
-Alertmanager and threader on loopback, asserted on the Slack sink the threader posted to: the ION
-API outage's two alerts, the failed pipeline stage, the SLO's page and the ticket it mutes.
+"""``make demo``'s scenario end to end (``lumen_alerting.demo``): the real operator against the
+API emulator, the real exporter, Prometheus, Alertmanager and threader on loopback, asserted on
+``kubectl get`` and on the Slack sink the threader posted to: the policy Ready, Prometheus loading
+the operator's PrometheusRule, the ION API outage's two alerts, the failed pipeline stage, the
+SLO's page and the ticket it mutes.
 
 The demo runs once for the module (about 30 s); the tests look at what it left behind.
 """
@@ -36,6 +38,7 @@ from lumen_alerting.demo.scenario import (
 )
 from lumen_alerting.demo.slack_sink import RUNBOOKS_PATH, SlackSink, Thread
 from lumen_alerting.policy import policy_from_manifest
+from lumen_alerting.render.objects import POLICY_LABEL
 from lumen_alerting.render.prometheus_rule import rules_file
 from tests.support.polling import free_port
 from tests.support.schemas import REPO
@@ -154,6 +157,8 @@ def test_the_demo_stops_everything_and_leaves_nothing(outcome: DemoOutcome) -> N
         "alertmanager": 0,
         "lumen-threader": 0,
         "lumen-exporter": 0,
+        "lumen-operator": 0,
+        "API emulator": 0,
     }
     assert not outcome.directory.exists()
     assert outcome.seconds < BUDGET_SECONDS
@@ -161,6 +166,51 @@ def test_the_demo_stops_everything_and_leaves_nothing(outcome: DemoOutcome) -> N
     steps = [line for line in outcome.transcript if re.search(r"\] step \d+/\d+: ", line)]
     assert len(steps) == len(SCENARIO) == 13
     assert all(re.match(r"\[ *\d+\.\ds\] ", line) for line in outcome.transcript)
+
+
+def test_kubectl_get_shows_the_demo_policy_ready(outcome: DemoOutcome) -> None:
+    """The real kubectl's table (the CRD's printer columns), as the transcript shows it."""
+    document = demo_policy("http://127.0.0.1:1", None)
+    namespace, name = document["metadata"]["namespace"], document["metadata"]["name"]
+    header, *rows = [line.split() for line in outcome.policies_table.splitlines()]
+    assert header[:4] == ["NAMESPACE", "NAME", "READY", "RULES"]
+    (row,) = [r for r in rows if r[:2] == [namespace, name]]
+    assert row[2] == "True"
+    assert int(row[3]) == sum(
+        1 for g in outcome.operator_groups for r in g["rules"] if "alert" in r
+    )
+    at = outcome.transcript.index(
+        next(
+            line
+            for line in outcome.transcript
+            if line.endswith("kubectl get lumenalertpolicies -A:")
+        )
+    )
+    shown = [
+        line.split("]", 1)[1].strip()
+        for line in outcome.transcript[at + 1 : at + 1 + len(rows) + 1]
+    ]
+    assert shown == [line.strip() for line in outcome.policies_table.strip().splitlines()]
+
+
+def test_prometheus_loaded_the_spec_groups_of_the_operators_prometheus_rule(
+    outcome: DemoOutcome,
+) -> None:
+    """The rule groups Prometheus had (its /api/v1/rules) are those of the PrometheusRule the
+    operator applied to the emulator, rule for rule: the alerts that fired came out of it."""
+    operator = {
+        g["name"]: [r.get("alert") or r["record"] for r in g["rules"]]
+        for g in outcome.operator_groups
+    }
+    assert outcome.loaded_groups == operator
+    # One file per PrometheusRule, named as prometheus-operator names it.
+    assert {Path(file).name for file in outcome.loaded_files} == {
+        f"{m['namespace']}-{m['name']}-{m['uid']}.yaml"
+        for m in (r["metadata"] for r in outcome.prometheus_rules)
+    }
+    assert all(r["metadata"]["labels"][POLICY_LABEL] == "demo" for r in outcome.prometheus_rules)
+    fired = {name.split("{")[0] for name in SCENARIO_ALERTS}
+    assert fired <= {rule for rules in operator.values() for rule in rules}
 
 
 def test_the_slack_view_shows_channels_threads_and_resolved_parents(sink: SlackSink) -> None:

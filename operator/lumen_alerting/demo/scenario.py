@@ -212,7 +212,9 @@ class Demo:
     kube_env: dict[str, str] = field(default_factory=dict)
     policies_table: str = ""
     operator_groups: list[dict[str, Any]] = field(default_factory=list)
+    prometheus_rules: list[dict[str, Any]] = field(default_factory=list)  # as kubectl got them
     loaded_groups: dict[str, list[str]] = field(default_factory=dict)
+    loaded_files: set[str] = field(default_factory=set)  # the rule files Prometheus read
 
     def say(self, text: str) -> None:
         self.transcript.say(text)
@@ -543,11 +545,14 @@ class DemoOutcome:
     directory: Path
     exit_statuses: dict[str, int | None]
     seconds: float
-    # `kubectl get lumenalertpolicies -A` once Ready; the PrometheusRules' spec.groups the rule
-    # file was written from; the groups Prometheus loaded (name -> its rules' names).
+    # `kubectl get lumenalertpolicies -A` once Ready; the PrometheusRules the operator applied
+    # and their spec.groups, which the rule files were written from; the groups Prometheus
+    # loaded (name -> its rules' names) and the files it read them from.
     policies_table: str = ""
     operator_groups: list[dict[str, Any]] = field(default_factory=list)
+    prometheus_rules: list[dict[str, Any]] = field(default_factory=list)
     loaded_groups: dict[str, list[str]] = field(default_factory=dict)
+    loaded_files: set[str] = field(default_factory=set)
 
 
 def demo_policy(
@@ -854,6 +859,7 @@ async def start_cluster(demo: Demo, policy_file: Path, rules_dir: Path) -> None:
     listed = json.loads(answer)["items"]
     if not listed:
         raise DemoFailed(f"the operator made {namespace}/{name} Ready without a PrometheusRule")
+    demo.prometheus_rules = listed
     rules_dir.mkdir()
     for rule in listed:
         meta = rule["metadata"]
@@ -964,11 +970,14 @@ async def _load_rules(demo: Demo, rules: Path, loaded: Path, targets: Mapping[st
     if answer.status_code != 200:
         raise DemoFailed(f"Prometheus did not load {loaded}: {answer.text}")
 
-    async def loaded_groups() -> dict[str, list[str]]:
+    async def loaded_groups() -> list[dict[str, Any]]:
         answer = await demo.client.get(f"{demo.urls['prometheus']}/api/v1/rules", timeout=5)
-        return {g["name"]: [r["name"] for r in g["rules"]] for g in answer.json()["data"]["groups"]}
+        groups: list[dict[str, Any]] = answer.json()["data"]["groups"]
+        return groups
 
-    demo.loaded_groups = await demo.until("Prometheus has the rules", loaded_groups)
+    groups = await demo.until("Prometheus has the rules", loaded_groups)
+    demo.loaded_groups = {g["name"]: [r["name"] for r in g["rules"]] for g in groups}
+    demo.loaded_files = {g["file"] for g in groups}
     demo.say(
         f"Prometheus: targets up, {len(demo.loaded_groups)} rule groups of the operator's "
         "PrometheusRule loaded"
@@ -1017,7 +1026,9 @@ async def run(options: DemoOptions, steps: tuple[Step, ...] = SCENARIO) -> DemoO
         transcript.elapsed,
         demo.policies_table,
         demo.operator_groups,
+        demo.prometheus_rules,
         demo.loaded_groups,
+        demo.loaded_files,
     )
 
 
