@@ -20,9 +20,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import yaml
 from matplotlib.image import imread
 
 from lumen_alerting.demo.scenario import (
+    EXAMPLE_POLICIES,
     MUTED_ALERTS,
     POSTED_ALERTS,
     RESOLVED_ALERTS,
@@ -176,6 +178,13 @@ def test_kubectl_get_shows_the_demo_policy_ready(outcome: DemoOutcome) -> None:
     assert header[:4] == ["NAMESPACE", "NAME", "READY", "RULES"]
     (row,) = [r for r in rows if r[:2] == [namespace, name]]
     assert row[2] == "True"
+    # The repository's example policies, applied with it, Ready too.
+    examples = {
+        (d["metadata"]["namespace"], d["metadata"]["name"])
+        for d in (yaml.safe_load((REPO / "examples" / f).read_text()) for f in EXAMPLE_POLICIES)
+    }
+    assert {(r[0], r[1]) for r in rows} == examples | {(namespace, name)}
+    assert all(r[2] == "True" for r in rows), outcome.policies_table
     assert int(row[3]) == sum(
         1 for g in outcome.operator_groups for r in g["rules"] if "alert" in r
     )

@@ -87,6 +87,10 @@ UPSTREAM_CRD_FILES = (
     "monitoring.coreos.com_alertmanagerconfigs.yaml",
     "monitoring.coreos.com_servicemonitors.yaml",
 )
+# The repository's example policies, applied next to the demo's and shown Ready. Prometheus
+# loads only the demo policy's PrometheusRule: it scrapes the demo's exporter and stand-in only,
+# and the examples' absent() guards would fire for the exporters that do not run here.
+EXAMPLE_POLICIES = ("gateway.yaml", "http-api.yaml", "pipeline.yaml")
 # Variables that would point kubectl or the operator at another cluster than the emulator.
 FOREIGN_KUBE_PREFIXES = ("KUBE", "HELM_")
 # The runbook section of the demo policy's own SLO, served after docs/runbooks.md: that file
@@ -816,15 +820,20 @@ async def start_cluster(demo: Demo, policy_file: Path, rules_dir: Path) -> None:
     }
     namespace = demo.policy["metadata"]["namespace"]
     upstream = _upstream_crds(checkout)
-    await _kubectl(demo, "create", "namespace", namespace)
+    examples = [checkout / "examples" / f for f in EXAMPLE_POLICIES]
+    namespaces = sorted(
+        {namespace} | {yaml.safe_load(f.read_text())["metadata"]["namespace"] for f in examples}
+    )
+    for each in namespaces:
+        await _kubectl(demo, "create", "namespace", each)
     applied = await _kubectl(
         demo, "apply", "--server-side", "-f", str(LUMEN_CRDS),
         *(a for f in UPSTREAM_CRD_FILES for a in ("-f", str(upstream / f))),
     )  # fmt: skip
     kinds = ", ".join(f.split("_")[1].removesuffix(".yaml") for f in UPSTREAM_CRD_FILES)
     demo.say(
-        f"kubectl create namespace {namespace}; kubectl apply --server-side -f crds/ and "
-        f"prometheus-operator's {kinds}: {len(applied.splitlines())} CRDs serverside-applied"
+        f"kubectl create namespace {' '.join(namespaces)}; kubectl apply --server-side -f "
+        f"crds/ and prometheus-operator's {kinds}: {len(applied.splitlines())} CRDs applied"
     )
 
     # The operator's liveness and metrics endpoints listen on every interface: off, to stay on
@@ -840,14 +849,20 @@ async def start_cluster(demo: Demo, policy_file: Path, rules_dir: Path) -> None:
     await _start(demo, operator, f"lumen-operator --standalone (all namespaces) -> {server}")
 
     name = demo.policy["metadata"]["name"]
-    applied = await _kubectl(demo, "apply", "-f", str(policy_file))
-    demo.say(f"kubectl apply -f {policy_file.name}: {applied.strip()}")
+    files = [*examples, policy_file]
+    applied = await _kubectl(demo, "apply", *(a for f in files for a in ("-f", str(f))))
+    demo.say(
+        f"kubectl apply -f {' -f '.join(f'examples/{f}' for f in EXAMPLE_POLICIES)} "
+        f"-f {policy_file}: {'; '.join(applied.strip().splitlines())}"
+    )
+    names = [yaml.safe_load(f.read_text())["metadata"]["name"] for f in examples] + [name]
 
     async def ready() -> str | None:
         table = await _kubectl(demo, "get", "lumenalertpolicies", "-A")
-        return table if _table_value(table, name, "READY") == "True" else None
+        all_ready = all(_table_value(table, n, "READY") == "True" for n in names)
+        return table if all_ready else None
 
-    demo.policies_table = await demo.until(f"lumen-operator makes {namespace}/{name} Ready", ready)
+    demo.policies_table = await demo.until(f"lumen-operator makes {', '.join(names)} Ready", ready)
     demo.say("kubectl get lumenalertpolicies -A:")
     for line in demo.policies_table.rstrip().splitlines():
         demo.say(f"    {line}")
