@@ -6,8 +6,9 @@ shown Ready with the real ``kubectl``; a stand-in ION API whose health the demo 
 answers it fails in a burst (``ion_api``), the real ``lumen-exporter`` probing it and taking
 pipeline runs, a real ``prometheus`` scraping both and loading the ``spec.groups`` of the
 PrometheusRule the operator applied, a real ``prometheus-alertmanager`` loading ``lumenctl
-render --format alertmanager`` (plain mode), the real ``lumen-threader``, and a local Slack-compatible sink with a web page
-(``slack_sink``) unless ``SLACK_BOT_TOKEN`` and ``SLACK_CHANNEL`` name a real workspace.
+render --format alertmanager`` (plain mode), the real ``lumen-threader``, and a local
+Slack-compatible sink with a web page (``slack_sink``) unless ``SLACK_BOT_TOKEN`` and
+``SLACK_CHANNEL`` name a real workspace.
 ``scenario`` drives the steps and prints the transcript; ``processes`` starts and stops the
 children.
 
