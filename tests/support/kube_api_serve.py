@@ -5,9 +5,10 @@
 run from the repository's root. It serves :class:`~tests.support.kube_api.ApiServer` on
 ``http://127.0.0.1:<port>`` as a cluster fresh from its installer would: built-in kinds only
 (a CRD must be applied to serve Lumen's and prometheus-operator's kinds) and objects refused in
-namespaces that do not exist. ``/readyz`` answers once it serves; SIGTERM or SIGINT stops it
-(exit 0), after closing the watch streams so that clients see their end. Its state lives in
-memory and goes with it.
+namespaces that do not exist. ``/readyz`` answers once it serves; SIGTERM or SIGINT stops it,
+after closing the watch streams so that clients see their end: exit 0, or 1 when the emulator
+failed internally (an emulator bug answered with HTTP 500, printed on stderr). Its state lives
+in memory and goes with it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from collections.abc import Sequence
 from tests.support.kube_api import ApiServer, _LocalServer
 
 
-async def serve(port: int) -> None:
-    """Serve on 127.0.0.1:``port`` until SIGTERM or SIGINT."""
+async def serve(port: int) -> list[str]:
+    """Serve on 127.0.0.1:``port`` until SIGTERM or SIGINT; the emulator's internal errors."""
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -35,6 +36,7 @@ async def serve(port: int) -> None:
         await asyncio.sleep(0)  # let the watch streams see the end and finish
     for error in server.internal_errors:
         print(f"the API emulator failed internally: {error}", file=sys.stderr, flush=True)
+    return server.internal_errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,8 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--port", type=int, required=True, help="the TCP port to listen on, on 127.0.0.1"
     )
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.port))
-    return 0
+    return 1 if asyncio.run(serve(args.port)) else 0
 
 
 if __name__ == "__main__":
