@@ -128,7 +128,7 @@ chart-docs: $(STAMP_VENV) ## regenerate README.md's chart values table, and char
 
 # Loopback only, no cluster and no Slack account (docs/demo.md); DEMO_KEEP=1 stays up until
 # Ctrl-C; SLACK_BOT_TOKEN and SLACK_CHANNEL post to that real Slack channel instead of the sink.
-demo: setup ## Lumen end to end on this machine: stand-in ION API, exporter, Prometheus, Alertmanager, threader, Slack view
+demo: setup ## Lumen end to end on loopback: operator + kubectl on the API emulator, exporter, Prometheus, Alertmanager, threader, Slack view (docs/demo.md)
 	$(VPY) -m lumen_alerting.demo
 
 # ARGS passes flags through, e.g. make run ARGS="-n shop --log-format json".
