@@ -10,7 +10,7 @@ render --format alertmanager`` (plain mode), the real ``lumen-threader``, and a 
 Slack-compatible sink with a web page (``slack_sink``) unless ``SLACK_BOT_TOKEN`` and
 ``SLACK_CHANNEL`` name a real workspace.
 ``scenario`` drives the steps and prints the transcript; ``processes`` starts and stops the
-children.
+children; ``loopback`` serves the demo's own two servers.
 
 The demo is a kit on top of the services: it may import the renderer, the CLI and the services'
 message layout, and nothing of Lumen imports it (``.importlinter``).

@@ -25,6 +25,8 @@ import aiohttp.web
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .loopback import LoopbackServer
+
 # Seed 001's fields as a healthy ION API reports them (the phase difference as a string, as
 # some gateways write numbers; the gateway status as a word the policy's value map reads).
 HEALTHY: dict[str, Any] = {
@@ -46,15 +48,14 @@ HEALTHY: dict[str, Any] = {
 ANSWERED, FAILED = 200, 500
 
 
-class IonApiStandIn:
+class IonApiStandIn(LoopbackServer):
     """The endpoints, served on 127.0.0.1 by ``start``; ``down`` flips the health, ``failing``
     the answers to queries."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.down = False
         self.failing = False
-        self.url = ""
-        self._runner: aiohttp.web.AppRunner | None = None
         # A registry of its own: the counts are this stand-in's, not the process's.
         self._registry = CollectorRegistry()
         self._requests = Counter(
@@ -78,18 +79,6 @@ class IonApiStandIn:
         app.router.add_post("/answer", self._set_answering)
         app.router.add_get("/metrics", self._metrics)
         return app
-
-    async def start(self, port: int) -> str:
-        self._runner = aiohttp.web.AppRunner(self.application(), access_log=None)
-        await self._runner.setup()
-        await aiohttp.web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     async def _health(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         if self.down:

@@ -39,6 +39,7 @@ from typing import Any, Final
 import aiohttp.web
 
 from ..threader.messages import LABEL_SEPARATOR, RESOLVED_STYLE
+from .loopback import LoopbackServer
 
 # The threader's resolved form of a message starts so (threader/messages.py).
 RESOLVED_PREFIX: Final = f"{RESOLVED_STYLE.emoji} RESOLVED"
@@ -147,7 +148,7 @@ def channel_id(name: str) -> str:
     return "C" + hashlib.sha256(name.encode()).hexdigest()[:10].upper()
 
 
-class SlackSink:
+class SlackSink(LoopbackServer):
     """The sink's state and its aiohttp application. ``channels``: ``#names`` that exist before
     anything is posted to them; ``runbooks``: the markdown file served at ``/runbooks.html``.
     Everything runs on one event loop: no locks."""
@@ -155,6 +156,7 @@ class SlackSink:
     def __init__(
         self, channels: Iterable[str] = (), runbooks: Path | None = None, runbooks_extra: str = ""
     ) -> None:
+        super().__init__()
         self.runbooks = runbooks
         self.runbooks_extra = runbooks_extra
         self._names: dict[str, str] = {}  # id -> name without '#'
@@ -163,8 +165,6 @@ class SlackSink:
         self.calls: list[str] = []  # the methods called, in order
         for name in channels:
             self._channel(name)
-        self._runner: aiohttp.web.AppRunner | None = None
-        self.url = ""
         self._methods: dict[str, Callable[[JsonObject], JsonObject]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -183,19 +183,6 @@ class SlackSink:
         app.router.add_get(RUNBOOKS_PATH, self._runbooks)
         app.router.add_route("*", "/api/{method}", self._api)
         return app
-
-    async def start(self, port: int) -> str:
-        """Serve on 127.0.0.1:``port``; the page's URL (the Web API is under ``/api``)."""
-        self._runner = aiohttp.web.AppRunner(self.application(), access_log=None)
-        await self._runner.setup()
-        await aiohttp.web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     # --- what it holds -----------------------------------------------------------------------
 
