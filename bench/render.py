@@ -73,7 +73,7 @@ def generated_manifest(index: int) -> dict[str, Any]:
             "routing": {
                 "routes": [
                     {"receiver": "slack", "matchers": [{"name": "severity", "value": "critical"}]},
-                    {"receiver": "tickets", "matchers": [{"name": "severity", "value": "ticket"}]},
+                    {"receiver": "tickets", "matchers": [{"name": "severity", "value": "warning"}]},
                 ],
                 "receivers": [
                     {"name": "slack", "slack": {"channel": "#alerts"}},
