@@ -321,6 +321,16 @@ def test_threader_tokens_that_disagree_are_refused(
     assert "lumen-threader --webhook-token-file" in err, "no --listen behind a path prefix"
 
 
+def test_a_threader_at_localhost_is_started_on_that_port(
+    tmp_path: Path, example_secrets: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --listen the threader would take its default 0.0.0.0:8080, not the URL's port."""
+    args = ("--threader-url", "http://localhost:9000", "--secrets-dir", str(tmp_path / "s"))
+    code, _, err = render(capsys, *args, "--write-secrets")
+    assert code == 0, err
+    assert "with: lumen-threader --listen 127.0.0.1:9000 --webhook-token-file" in err
+
+
 def test_a_failed_write_takes_back_what_it_wrote(
     tmp_path: Path, example_secrets: None, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

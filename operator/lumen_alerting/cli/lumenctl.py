@@ -320,11 +320,13 @@ def _render_plain_alertmanager(args: argparse.Namespace, policies: list[Policy])
 
 
 def _listen_flag(url: str) -> list[str]:
-    """``--listen HOST:PORT`` for a threader at ``url`` (plain http to an IP address, no path
-    prefix); nothing when the URL names a host name or a proxy in front of the threader."""
+    """``--listen HOST:PORT`` for a threader at ``url`` (plain http to an IP address or
+    ``localhost``, no path prefix); nothing when the URL names another host name or a proxy in
+    front of the threader (the threader's default, 0.0.0.0:8080, is then rarely the URL's)."""
     parts = urlsplit(url)
+    hostname = parts.hostname or ""
     try:
-        address = ipaddress.ip_address(parts.hostname or "")
+        address = ipaddress.ip_address("127.0.0.1" if hostname == "localhost" else hostname)
     except ValueError:
         return []
     if parts.scheme != "http" or parts.path:
