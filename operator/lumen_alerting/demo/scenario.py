@@ -1093,12 +1093,24 @@ def main() -> int:
 
 
 async def _main(options: DemoOptions) -> int:
-    """Run the demo with Ctrl-C and SIGTERM cancelling it (so it cleans up); the exit status."""
+    """Run the demo with Ctrl-C, SIGTERM and SIGHUP (a closed terminal) cancelling it, so it
+    cleans up; the exit status."""
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, task.cancel)
+    stopping = False
+
+    def stop() -> None:
+        # Only the first signal cancels: a second Ctrl-C during the clean-up would cut it short
+        # and leave children (in sessions of their own, out of the terminal's reach) and the
+        # directory with its secrets behind.
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop)
     try:
         await run(options)
     except asyncio.CancelledError:
