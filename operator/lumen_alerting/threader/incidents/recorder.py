@@ -1,0 +1,206 @@
+"""Alerts into the incident store, beside the threads, without slowing the webhook down.
+
+The webhook answers 2xx once the thread store's outbox holds the notification: that is what
+Alertmanager's retries depend on. The incident database is a second, slower write (a SQL
+transaction per batch, maybe over the network), so the request hands the alerts to
+``IncidentRecorder`` and returns; the recorder writes them in batches in the background and
+retries while the database is down, holding up to ``max_pending`` alerts. What it still holds
+when the process is killed is lost to the incident store (never to Slack: the outbox has it); on
+SIGTERM it gets ``drain_timeout`` seconds to finish.
+
+``IncidentUpkeep`` does the periodic work: silences that ran out, raw alerts past their
+retention, the open-incidents gauge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from ..metrics import ThreaderMetrics
+from .records import Incident, IncidentChange, IncidentStoreUnavailable, ReceivedAlert
+from .store import IncidentStore
+
+log = logging.getLogger("lumen.threader.incidents")
+
+BATCH_SIZE = 500  # alerts per transaction: large enough to keep up, small enough to retry
+RETRY_START = 0.5
+RETRY_CAP = 30.0
+DRAIN_TIMEOUT = 10.0
+OVERFLOW_LOG_INTERVAL = 60.0
+
+IncidentsChanged = Callable[[Sequence[Incident]], Awaitable[None]]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class IncidentRecorder:
+    """A bounded queue of received alerts, written to the store in batches, in order."""
+
+    def __init__(
+        self,
+        store: IncidentStore,
+        metrics: ThreaderMetrics,
+        *,
+        max_pending: int = 100_000,
+        batch_size: int = BATCH_SIZE,
+        on_changed: IncidentsChanged | None = None,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._max_pending = max_pending
+        self._batch_size = batch_size
+        self._on_changed = on_changed
+        self._pending: deque[ReceivedAlert] = deque()
+        self._arrived = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._dropped = 0
+        self._dropped_logged = 0.0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def submit(self, alerts: Sequence[ReceivedAlert]) -> bool:
+        """Queue the alerts; False (and counted) when that would pass ``max_pending``: the
+        database has been down long enough that keeping more would only cost memory."""
+        if not alerts:
+            return True
+        if len(self._pending) + len(alerts) > self._max_pending:
+            self._dropped += len(alerts)
+            self._metrics.incidents_dropped.inc(len(alerts))
+            if time.monotonic() - self._dropped_logged >= OVERFLOW_LOG_INTERVAL:
+                self._dropped_logged = time.monotonic()
+                log.error(
+                    "The incident store is behind by %d alerts; %d alerts were not recorded "
+                    "as incidents (their Slack messages are not affected).",
+                    len(self._pending),
+                    self._dropped,
+                )
+            return False
+        self._pending.extend(alerts)
+        self._idle.clear()
+        self._arrived.set()
+        return True
+
+    async def wait_idle(self) -> None:
+        """Return once everything submitted so far is written (tests, shutdown)."""
+        await self._idle.wait()
+
+    async def run(self, stop: asyncio.Event, *, drain_timeout: float = DRAIN_TIMEOUT) -> None:
+        """Write batches until ``stop``; then what is left, for up to ``drain_timeout``."""
+        delay = RETRY_START
+        while not stop.is_set():
+            if not self._pending:
+                self._idle.set()
+                self._arrived.clear()
+                await _first_of(stop, self._arrived)
+                continue
+            if await self._write_batch():
+                delay = RETRY_START
+            else:
+                await _first_of(stop, None, timeout=delay)
+                delay = min(RETRY_CAP, delay * 2)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(drain_timeout):
+                while self._pending and await self._write_batch():
+                    pass
+        if self._pending:
+            log.warning(
+                "Stopping with %d alerts not recorded as incidents.", len(self._pending)
+            )
+        else:
+            self._idle.set()
+
+    async def _write_batch(self) -> bool:
+        batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
+        try:
+            changes = await self._store.record(batch)
+        except IncidentStoreUnavailable as error:
+            self._metrics.incident_store_errors.inc()
+            log.warning("Incident store unavailable, retrying: %s", error)
+            return False
+        for _ in batch:
+            self._pending.popleft()
+        for alert in batch:
+            self._metrics.incidents_recorded.labels(alert.source).inc()
+        await self._note(changes)
+        return True
+
+    async def _note(self, changes: Sequence[IncidentChange]) -> None:
+        resolved = [change.incident for change in changes if change.resolved]
+        for incident in resolved:
+            self._metrics.observe_resolved(incident)
+        if resolved and self._on_changed is not None:
+            try:
+                await self._on_changed(resolved)
+            except Exception:
+                log.exception("Could not show resolved incidents in Slack")
+
+
+class IncidentUpkeep:
+    """Silences that ran out, raw alerts past their retention, the open-incidents gauge."""
+
+    def __init__(
+        self,
+        store: IncidentStore,
+        metrics: ThreaderMetrics,
+        *,
+        retention: timedelta,
+        on_changed: IncidentsChanged | None = None,
+        interval: float = 15.0,
+        prune_interval: float = 3600.0,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._retention = retention
+        self._on_changed = on_changed
+        self._interval = interval
+        self._prune_interval = prune_interval
+        self._clock = clock
+        self._last_prune = float("-inf")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.once()
+            except IncidentStoreUnavailable as error:
+                self._metrics.incident_store_errors.inc()
+                log.warning("Incident upkeep postponed: %s", error)
+            await _first_of(stop, None, timeout=self._interval)
+
+    async def once(self) -> None:
+        now = self._clock()
+        ended = await self._store.expire_silences(now)
+        if ended and self._on_changed is not None:
+            try:
+                await self._on_changed(ended)
+            except Exception:
+                log.exception("Could not show ended silences in Slack")
+        if time.monotonic() - self._last_prune >= self._prune_interval:
+            self._last_prune = time.monotonic()
+            pruned = await self._store.prune(now - self._retention)
+            if pruned:
+                log.info("Pruned %d raw alerts older than %s.", pruned, self._retention)
+        self._metrics.set_open_incidents(await self._store.open_counts())
+
+
+async def _first_of(stop: asyncio.Event, other: asyncio.Event | None, timeout: float = 3600) -> None:
+    """Wait for ``stop``, ``other`` or ``timeout``, whichever comes first."""
+    waits = [asyncio.ensure_future(stop.wait())]
+    if other is not None:
+        waits.append(asyncio.ensure_future(other.wait()))
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
