@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .incidents.records import AlertSource, Incident
 from .slack import SlackError
+
+IncidentAction = Literal["acknowledge", "resolve", "silence", "end_silence"]
+ActionVia = Literal["slack", "api", "web"]
+# changed: the action took effect; unchanged: it already had (a repeat, Slack's retry);
+# refused: not allowed in the incident's state; failed: the store or Alertmanager failed.
+ActionResult = Literal["changed", "unchanged", "refused", "failed"]
+SlackInteraction = Literal["accepted", "bad_signature", "bad_request", "duplicate"]
+
+# Human response times: 30 s, 1, 2, 5, 10, 15 and 30 min, 1, 2, 4 and 8 h, a day.
+INCIDENT_RESPONSE_BUCKETS = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,65 @@ class ThreaderMetrics:
             ["reason"],
             registry=self.registry,
         )
+        # Incidents (issue 13). Set from the incident store when /metrics is scraped.
+        self.incidents_open = Gauge(
+            "lumen_threader_incidents_open",
+            "Incidents not resolved (triggered, acknowledged or silenced), by severity and by the "
+            "incidents' service (incident_service: a service label would clash with the Service "
+            "Prometheus scrapes).",
+            ["severity", "incident_service"],
+            registry=self.registry,
+        )
+        self.time_to_acknowledge = Histogram(
+            "lumen_threader_incident_time_to_acknowledge_seconds",
+            "Time from an incident opening to its first acknowledgement, by severity.",
+            ["severity"],
+            buckets=INCIDENT_RESPONSE_BUCKETS,
+            registry=self.registry,
+        )
+        self.time_to_resolve = Histogram(
+            "lumen_threader_incident_time_to_resolve_seconds",
+            "Time from an incident opening to its resolution (by a person or by its alerts "
+            "resolving), by severity.",
+            ["severity"],
+            buckets=INCIDENT_RESPONSE_BUCKETS,
+            registry=self.registry,
+        )
+        self.incident_actions = Counter(
+            "lumen_threader_incident_actions",
+            "Actions on incidents by action (acknowledge, resolve, silence, end_silence), where "
+            "they came from (slack, api, web) and outcome (changed, unchanged, refused, failed).",
+            ["action", "via", "outcome"],
+            registry=self.registry,
+        )
+        self.slack_interactions = Counter(
+            "lumen_threader_slack_interactions",
+            "Slack interaction requests (button clicks) by outcome: accepted, bad_signature, "
+            "bad_request, duplicate (Slack's retry or a repeated action).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.incidents_recorded = Counter(
+            "lumen_threader_incidents_recorded",
+            "Alerts stored in the incident store, by source: alertmanager, grafana.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.incident_store_errors = Counter(
+            "lumen_threader_incident_store_errors",
+            "Incident store operations that failed because the database did.",
+            registry=self.registry,
+        )
+        # Every combination from the start: rate() and increase() see the first one.
+        for action in get_args(IncidentAction):
+            for via in get_args(ActionVia):
+                for outcome in get_args(ActionResult):
+                    self.incident_actions.labels(action, via, outcome)
+        for interaction in get_args(SlackInteraction):
+            self.slack_interactions.labels(interaction)
+        for source in get_args(AlertSource):
+            self.incidents_recorded.labels(source)
+        self._open_series: set[tuple[str, str]] = set()
         self.last_slack_error: SlackFailure | None = None
 
     def note_slack_error(self, error: SlackError) -> None:
@@ -114,3 +185,39 @@ class ThreaderMetrics:
             at=datetime.fromtimestamp(error.at, UTC).isoformat(timespec="seconds"),
             temporary=error.temporary,
         )
+
+    def set_open_incidents(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Open incidents per (severity, service), as the store's ``open_counts()`` gives them.
+        A pair no longer there is removed, not kept at 0: services come and go, and the series
+        of every service ever seen would pile up."""
+        for severity, service in self._open_series - counts.keys():
+            self.incidents_open.remove(severity, service)
+        for (severity, service), count in counts.items():
+            self.incidents_open.labels(severity, service).set(count)
+        self._open_series = set(counts.keys())
+
+    def observe_acknowledged(self, incident: Incident) -> None:
+        """Its time to acknowledge (call once, when the first acknowledgement changed it)."""
+        if incident.acknowledged_at is not None:
+            self.time_to_acknowledge.labels(incident.severity).observe(
+                _seconds_between(incident.opened_at, incident.acknowledged_at)
+            )
+
+    def observe_resolved(self, incident: Incident) -> None:
+        """Its time to resolve (call once, when it became resolved)."""
+        if incident.resolved_at is not None:
+            self.time_to_resolve.labels(incident.severity).observe(
+                _seconds_between(incident.opened_at, incident.resolved_at)
+            )
+
+    def note_action(self, action: IncidentAction, via: ActionVia, outcome: ActionResult) -> None:
+        self.incident_actions.labels(action, via, outcome).inc()
+
+    def note_slack_interaction(self, outcome: SlackInteraction) -> None:
+        self.slack_interactions.labels(outcome).inc()
+
+
+def _seconds_between(start: datetime, end: datetime) -> float:
+    # Clocks of different writers (two threader replicas) can put an action a moment before
+    # the alert's arrival: never a negative duration.
+    return max(0.0, (end - start).total_seconds())
