@@ -464,6 +464,38 @@ def test_concurrent_acknowledges_and_resolves_end_in_one_state(store, database_u
     assert len(refused) + changed.count("acknowledge") <= kinds.count("acknowledge")
 
 
+def test_the_same_new_alert_recorded_by_two_replicas_at_once_opens_one_incident(
+    store, database_url
+):
+    """An Alertmanager HA pair delivers each notification twice, maybe to two replicas."""
+    replica = IncidentStore.open(database_url)
+    labels = {"alertname": "Down", "service": "api"}
+    group_by = ("service",)
+
+    async def all_at_once() -> list[Any]:
+        try:
+            return await asyncio.gather(
+                *(
+                    (store if i % 2 else replica).record(
+                        [alert(f"fp{i % 3}", labels=labels, group_by=group_by)]
+                    )
+                    for i in range(12)
+                )
+            )
+        finally:
+            await replica.close()
+
+    results = run(all_at_once())
+    opened = [change for changes in results for change in changes if change.opened]
+    assert len(opened) == 1
+    page = run(store.list(IncidentFilter()))
+    assert page.total == 1
+    (incident,) = page.items
+    assert (incident.alerts_total, incident.alerts_firing) == (3, 3)
+    assert len(run(store.get(incident.id)).alerts) == 12
+    assert incident.version == 12  # created at 1, then 11 more alerts
+
+
 def test_a_database_at_the_first_migration_keeps_its_rows(database_url):
     engine = sa.create_engine(database_url)
     naive = T0.replace(tzinfo=None)

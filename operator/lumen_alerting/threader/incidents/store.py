@@ -146,13 +146,25 @@ class IncidentStore:
             ) from None
         return cls(engine, raw_retention=raw_retention)
 
-    def _transaction(self, work: Callable[[Connection], T], *, write: bool) -> T:
+    def _transaction(
+        self,
+        work: Callable[[Connection], T],
+        *,
+        write: bool,
+        after: Callable[[Connection], None] | None = None,
+    ) -> T:
+        """``work`` in one transaction (retried on a deadlock), then ``after`` outside it."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 with self._engine.connect() as connection:
                     connection.execution_options(**{_WRITE: write})
-                    with connection.begin():
-                        return work(connection)
+                    try:
+                        with connection.begin():
+                            return work(connection)
+                    finally:
+                        if after is not None and not connection.invalidated:
+                            after(connection)
+                            connection.commit()
             except sa.exc.DBAPIError as error:
                 if attempt < _ATTEMPTS and _retryable(error):
                     continue
@@ -174,7 +186,12 @@ class IncidentStore:
     async def record(self, alerts: Sequence[ReceivedAlert]) -> _Changes:
         if not alerts:
             return []
-        return await self._write(lambda connection: writes.record_alerts(connection, alerts))
+        return await asyncio.to_thread(
+            self._transaction,
+            lambda connection: writes.record_alerts(connection, alerts),
+            write=True,
+            after=writes.release_key_locks,
+        )
 
     async def list(
         self,

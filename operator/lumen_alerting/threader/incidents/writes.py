@@ -8,6 +8,7 @@ and the second sees the first's result: no lost update.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from .records import (
 from .schema import incident_alerts, incident_events, incidents, raw_alerts
 
 Occurrence = tuple[str, datetime]  # (fingerprint, startsAt): one alert occurrence
+_KEY_LOCK_TIMEOUT = 60  # seconds MySQL waits for another replica's record() of the same key
 _PRUNE_CHUNK = 500  # ids per DELETE ... IN (...), well under every database's parameter limit
 
 
@@ -146,8 +148,37 @@ def _occurrences(connection: Connection, incident_id: int) -> dict[Occurrence, s
     return {(fingerprint, _utc(starts_at)): status for fingerprint, starts_at, status in rows}
 
 
+def lock_keys(connection: Connection, keys: Sequence[str]) -> None:
+    """Serialise record() per incident key across replicas, so that the same new alert
+    recorded by two replicas at once (an Alertmanager HA pair) opens one incident, not two: the
+    incident to lock does not exist yet. Keys in sorted order, so no two callers deadlock.
+
+    PostgreSQL: transaction-level advisory locks, released at commit. MySQL: named locks,
+    released by ``release_key_locks`` after commit. SQLite: BEGIN IMMEDIATE already serialises.
+    """
+    dialect = connection.dialect.name
+    for key in sorted(set(keys)):
+        if dialect == "postgresql":
+            connection.execute(
+                sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0)))
+            )
+        elif dialect == "mysql":
+            name = "lumen:" + hashlib.sha1(key.encode()).hexdigest()  # names: at most 64 chars
+            got = connection.execute(sa.select(sa.func.get_lock(name, _KEY_LOCK_TIMEOUT))).scalar()
+            if got != 1:
+                raise sa.exc.OperationalError(
+                    "GET_LOCK", {}, TimeoutError(f"incident key {key!r} stayed locked")
+                )
+
+
+def release_key_locks(connection: Connection) -> None:
+    if connection.dialect.name == "mysql":
+        connection.execute(sa.select(sa.func.release_all_locks()))
+
+
 def record_alerts(connection: Connection, alerts: Sequence[ReceivedAlert]) -> list[IncidentChange]:
     """Store each alert raw and apply it to its incident (grouping and auto-resolution)."""
+    lock_keys(connection, [alert.incident_key for alert in alerts])
     touched: dict[int, tuple[bool, bool]] = {}  # incident id -> (opened, resolved) by this call
     for alert in alerts:
         occurrence = (alert.fingerprint, _utc(alert.starts_at))
