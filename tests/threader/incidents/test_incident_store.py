@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from lumen_alerting.threader.incidents.grouping import incident_key
-from lumen_alerting.threader.incidents.migrations import upgrade
+from lumen_alerting.threader.incidents.migrations import alembic_config, upgrade
 from lumen_alerting.threader.incidents.records import (
     SYSTEM_ACTOR,
     ActionRefused,
@@ -662,3 +663,21 @@ def test_urls_map_to_the_one_driver_per_database(given, driver):
 def test_an_unsupported_url_is_refused_clearly():
     with pytest.raises(IncidentStoreUnavailable, match="unsupported"):
         database_url("oracle://scott:tiger@db/x")
+
+
+def test_the_second_migration_goes_down_and_up_again(database_url):
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            upgrade(connection)
+            command.downgrade(alembic_config(connection), "0001")
+        with engine.connect() as connection:
+            columns = {column["name"] for column in sa.inspect(connection).get_columns("incidents")}
+        assert "silenced_until" not in columns and "incident_key" in columns
+        with engine.begin() as connection:
+            upgrade(connection)
+        with engine.connect() as connection:
+            columns = {column["name"] for column in sa.inspect(connection).get_columns("incidents")}
+        assert {"silenced_until", "severity_rank", "state_rank"} <= columns
+    finally:
+        engine.dispose()
