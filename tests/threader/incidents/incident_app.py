@@ -4,15 +4,12 @@ loop, for the synchronous API, fuzz and browser tests; plus alerts to seed it wi
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-import psycopg
 from aiohttp import web
 
 from lumen_alerting.threader.incidents.actions import IncidentActions, SilenceClient, now_utc
@@ -23,7 +20,6 @@ from lumen_alerting.threader.incidents.store import IncidentStore
 from lumen_alerting.threader.silences import SilenceFailed
 from tests.support.background_loop import BackgroundLoop
 
-POSTGRES = os.environ.get("LUMEN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 API_TOKEN = "incident-api-token-for-tests"
 T = TypeVar("T")
 BASE_TIME = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -170,15 +166,3 @@ class IncidentApp(BackgroundLoop):
     def record(self, *alerts: ReceivedAlert) -> list[Incident]:
         changes = self.run(lambda store: store.record(alerts))
         return [change.incident for change in changes]
-
-
-def postgres_database() -> Iterator[str]:
-    """A PostgreSQL database of its own on the machine's server, dropped afterwards."""
-    name = f"lumen_api_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES, autocommit=True, connect_timeout=10) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(POSTGRES, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

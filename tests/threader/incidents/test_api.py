@@ -1,12 +1,12 @@
-"""The incident REST API over a real IncidentStore (SQLite, and the machine's PostgreSQL in a
-database of its own): filters, pages, sorting, the timeline, idempotent actions, the silence's
-two systems kept consistent, and every error status."""
+"""The incident REST API over a real IncidentStore on SQLite, the machine's PostgreSQL and
+MariaDB (each a database of its own: conftest's ``database_url``): filters, pages, sorting, the
+timeline, idempotent actions, the silence's two systems kept consistent, and every error status.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +17,6 @@ from tests.threader.incidents.incident_app import (
     BASE_TIME,
     IncidentApp,
     RecordingSilences,
-    postgres_database,
     received,
 )
 
@@ -27,22 +26,14 @@ NOW = BASE_TIME + timedelta(hours=2)
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def api_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'incidents.db'}"
-    else:
-        yield from postgres_database()
-
-
 @pytest.fixture()
 def silences() -> RecordingSilences:
     return RecordingSilences()
 
 
 @pytest.fixture()
-def app(api_database: str, silences: RecordingSilences) -> Iterator[IncidentApp]:
-    served = IncidentApp(api_database, silences=silences, clock=lambda: NOW).start()
+def app(database_url: str, silences: RecordingSilences) -> Iterator[IncidentApp]:
+    served = IncidentApp(database_url, silences=silences, clock=lambda: NOW).start()
     try:
         yield served
     finally:
@@ -300,8 +291,8 @@ def test_alertmanager_failing_stores_nothing(
     )
 
 
-def test_without_silences_configured_silence_is_refused(api_database: str) -> None:
-    served = IncidentApp(api_database, silences=None).start()
+def test_without_silences_configured_silence_is_refused(database_url: str) -> None:
+    served = IncidentApp(database_url, silences=None).start()
     try:
         (incident,) = served.record(received("k11"))
         with httpx.Client(base_url=served.url, headers=AUTH) as http:
@@ -338,8 +329,8 @@ def test_every_operation_needs_the_bearer_token(app: IncidentApp, headers: dict[
     assert app.run(lambda store: store.get(incident.id)).incident.state == "triggered"
 
 
-def test_without_an_api_token_the_api_is_disabled(api_database: str) -> None:
-    served = IncidentApp(api_database, api_token="").start()
+def test_without_an_api_token_the_api_is_disabled(database_url: str) -> None:
+    served = IncidentApp(database_url, api_token="").start()
     try:
         with httpx.Client(base_url=served.url, headers=AUTH) as http:
             response = http.get("/api/v1/incidents")

@@ -16,12 +16,12 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from lumen_alerting.threader.incidents.openapi import openapi_document
+from tests.threader.incidents.conftest import postgres_database
 from tests.threader.incidents.incident_app import (
     API_TOKEN,
     BASE_TIME,
     IncidentApp,
     RecordingSilences,
-    postgres_database,
     received,
 )
 
