@@ -114,6 +114,7 @@ class IncidentApp(BackgroundLoop):
         api_token: str = API_TOKEN,
         silences: SilenceClient | None = None,
         clock: Callable[[], datetime] | None = None,
+        failing_follow_up: bool = False,
     ) -> None:
         super().__init__()
         self.database_url = database_url
@@ -121,6 +122,7 @@ class IncidentApp(BackgroundLoop):
         self.silences = silences
         self.clock = clock
         self.changes: list[Incident] = []
+        self.failing_follow_up = failing_follow_up  # on_change raises, as a Slack outage would
         self._store: IncidentStore | None = None
         self._lock = threading.Lock()
 
@@ -132,6 +134,8 @@ class IncidentApp(BackgroundLoop):
     async def _changed(self, incident: Incident) -> None:
         with self._lock:
             self.changes.append(incident)
+        if self.failing_follow_up:
+            raise RuntimeError("Slack is down")
 
     async def _main(self) -> None:
         self._stopped = asyncio.Event()

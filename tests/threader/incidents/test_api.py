@@ -248,13 +248,20 @@ def test_silence_creates_the_alertmanager_silence_then_records_it(
     assert created["created_by"] == "ada"
     assert created["comment"] == f"Lumen incident {incident.id}: {incident.title}"
 
+    # Silencing again replaces the silence: the old one is expired, not left to run on.
+    longer = client.post(
+        f"/api/v1/incidents/{incident.id}/silence", json={"by": "ada", "duration": "1d"}
+    )
+    assert longer.json()["incident"]["silence_id"] == "silence-2"
+    assert silences.expired == ["silence-1"]
+
     ended = client.post(f"/api/v1/incidents/{incident.id}/end-silence", json={"by": "bob"})
     assert ended.status_code == 200, ended.text
     assert ended.json()["incident"]["state"] == "triggered"
-    assert silences.expired == ["silence-1"]
+    assert silences.expired == ["silence-1", "silence-2"]
     again = client.post(f"/api/v1/incidents/{incident.id}/end-silence", json={"by": "bob"})
     assert again.json()["changed"] is False
-    assert silences.expired == ["silence-1"]
+    assert silences.expired == ["silence-1", "silence-2"]
 
 
 def test_a_silence_the_store_refuses_is_expired_again(
@@ -406,3 +413,16 @@ def test_invalid_ids_are_400(client: httpx.Client, incident_id: str) -> None:
     response = client.get(f"/api/v1/incidents/{incident_id}")
     assert response.status_code == 400, response.text
     assert response.json()["problems"][0].startswith("path.id")
+
+
+def test_a_failing_follow_up_does_not_undo_or_hide_the_action(database_url: str) -> None:
+    served = IncidentApp(database_url, failing_follow_up=True).start()
+    try:
+        (incident,) = served.record(received("n14"))
+        with httpx.Client(base_url=served.url, headers=AUTH) as http:
+            response = http.post(f"/api/v1/incidents/{incident.id}/acknowledge", json={"by": "ada"})
+    finally:
+        served.stop()
+    assert response.status_code == 200, response.text
+    assert response.json()["changed"] is True
+    assert [change.state for change in served.changes] == ["acknowledged"]

@@ -4,10 +4,13 @@ match the description."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -15,7 +18,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from lumen_alerting.threader.incidents.openapi import openapi_document
+from lumen_alerting.threader.incidents.openapi import IncidentListQuery, openapi_document
 from tests.threader.incidents.conftest import postgres_database
 from tests.threader.incidents.incident_app import (
     API_TOKEN,
@@ -76,8 +79,40 @@ def served(database_of_the_fuzz: str) -> Iterator[IncidentApp]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_no_request_gets_a_server_error(case: Any, served: IncidentApp) -> None:
+    incident_id = case.path_parameters.get("id") if case.path_parameters else None
+    if isinstance(incident_id, int) and incident_id > 0:
+        # Mostly seeded incidents (1..12, and 13 that does not exist), so that random bodies
+        # reach the actions and the database, not only the 404.
+        case.path_parameters["id"] = 1 + incident_id % 13
     case.call_and_validate(
         base_url=served.url,
         headers=AUTH,
         checks=[not_a_server_error, response_schema_conformance, status_code_conformance],
     )
+
+
+def test_the_served_document_is_the_generated_one_and_covers_every_route(
+    served: IncidentApp,
+) -> None:
+    document = httpx.get(f"{served.url}/api/v1/openapi.json", timeout=30).json()
+    assert document == openapi_document()
+    assert document["openapi"].startswith("3.1")
+    listing = document["paths"]["/api/v1/incidents"]["get"]
+    assert {parameter["name"] for parameter in listing["parameters"]} == set(
+        IncidentListQuery.model_fields
+    )
+    schemas = document["components"]["schemas"]
+    refs = re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document))
+    assert refs and all(ref in schemas for ref in refs)
+    operations = {
+        (method.upper(), path) for path, item in document["paths"].items() for method in item
+    }
+    assert operations == {
+        ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/incidents"),
+        ("GET", "/api/v1/incidents/{id}"),
+        ("POST", "/api/v1/incidents/{id}/acknowledge"),
+        ("POST", "/api/v1/incidents/{id}/resolve"),
+        ("POST", "/api/v1/incidents/{id}/silence"),
+        ("POST", "/api/v1/incidents/{id}/end-silence"),
+    }
