@@ -82,7 +82,8 @@ _RFC3339 = re.compile(
 
 
 class InvalidNotification(ValueError):
-    """The body is not a valid Alertmanager v4 notification; ``problems`` says where and why."""
+    """The body is not a valid notification (Alertmanager v4, Grafana v1); ``problems`` says where
+    and why."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
