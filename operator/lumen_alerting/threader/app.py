@@ -1,7 +1,9 @@
 """The threader's HTTP endpoints (aiohttp).
 
-``POST /alert`` answers 2xx only once every alert of the notification is durably in the store's
-outbox; a store that cannot be written, or an outbox past its bound, gives 503 with
+``POST /alert`` (Alertmanager's webhook) and ``POST /webhook/grafana`` (Grafana's webhook contact
+point) share one path: the same bearer token, body limits, timeouts, metrics and acceptance; only
+the parser differs. Each answers 2xx only once every alert of the notification is durably in the
+store's outbox; a store that cannot be written, or an outbox past its bound, gives 503 with
 ``Retry-After``, and Alertmanager sends again. Bad input gets a 4xx with a message that says what
 is wrong, and stores nothing.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,9 +25,19 @@ from .config import ThreaderConfig
 from .durability import DurabilityCheck
 from .metrics import ThreaderMetrics
 from .store.contract import Acceptance, OutboxFull, StoreAdmin, StoreUnavailable, ThreadStore
-from .webhook import MAX_ALERTS, InvalidNotification, Notification, parse_notification
+from .webhook import (
+    ALERTMANAGER_PATH,
+    GRAFANA_PATH,
+    MAX_ALERTS,
+    InvalidNotification,
+    Notification,
+    parse_grafana_notification,
+    parse_notification,
+)
 
 log = logging.getLogger("lumen.threader.http")
+
+Parser = Callable[[bytes], Notification]
 
 # Room for MAX_ALERTS large alerts (about 16 KiB each: dozens of labels, long descriptions,
 # Prometheus's generator URLs), so that no group Alertmanager truncates to MAX_ALERTS is refused
@@ -46,7 +60,8 @@ def make_app(
     ``/cache``): usually one store object, seen through its two protocols."""
     app = web.Application(client_max_size=MAX_BODY)
     endpoints = _Endpoints(config, store, admin, metrics, durability)
-    app.router.add_post("/alert", endpoints.alert)
+    app.router.add_post(ALERTMANAGER_PATH, partial(endpoints.notify, parse_notification))
+    app.router.add_post(GRAFANA_PATH, partial(endpoints.notify, parse_grafana_notification))
     app.router.add_get("/health", endpoints.health)
     app.router.add_get("/ready", endpoints.ready)
     app.router.add_get("/metrics", endpoints.metrics_text)
@@ -73,13 +88,14 @@ class _Endpoints:
         self._started = time.time()
         self._full_logged = 0.0
 
-    async def alert(self, request: web.Request) -> web.Response:
+    async def notify(self, parse: Parser, request: web.Request) -> web.Response:
+        """A notification in, parsed by ``parse`` (Alertmanager's or Grafana's)."""
         started = time.perf_counter()
-        response = await self._alert(request)
+        response = await self._notify(parse, request)
         self._metrics.acknowledge_seconds.observe(time.perf_counter() - started)
         return response
 
-    async def _alert(self, request: web.Request) -> web.Response:
+    async def _notify(self, parse: Parser, request: web.Request) -> web.Response:
         if not bearer_matches(request, self._config.webhook_token):
             self._metrics.notifications.labels("unauthorized").inc()
             return json_error(
@@ -90,7 +106,7 @@ class _Endpoints:
             return body
         try:
             channel = choose_channel(request.query.get("channel"), self._config.default_channel)
-            notification = parse_notification(body)
+            notification = parse(body)
         except InvalidChannel as invalid:
             self._metrics.notifications.labels("invalid").inc()
             return json_error(400, str(invalid))
@@ -152,24 +168,30 @@ class _Endpoints:
     def _note_truncation(self, notification: Notification) -> None:
         """Alerts of the group that will get no thread: counted, and said at WARNING."""
         if notification.truncated_alerts:
-            self._metrics.truncated_alerts.labels("alertmanager").inc(notification.truncated_alerts)
+            # by="alertmanager" or by="grafana": whose max alerts setting left them out.
+            sender = notification.source
+            self._metrics.truncated_alerts.labels(sender).inc(notification.truncated_alerts)
             log.warning(
-                "Alertmanager left %d alerts out of group %s (receiver %s, its max_alerts): they "
-                "get no Slack thread.",
+                "%s left %d alerts out of group %s (receiver %s, its %s): they get no Slack "
+                "thread.",
+                "Grafana" if sender == "grafana" else "Alertmanager",
                 notification.truncated_alerts,
                 notification.group_key,
                 notification.receiver,
+                "Max alerts" if sender == "grafana" else "max_alerts",
             )
         if notification.alerts_over_limit:
             self._metrics.truncated_alerts.labels("threader").inc(notification.alerts_over_limit)
             log.warning(
                 "Group %s (receiver %s) has %d alerts; only the first %d get Slack threads. Set "
-                "max_alerts: %d on the webhook receiver.",
+                "%s %d on the webhook %s.",
                 notification.group_key,
                 notification.receiver,
                 MAX_ALERTS + notification.alerts_over_limit,
                 MAX_ALERTS,
+                "Max alerts" if notification.source == "grafana" else "max_alerts:",
                 MAX_ALERTS,
+                "contact point" if notification.source == "grafana" else "receiver",
             )
 
     async def health(self, request: web.Request) -> web.Response:

@@ -6,6 +6,8 @@ Pure functions from an ``Alert`` (and the ids and times the caller passes in) to
 Layout (seed 002): a header block with the severity emoji and the summary; beside the severity
 colour bar (one attachment), the fields Severity, Environment, Service, Cluster and Instance, the
 description, the runbook link, the start (and resolve) time, and the remaining labels as context.
+An alert from Grafana adds a line of links (Dashboard · Panel · Silence · Image) after the
+runbook, and its values (``B=44.2``) beside the times.
 
 Limits: Slack refuses a whole message (``invalid_blocks``) when one block breaks a Block Kit
 limit, and the alert would never reach the channel. So every text is cut to fit and ends in "…",
@@ -46,6 +48,16 @@ ELLIPSIS: Final = "\N{HORIZONTAL ELLIPSIS}"
 DASH: Final = "\N{EM DASH}"
 METADATA_EVENT_TYPE: Final = "lumen_alert"
 LABEL_SEPARATOR: Final = " | "
+LINK_SEPARATOR: Final = " \N{MIDDLE DOT} "
+# Grafana's links (webhook.GRAFANA_LINKS) in the order shown, with their link texts.
+GRAFANA_LINK_TEXTS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "dashboardURL": "Dashboard",
+        "panelURL": "Panel",
+        "silenceURL": "Silence",
+        "imageURL": "Image",
+    }
+)
 
 
 class SeverityStyle(NamedTuple):
@@ -238,9 +250,17 @@ def _details(alert: Alert, resolved: bool) -> list[JsonObject]:
     runbook = alert.annotations.get("runbook_url", "").strip()
     if runbook:
         blocks.append(_runbook(runbook))
+    links = _grafana_links(alert.links)
+    if links is not None:
+        blocks.append(links)
     times = f"Started: {_clock(alert.starts_at)}"
     if resolved:
         times += f" | Resolved: {_clock(alert.ends_at) if alert.ends_at else '-'}"
+    if alert.values:
+        shown_values = ", ".join(
+            f"{escape_mrkdwn(name)}={number:.6g}" for name, number in sorted(alert.values.items())
+        )
+        times += f" | Values: {shown_values}"
     blocks.append(_context([times]))
     shown = _FIELD_LABELS | ({environment} if environment else set())
     pairs = [
@@ -283,20 +303,45 @@ def _context(texts: list[str]) -> JsonObject:
 
 
 def _runbook(url: str) -> JsonObject:
-    """The seed's "View Runbook" link, built here and so the one unescaped ``<…>`` in a message.
+    """The seed's "View Runbook" link (``_link``; links are the only unescaped ``<…>`` in a
+    message). An address too long to link whole is shown as text instead."""
+    link = _link(url, "View Runbook")
+    if link is not None and slack_length(f"*Runbook:* {link}") <= MAX_SECTION_TEXT:
+        return _section(f"*Runbook:* {link}")
+    return _section(f"*Runbook:* {escape_mrkdwn(url)}")
+
+
+def _grafana_links(links: Mapping[str, str]) -> JsonObject | None:
+    """Grafana's "*Grafana:* Dashboard · Panel · Silence · Image" line, or None without links.
+
+    The image is a link, not an image block: Slack refuses the whole message when it cannot
+    fetch an image, and Grafana's image store is often reachable only inside the cluster. A link
+    that is not http(s), or would not fit the section with those before it, is left out: a
+    half-cut address would lead nowhere.
+    """
+    text = "*Grafana:*"
+    shown = 0
+    for name, label in GRAFANA_LINK_TEXTS.items():
+        link = _link(links.get(name, "").strip(), label)
+        if link is None:
+            continue
+        candidate = f"{text}{LINK_SEPARATOR if shown else ' '}{link}"
+        if slack_length(candidate) <= MAX_SECTION_TEXT:
+            text, shown = candidate, shown + 1
+    return _section(text) if shown else None
+
+
+def _link(url: str, text: str) -> str | None:
+    """``<url|text>``, or None for an address that must not be linked.
 
     Only http(s) addresses are linked: a link target of ``!channel`` would mention everyone.
     Inside the link, ``&`` is an entity and ``<``, ``>``, ``|`` are percent-encoded, as they
-    would end the link early. An address too long to link whole is shown as text instead.
+    would end the link early.
     """
-    if _WEB_URL.fullmatch(url) and url.isprintable():
-        target = (
-            url.replace("&", "&amp;").replace("<", "%3C").replace(">", "%3E").replace("|", "%7C")
-        )
-        link = f"*Runbook:* <{target}|View Runbook>"
-        if slack_length(link) <= MAX_SECTION_TEXT:
-            return _section(link)
-    return _section(f"*Runbook:* {escape_mrkdwn(url)}")
+    if not (_WEB_URL.fullmatch(url) and url.isprintable()):
+        return None
+    target = url.replace("&", "&amp;").replace("<", "%3C").replace(">", "%3E").replace("|", "%7C")
+    return f"<{target}|{text}>"
 
 
 def _pack(items: list[str], limit: int, max_parts: int) -> list[str]:

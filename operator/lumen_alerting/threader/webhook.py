@@ -1,6 +1,16 @@
-"""Alertmanager webhook payloads (version 4): strict parsing, and the threader's bookkeeping keys.
+"""Alertmanager webhook payloads (version 4) and Grafana Unified Alerting's webhook contact point
+(version 1): strict parsing, and the threader's bookkeeping keys.
 
 https://prometheus.io/docs/alerting/latest/configuration/#webhook_config
+
+Grafana's payload is Alertmanager's with more fields (grafana/alerting, receivers/webhook/v1
+webhook.go ``webhookMessage`` and templates/template_data.go ``ExtendedAlert``; example in
+https://grafana.com/docs/grafana/latest/alerting/configure-notifications/manage-contact-points/integrations/webhook-notifier/):
+``"version": "1"``, top level ``orgId`` (integer), ``title``, ``state`` ("alerting" or "ok"),
+``message``; per alert ``silenceURL``, ``dashboardURL``, ``panelURL`` (empty when the rule has no
+dashboard), ``imageURL`` (omitted without an image), ``values`` (refId -> number, ``null`` when
+the rule recorded none) and the deprecated ``valueString``. Go's encoding/json cannot encode NaN
+or an infinity (the whole notification fails in Grafana), so a value is always a finite number.
 
 Pure: bytes in, frozen values out, or ``InvalidNotification`` listing every problem as
 ``path: reason`` (``alerts[3].startsAt: not an RFC 3339 time``). Nothing else escapes
@@ -17,9 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -27,11 +38,19 @@ from typing import Any, Final, Literal
 from ..policy.loading import Problem
 
 AlertStatus = Literal["firing", "resolved"]
+NotificationSource = Literal["alertmanager", "grafana"]
 # "occurrence" is the name the policy (spec.threader.threadKey) and --thread-key give the
 # fingerprint mode, so their value can be passed straight through.
 ThreadKeyMode = Literal["fingerprint", "occurrence", "labels"]
 
 WEBHOOK_VERSION: Final = "4"
+GRAFANA_WEBHOOK_VERSION: Final = "1"
+# Where each kind of notification is posted (app.py routes them): a notification sent to the
+# other one's path is refused with a message naming the right one.
+ALERTMANAGER_PATH: Final = "/alert"
+GRAFANA_PATH: Final = "/webhook/grafana"
+# Grafana's per-alert links, kept in Alert.links under these (its JSON) names when not empty.
+GRAFANA_LINKS: Final = ("dashboardURL", "panelURL", "silenceURL", "imageURL")
 # Alerts read from one notification; the renderer sets Alertmanager's maxAlerts to the same
 # (render/objects.py THREADER_MAX_ALERTS), so Alertmanager truncates and says so
 # (truncatedAlerts) instead of sending more. More than this are left out and counted, not refused.
@@ -63,7 +82,8 @@ _RFC3339 = re.compile(
 
 
 class InvalidNotification(ValueError):
-    """The body is not a valid Alertmanager v4 notification; ``problems`` says where and why."""
+    """The body is not a valid notification (Alertmanager v4, Grafana v1); ``problems`` says where
+    and why."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
@@ -82,6 +102,10 @@ class Alert:
     ends_at: datetime | None  # UTC; None for Alertmanager's zero time (still firing)
     generator_url: str
     fingerprint: str
+    # Grafana's dashboardURL/panelURL/silenceURL/imageURL, only the non-empty ones; and its
+    # values (refId -> number). Empty for Alertmanager's alerts.
+    links: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS)
+    values: Mapping[str, float] = field(default_factory=lambda: _NO_VALUES)
 
 
 @dataclass(frozen=True)
@@ -98,12 +122,29 @@ class Notification:
     alerts: tuple[Alert, ...]
     # Alerts past MAX_ALERTS, left out here (not refused: a 4xx would lose the whole group).
     alerts_over_limit: int = 0
+    source: NotificationSource = "alertmanager"
+    # Grafana's top-level extras (its contact point's templated title and message); empty and
+    # None for Alertmanager.
+    title: str = ""
+    message: str = ""
+    org_id: int | None = None
 
 
 def parse_notification(body: bytes) -> Notification:
-    """The notification in ``body``, or ``InvalidNotification`` with every problem found."""
+    """The Alertmanager notification in ``body``, or ``InvalidNotification`` with every problem
+    found."""
+    return _parse(body, "alertmanager")
+
+
+def parse_grafana_notification(body: bytes) -> Notification:
+    """The Grafana (Unified Alerting webhook contact point) notification in ``body``, checked as
+    strictly as ``parse_notification`` checks Alertmanager's, or ``InvalidNotification``."""
+    return _parse(body, "grafana")
+
+
+def _parse(body: bytes, source: NotificationSource) -> Notification:
     reader = _Reader(_decode(body))
-    notification = reader.notification()
+    notification = reader.notification(source)
     if reader.problems:
         raise InvalidNotification(reader.problems)
     return notification
@@ -114,15 +155,19 @@ def alert_from_json(data: Any) -> Alert:
     notification's ``alerts``), checked like ``parse_notification`` checks it; paths are relative
     to the alert."""
     reader = _Reader(data)
-    alert = reader.alert(data, "")
+    alert = reader.alert(data, "", extended=True)
     if reader.problems:
         raise InvalidNotification(reader.problems)
     return alert
 
 
 def alert_to_json(alert: Alert) -> dict[str, Any]:
-    """The alert in Alertmanager's JSON form, times in UTC; ``alert_from_json`` reverses it."""
-    return {
+    """The alert in Alertmanager's JSON form, times in UTC; ``alert_from_json`` reverses it.
+
+    Grafana's links and values are added only when there are some, so an Alertmanager alert's
+    JSON (as stored in the outbox) is exactly Alertmanager's form.
+    """
+    document: dict[str, Any] = {
         "status": alert.status,
         "labels": dict(alert.labels),
         "annotations": dict(alert.annotations),
@@ -131,6 +176,10 @@ def alert_to_json(alert: Alert) -> dict[str, Any]:
         "generatorURL": alert.generator_url,
         "fingerprint": alert.fingerprint,
     }
+    document.update((name, url) for name, url in alert.links.items() if url)
+    if alert.values:
+        document["values"] = dict(alert.values)
+    return document
 
 
 def thread_key(alert: Alert, mode: ThreadKeyMode = "fingerprint") -> str:
@@ -271,6 +320,16 @@ def _decode(body: bytes) -> Any:
 
 _MISSING: Final = object()
 _NO_LABELS: Final[Mapping[str, str]] = MappingProxyType({})
+_NO_VALUES: Final[Mapping[str, float]] = MappingProxyType({})
+_VERSIONS: Final[Mapping[NotificationSource, tuple[str, str]]] = MappingProxyType(
+    {
+        "alertmanager": (WEBHOOK_VERSION, ALERTMANAGER_PATH),
+        "grafana": (GRAFANA_WEBHOOK_VERSION, GRAFANA_PATH),
+    }
+)
+_SENDER: Final[Mapping[NotificationSource, str]] = MappingProxyType(
+    {"alertmanager": "Alertmanager's webhook", "grafana": "Grafana's webhook contact point"}
+)
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
 
 
@@ -309,6 +368,11 @@ def _string_problem(text: str) -> str | None:
 
 def _escape_key_part(value: str) -> str:
     return value.replace("\\", "\\\\").replace("|", "\\|")
+
+
+def _empty_notification() -> Notification:
+    """The placeholder of a notification too broken to read further."""
+    return Notification("", "", 0, "firing", "", _NO_LABELS, _NO_LABELS, _NO_LABELS, "", ())
 
 
 class _Reader:
@@ -354,15 +418,20 @@ class _Reader:
 
     # --- the notification ---
 
-    def notification(self) -> Notification:
+    def notification(self, source: NotificationSource = "alertmanager") -> Notification:
         document = self.document
         if not isinstance(document, dict):
             self._report(BODY, f"must be a JSON object, got {_json_type(document)}")
-            return Notification("", "", 0, "firing", "", _NO_LABELS, _NO_LABELS, _NO_LABELS, "", ())
+            return _empty_notification()
         version = self._string(document, "", "version")
-        if self._clean_string(document, "", "version") and version != WEBHOOK_VERSION:
-            self._report("version", f'must be "{WEBHOOK_VERSION}", got {_show(version)}')
-        return Notification(
+        if self._clean_string(document, "", "version") and version != _VERSIONS[source][0]:
+            self._wrong_version(version, source)
+            if any(version == v for v, _path in _VERSIONS.values()):
+                # The other sender's notification: its own fields would only be noise.
+                del self.problems[:-1]
+                return _empty_notification()
+        grafana = source == "grafana"
+        notification = Notification(
             version=version,
             group_key=self._string(document, "", "groupKey", non_empty=True),
             truncated_alerts=self._count(document, "", "truncatedAlerts"),
@@ -372,11 +441,31 @@ class _Reader:
             common_labels=self._map(document, "", "commonLabels", "label"),
             common_annotations=self._map(document, "", "commonAnnotations", "annotation"),
             external_url=self._string(document, "", "externalURL"),
-            alerts=self._alerts(document),
+            alerts=self._alerts(document, extended=grafana),
             alerts_over_limit=self._over_limit(document),
+            source=source,
+        )
+        if not grafana:
+            return notification
+        # Grafana's webhookMessage has no omitempty on these: they are always sent. state
+        # ("alerting" or "ok") only repeats status, so it is checked but not kept.
+        self._string(document, "", "state")
+        return replace(
+            notification,
+            title=self._string(document, "", "title"),
+            message=self._string(document, "", "message"),
+            org_id=self._count(document, "", "orgId"),
         )
 
-    def _alerts(self, document: dict[str, Any]) -> tuple[Alert, ...]:
+    def _wrong_version(self, version: str, source: NotificationSource) -> None:
+        expected, _path = _VERSIONS[source]
+        reason = f'must be "{expected}", got {_show(version)}'
+        for other, (other_version, other_path) in _VERSIONS.items():
+            if other != source and version == other_version:
+                reason += f" ({_SENDER[other]} sends that: post it to {other_path})"
+        self._report("version", reason)
+
+    def _alerts(self, document: dict[str, Any], *, extended: bool) -> tuple[Alert, ...]:
         path, value = self._field(document, "", "alerts")
         if value is _MISSING:
             return ()
@@ -387,13 +476,17 @@ class _Reader:
             self._report(path, "must contain at least one alert")
         # Only the first MAX_ALERTS are read (as Alertmanager's max_alerts keeps the first):
         # refusing more would make Alertmanager drop the whole group, it never retries a 4xx.
-        return tuple(self.alert(item, f"{path}[{i}]") for i, item in enumerate(value[:MAX_ALERTS]))
+        return tuple(
+            self.alert(item, f"{path}[{i}]", extended=extended)
+            for i, item in enumerate(value[:MAX_ALERTS])
+        )
 
     def _over_limit(self, document: dict[str, Any]) -> int:
         alerts = document.get("alerts")
         return max(0, len(alerts) - MAX_ALERTS) if isinstance(alerts, list) else 0
 
-    def alert(self, item: Any, path: str) -> Alert:
+    def alert(self, item: Any, path: str, *, extended: bool = False) -> Alert:
+        """One alert; ``extended``: with Grafana's optional links and values."""
         if not isinstance(item, dict):
             self._report(path, f"must be an object, got {_json_type(item)}")
             return Alert("firing", _NO_LABELS, _NO_LABELS, ZERO_TIME, None, "", "")
@@ -426,7 +519,41 @@ class _Reader:
             ends_at=ends_at,
             generator_url=self._string(item, path, "generatorURL"),
             fingerprint=fingerprint,
+            links=self._links(item, path) if extended else _NO_LABELS,
+            values=self._values(item, path) if extended else _NO_VALUES,
         )
+
+    def _links(self, item: dict[str, Any], path: str) -> Mapping[str, str]:
+        """Grafana's links, the non-empty ones. Each may be missing (imageURL is omitempty)."""
+        links: dict[str, str] = {}
+        for name in GRAFANA_LINKS:
+            if name in item and (url := self._string(item, path, name)):
+                links[name] = url
+        if "valueString" in item:  # deprecated, superseded by values: checked, not kept
+            self._string(item, path, "valueString")
+        return MappingProxyType(links)
+
+    def _values(self, item: dict[str, Any], path: str) -> Mapping[str, float]:
+        """Grafana's values: refId -> finite number; ``null`` or missing when there are none."""
+        value = item.get("values")
+        if value is None:
+            return _NO_VALUES
+        values_path = _join(path, "values")
+        if not isinstance(value, dict):
+            self._report(
+                values_path, f"must be an object of numbers or null, got {_json_type(value)}"
+            )
+            return _NO_VALUES
+        result: dict[str, float] = {}
+        for name, number in value.items():
+            entry = _join(values_path, name)
+            if type(number) not in (int, float):  # bool is an int, but not a JSON number
+                self._report(entry, f"must be a number, got {_json_type(number)}")
+            elif not math.isfinite(number):  # 1e999: Grafana (Go) cannot send it
+                self._report(entry, "must be a finite number")
+            else:
+                result[name] = float(number)
+        return MappingProxyType(result)
 
     # --- typed fields; each reports its problems and returns a placeholder when invalid ---
 
