@@ -124,7 +124,7 @@ class InvalidPayload(ValueError):
 
 
 class SlackInteractions:
-    """The aiohttp handler (call it with the request) and its background work.
+    """The aiohttp handler (``handle``) and its background work.
 
     ``await wait_idle()`` returns once every action started so far is done (tests, shutdown);
     ``await aclose()`` also closes the HTTP client of the ephemeral replies.
@@ -155,7 +155,8 @@ class SlackInteractions:
         self._seen: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self._http: httpx.AsyncClient | None = None
 
-    async def __call__(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
+        """The aiohttp handler: ``app.router.add_post(PATH, interactions.handle)``."""
         body = await self._read_body(request)
         if isinstance(body, web.Response):
             return body
@@ -246,7 +247,7 @@ class SlackInteractions:
             try:
                 outcome = await self._act(click)
                 if outcome is None:
-                    problem = f"Could not {verb} the incident: it is no longer known."
+                    problem = f"Could not {verb} the incident: it is no longer known"
             except self._explained as error:
                 log.warning(
                     "Could not %s incident %s for %s: %s",
@@ -260,7 +261,7 @@ class SlackInteractions:
                 log.exception(
                     "Could not %s incident %s for %s", verb, _short(click.incident_key), click.actor
                 )
-                problem = f"Could not {verb} the incident: internal error (see the threader's log)."
+                problem = f"Could not {verb} the incident: internal error (see the threader's log)"
             if problem is not None and click.response_url:
                 await self._tell(click.response_url, problem)
             if self._on_done is not None:
@@ -327,8 +328,9 @@ def make_interactions_handler(
     on_done: Callable[[ClickDone], None] | None = None,
     explained_errors: tuple[type[Exception], ...] = (),
 ) -> SlackInteractions:
-    """The handler of ``POST /slack/interactions``:
-    ``app.router.add_post(PATH, handler)``, and ``await handler.aclose()`` on shutdown."""
+    """The handler of ``POST /slack/interactions``: ``app.router.add_post(PATH,
+    interactions.handle)``, and ``await interactions.aclose()`` on shutdown (it waits for the
+    actions under way). An object rather than a bare coroutine function, for ``wait_idle``."""
     return SlackInteractions(
         signing_secret, actions, clock=clock, on_done=on_done, explained_errors=explained_errors
     )
