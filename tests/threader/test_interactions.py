@@ -425,6 +425,8 @@ def test_a_request_not_signed_by_slack_is_refused_and_nothing_happens(case: str)
         form({"type": "block_actions", "user": USER, "actions": "x"}),
         form(block_actions(SILENCE, selected=f"{KEY}|2w")),  # a duration we never offer
         form(block_actions(ACKNOWLEDGE, value="")),
+        form(block_actions(ACKNOWLEDGE, action_ts="")),
+        urlencode({"payload": "[" * 100_000}).encode(),  # nested too deep for json
     ],
 )
 def test_a_signed_but_malformed_payload_is_400_and_nothing_happens(body: bytes) -> None:

@@ -353,7 +353,7 @@ def parse_clicks(body: bytes) -> list[IncidentClick]:
         raise InvalidPayload("the form needs exactly one payload field")
     try:
         payload = json.loads(fields[0])
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: "[[[[…" nested too deep
         raise InvalidPayload("payload is not JSON") from error
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
         raise InvalidPayload("payload is not an interaction")
@@ -376,6 +376,8 @@ def parse_clicks(body: bytes) -> list[IncidentClick]:
         if action_id not in INCIDENT_ACTION_IDS:
             continue
         action_ts = _text(action.get("action_ts"))
+        if not action_ts:  # Slack always sends it; without it a retry could not be told apart
+            raise InvalidPayload(f"{action_id} without an action_ts")
         if action_id == SILENCE:
             selected = action.get("selected_option")
             value = _text(selected.get("value")) if isinstance(selected, dict) else ""
