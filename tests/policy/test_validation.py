@@ -226,7 +226,8 @@ INVALID = [
             "spec.threader",
             {"store": {"type": "redis", "url": "redis://r:6379/0"}, "replicas": 2},
         ),
-        "spec.threader: more than one replica needs incidents.databaseURL (a shared PostgreSQL)",
+        "spec.threader: more than one replica needs incidents.databaseURL (a shared PostgreSQL or "
+        "MySQL/MariaDB)",
     ),
     (
         "invalid regular expression in an inhibit rule",
