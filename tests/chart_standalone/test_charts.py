@@ -379,6 +379,11 @@ def test_readme_documents_every_value(chart: Chart) -> None:
         ("exporter", ["fullnameOverride=1-exporter"], "at '/fullnameOverride'"),
         ("exporter", ["nameOverride=Exporter_2"], "at '/nameOverride'"),  # a label value too
         ("threader", ["global.kpsRelease=kps stack"], "at '/global/kpsRelease'"),
+        ("threader", ["incidents.groupBy[0]=service-name"], "at '/incidents/groupBy/0'"),
+        ("threader", ["incidents.alertmanagerURL=am:9093"], "at '/incidents/alertmanagerURL'"),
+        ("threader", ["incidents.publicURL=ftp://x"], "at '/incidents/publicURL'"),
+        ("threader", ["incidents.rawAlertRetention=1 day"], "at '/incidents/rawAlertRetention'"),
+        ("threader", ["incidents.signingSecret.name=slack"], "missing property 'key'"),
     ],
 )
 def test_schema_refuses_bad_values(field: str, sets: list[str], message: str) -> None:
