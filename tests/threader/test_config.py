@@ -379,6 +379,25 @@ def test_a_database_url_with_a_password_is_never_a_flag_value_in_errors(
     assert "s3cret" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["--database-url", "mysql://lumen:s3cret@db:3306/lumen"], {}),
+        ([], {"LUMEN_THREADER_DATABASE_URL": "postgresql://lumen:s3cret@db/lumen"}),
+    ],
+)
+def test_a_database_password_is_refused_outside_a_file(
+    argv: list[str], env: dict[str, str], secrets_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = ["--webhook-token-file", str(secrets_dir / "webhook-token")]
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config([*token, *argv], env)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--database-url: the URL holds a password; put it in a file" in err
+    assert "s3cret" not in err
+
+
 def test_rendered_incident_settings_are_accepted(incident_secrets: Path) -> None:
     # The renderer mounts every Secret key under the file name the flag reads.
     (incident_secrets / "database-url").write_text("mysql://lumen:s3cret@db:3306/lumen\n")

@@ -2,8 +2,8 @@
 ``lumen_alerting.settings``).
 
 The Slack bot token is read from ``--slack-token-file`` (a mounted Secret) or else from
-``SLACK_BOT_TOKEN``, and the tokens the threader checks come from files too, so no secret is ever
-a command-line argument.
+``SLACK_BOT_TOKEN``, and the tokens the threader checks, the Slack signing secret and a database
+URL with a password come from files too, so no secret is ever a command-line argument.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from ..policy.durations import parse_duration
 from ..settings import (
@@ -375,7 +376,19 @@ def _database_url(url: str | None, path: str | None, store: str) -> str:
         if not url:
             raise ValueError(f"--database-url-file: {path} is empty")
         return url
+    if url and _has_password(url):
+        # Never echo the URL: the error line would carry the password into logs.
+        raise ValueError(
+            "--database-url: the URL holds a password; put it in a file (--database-url-file)"
+        )
     return url or default_database_url(store)
+
+
+def _has_password(url: str) -> bool:
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:  # a malformed port; the store reports the URL itself as unusable
+        return False
 
 
 def _signing_secret(path: str | None) -> str:
