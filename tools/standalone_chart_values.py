@@ -62,7 +62,7 @@ TEMPLATE_RULES = {
         "allowVolatile only applies to store.type redis",
         "more than one replica needs store.type redis",
         "store.type redis needs store.url",
-        "more than one replica needs incidents.databaseURL (a shared PostgreSQL)",
+        "more than one replica needs incidents.databaseURL (a shared PostgreSQL or MySQL/MariaDB)",
         "persistence needs replicas 1 (several replicas share state through store.type redis "
         "and incidents.databaseURL instead)",
     ),
@@ -131,6 +131,9 @@ def translate_rule(rule: str) -> Schema | None:
     keys = re.fullmatch(r"self\.all\(k, k\.matches\('(.*)'\)\)", rule)
     if keys:
         return {"propertyNames": {"pattern": keys[1]}}
+    names = re.fullmatch(r"self\.all\(l, l\.matches\('(.*)'\)\)", rule)
+    if names:
+        return {"items": {"pattern": names[1]}}
     statuses = re.fullmatch(r"self\.all\(s, s >= (\d+) && s <= (\d+)\)", rule)
     if statuses:
         return {"items": {"minimum": int(statuses[1]), "maximum": int(statuses[2])}}

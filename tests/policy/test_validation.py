@@ -226,7 +226,25 @@ INVALID = [
             "spec.threader",
             {"store": {"type": "redis", "url": "redis://r:6379/0"}, "replicas": 2},
         ),
-        "spec.threader: more than one replica needs incidents.databaseURL (a shared PostgreSQL)",
+        "spec.threader: more than one replica needs incidents.databaseURL (a shared PostgreSQL or "
+        "MySQL/MariaDB)",
+    ),
+    (
+        "incidents grouped by something that is no label name",
+        changed("spec.threader", {"incidents": {"groupBy": ["alertname", "service-name"]}}),
+        "spec.threader.incidents.groupBy: groupBy entries must be label names",
+    ),
+    (
+        "silences in an Alertmanager without a scheme",
+        changed("spec.threader", {"incidents": {"alertmanagerURL": "alertmanager-operated:9093"}}),
+        "spec.threader.incidents.alertmanagerURL: 'alertmanager-operated:9093' does not match "
+        r"^https?://[^\s/$.?#][^\s]*$",
+    ),
+    (
+        "a raw-alert retention that is no duration",
+        changed("spec.threader", {"incidents": {"rawAlertRetention": "1 month"}}),
+        "spec.threader.incidents.rawAlertRetention: '1 month' is not a duration (use e.g. 30s, "
+        "5m, 1h30m, 7d)",
     ),
     (
         "invalid regular expression in an inhibit rule",

@@ -159,7 +159,10 @@ def admitted(
         return True
     return any(
         any(p["port"] == port and p.get("protocol", "TCP") == "TCP" for p in rule["ports"])
-        and any(peer_admits(peer, source, namespace) for peer in rule["from"])
+        # A rule without `from` admits every source.
+        and (
+            "from" not in rule or any(peer_admits(peer, source, namespace) for peer in rule["from"])
+        )
         for policy in selecting
         for rule in policy["spec"].get("ingress", [])
     )
@@ -491,3 +494,38 @@ def test_peers_are_copied_not_shared() -> None:
     )
     network_policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app"] = "y"
     assert peers == snapshot
+
+
+def test_slack_and_browsers_get_in_once_the_threader_is_public() -> None:
+    """With Slack interactivity or a public URL the threader's port admits every source (Slack
+    and browsers come through an ingress Lumen cannot name), only that port; without either the
+    peers alone, as before."""
+    public = load(named("workloads-incidents.yaml"))
+    objects = render_policy(public, CUSTOM)
+    (policy,) = of_kind(objects, "NetworkPolicy")
+    (deployment,) = of_kind(objects, "Deployment")
+    port = http_port(deployment)
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": port, "protocol": "TCP"}]}]
+    ingress_controller = Pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+    for source in (ingress_controller, ALERTMANAGER, PROMETHEUS):
+        assert admitted([policy], deployment, port, source, public.namespace)
+    assert not admitted([policy], deployment, port + 1, ingress_controller, public.namespace)
+    validate_object(policy)
+    for changes in ({"signing_secret": None}, {"public_url": None}):
+        one_way = with_incidents(public, **changes)
+        (still_open,) = of_kind(render_policy(one_way, CUSTOM), "NetworkPolicy")
+        assert still_open["spec"]["ingress"] == policy["spec"]["ingress"], changes
+    private = with_incidents(public, signing_secret=None, public_url=None)
+    (closed,) = of_kind(render_policy(private, CUSTOM), "NetworkPolicy")
+    assert not admitted([closed], deployment, port, ingress_controller, public.namespace)
+    assert all(rule["from"] for rule in closed["spec"]["ingress"])
+
+
+def with_incidents(policy: Policy, **changes: Any) -> Policy:
+    threader = policy.spec.threader
+    assert threader is not None
+    incidents = dataclasses.replace(threader.incidents, **changes)
+    spec = dataclasses.replace(
+        policy.spec, threader=dataclasses.replace(threader, incidents=incidents)
+    )
+    return dataclasses.replace(policy, spec=spec)

@@ -608,3 +608,63 @@ def test_claim_size_is_written_as_the_api_server_writes_it_back(size: str, canon
         "PersistentVolumeClaim",
     )
     assert claim["spec"]["resources"]["requests"]["storage"] == canonical
+
+
+def test_incident_settings_become_files_and_flags() -> None:
+    """The signing secret, the API token and the database URL are Secret keys mounted as files of
+    the secrets volume; the rest are flag values. Nothing of a Secret is in the pod spec."""
+    policy = load("workloads-incidents.yaml")
+    deployment = one(threader_objects(policy, OPTIONS), "Deployment")
+    env, sources = env_and_volume_secret_refs(deployment)
+    assert env == []
+    assert {"name": "lumen-incidents", "items": [{"key": "mysql-url", "path": "database-url"}]} in (
+        sources
+    )
+    assert {
+        "name": "slack-app",
+        "items": [{"key": "signing-secret", "path": "slack-signing-secret"}],
+    } in sources
+    assert {"name": "lumen-incidents-api", "items": [{"key": "token", "path": "api-token"}]} in (
+        sources
+    )
+    (main,) = containers(deployment)
+    args = main["args"]
+    assert flag(args, "--database-url-file") == "/etc/lumen/threader/database-url"
+    assert "--database-url" not in args
+    assert flag(args, "--slack-signing-secret-file") == "/etc/lumen/threader/slack-signing-secret"
+    assert flag(args, "--api-token-file") == "/etc/lumen/threader/api-token"
+    assert flag(args, "--alertmanager-url") == "http://alertmanager-operated.monitoring:9093"
+    assert flag(args, "--public-url") == "https://lumen.example.com"
+    assert flag(args, "--incident-group-by") == "alertname,service"
+    assert flag(args, "--raw-alert-retention") == "7d"
+    mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
+    assert mounts["/etc/lumen/threader"] == {
+        "name": "secrets",
+        "mountPath": "/etc/lumen/threader",
+        "readOnly": True,
+    }
+
+
+def test_no_incident_flags_or_files_unless_set() -> None:
+    """A threader without incident settings renders exactly what it rendered before them."""
+    policy = load("workloads-file-store.yaml")
+    args = threader_container(policy)["args"]
+    for absent in (
+        "--slack-signing-secret-file",
+        "--api-token-file",
+        "--alertmanager-url",
+        "--public-url",
+        "--incident-group-by",
+        "--raw-alert-retention",
+    ):
+        assert absent not in args
+    _, sources = env_and_volume_secret_refs(one(threader_objects(policy, OPTIONS), "Deployment"))
+    paths = {item["path"] for source in sources for item in source["items"]}
+    assert paths == {"admin-token", "webhook-token", "slack-token"}
+    # A retention other than the default is passed on; the default is left to the threader.
+    threader = policy.spec.threader
+    assert threader is not None
+    longer = with_threader(
+        policy, incidents=dataclasses.replace(threader.incidents, raw_alert_retention="90d")
+    )
+    assert flag(threader_container(longer)["args"], "--raw-alert-retention") == "90d"

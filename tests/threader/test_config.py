@@ -9,8 +9,20 @@ import pytest
 import yaml
 
 from lumen_alerting.policy.document import policy_from_manifest
-from lumen_alerting.render.threader import THREADER_DIR, enabled_threader, threader_args
-from lumen_alerting.threader.config import _parser, parse_config
+from lumen_alerting.policy.durations import parse_duration
+from lumen_alerting.policy.model import Incidents
+from lumen_alerting.render.threader import (
+    DEFAULT_RAW_ALERT_RETENTION,
+    THREADER_DIR,
+    enabled_threader,
+    threader_args,
+)
+from lumen_alerting.threader.config import (
+    ThreaderConfig,
+    _parser,
+    default_database_url,
+    parse_config,
+)
 from tests.support.schemas import REPO
 from tests.support.settings_docs import undocumented
 
@@ -208,3 +220,218 @@ def test_a_switch_variable_that_is_no_true_false_word_is_refused(
     assert exit_info.value.code == 2
     flag = "--" + variable.removeprefix("LUMEN_THREADER_").lower().replace("_", "-")
     assert f"{flag}: 'maybe' is not true or false" in capsys.readouterr().err
+
+
+# --- incidents ----------------------------------------------------------------------------------
+
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+@pytest.fixture()
+def incident_secrets(secrets_dir: Path) -> Path:
+    (secrets_dir / "slack-signing-secret").write_text(SIGNING_SECRET + "\n")
+    (secrets_dir / "api-token").write_text("api-token-0123456789\n")
+    (secrets_dir / "mysql-url").write_text("mysql://lumen:s3cret@db:3306/lumen\n")
+    return secrets_dir
+
+
+def test_incident_flags(incident_secrets: Path) -> None:
+    config = parse_config(
+        [
+            "--webhook-token-file", str(incident_secrets / "webhook-token"),
+            "--database-url-file", str(incident_secrets / "mysql-url"),
+            "--slack-signing-secret-file", str(incident_secrets / "slack-signing-secret"),
+            "--api-token-file", str(incident_secrets / "api-token"),
+            "--alertmanager-url", "http://alertmanager-operated.monitoring:9093/",
+            "--public-url", "https://lumen.example.com",
+            "--incident-group-by", "alertname, service",
+            "--raw-alert-retention", "12h",
+        ],
+        {},
+    )  # fmt: skip
+    assert config.database_url == "mysql://lumen:s3cret@db:3306/lumen"
+    assert config.incident_database_url == config.database_url
+    assert config.slack_signing_secret == SIGNING_SECRET
+    assert config.api_token == "api-token-0123456789"
+    # No trailing slash: the clients append /api/v2/... and /slack/interactions.
+    assert config.alertmanager_url == "http://alertmanager-operated.monitoring:9093"
+    assert config.public_url == "https://lumen.example.com"
+    assert config.incident_group_by == ("alertname", "service")
+    assert config.raw_alert_retention == 12 * 3600
+
+
+def test_incident_environment_forms(incident_secrets: Path) -> None:
+    env = {
+        "LUMEN_THREADER_WEBHOOK_TOKEN_FILE": str(incident_secrets / "webhook-token"),
+        "LUMEN_THREADER_DATABASE_URL": "postgresql://lumen@db/incidents",
+        "LUMEN_THREADER_SLACK_SIGNING_SECRET_FILE": str(incident_secrets / "slack-signing-secret"),
+        "LUMEN_THREADER_API_TOKEN_FILE": str(incident_secrets / "api-token"),
+        "LUMEN_THREADER_ALERTMANAGER_URL": "https://am.example.com:9093",
+        "LUMEN_THREADER_PUBLIC_URL": "http://localhost:8080",
+        "LUMEN_THREADER_INCIDENT_GROUP_BY": "cluster,namespace,service",
+        "LUMEN_THREADER_RAW_ALERT_RETENTION": "86400",
+    }
+    config = parse_config([], env)
+    assert config.database_url == "postgresql://lumen@db/incidents"
+    assert (config.slack_signing_secret, config.api_token) == (
+        SIGNING_SECRET,
+        "api-token-0123456789",
+    )
+    assert (config.alertmanager_url, config.public_url) == (
+        "https://am.example.com:9093",
+        "http://localhost:8080",
+    )
+    assert config.incident_group_by == ("cluster", "namespace", "service")
+    assert config.raw_alert_retention == 86400
+    flagged = parse_config(["--incident-group-by", "alertname"], env)
+    assert flagged.incident_group_by == ("alertname",), "a flag wins"
+
+
+def test_incident_defaults(secrets_dir: Path) -> None:
+    token = ["--webhook-token-file", str(secrets_dir / "webhook-token")]
+    config = parse_config(token, {})
+    assert (config.slack_signing_secret, config.api_token) == ("", ""), "interactivity, API off"
+    assert (config.alertmanager_url, config.public_url) == (None, None)
+    assert config.incident_group_by == (), "one incident per alert occurrence"
+    assert config.raw_alert_retention == 30 * 86400
+
+
+@pytest.mark.parametrize(
+    ("store", "database"),
+    [
+        ("sqlite:/var/lib/lumen/threader.db", "sqlite:////var/lib/lumen/incidents.db"),
+        ("file:/data/threads", "sqlite:////data/incidents.db"),
+        ("memory", "sqlite:///:memory:"),
+        ("redis://redis:6379/0", "sqlite:////var/lib/lumen/incidents.db"),
+    ],
+)
+def test_the_default_database_follows_the_store(
+    store: str, database: str, secrets_dir: Path
+) -> None:
+    token = ["--webhook-token-file", str(secrets_dir / "webhook-token")]
+    assert parse_config([*token, "--store", store], {}).database_url == database
+    assert ThreaderConfig(store=store).incident_database_url == database
+    assert default_database_url(store) == database
+
+
+def test_a_relative_sqlite_store_puts_incidents_beside_it(
+    secrets_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(secrets_dir)
+    token = ["--webhook-token-file", str(secrets_dir / "webhook-token")]
+    config = parse_config([*token, "--store", "sqlite:state/threader.db"], {})
+    assert config.database_url == f"sqlite:///{secrets_dir}/state/incidents.db"
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (
+            ["--database-url", "sqlite:///x.db", "--database-url-file", "{dir}/database-url"],
+            "--database-url and --database-url-file: give one",
+        ),
+        (["--database-url-file", "/nonexistent"], "--database-url-file: cannot read /nonexistent"),
+        (["--database-url-file", "{dir}/empty"], "--database-url-file: {dir}/empty is empty"),
+        (
+            ["--slack-signing-secret-file", "/nonexistent"],
+            "--slack-signing-secret-file: cannot read /nonexistent",
+        ),
+        (["--slack-signing-secret-file", "{dir}/empty"], "--slack-signing-secret-file: "),
+        (["--api-token-file", "/nonexistent"], "--api-token-file: cannot read /nonexistent"),
+        (["--api-token-file", "{dir}/empty"], "--api-token-file: the token in"),
+        (["--alertmanager-url", "alertmanager:9093"], "--alertmanager-url: 'alertmanager:9093'"),
+        (["--alertmanager-url", "ftp://am:9093"], "is not an http:// or https:// URL"),
+        (["--public-url", "https://"], "--public-url: 'https://' is not an http"),
+        (["--public-url", "https://a b"], "--public-url: 'https://a b' is not an http"),
+        (["--incident-group-by", "service-name"], "--incident-group-by: 'service-name' is not"),
+        (["--incident-group-by", "1abc"], "--incident-group-by: '1abc' is not a label name"),
+        (["--incident-group-by", "a,b,a"], "--incident-group-by: a label is named twice"),
+        (["--raw-alert-retention", "1 day"], "--raw-alert-retention: '1 day' is not a duration"),
+        (["--raw-alert-retention", "30s"], "--raw-alert-retention: must be between 1m and 100y"),
+        (["--raw-alert-retention", "nan"], "--raw-alert-retention: must be between"),
+    ],
+)
+def test_bad_incident_settings_name_the_flag(
+    argv: list[str], complaint: str, secrets_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (secrets_dir / "empty").write_text("\n")
+    argv = [arg.replace("{dir}", str(secrets_dir)) for arg in argv]
+    token = ["--webhook-token-file", str(secrets_dir / "webhook-token")]
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config([*token, *argv], {})
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert complaint.replace("{dir}", str(secrets_dir)) in err
+    assert "s3cret" not in err
+
+
+def test_a_database_url_with_a_password_is_never_a_flag_value_in_errors(
+    incident_secrets: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "--webhook-token-file", str(incident_secrets / "webhook-token"),
+        "--database-url-file", str(incident_secrets / "mysql-url"),
+        "--database-url", "sqlite:///x.db",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit):
+        parse_config(argv, {})
+    assert "s3cret" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["--database-url", "mysql://lumen:s3cret@db:3306/lumen"], {}),
+        ([], {"LUMEN_THREADER_DATABASE_URL": "postgresql://lumen:s3cret@db/lumen"}),
+    ],
+)
+def test_a_database_password_is_refused_outside_a_file(
+    argv: list[str], env: dict[str, str], secrets_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = ["--webhook-token-file", str(secrets_dir / "webhook-token")]
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config([*token, *argv], env)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--database-url: the URL holds a password; put it in a file" in err
+    assert "s3cret" not in err
+
+
+def test_rendered_incident_settings_are_accepted(incident_secrets: Path) -> None:
+    # The renderer mounts every Secret key under the file name the flag reads.
+    (incident_secrets / "database-url").write_text("mysql://lumen:s3cret@db:3306/lumen\n")
+    manifest = yaml.safe_load((REPO / "examples" / "gateway.yaml").read_text())
+    manifest["spec"]["threader"]["incidents"] = {
+        "databaseURL": {"name": "lumen-db", "key": "mysql-url"},
+        "signingSecret": {"name": "slack-app", "key": "signing-secret"},
+        "apiToken": {"name": "lumen-api", "key": "token"},
+        "alertmanagerURL": "http://alertmanager-operated.monitoring:9093",
+        "publicURL": "https://lumen.example.com",
+        "groupBy": ["alertname", "service"],
+        "rawAlertRetention": "7d",
+    }
+    policy = policy_from_manifest(manifest)
+    threader = enabled_threader(policy)
+    assert threader is not None
+    argv = [
+        arg.replace(THREADER_DIR, str(incident_secrets)) for arg in threader_args(policy, threader)
+    ]
+    config = parse_config(argv, {})
+    assert config.database_url == "mysql://lumen:s3cret@db:3306/lumen"
+    assert (config.slack_signing_secret, config.api_token) == (
+        SIGNING_SECRET,
+        "api-token-0123456789",
+    )
+    assert config.alertmanager_url == "http://alertmanager-operated.monitoring:9093"
+    assert config.public_url == "https://lumen.example.com"
+    assert config.incident_group_by == ("alertname", "service")
+    assert config.raw_alert_retention == 7 * 86400
+
+
+def test_the_policy_and_the_threader_agree_on_the_retention_default(secrets_dir: Path) -> None:
+    # The renderer leaves --raw-alert-retention out while the policy keeps its default.
+    token = ["--webhook-token-file", str(secrets_dir / "webhook-token")]
+    default = Incidents().raw_alert_retention
+    assert default == DEFAULT_RAW_ALERT_RETENTION
+    assert parse_config(token, {}).raw_alert_retention == parse_duration(default)

@@ -80,7 +80,7 @@ with the CRD's messages: the chart refuses what the API server would refuse in a
 {{- fail "store.type redis needs store.url" -}}
 {{- end -}}
 {{- if and (ne (int $v.replicas) 1) (not ($v.incidents | default dict).databaseURL) -}}
-{{- fail "more than one replica needs incidents.databaseURL (a shared PostgreSQL)" -}}
+{{- fail "more than one replica needs incidents.databaseURL (a shared PostgreSQL or MySQL/MariaDB)" -}}
 {{- end -}}
 {{- if and $v.persistence.enabled (ne (int $v.replicas) 1) -}}
 {{- fail "persistence needs replicas 1 (several replicas share state through store.type redis and incidents.databaseURL instead)" -}}

@@ -23,8 +23,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "No Slack token (--slack-token-file or SLACK_BOT_TOKEN): every message will be "
             "refused by Slack."
         )
-    if config.database_url:
-        log.info("--database-url is for the incident store, which this version does not have yet.")
     try:
         asyncio.run(serve(config))
     except StartupError as error:

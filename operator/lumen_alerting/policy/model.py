@@ -7,6 +7,7 @@ and the loader enforces the same constraints when it builds them from YAML.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -483,12 +484,70 @@ class Persistence:
     )
 
 
+def _label_names(names: list[str]) -> bool:
+    return all(re.fullmatch(LABEL_NAME, name) for name in names)
+
+
 @dataclass(frozen=True)
 class Incidents:
     database_url: SecretKeyRef | None = spec_field(
-        "Secret key holding a PostgreSQL URL. Default: SQLite on the pod's volume.",
+        "Secret key holding the URL of the incident database: PostgreSQL "
+        "(`postgresql://user:password@host:5432/lumen`) or MySQL/MariaDB "
+        "(`mysql://user:password@host:3306/lumen`), shared by every replica. Unset: SQLite at "
+        "`/var/lib/lumen/incidents.db` on the pod's state volume.",
         default=None,
         key="databaseURL",
+    )
+    signing_secret: SecretKeyRef | None = spec_field(
+        "Secret key holding the Slack app's signing secret. Set: parent messages get "
+        "Acknowledge, Resolve and Silence buttons, the threader takes Slack's "
+        "`POST /slack/interactions` (the app's Interactivity Request URL is "
+        "`<publicURL>/slack/interactions`), and its NetworkPolicy admits every source on its "
+        "port (Slack calls in through your ingress). Unset: no buttons.",
+        default=None,
+    )
+    api_token: SecretKeyRef | None = spec_field(
+        "Secret key holding the bearer token of the incident REST API, also the password of "
+        "the `/incidents` web page (at least 16 characters). Unset: the API and the page are "
+        "off.",
+        default=None,
+    )
+    alertmanager_url: str | None = spec_field(
+        "Alertmanager that the Silence button creates silences in (its v2 API), e.g. "
+        "`http://alertmanager-operated.monitoring:9093` for kube-prometheus-stack in "
+        "`monitoring`. Unset: no Silence button.",
+        default=None,
+        key="alertmanagerURL",
+        pattern=HTTP_URL,
+        max_length=2048,
+    )
+    public_url: str | None = spec_field(
+        "The threader's external URL, as Slack and people reach it through your ingress, e.g. "
+        "`https://lumen.example.com`; used in links to the incident pages. Unset: no links.",
+        default=None,
+        key="publicURL",
+        pattern=HTTP_URL,
+        max_length=2048,
+    )
+    group_by: list[str] = spec_field(
+        "Label names whose values make an alert's incident: alerts with the same values share "
+        "one incident while it is open. Empty: one incident per alert occurrence (fingerprint "
+        "and startsAt).",
+        default_factory=list,
+        max_items=16,
+        rules=(
+            Cel(
+                rule=f"self.all(l, l.matches('{LABEL_NAME}'))",
+                message="groupBy entries must be label names",
+                check=_label_names,
+            ),
+        ),
+    )
+    raw_alert_retention: str = spec_field(
+        "How long every received alert is kept as received; older ones not linked to an open "
+        "incident are pruned.",
+        default="30d",
+        pattern=DURATION_PATTERN,
     )
 
 
@@ -508,7 +567,8 @@ class Threader:
         # Each replica would otherwise keep its own SQLite file and see a part of the incidents.
         Cel(
             rule="self.replicas == 1 || has(self.incidents.databaseURL)",
-            message="more than one replica needs incidents.databaseURL (a shared PostgreSQL)",
+            message="more than one replica needs incidents.databaseURL (a shared PostgreSQL or "
+            "MySQL/MariaDB)",
             check=lambda t: t.replicas == 1 or t.incidents.database_url is not None,
         ),
         # The volume is mounted by one pod at a time (and SQLite wants one writer anyway).

@@ -6,13 +6,18 @@ whole port, and the bearer tokens still guard the paths behind it (the threader'
 ``/cache``, the exporter's ``/pipeline/runs``). What the policies do keep out is everyone else.
 
 - threader: Alertmanager (``alertmanager_peers``; it POSTs notifications to ``/alert``) and
-  Prometheus (``prometheus_peers``; the ServiceMonitor scrapes ``/metrics`` on the same port);
+  Prometheus (``prometheus_peers``; the ServiceMonitor scrapes ``/metrics`` on the same port).
+  With Slack interactivity (``incidents.signingSecret``) or a ``publicURL``, every source: Slack
+  and people's browsers come in through the team's ingress controller, which Lumen cannot name
+  as a selector; the signature and the bearer tokens guard every path but ``/health``,
+  ``/ready`` and ``/metrics``;
 - exporter: Prometheus (``prometheus_peers``), and while ``pipeline.enabled`` the CI jobs that
   POST pipeline runs (``pipeline_peers``).
 
 Only ingress is restricted (``policyTypes: [Ingress]``): the threader must reach Slack, its
-Redis or PostgreSQL, and the exporter the URLs it probes, none of which Lumen can know as
-selectors; an egress policy would break them and keep little out.
+Redis, its incident database (PostgreSQL, MySQL/MariaDB) and Alertmanager's API for silences,
+and the exporter the URLs it probes, none of which Lumen can know as selectors; an egress policy
+would break them and keep little out.
 
 ``parse_peers`` reads a peer list from JSON (the ``--*-peers`` flags) and checks it the way the
 API server would, so a mistake stops the operator at start instead of failing every apply. It is
@@ -48,13 +53,18 @@ def network_policy(
     labels: dict[str, str],
     port: int,
     peer_lists: list[tuple[Peer, ...]],
+    *,
+    open_to_all: bool = False,
 ) -> Manifest:
     """Ingress to the pods of ``app`` only on ``port``, only from the peers of ``peer_lists``.
 
     One rule per non-empty list. An empty list adds no rule: a rule without ``from`` would let
     in every source, the opposite of what an empty list says. With no rule at all the pods take
     no ingress (``ingress`` is left out rather than written empty, since the API server drops an
-    empty list and the live object would then never match the rendered one)."""
+    empty list and the live object would then never match the rendered one). ``open_to_all``:
+    one rule without ``from`` instead, admitting every source on ``port``."""
+    if open_to_all:
+        peer_lists = []
     rules = [
         {
             "from": [copy.deepcopy(dict(peer)) for peer in peers],
@@ -63,6 +73,8 @@ def network_policy(
         for peers in peer_lists
         if peers
     ]
+    if open_to_all:
+        rules = [{"ports": [{"port": port, "protocol": "TCP"}]}]
     spec: dict[str, Any] = {
         "podSelector": {"matchLabels": selector_labels(policy, app)},
         "policyTypes": ["Ingress"],
@@ -91,13 +103,24 @@ def exporter_peer_lists(options: RenderOptions, exporter: Exporter) -> list[tupl
 
 
 def threader_network_policy(
-    policy: Policy, options: RenderOptions, name: str, app: str, labels: dict[str, str]
+    policy: Policy,
+    options: RenderOptions,
+    name: str,
+    app: str,
+    labels: dict[str, str],
+    *,
+    open_to_all: bool = False,
 ) -> list[Manifest]:
-    """[NetworkPolicy] of the threader; [] with ``options.network_policies`` off."""
+    """[NetworkPolicy] of the threader; [] with ``options.network_policies`` off. ``open_to_all``
+    when callers come through an ingress (Slack interactivity, a public URL)."""
     if not options.network_policies:
         return []
     lists = threader_peer_lists(options)
-    return [network_policy(policy, options, name, app, labels, THREADER_PORT, lists)]
+    return [
+        network_policy(
+            policy, options, name, app, labels, THREADER_PORT, lists, open_to_all=open_to_all
+        )
+    ]
 
 
 def exporter_network_policy(

@@ -1,6 +1,6 @@
 """The threader workload of a policy: Deployment, Service, ServiceMonitor, the NetworkPolicy that
-lets only Alertmanager and Prometheus in and, with persistence, the PersistentVolumeClaim of its
-state directory.
+lets only Alertmanager and Prometheus in (everyone, once Slack or people call in through an
+ingress) and, with persistence, the PersistentVolumeClaim of its state directory.
 
 The threader's token Secret is the one piece of state that is not rendered: ``threader_secret``
 describes it so the operator can create it once, with random tokens, when it is absent.
@@ -41,6 +41,11 @@ THREADER_APP = "lumen-threader"
 THREADER_DIR = "/etc/lumen/threader"
 DATABASE_URL_FILE = "database-url"
 SLACK_TOKEN_FILE = "slack-token"
+SIGNING_SECRET_FILE = "slack-signing-secret"
+API_TOKEN_FILE = "api-token"
+# The threader's own default (--raw-alert-retention); the flag is left out while the policy
+# keeps it, so the pod spec names only what the policy changed.
+DEFAULT_RAW_ALERT_RETENTION = "30d"
 SQLITE_STORE = f"sqlite:{STATE_DIR}/threader.db"
 DEFAULT_DATABASE_URL = f"sqlite:///{STATE_DIR}/incidents.db"
 
@@ -98,7 +103,33 @@ def threader_args(policy: Policy, threader: Threader) -> list[str]:
     if threader.bot_token is not None:
         # A file rather than an environment variable: not in `kubectl describe`, nor inherited.
         args += ["--slack-token-file", f"{THREADER_DIR}/{SLACK_TOKEN_FILE}"]
+    return args + incident_args(threader)
+
+
+def incident_args(threader: Threader) -> list[str]:
+    """The incident settings beyond the database: secrets as files, the rest as values."""
+    incidents = threader.incidents
+    args: list[str] = []
+    if incidents.signing_secret is not None:
+        args += ["--slack-signing-secret-file", f"{THREADER_DIR}/{SIGNING_SECRET_FILE}"]
+    if incidents.api_token is not None:
+        args += ["--api-token-file", f"{THREADER_DIR}/{API_TOKEN_FILE}"]
+    if incidents.alertmanager_url is not None:
+        args += ["--alertmanager-url", incidents.alertmanager_url]
+    if incidents.public_url is not None:
+        args += ["--public-url", incidents.public_url]
+    if incidents.group_by:
+        args += ["--incident-group-by", ",".join(incidents.group_by)]
+    if incidents.raw_alert_retention != DEFAULT_RAW_ALERT_RETENTION:
+        args += ["--raw-alert-retention", incidents.raw_alert_retention]
     return args
+
+
+def public(threader: Threader) -> bool:
+    """Whether callers from outside the cluster reach the threader: Slack posts interactions
+    (``signingSecret``) and people open its pages (``publicURL``) through the team's ingress."""
+    incidents = threader.incidents
+    return incidents.signing_secret is not None or incidents.public_url is not None
 
 
 def state_claim(policy: Policy, threader: Threader) -> str | None:
@@ -114,6 +145,12 @@ def threader_volumes(policy: Policy, threader: Threader) -> list[dict[str, Any]]
     bot = threader.bot_token
     if bot is not None:
         sources.append(secret_source(bot.name, [(bot.key, SLACK_TOKEN_FILE)]))
+    signing = threader.incidents.signing_secret
+    if signing is not None:
+        sources.append(secret_source(signing.name, [(signing.key, SIGNING_SECRET_FILE)]))
+    api = threader.incidents.api_token
+    if api is not None:
+        sources.append(secret_source(api.name, [(api.key, API_TOKEN_FILE)]))
     return [*scratch_volumes(state_claim(policy, threader)), token_volume("secrets", sources)]
 
 
@@ -157,7 +194,9 @@ def threader_objects(policy: Policy, options: RenderOptions) -> list[Manifest]:
     )
     return [
         *claim,
-        *threader_network_policy(policy, options, names.threader, THREADER_APP, labels),
+        *threader_network_policy(
+            policy, options, names.threader, THREADER_APP, labels, open_to_all=public(threader)
+        ),
         deployment(
             policy,
             options,

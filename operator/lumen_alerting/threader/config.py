@@ -2,19 +2,22 @@
 ``lumen_alerting.settings``).
 
 The Slack bot token is read from ``--slack-token-file`` (a mounted Secret) or else from
-``SLACK_BOT_TOKEN``, and the tokens the threader checks come from files too, so no secret is ever
-a command-line argument.
+``SLACK_BOT_TOKEN``, and the tokens the threader checks, the Slack signing secret and a database
+URL with a password come from files too, so no secret is ever a command-line argument.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
+from ..policy.durations import parse_duration
 from ..settings import (
     Setting,
     add_version_flag,
@@ -36,6 +39,16 @@ DEFAULT_KEY_PREFIX = "lumen:threader:"
 MAX_KEY_PREFIX = 200
 # Printable ASCII without spaces: the prefix shows up in redis-cli, logs and SCAN patterns.
 KEY_PREFIX = re.compile(r"[!-~]+")
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # Prometheus' (fullmatch)
+HTTP_URL = re.compile(r"https?://[^\s/?#]+[^\s]*")  # fullmatch
+DEFAULT_RAW_ALERT_RETENTION = 30 * 86400.0
+# With a Redis store (several replicas, no file of their own) and no --database-url: the state
+# directory the renderer mounts, as for the SQLite store.
+DEFAULT_STATE_DIR = "/var/lib/lumen"
+# The memory store keeps nothing across a restart; its incidents do not outlive it either. One
+# in-memory database for the whole process: the incident store opens it with a single shared
+# connection (SQLAlchemy's StaticPool), else each connection would see an empty database.
+MEMORY_DATABASE_URL = "sqlite:///:memory:"
 
 
 @dataclass(frozen=True)
@@ -57,7 +70,14 @@ class ThreaderConfig:
     consumer: str = ""
     key_prefix: str = DEFAULT_KEY_PREFIX
     allow_volatile_store: bool = False
+    # None: derived from the store (``default_database_url``); parse_config always fills it in.
     database_url: str | None = None
+    slack_signing_secret: str = ""  # empty: no buttons, no POST /slack/interactions
+    api_token: str = ""  # empty: no incident REST API and no web page
+    alertmanager_url: str | None = None  # None: no Silence button
+    public_url: str | None = None
+    incident_group_by: tuple[str, ...] = ()  # (): one incident per alert occurrence
+    raw_alert_retention: float = DEFAULT_RAW_ALERT_RETENTION  # seconds
     log_format: Literal["plain", "json"] = "plain"
     log_level: str = "info"
     slack_timeout: float = 10.0
@@ -65,6 +85,23 @@ class ThreaderConfig:
     body_timeout: float = 30.0
     idle_timeout: float = 310.0
     max_connections: int = 1000
+
+    @property
+    def incident_database_url(self) -> str:
+        """The incident database: ``database_url``, else the default for the store."""
+        return self.database_url or default_database_url(self.store)
+
+
+def default_database_url(store: str) -> str:
+    """The incident database when none is given: SQLite next to a SQLite store's file
+    (``sqlite:/var/lib/lumen/threader.db`` -> ``sqlite:////var/lib/lumen/incidents.db``),
+    in memory with the memory store, and ``/var/lib/lumen/incidents.db`` with a Redis store."""
+    if store == "memory":
+        return MEMORY_DATABASE_URL
+    if store.startswith(("sqlite:", "file:")):
+        directory = os.path.dirname(os.path.abspath(store.partition(":")[2]))
+        return f"sqlite:///{os.path.join(directory, 'incidents.db')}"
+    return f"sqlite:///{DEFAULT_STATE_DIR}/incidents.db"
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ThreaderConfig:
@@ -138,8 +175,47 @@ def _parser() -> argparse.ArgumentParser:
         help="be ready even when Redis may lose acknowledged alerts (no AOF, eviction, or its "
         "persistence cannot be read)",
     )  # fmt: skip
-    add("--database-url", metavar="URL", help="incident store database (not used yet)")
-    add("--database-url-file", metavar="FILE", help="file holding --database-url (not used yet)")
+    add(
+        "--database-url", metavar="URL",
+        help="incident database without a password: sqlite:///PATH, postgresql://..., "
+        "mysql://... (default: SQLite incidents.db next to a sqlite: store's file, in memory "
+        f"with the memory store, {DEFAULT_STATE_DIR}/incidents.db with Redis)",
+    )  # fmt: skip
+    add(
+        "--database-url-file", metavar="FILE",
+        help="file holding the incident database URL, for a URL with a password (not with "
+        "--database-url)",
+    )  # fmt: skip
+    add(
+        "--slack-signing-secret-file", metavar="FILE",
+        help="file holding the Slack app's signing secret; turns on the buttons of parent "
+        "messages and POST /slack/interactions (default: off)",
+    )  # fmt: skip
+    add(
+        "--api-token-file", metavar="FILE",
+        help="file holding the bearer token of the incident REST API, also the password of the "
+        "/incidents page (default: both off)",
+    )  # fmt: skip
+    add(
+        "--alertmanager-url", metavar="URL",
+        help="Alertmanager the Silence button creates silences in, http(s)://HOST:PORT "
+        "(default: no Silence button)",
+    )  # fmt: skip
+    add(
+        "--public-url",
+        metavar="URL",
+        help="the threader's external http(s) URL, for links to incident pages (default: none)",
+    )
+    add(
+        "--incident-group-by", metavar="LABELS",
+        help="comma-separated label names whose values make one incident (default: empty, one "
+        "incident per alert occurrence)",
+    )  # fmt: skip
+    add(
+        "--raw-alert-retention", metavar="DURATION",
+        help="how long received alerts are kept, a Prometheus duration such as 30d or 12h, or "
+        "seconds (default: 30d)",
+    )  # fmt: skip
     add("--log-format", metavar="plain|json", help="log format (default: plain)")
     add("--log-level", metavar="LEVEL", help="debug, info, warning or error (default: info)")
     add(
@@ -213,9 +289,7 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
     log_format = (setting("log-format") or "plain").lower()
     if log_format not in ("plain", "json"):
         raise ValueError(f"--log-format: {log_format!r} is not plain or json")
-    database_url = setting("database-url")
-    if database_url_file := setting("database-url-file"):
-        database_url = secret_file("--database-url-file", database_url_file)
+    database_url = _database_url(setting("database-url"), setting("database-url-file"), store)
     webhook_token = token_file("--webhook-token-file", setting("webhook-token-file")) or ""
     if not webhook_token:
         raise ValueError("--webhook-token-file: required; Alertmanager must authenticate")
@@ -238,6 +312,12 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         key_prefix=_key_prefix(setting("key-prefix")),
         allow_volatile_store=_switch(setting, "allow-volatile-store"),
         database_url=database_url,
+        slack_signing_secret=_signing_secret(setting("slack-signing-secret-file")),
+        api_token=token_file("--api-token-file", setting("api-token-file")) or "",
+        alertmanager_url=_http_url("alertmanager-url", setting("alertmanager-url")),
+        public_url=_http_url("public-url", setting("public-url")),
+        incident_group_by=_label_names("incident-group-by", setting("incident-group-by")),
+        raw_alert_retention=_retention(setting("raw-alert-retention")),
         log_format=log_format,  # type: ignore[arg-type]
         log_level=(setting("log-level") or "info").lower(),
         slack_timeout=seconds("slack-timeout", setting("slack-timeout"), 10.0, low=0.1, high=300),
@@ -282,3 +362,75 @@ def _key_prefix(value: str | None) -> str:
             "without spaces"
         )
     return value
+
+
+def _database_url(url: str | None, path: str | None, store: str) -> str:
+    """``--database-url``, or the content of ``--database-url-file`` (never both), else the
+    store's default."""
+    if url and path:
+        raise ValueError(
+            "--database-url and --database-url-file: give one (the file for a URL with a password)"
+        )
+    if path:
+        url = secret_file("--database-url-file", path)
+        if not url:
+            raise ValueError(f"--database-url-file: {path} is empty")
+        return url
+    if url and _has_password(url):
+        # Never echo the URL: the error line would carry the password into logs.
+        raise ValueError(
+            "--database-url: the URL holds a password; put it in a file (--database-url-file)"
+        )
+    return url or default_database_url(store)
+
+
+def _has_password(url: str) -> bool:
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:  # a malformed port; the store reports the URL itself as unusable
+        return False
+
+
+def _signing_secret(path: str | None) -> str:
+    if not path:
+        return ""
+    secret = secret_file("--slack-signing-secret-file", path)
+    if not secret:
+        raise ValueError(f"--slack-signing-secret-file: {path} is empty")
+    return secret
+
+
+def _http_url(flag: str, value: str | None) -> str | None:
+    if not value:
+        return None
+    if not HTTP_URL.fullmatch(value):
+        raise ValueError(f"--{flag}: {value!r} is not an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _label_names(flag: str, value: str | None) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in (value or "").split(",") if name.strip())
+    for name in names:
+        if not LABEL_NAME.fullmatch(name):
+            raise ValueError(f"--{flag}: {name!r} is not a label name")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--{flag}: a label is named twice")
+    return names
+
+
+def _retention(value: str | None) -> float:
+    """A Prometheus duration (``30d``, ``12h``) or a number of seconds; at least one minute."""
+    if not value:
+        return DEFAULT_RAW_ALERT_RETENTION
+    try:
+        retention = float(value)
+    except ValueError:
+        try:
+            retention = parse_duration(value)
+        except ValueError:
+            raise ValueError(
+                f"--raw-alert-retention: {value!r} is not a duration (e.g. 30d, 12h) nor seconds"
+            ) from None
+    if not 60 <= retention <= 100 * 365 * 86400:
+        raise ValueError("--raw-alert-retention: must be between 1m and 100y")
+    return retention
