@@ -26,7 +26,7 @@ STAMP_VENV := $(VENV)/.stamp-deps
 STAMP_HELM := $(TOOLS)/.stamp-helm
 STAMP_CRDS := $(CACHE)/upstream-crds/.stamp
 
-.PHONY: help setup test lint bench bench-render bench-operator bench-threader bench-exporter lock crds docs rbac run clean
+.PHONY: help setup test lint bench bench-render bench-operator bench-threader bench-exporter bench-incidents lock crds docs rbac run clean
 .PHONY: demo
 .PHONY: image test-image
 
@@ -53,7 +53,7 @@ lint: $(STAMP_VENV) ## ruff, import contracts (.importlinter), mypy --strict (te
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy --config-file operator/pyproject.toml operator/lumen_alerting tests bench
 
-bench: bench-render bench-operator bench-threader bench-exporter ## run every benchmark (numbers: docs/PERFORMANCE.md)
+bench: bench-render bench-operator bench-threader bench-exporter bench-incidents ## run every benchmark (numbers: docs/PERFORMANCE.md)
 
 bench-render: setup ## render throughput (bench/render.py)
 	$(VPY) bench/render.py
@@ -63,6 +63,9 @@ bench-operator: setup ## 200 policies at once, then 1,000 over 42 s, until Ready
 
 bench-threader: setup ## webhook acknowledgements/s and latency vs a floor, Redis and SQLite (bench/threader.py)
 	$(VPY) bench/threader.py
+
+bench-incidents: setup ## webhook acks/s with vs without the incident store; list p99 over 100,000 incidents on PostgreSQL (bench/incidents.py)
+	$(VPY) bench/incidents.py
 
 bench-exporter: setup ## scrape latency vs a floor with 100 probes (10 hung); probe schedule (bench/exporter.py)
 	$(VPY) bench/exporter.py

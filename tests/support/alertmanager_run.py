@@ -83,7 +83,10 @@ class WebhookReceiver(BackgroundLoop):
 class Alertmanager:
     """prometheus-alertmanager on loopback, clustering off, every alert to ``webhook_url``."""
 
-    def __init__(self, directory: Path, webhook_url: str) -> None:
+    def __init__(
+        self, directory: Path, webhook_url: str, *, webhook: dict[str, Any] | None = None
+    ) -> None:
+        """``webhook``: the receiver's webhook_config (default: ``{webhook_url}/alerts``)."""
         assert ALERTMANAGER is not None, "prometheus-alertmanager missing: run `make setup`"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -98,7 +101,9 @@ class Alertmanager:
             "receivers": [
                 {
                     "name": "recorder",
-                    "webhook_configs": [{"url": f"{webhook_url}/alerts", "send_resolved": True}],
+                    "webhook_configs": [
+                        webhook or {"url": f"{webhook_url}/alerts", "send_resolved": True}
+                    ],
                 }
             ],
         }

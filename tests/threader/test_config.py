@@ -303,11 +303,11 @@ def test_incident_defaults(secrets_dir: Path) -> None:
         ("sqlite:/var/lib/lumen/threader.db", "sqlite:////var/lib/lumen/incidents.db"),
         ("file:/data/threads", "sqlite:////data/incidents.db"),
         ("memory", "sqlite:///:memory:"),
-        ("redis://redis:6379/0", "sqlite:////var/lib/lumen/incidents.db"),
+        ("redis://redis:6379/0", None),
     ],
 )
 def test_the_default_database_follows_the_store(
-    store: str, database: str, secrets_dir: Path
+    store: str, database: str | None, secrets_dir: Path
 ) -> None:
     token = ["--webhook-token-file", str(secrets_dir / "webhook-token")]
     assert parse_config([*token, "--store", store], {}).database_url == database

@@ -6,6 +6,10 @@ the parser differs. Each answers 2xx only once every alert of the notification i
 store's outbox; a store that cannot be written, or an outbox past its bound, gives 503 with
 ``Retry-After``, and Alertmanager sends again. Bad input gets a 4xx with a message that says what
 is wrong, and stores nothing.
+
+With the incident store (``IncidentSurfaces``), an accepted notification's alerts also go to the
+incident recorder (in the background: the answer does not wait for the incident database), and
+the incident API, page and Slack interactivity are served beside the webhooks.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 
 from aiohttp import web
@@ -23,6 +29,13 @@ from ..service_http import bearer_matches, json_error
 from .acceptance import InvalidChannel, acceptances, choose_channel
 from .config import ThreaderConfig
 from .durability import DurabilityCheck
+from .incidents.actions import IncidentActions
+from .incidents.api import add_incident_routes
+from .incidents.intake import received_alerts
+from .incidents.recorder import IncidentRecorder
+from .incidents.store import IncidentStore
+from .interactions import PATH as INTERACTIONS_PATH
+from .interactions import SlackInteractions
 from .metrics import ThreaderMetrics
 from .store.contract import Acceptance, OutboxFull, StoreAdmin, StoreUnavailable, ThreadStore
 from .webhook import (
@@ -48,6 +61,18 @@ OUTBOX_FULL_RETRY_AFTER = 30
 FULL_LOG_INTERVAL = 10.0  # seconds between two "outbox full" warnings
 
 
+@dataclass(frozen=True)
+class IncidentSurfaces:
+    """What the HTTP side of the incident store needs: alerts go to ``recorder``; the API and
+    the page act through ``actions``; Slack's clicks come to ``interactions`` (None: no
+    signing secret, no Slack interactivity)."""
+
+    store: IncidentStore
+    recorder: IncidentRecorder
+    actions: IncidentActions
+    interactions: SlackInteractions | None = None
+
+
 def make_app(
     config: ThreaderConfig,
     store: ThreadStore,
@@ -55,11 +80,12 @@ def make_app(
     metrics: ThreaderMetrics,
     *,
     durability: DurabilityCheck | None = None,
+    incidents: IncidentSurfaces | None = None,
 ) -> web.Application:
     """The endpoints over ``store`` (alerts in, readiness, gauges) and ``admin`` (``/stats``,
     ``/cache``): usually one store object, seen through its two protocols."""
     app = web.Application(client_max_size=MAX_BODY)
-    endpoints = _Endpoints(config, store, admin, metrics, durability)
+    endpoints = _Endpoints(config, store, admin, metrics, durability, incidents)
     app.router.add_post(ALERTMANAGER_PATH, partial(endpoints.notify, parse_notification))
     app.router.add_post(GRAFANA_PATH, partial(endpoints.notify, parse_grafana_notification))
     app.router.add_get("/health", endpoints.health)
@@ -68,6 +94,10 @@ def make_app(
     app.router.add_get("/stats", endpoints.stats)
     app.router.add_get("/cache", endpoints.cache)
     app.router.add_delete("/cache", endpoints.clear_cache)
+    if incidents is not None:
+        add_incident_routes(app, incidents.actions, incidents.store, api_token=config.api_token)
+        if incidents.interactions is not None:
+            app.router.add_post(INTERACTIONS_PATH, incidents.interactions.handle)
     return app
 
 
@@ -79,8 +109,10 @@ class _Endpoints:
         admin: StoreAdmin,
         metrics: ThreaderMetrics,
         durability: DurabilityCheck | None = None,
+        incidents: IncidentSurfaces | None = None,
     ) -> None:
         self._config = config
+        self._incidents = incidents
         self._store = store
         self._admin = admin
         self._metrics = metrics
@@ -116,7 +148,16 @@ class _Endpoints:
                 400, "invalid notification", problems=[str(p) for p in invalid.problems]
             )
         self._note_truncation(notification)
-        return await self._accept(acceptances(notification, channel, self._config))
+        response = await self._accept(acceptances(notification, channel, self._config))
+        if response.status == 200 and self._incidents is not None:
+            self._incidents.recorder.submit(
+                received_alerts(
+                    notification,
+                    received_at=datetime.now(UTC),
+                    group_by=self._config.incident_group_by,
+                )
+            )
+        return response
 
     async def _read_body(self, request: web.Request) -> bytes | web.Response:
         """The notification's bytes, or the answer to a body too large or too slow."""

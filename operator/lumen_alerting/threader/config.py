@@ -87,21 +87,23 @@ class ThreaderConfig:
     max_connections: int = 1000
 
     @property
-    def incident_database_url(self) -> str:
-        """The incident database: ``database_url``, else the default for the store."""
+    def incident_database_url(self) -> str | None:
+        """The incident database: ``database_url``, else the default for the store (None: no
+        incident store)."""
         return self.database_url or default_database_url(self.store)
 
 
-def default_database_url(store: str) -> str:
+def default_database_url(store: str) -> str | None:
     """The incident database when none is given: SQLite next to a SQLite store's file
-    (``sqlite:/var/lib/lumen/threader.db`` -> ``sqlite:////var/lib/lumen/incidents.db``),
-    in memory with the memory store, and ``/var/lib/lumen/incidents.db`` with a Redis store."""
+    (``sqlite:/var/lib/lumen/threader.db`` -> ``sqlite:////var/lib/lumen/incidents.db``), in
+    memory with the memory store, and none with a Redis store: its replicas would each keep a
+    file of their own (the renderer always names the database)."""
     if store == "memory":
         return MEMORY_DATABASE_URL
     if store.startswith(("sqlite:", "file:")):
         directory = os.path.dirname(os.path.abspath(store.partition(":")[2]))
         return f"sqlite:///{os.path.join(directory, 'incidents.db')}"
-    return f"sqlite:///{DEFAULT_STATE_DIR}/incidents.db"
+    return None
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str]) -> ThreaderConfig:
@@ -179,7 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         "--database-url", metavar="URL",
         help="incident database without a password: sqlite:///PATH, postgresql://..., "
         "mysql://... (default: SQLite incidents.db next to a sqlite: store's file, in memory "
-        f"with the memory store, {DEFAULT_STATE_DIR}/incidents.db with Redis)",
+        "with the memory store; with Redis, no incident store unless one is given)",
     )  # fmt: skip
     add(
         "--database-url-file", metavar="FILE",
@@ -364,7 +366,7 @@ def _key_prefix(value: str | None) -> str:
     return value
 
 
-def _database_url(url: str | None, path: str | None, store: str) -> str:
+def _database_url(url: str | None, path: str | None, store: str) -> str | None:
     """``--database-url``, or the content of ``--database-url-file`` (never both), else the
     store's default."""
     if url and path:

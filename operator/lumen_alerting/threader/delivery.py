@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from .messages import (
     METADATA_EVENT_TYPE,
@@ -61,6 +61,18 @@ RESOLVE_RETRY_REFUSED = 300.0
 WARNING_INTERVAL = 60.0
 
 
+class ParentHooks(Protocol):
+    """What the incident store adds to a thread's parent message (``incident_slack``)."""
+
+    def decorate(self, message: dict[str, Any], alert: Alert) -> None:
+        """Change the parent's chat.postMessage body before it is posted (the buttons)."""
+        ...
+
+    def posted(self, alert: Alert, parent: MessageRef) -> None:
+        """The parent is in Slack (its incident learns where)."""
+        ...
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -73,8 +85,10 @@ class DeliveryWorker:
         stale_after: float = 30.0,
         unknown_outcome_wait: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        parent_hooks: ParentHooks | None = None,
     ) -> None:
         self._store = store
+        self._parent_hooks = parent_hooks
         self._slack = slack
         self._metrics = metrics
         self._consumer = consumer
@@ -173,6 +187,8 @@ class DeliveryWorker:
                     await self._store.record_parent(
                         delivery.thread_key, delivery.generation, posted.encode()
                     )
+                    if self._parent_hooks is not None:
+                        self._parent_hooks.posted(alert, posted)
             else:
                 recorded = await self._store.parent(delivery.thread_key, delivery.generation)
                 if recorded is None:
@@ -213,6 +229,8 @@ class DeliveryWorker:
             else:
                 unchecked = await self._may_post_unchecked(delivery, message_id, attempts)
         body = _message(delivery, alert, parent.ts if parent else None)
+        if delivery.kind == "parent" and self._parent_hooks is not None:
+            self._parent_hooks.decorate(body, alert)
         body["metadata"] = {
             "event_type": METADATA_EVENT_TYPE,
             "event_payload": {"thread_key": delivery.thread_key, "delivery_id": message_id},

@@ -54,6 +54,7 @@ from .incidents.records import (
     IncidentNotFound,
     IncidentStoreUnavailable,
 )
+from .metrics import SlackInteraction, ThreaderMetrics
 from .slack_signature import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -138,8 +139,10 @@ class SlackInteractions:
         clock: Callable[[], float] = time.time,
         on_done: Callable[[ClickDone], None] | None = None,
         explained_errors: tuple[type[Exception], ...] = (),
+        metrics: ThreaderMetrics | None = None,
     ) -> None:
         self._secret = signing_secret
+        self._metrics = metrics
         self._actions = actions
         self._clock = clock
         self._on_done = on_done
@@ -170,11 +173,13 @@ class SlackInteractions:
             )
         except SignatureRefused as refused:
             log.warning("Slack interaction refused: %s", refused.reason)
+            self._count("bad_signature")
             return json_error(401, refused.reason)
         try:
             clicks = parse_clicks(body)
         except InvalidPayload as invalid:
             log.warning("Slack interaction not understood: %s", invalid)
+            self._count("bad_request")
             return json_error(400, str(invalid))
         retry = request.headers.get(RETRY_NUM_HEADER)
         if retry is not None:
@@ -184,11 +189,16 @@ class SlackInteractions:
                 request.headers.get(RETRY_REASON_HEADER, "no reason given")[:64],
             )
         fresh = [click for click in clicks if self._first_time(click)]
+        self._count("accepted" if fresh or not clicks else "duplicate")
         if fresh:
             task = asyncio.create_task(self._run(fresh))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return web.Response(status=200)
+
+    def _count(self, outcome: SlackInteraction) -> None:
+        if self._metrics is not None:
+            self._metrics.note_slack_interaction(outcome)
 
     async def wait_idle(self) -> None:
         """Wait for every action started so far (and any they start) to finish."""
@@ -327,12 +337,18 @@ def make_interactions_handler(
     clock: Callable[[], float] = time.time,
     on_done: Callable[[ClickDone], None] | None = None,
     explained_errors: tuple[type[Exception], ...] = (),
+    metrics: ThreaderMetrics | None = None,
 ) -> SlackInteractions:
     """The handler of ``POST /slack/interactions``: ``app.router.add_post(PATH,
     interactions.handle)``, and ``await interactions.aclose()`` on shutdown (it waits for the
     actions under way). An object rather than a bare coroutine function, for ``wait_idle``."""
     return SlackInteractions(
-        signing_secret, actions, clock=clock, on_done=on_done, explained_errors=explained_errors
+        signing_secret,
+        actions,
+        clock=clock,
+        on_done=on_done,
+        explained_errors=explained_errors,
+        metrics=metrics,
     )
 
 

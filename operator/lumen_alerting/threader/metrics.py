@@ -166,6 +166,12 @@ class ThreaderMetrics:
             "Incident store operations that failed because the database did.",
             registry=self.registry,
         )
+        self.incidents_dropped = Counter(
+            "lumen_threader_incidents_dropped",
+            "Alerts not recorded as incidents: the database was down so long that the queue "
+            "of alerts waiting for it was full (their Slack messages are not affected).",
+            registry=self.registry,
+        )
         # Every combination from the start: rate() and increase() see the first one.
         for action in get_args(IncidentAction):
             for via in get_args(ActionVia):

@@ -20,6 +20,7 @@ from .config import DEFAULT_KEY_PREFIX, ThreaderConfig
 from .connections import ConnectionLimits, GuardedAppRunner
 from .delivery import DeliveryWorker
 from .durability import DurabilityCheck
+from .incident_runtime import IncidentStoreStartupError, open_incidents
 from .metrics import ThreaderMetrics
 from .slack import SlackClient
 from .store.contract import DEFAULT_LIMITS, OutboxLimits, StoreUnavailable
@@ -75,6 +76,12 @@ async def serve(
         timeout=config.slack_timeout,
         on_error=metrics.note_slack_error,
     )
+    try:
+        incidents = await open_incidents(config, slack, metrics)
+    except IncidentStoreStartupError as error:
+        await slack.aclose()
+        await store.close()
+        raise StartupError("--database-url", str(error)) from None
     worker = DeliveryWorker(
         store,
         slack,
@@ -83,6 +90,7 @@ async def serve(
         channel_interval=config.channel_interval,
         # Three client timeouts after we gave up on a request, Slack has finished it.
         unknown_outcome_wait=3 * config.slack_timeout,
+        parent_hooks=incidents.parents if incidents is not None else None,
     )
     durability = (
         DurabilityCheck(store.persistence_info, allow_volatile=config.allow_volatile_store)
@@ -96,7 +104,14 @@ async def serve(
         max_connections=config.max_connections,
     )
     runner = GuardedAppRunner(
-        make_app(config, store, store, metrics, durability=durability),
+        make_app(
+            config,
+            store,
+            store,
+            metrics,
+            durability=durability,
+            incidents=incidents.surfaces if incidents is not None else None,
+        ),
         limits,
         metrics,
         access_log=None,
@@ -108,6 +123,8 @@ async def serve(
         await site.start()
     except OSError as error:
         await runner.cleanup()
+        if incidents is not None:
+            await incidents.aclose()
         await slack.aclose()
         await store.close()
         raise StartupError("--listen", cannot_listen(config.host, config.port, error)) from None
@@ -117,11 +134,18 @@ async def serve(
             loop.add_signal_handler(number, stop.set)
     port = runner.addresses[0][1] if runner.addresses else config.port
     log.info("Threader listening on %s:%s with the %s store.", config.host, port, store.kind)
+    if incidents is not None:
+        log.info(incidents.describe())
+    else:
+        log.info("No incident database (--database-url): incidents are not recorded.")
     if durability is not None:
         await durability.log_at_start()
     if on_ready is not None:
         on_ready(port)
     delivering = asyncio.create_task(worker.run(stop))
+    # The recorder stops with the HTTP server, so that it writes what the last requests queued.
+    stop_recording = asyncio.Event()
+    recording = asyncio.create_task(incidents.run(stop_recording)) if incidents else None
     try:
         await stop.wait()
     finally:
@@ -129,5 +153,9 @@ async def serve(
         await runner.cleanup()
         stop.set()
         await delivering
+        if incidents is not None and recording is not None:
+            stop_recording.set()
+            await recording
+            await incidents.aclose()
         await slack.aclose()
         await store.close()

@@ -9,12 +9,14 @@ or fails, the silence just created is expired again, so nothing is left behind.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from .records import ActionOutcome, ActionRefused, Incident
+from ..metrics import ActionResult, ActionVia, IncidentAction, ThreaderMetrics
+from .records import ActionOutcome, ActionRefused, Incident, IncidentNotFound
 from .store import IncidentStore
 
 log = logging.getLogger("lumen.threader.incidents")
@@ -47,6 +49,37 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclasses.dataclass
+class _Counted:
+    """Counts one action's outcome (``lumen_threader_incident_actions_total``) and observes the
+    response times it completes."""
+
+    metrics: ThreaderMetrics | None
+    action: IncidentAction
+    via: ActionVia
+
+    async def __call__(self, work: Awaitable[ActionOutcome]) -> ActionOutcome:
+        try:
+            outcome = await work
+        except (ActionRefused, IncidentNotFound):
+            self._note("refused")
+            raise
+        except Exception:
+            self._note("failed")
+            raise
+        self._note("changed" if outcome.changed else "unchanged")
+        if self.metrics is not None and outcome.changed:
+            if self.action == "acknowledge":
+                self.metrics.observe_acknowledged(outcome.incident)
+            elif self.action == "resolve":
+                self.metrics.observe_resolved(outcome.incident)
+        return outcome
+
+    def _note(self, result: ActionResult) -> None:
+        if self.metrics is not None:
+            self.metrics.note_action(self.action, self.via, result)
+
+
 class IncidentActions:
     def __init__(
         self,
@@ -54,11 +87,30 @@ class IncidentActions:
         silences: SilenceClient | None,
         on_change: Callable[[Incident], Awaitable[None]] | None = None,
         clock: Callable[[], datetime] = now_utc,
+        *,
+        metrics: ThreaderMetrics | None = None,
+        via: ActionVia = "api",
     ) -> None:
         self._store = store
         self._silences = silences
         self._on_change = on_change
         self._clock = clock
+        self._metrics = metrics
+        self._via: ActionVia = via
+
+    def via(self, surface: ActionVia) -> IncidentActions:
+        """The same actions, counted as coming from ``surface`` (Slack, the API, the page)."""
+        return IncidentActions(
+            self._store,
+            self._silences,
+            self._on_change,
+            self._clock,
+            metrics=self._metrics,
+            via=surface,
+        )
+
+    def _counted(self, action: IncidentAction) -> _Counted:
+        return _Counted(self._metrics, action, self._via)
 
     @property
     def can_silence(self) -> bool:
@@ -66,14 +118,24 @@ class IncidentActions:
         return self._silences is not None
 
     async def acknowledge(self, incident_id: int, actor: str) -> ActionOutcome:
-        outcome = await self._store.acknowledge(incident_id, actor, self._clock())
+        outcome = await self._counted("acknowledge")(
+            self._store.acknowledge(incident_id, actor, self._clock())
+        )
         return await self._announced(outcome)
 
     async def resolve(self, incident_id: int, actor: str) -> ActionOutcome:
-        outcome = await self._store.resolve(incident_id, actor, self._clock())
+        outcome = await self._counted("resolve")(
+            self._store.resolve(incident_id, actor, self._clock())
+        )
         return await self._announced(outcome)
 
     async def silence(self, incident_id: int, actor: str, duration: timedelta) -> ActionOutcome:
+        return await self._counted("silence")(self._silence(incident_id, actor, duration))
+
+    async def end_silence(self, incident_id: int, actor: str) -> ActionOutcome:
+        return await self._counted("end_silence")(self._end_silence(incident_id, actor))
+
+    async def _silence(self, incident_id: int, actor: str, duration: timedelta) -> ActionOutcome:
         """A real Alertmanager silence over the labels all the incident's alerts share.
         Raises ActionRefused (no silences configured, no labels, resolved incident),
         IncidentNotFound, SilenceFailed (Alertmanager; nothing stored) and
@@ -111,7 +173,7 @@ class IncidentActions:
             await self._expire_quietly(previous)
         return await self._announced(outcome)
 
-    async def end_silence(self, incident_id: int, actor: str) -> ActionOutcome:
+    async def _end_silence(self, incident_id: int, actor: str) -> ActionOutcome:
         detail = await self._store.get(incident_id)
         silence_id = detail.incident.silence_id
         if detail.incident.state == "silenced" and silence_id:

@@ -57,7 +57,7 @@ def add_incident_routes(
     """``/api/v1/...`` and, with ``pages``, the ``/incidents`` web page, on ``app``. An empty
     ``api_token`` keeps the routes but answers 503 (the page too): the token is the only
     credential of both."""
-    api = _IncidentApi(actions, store, api_token)
+    api = _IncidentApi(actions.via("api"), store, api_token)
     app.router.add_get(f"{API_PREFIX}/openapi.json", api.openapi)
     app.router.add_get(f"{API_PREFIX}/incidents", api.guarded(api.list_incidents))
     app.router.add_get(f"{API_PREFIX}/incidents/{{id}}", api.guarded(api.get_incident))
@@ -66,7 +66,7 @@ def add_incident_routes(
             f"{API_PREFIX}/incidents/{{id}}/{action}", api.guarded(api.action_handler(action))
         )
     if pages:
-        add_incident_pages(app, actions, store, api_token=api_token)
+        add_incident_pages(app, actions.via("web"), store, api_token=api_token)
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:

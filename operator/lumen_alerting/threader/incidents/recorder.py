@@ -8,6 +8,10 @@ retries while the database is down, holding up to ``max_pending`` alerts. What i
 when the process is killed is lost to the incident store (never to Slack: the outbox has it); on
 SIGTERM it gets ``drain_timeout`` seconds to finish.
 
+The parent message a delivery worker posts is noted through the same queue, after the alerts
+submitted before it, so it finds its incident. On another replica the incident may not be
+written yet: a note that finds none is tried again for ``NOTE_PATIENCE`` seconds.
+
 ``IncidentUpkeep`` does the periodic work: silences that ran out, raw alerts past their
 retention, the open-incidents gauge.
 """
@@ -20,6 +24,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..metrics import ThreaderMetrics
@@ -33,6 +38,8 @@ RETRY_START = 0.5
 RETRY_CAP = 30.0
 DRAIN_TIMEOUT = 10.0
 OVERFLOW_LOG_INTERVAL = 60.0
+NOTE_PATIENCE = 600.0  # seconds a parent message waits for its incident (another replica's)
+NOTE_RETRY = 5.0
 
 IncidentsChanged = Callable[[Sequence[Incident]], Awaitable[None]]
 
@@ -41,8 +48,22 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class ParentPosted:
+    """The Slack parent message of the newest incident with ``key``."""
+
+    key: str
+    channel: str
+    ts: str
+    noted_at: float  # time.monotonic() of the first attempt
+
+
+Pending = ReceivedAlert | ParentPosted
+
+
 class IncidentRecorder:
-    """A bounded queue of received alerts, written to the store in batches, in order."""
+    """A bounded queue of received alerts (and posted parents), written to the store in
+    batches, in order."""
 
     def __init__(
         self,
@@ -58,7 +79,7 @@ class IncidentRecorder:
         self._max_pending = max_pending
         self._batch_size = batch_size
         self._on_changed = on_changed
-        self._pending: deque[ReceivedAlert] = deque()
+        self._pending: deque[Pending] = deque()
         self._arrived = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -91,6 +112,12 @@ class IncidentRecorder:
         self._arrived.set()
         return True
 
+    def parent_posted(self, key: str, channel: str, ts: str) -> None:
+        """Note the incident's parent message once the alerts queued before it are written."""
+        self._pending.append(ParentPosted(key, channel, ts, time.monotonic()))
+        self._idle.clear()
+        self._arrived.set()
+
     async def wait_idle(self) -> None:
         """Return once everything submitted so far is written (tests, shutdown)."""
         await self._idle.wait()
@@ -114,14 +141,19 @@ class IncidentRecorder:
                 while self._pending and await self._write_batch():
                     pass
         if self._pending:
-            log.warning(
-                "Stopping with %d alerts not recorded as incidents.", len(self._pending)
-            )
+            log.warning("Stopping with %d alerts not recorded as incidents.", len(self._pending))
         else:
             self._idle.set()
 
     async def _write_batch(self) -> bool:
-        batch = [self._pending[i] for i in range(min(self._batch_size, len(self._pending)))]
+        first = self._pending[0]
+        if isinstance(first, ParentPosted):
+            return await self._note_parent(first)
+        batch: list[ReceivedAlert] = []
+        for item in self._pending:
+            if not isinstance(item, ReceivedAlert) or len(batch) == self._batch_size:
+                break
+            batch.append(item)
         try:
             changes = await self._store.record(batch)
         except IncidentStoreUnavailable as error:
@@ -134,6 +166,30 @@ class IncidentRecorder:
             self._metrics.incidents_recorded.labels(alert.source).inc()
         await self._note(changes)
         return True
+
+    async def _note_parent(self, posted: ParentPosted) -> bool:
+        try:
+            found = await self._store.note_slack_message(posted.key, posted.channel, posted.ts)
+        except IncidentStoreUnavailable as error:
+            self._metrics.incident_store_errors.inc()
+            log.warning("Incident store unavailable, retrying: %s", error)
+            return False
+        self._pending.popleft()
+        if not found:
+            if time.monotonic() - posted.noted_at < NOTE_PATIENCE:
+                asyncio.get_running_loop().call_later(NOTE_RETRY, self._retry_note, posted)
+            else:
+                log.warning(
+                    "No incident %s for the Slack message %s: its buttons will not update it.",
+                    posted.key,
+                    posted.ts,
+                )
+        return True
+
+    def _retry_note(self, posted: ParentPosted) -> None:
+        self._pending.append(posted)
+        self._idle.clear()
+        self._arrived.set()
 
     async def _note(self, changes: Sequence[IncidentChange]) -> None:
         resolved = [change.incident for change in changes if change.resolved]
@@ -194,7 +250,9 @@ class IncidentUpkeep:
         self._metrics.set_open_incidents(await self._store.open_counts())
 
 
-async def _first_of(stop: asyncio.Event, other: asyncio.Event | None, timeout: float = 3600) -> None:
+async def _first_of(
+    stop: asyncio.Event, other: asyncio.Event | None, timeout: float = 3600
+) -> None:
     """Wait for ``stop``, ``other`` or ``timeout``, whichever comes first."""
     waits = [asyncio.ensure_future(stop.wait())]
     if other is not None:

@@ -10,6 +10,8 @@ public method is one transaction.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -122,8 +124,11 @@ def _retryable(error: sa.exc.DBAPIError) -> bool:
 
 
 class IncidentStore:
-    def __init__(self, engine: Engine, *, raw_retention: timedelta) -> None:
+    def __init__(
+        self, engine: Engine, *, raw_retention: timedelta, scratch: str | None = None
+    ) -> None:
         self._engine = engine
+        self._scratch = scratch  # the temporary directory of an in-memory database
         self._shown = engine.url.render_as_string(hide_password=True)
         self.kind: str = engine.url.get_backend_name()
         # How long raw alerts of resolved incidents are kept: the threader calls
@@ -134,17 +139,26 @@ class IncidentStore:
     def open(cls, url: str, *, raw_retention: timedelta = timedelta(days=30)) -> IncidentStore:
         """Connect and bring the schema to the newest migration (Alembic upgrade head)."""
         database = database_url(url)
+        scratch = None
+        if database.get_backend_name() == "sqlite" and database.database in (None, "", ":memory:"):
+            # An in-memory database is one per connection, and every call runs on a pool
+            # thread: a file in a private temporary directory behaves the same for every
+            # connection and goes with the store.
+            scratch = tempfile.mkdtemp(prefix="lumen-incidents-")
+            database = database.set(database=f"{scratch}/incidents.db")
         engine = _engine(database)
         try:
             with engine.connect() as connection:
                 _migrate(connection)
         except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
             engine.dispose()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
             shown = database.render_as_string(hide_password=True)
             raise IncidentStoreUnavailable(
                 f"cannot open the incident database {shown}: {_reason(error, database)}"
             ) from None
-        return cls(engine, raw_retention=raw_retention)
+        return cls(engine, raw_retention=raw_retention, scratch=scratch)
 
     def _transaction(
         self,
@@ -261,8 +275,10 @@ class IncidentStore:
         """Silences whose time ran out: their incidents go back to acknowledged or triggered."""
         return await self._write(lambda connection: writes.expire_silences(connection, at))
 
-    async def note_slack_message(self, key: str, channel: str, ts: str) -> None:
-        await self._write(
+    async def note_slack_message(self, key: str, channel: str, ts: str) -> bool:
+        """Record the parent message of the newest incident with ``key``; False when there is
+        no such incident (yet: another replica may not have recorded its alert)."""
+        return await self._write(
             lambda connection: writes.note_slack_message(connection, key, channel, ts)
         )
 
@@ -277,6 +293,8 @@ class IncidentStore:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._engine.dispose)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
 
 def _migrate(connection: Connection) -> None:

@@ -344,11 +344,14 @@ def prune(connection: Connection, before: datetime) -> int:
     return len(ids)
 
 
-def note_slack_message(connection: Connection, key: str, channel: str, ts: str) -> None:
+def note_slack_message(connection: Connection, key: str, channel: str, ts: str) -> bool:
+    """Whether an incident with that key was there to take the message."""
     incident_id = newest_id_with_key(connection, key)
-    if incident_id is not None:
-        connection.execute(
-            incidents.update()
-            .where(incidents.c.id == incident_id)
-            .values(slack_channel=channel, slack_ts=ts)
-        )
+    if incident_id is None:
+        return False
+    connection.execute(
+        incidents.update()
+        .where(incidents.c.id == incident_id)
+        .values(slack_channel=channel, slack_ts=ts)
+    )
+    return True

@@ -6,6 +6,8 @@ it on every start); ``versions/`` holds one file per revision.
 
 from __future__ import annotations
 
+import logging
+
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
@@ -13,6 +15,9 @@ from sqlalchemy.engine import Connection
 # Its own name, so the store can share a database with another Alembic-managed application.
 VERSION_TABLE = "lumen_incidents_schema"
 HEAD = "head"
+
+# Alembic says at INFO what it checks on every start; the store logs what it did instead.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def alembic_config(connection: Connection) -> Config:
