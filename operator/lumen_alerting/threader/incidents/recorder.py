@@ -4,7 +4,10 @@ The webhook answers 2xx once the thread store's outbox holds the notification: t
 Alertmanager's retries depend on. The incident database is a second, slower write (a SQL
 transaction per batch, maybe over the network), so the request hands the alerts to
 ``IncidentRecorder`` and returns; the recorder writes them in batches in the background and
-retries while the database is down, holding up to ``max_pending`` alerts. What it still holds
+retries while the database is down, holding up to ``max_pending`` alerts. While alerts keep
+arriving it gives way to the webhook: after each batch it pauses ``BUSY_PAUSE`` times as long as
+the batch took (the writes share the process, and Python's lock, with the request handling), and
+catches up once the burst is over or half its room is used. What it still holds
 when the process is killed is lost to the incident store (never to Slack: the outbox has it); on
 SIGTERM it gets ``drain_timeout`` seconds to finish.
 
@@ -38,6 +41,10 @@ RETRY_START = 0.5
 RETRY_CAP = 30.0
 DRAIN_TIMEOUT = 10.0
 OVERFLOW_LOG_INTERVAL = 60.0
+# While alerts arrive, the recorder writes at most 1/(1 + BUSY_PAUSE) of the time: the webhook's
+# acknowledgements/s drop by about that much at worst (bench/incidents.py).
+BUSY_PAUSE = 9.0
+BUSY_WINDOW = 1.0  # seconds since the last submit during which the webhook counts as busy
 NOTE_PATIENCE = 600.0  # seconds a parent message waits for its incident (another replica's)
 NOTE_RETRY = 5.0
 
@@ -85,6 +92,7 @@ class IncidentRecorder:
         self._idle.set()
         self._dropped = 0
         self._dropped_logged = 0.0
+        self._last_submit = float("-inf")
 
     @property
     def pending(self) -> int:
@@ -108,6 +116,7 @@ class IncidentRecorder:
                 )
             return False
         self._pending.extend(alerts)
+        self._last_submit = time.monotonic()
         self._idle.clear()
         self._arrived.set()
         return True
@@ -131,8 +140,11 @@ class IncidentRecorder:
                 self._arrived.clear()
                 await _first_of(stop, self._arrived)
                 continue
+            began = time.monotonic()
             if await self._write_batch():
                 delay = RETRY_START
+                if self._busy():
+                    await _first_of(stop, None, timeout=BUSY_PAUSE * (time.monotonic() - began))
             else:
                 await _first_of(stop, None, timeout=delay)
                 delay = min(RETRY_CAP, delay * 2)
@@ -144,6 +156,11 @@ class IncidentRecorder:
             log.warning("Stopping with %d alerts not recorded as incidents.", len(self._pending))
         else:
             self._idle.set()
+
+    def _busy(self) -> bool:
+        """Alerts are arriving, and the queue has room to wait for the burst to end."""
+        recent = time.monotonic() - self._last_submit < BUSY_WINDOW
+        return recent and len(self._pending) < self._max_pending // 2
 
     async def _write_batch(self) -> bool:
         first = self._pending[0]

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from . import lifecycle
-from .queries import incident_row, newest_id_with_key
+from .queries import incident_of, incident_row, newest_id_with_key
 from .records import (
     SYSTEM_ACTOR,
     ActionOutcome,
@@ -60,26 +60,27 @@ def _event(
     )
 
 
+def _raw_values(alert: ReceivedAlert) -> dict[str, Any]:
+    return {
+        "source": alert.source,
+        "receiver": alert.receiver,
+        "group_key": alert.group_key,
+        "received_at": alert.received_at,
+        "incident_key": alert.incident_key,
+        "fingerprint": alert.fingerprint,
+        "status": alert.status,
+        "starts_at": alert.starts_at,
+        "ends_at": alert.ends_at,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "payload": dict(alert.payload),
+        "links": dict(alert.links),
+        "alert_values": dict(alert.values),
+    }
+
+
 def _insert_raw(connection: Connection, alert: ReceivedAlert) -> int:
-    result = connection.execute(
-        raw_alerts.insert().values(
-            source=alert.source,
-            receiver=alert.receiver,
-            group_key=alert.group_key,
-            received_at=alert.received_at,
-            incident_key=alert.incident_key,
-            fingerprint=alert.fingerprint,
-            status=alert.status,
-            starts_at=alert.starts_at,
-            ends_at=alert.ends_at,
-            labels=dict(alert.labels),
-            annotations=dict(alert.annotations),
-            payload=dict(alert.payload),
-            links=dict(alert.links),
-            alert_values=dict(alert.values),
-        )
-    )
-    return _new_id(result)
+    return _new_id(connection.execute(raw_alerts.insert(), _raw_values(alert)))
 
 
 def _new_id(result: sa.CursorResult[Any]) -> int:
@@ -114,40 +115,6 @@ def _open_incident(connection: Connection, alert: ReceivedAlert) -> int:
     return _new_id(result)
 
 
-def _linked_incident(connection: Connection, occurrence: Occurrence) -> int | None:
-    """The incident this alert occurrence already belongs to, whatever its state."""
-    fingerprint, starts_at = occurrence
-    return connection.execute(
-        sa.select(incident_alerts.c.incident_id)
-        .join(raw_alerts, raw_alerts.c.id == incident_alerts.c.raw_alert_id)
-        .where(raw_alerts.c.fingerprint == fingerprint, raw_alerts.c.starts_at == starts_at)
-        .order_by(raw_alerts.c.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-
-
-def _open_incident_with_key(connection: Connection, key: str) -> int | None:
-    # Locked as it is found: one resolved meanwhile by a person is no longer found.
-    return connection.execute(
-        sa.select(incidents.c.id)
-        .where(incidents.c.incident_key == key, incidents.c.state != "resolved")
-        .order_by(incidents.c.id.desc())
-        .limit(1)
-        .with_for_update()
-    ).scalar_one_or_none()
-
-
-def _occurrences(connection: Connection, incident_id: int) -> dict[Occurrence, str]:
-    """Each alert occurrence of the incident and its latest status."""
-    rows = connection.execute(
-        sa.select(raw_alerts.c.fingerprint, raw_alerts.c.starts_at, raw_alerts.c.status)
-        .join(incident_alerts, incident_alerts.c.raw_alert_id == raw_alerts.c.id)
-        .where(incident_alerts.c.incident_id == incident_id)
-        .order_by(raw_alerts.c.id)
-    )
-    return {(fingerprint, _utc(starts_at)): status for fingerprint, starts_at, status in rows}
-
-
 def lock_keys(connection: Connection, keys: Sequence[str]) -> None:
     """Serialise record() per incident key across replicas, so that the same new alert
     recorded by two replicas at once (an Alertmanager HA pair) opens one incident, not two: the
@@ -177,54 +144,68 @@ def release_key_locks(connection: Connection) -> None:
 
 
 def record_alerts(connection: Connection, alerts: Sequence[ReceivedAlert]) -> list[IncidentChange]:
-    """Store each alert raw and apply it to its incident (grouping and auto-resolution)."""
+    """Store each alert raw and apply it to its incident (grouping and auto-resolution).
+
+    Set-based, so that a batch costs a few statements, not a dozen per alert: the incidents the
+    batch touches are read (and locked) at once, changed in memory alert by alert in the batch's
+    order, and written back with the raw alerts, links and events at the end.
+    """
     lock_keys(connection, [alert.incident_key for alert in alerts])
+    occurrences = [(alert.fingerprint, _utc(alert.starts_at)) for alert in alerts]
+    linked = _linked_incidents(connection, {fingerprint for fingerprint, _ in occurrences})
+    open_by_key = _open_incidents_with_keys(connection, {alert.incident_key for alert in alerts})
+    existing = set(linked.values()) | set(open_by_key.values())
+    state = _incident_rows(connection, existing)
+    statuses_of = _occurrences_of(connection, existing)
+    raw_ids = _insert_raws(connection, alerts)
+    links: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     touched: dict[int, tuple[bool, bool]] = {}  # incident id -> (opened, resolved) by this call
-    for alert in alerts:
-        occurrence = (alert.fingerprint, _utc(alert.starts_at))
-        raw_id = _insert_raw(connection, alert)
-        incident_id = _linked_incident(connection, occurrence)
+
+    def event(
+        incident_id: int, at: datetime, kind: EventKind, state_after: str, detail: str
+    ) -> None:
+        events.append(
+            {
+                "incident_id": incident_id,
+                "at": at,
+                "kind": kind,
+                "actor": SYSTEM_ACTOR,
+                "state": state_after,
+                "detail": detail,
+            }
+        )
+
+    for alert, occurrence, raw_id in zip(alerts, occurrences, raw_ids, strict=True):
+        incident_id = linked.get(occurrence)
         if incident_id is None:
-            incident_id = _open_incident_with_key(connection, alert.incident_key)
+            candidate = open_by_key.get(alert.incident_key)
+            # An incident this batch resolved is no longer open: a new one opens.
+            if candidate is not None and state[candidate].state != "resolved":
+                incident_id = candidate
         opened = incident_id is None
         if incident_id is None:
             incident_id = _open_incident(connection, alert)
-        incident = incident_row(connection, incident_id, lock=True)
-        # A new incident has no alerts yet: one query fewer on the webhook's busiest path.
-        statuses = {} if opened else _occurrences(connection, incident_id)
+            state[incident_id] = _new_incident(incident_id, alert)
+            statuses_of[incident_id] = {}
+            open_by_key[alert.incident_key] = incident_id
+        linked[occurrence] = incident_id
+        statuses = statuses_of.setdefault(incident_id, {})
         before = statuses.get(occurrence)
         statuses[occurrence] = alert.status
-        connection.execute(
-            incident_alerts.insert().values(raw_alert_id=raw_id, incident_id=incident_id)
-        )
+        links.append({"raw_alert_id": raw_id, "incident_id": incident_id})
         firing = sum(1 for status in statuses.values() if status == "firing")
-        after = replace(incident, alerts_firing=firing, alerts_total=len(statuses))
+        after = replace(state[incident_id], alerts_firing=firing, alerts_total=len(statuses))
         at = alert.received_at
         what = f"alert {alert.fingerprint}"
         if opened:
-            _event(connection, incident_id, at, "opened", SYSTEM_ACTOR, after.state, what)
+            event(incident_id, at, "opened", after.state, what)
         elif alert.status == "firing":
             again = " again" if before is not None else ""
-            _event(
-                connection,
-                incident_id,
-                at,
-                "alert_firing",
-                SYSTEM_ACTOR,
-                after.state,
-                f"{what} firing{again}",
-            )
+            event(incident_id, at, "alert_firing", after.state, f"{what} firing{again}")
         auto_resolved = False
         if alert.status == "resolved" and before != "resolved":
-            _event(
-                connection,
-                incident_id,
-                at,
-                "alert_resolved",
-                SYSTEM_ACTOR,
-                after.state,
-                f"{what} resolved",
-            )
+            event(incident_id, at, "alert_resolved", after.state, f"{what} resolved")
             if firing == 0 and after.state != "resolved":
                 after = replace(
                     after,
@@ -234,17 +215,118 @@ def record_alerts(connection: Connection, alerts: Sequence[ReceivedAlert]) -> li
                     resolved_while_firing=False,
                 )
                 auto_resolved = True
-                _event(connection, incident_id, at, "auto_resolved", SYSTEM_ACTOR, "resolved")
+                event(incident_id, at, "auto_resolved", "resolved", "")
         # The alert that opens an incident creates it at version 1; every later one changes it.
-        _write_incident(connection, after if opened else replace(after, version=after.version + 1))
+        state[incident_id] = after if opened else replace(after, version=after.version + 1)
         was_opened, was_resolved = touched.get(incident_id, (False, False))
         touched[incident_id] = (was_opened or opened, was_resolved or auto_resolved)
+    connection.execute(incident_alerts.insert(), links)
+    if events:
+        connection.execute(incident_events.insert(), events)
+    for incident_id in touched:
+        _write_incident(connection, state[incident_id])
     return [
-        IncidentChange(
-            incident=incident_row(connection, incident_id), opened=opened, resolved=resolved
-        )
+        IncidentChange(incident=state[incident_id], opened=opened, resolved=resolved)
         for incident_id, (opened, resolved) in touched.items()
     ]
+
+
+def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
+    return [values[i : i + _PRUNE_CHUNK] for i in range(0, len(values), _PRUNE_CHUNK)]
+
+
+def _linked_incidents(connection: Connection, fingerprints: set[str]) -> dict[Occurrence, int]:
+    """The incident each known occurrence of these fingerprints belongs to (its newest link)."""
+    found: dict[Occurrence, int] = {}
+    for chunk in _chunks(sorted(fingerprints)):
+        rows = connection.execute(
+            sa.select(
+                raw_alerts.c.fingerprint, raw_alerts.c.starts_at, incident_alerts.c.incident_id
+            )
+            .join(incident_alerts, incident_alerts.c.raw_alert_id == raw_alerts.c.id)
+            .where(raw_alerts.c.fingerprint.in_(chunk))
+            .order_by(raw_alerts.c.id)
+        )
+        for fingerprint, starts_at, incident_id in rows:
+            found[(fingerprint, _utc(starts_at))] = incident_id
+    return found
+
+
+def _open_incidents_with_keys(connection: Connection, keys: set[str]) -> dict[str, int]:
+    """The newest open incident of each key, locked as it is found: one resolved meanwhile by a
+    person is no longer found."""
+    found: dict[str, int] = {}
+    for chunk in _chunks(sorted(keys)):
+        rows = connection.execute(
+            sa.select(incidents.c.incident_key, incidents.c.id)
+            .where(incidents.c.incident_key.in_(chunk), incidents.c.state != "resolved")
+            .order_by(incidents.c.id)
+            .with_for_update()
+        )
+        for key, incident_id in rows:
+            found[key] = incident_id
+    return found
+
+
+def _incident_rows(connection: Connection, ids: set[int]) -> dict[int, Incident]:
+    found: dict[int, Incident] = {}
+    for chunk in _chunks(sorted(ids)):
+        rows = connection.execute(
+            sa.select(incidents).where(incidents.c.id.in_(chunk)).with_for_update()
+        ).mappings()
+        found.update((row["id"], incident_of(row)) for row in rows)
+    return found
+
+
+def _occurrences_of(connection: Connection, ids: set[int]) -> dict[int, dict[Occurrence, str]]:
+    """Each alert occurrence of the incidents and its latest status."""
+    found: dict[int, dict[Occurrence, str]] = {}
+    for chunk in _chunks(sorted(ids)):
+        rows = connection.execute(
+            sa.select(
+                incident_alerts.c.incident_id,
+                raw_alerts.c.fingerprint,
+                raw_alerts.c.starts_at,
+                raw_alerts.c.status,
+            )
+            .join(incident_alerts, incident_alerts.c.raw_alert_id == raw_alerts.c.id)
+            .where(incident_alerts.c.incident_id.in_(chunk))
+            .order_by(raw_alerts.c.id)
+        )
+        for incident_id, fingerprint, starts_at, status in rows:
+            found.setdefault(incident_id, {})[(fingerprint, _utc(starts_at))] = status
+    return found
+
+
+def _insert_raws(connection: Connection, alerts: Sequence[ReceivedAlert]) -> list[int]:
+    """Insert the raw alerts; their ids, in order. One statement where the database reports
+    the ids of a many-row insert in order (PostgreSQL, SQLite), else one per alert."""
+    if not connection.dialect.insert_executemany_returning_sort_by_parameter_order:
+        return [_insert_raw(connection, alert) for alert in alerts]
+    result = connection.execute(
+        raw_alerts.insert().returning(raw_alerts.c.id, sort_by_parameter_order=True),
+        [_raw_values(alert) for alert in alerts],
+    )
+    return [int(row[0]) for row in result]
+
+
+def _new_incident(incident_id: int, alert: ReceivedAlert) -> Incident:
+    """The incident ``_open_incident`` just inserted, as ``incident_row`` would read it."""
+    labels = alert.labels
+    return Incident(
+        id=incident_id,
+        key=alert.incident_key,
+        state="triggered",
+        title=title_of(alert),
+        severity=labels.get("severity", ""),
+        service=labels.get("service", ""),
+        cluster=labels.get("cluster", ""),
+        namespace=labels.get("namespace", ""),
+        labels=dict(labels),
+        opened_at=_utc(alert.starts_at),
+        alerts_firing=0,
+        alerts_total=0,
+    )
 
 
 def _write_incident(connection: Connection, incident: Incident) -> None:
