@@ -68,7 +68,7 @@ async def open_incidents(
     except IncidentStoreUnavailable as error:
         raise IncidentStoreStartupError(str(error)) from None
     view = SlackIncidentView(store, slack, metrics)
-    recorder = IncidentRecorder(store, metrics, on_changed=view.show_all)
+    recorder = IncidentRecorder(store, metrics)
     upkeep = IncidentUpkeep(store, metrics, retention=retention, on_changed=view.show_all)
     silences = AlertmanagerSilences(config.alertmanager_url) if config.alertmanager_url else None
     actions = IncidentActions(store, silences, on_change=view.show, metrics=metrics)

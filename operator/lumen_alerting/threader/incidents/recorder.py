@@ -79,13 +79,11 @@ class IncidentRecorder:
         *,
         max_pending: int = 100_000,
         batch_size: int = BATCH_SIZE,
-        on_changed: IncidentsChanged | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._max_pending = max_pending
         self._batch_size = batch_size
-        self._on_changed = on_changed
         self._pending: deque[Pending] = deque()
         self._arrived = asyncio.Event()
         self._idle = asyncio.Event()
@@ -181,7 +179,7 @@ class IncidentRecorder:
             self._pending.popleft()
         for alert in batch:
             self._metrics.incidents_recorded.labels(alert.source).inc()
-        await self._note(changes)
+        self._note(changes)
         return True
 
     async def _note_parent(self, posted: ParentPosted) -> bool:
@@ -208,15 +206,12 @@ class IncidentRecorder:
         self._idle.clear()
         self._arrived.set()
 
-    async def _note(self, changes: Sequence[IncidentChange]) -> None:
-        resolved = [change.incident for change in changes if change.resolved]
-        for incident in resolved:
-            self._metrics.observe_resolved(incident)
-        if resolved and self._on_changed is not None:
-            try:
-                await self._on_changed(resolved)
-            except Exception:
-                log.exception("Could not show resolved incidents in Slack")
+    def _note(self, changes: Sequence[IncidentChange]) -> None:
+        # Slack shows a resolution already: the delivery worker turns the parent into its
+        # resolved form (and drops the buttons). Only the response times are left to count.
+        for change in changes:
+            if change.resolved:
+                self._metrics.observe_resolved(change.incident)
 
 
 class IncidentUpkeep:
