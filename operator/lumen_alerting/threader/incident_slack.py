@@ -1,5 +1,6 @@
 """Incidents in Slack: the buttons on a new parent message, and the parent's update when a person
-(or the alerts) changes the incident's state.
+changes the incident's state, or its silence runs out (a resolution by the alerts shows through
+the delivery worker's resolved update).
 
 The update is rebuilt from the incident's first stored alert, not from the message Slack sent
 with a click, so an acknowledge from the API or the page shows in Slack the same way. Slack keeps
