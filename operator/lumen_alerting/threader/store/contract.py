@@ -53,6 +53,17 @@ class OutboxFull(StoreUnavailable):
     """The notification would take the outbox past its bound: nothing was accepted (503)."""
 
 
+class ReplicaAckTimeout(StoreUnavailable):
+    """The write was made on the master but no replica confirmed it in time (``WAIT``): were the
+    master to die now, the alerts would be gone. Answer 503: Alertmanager sends again, and the
+    retry, a duplicate by then, waits for the replicas again before its 2xx."""
+
+
+# Replicas that must confirm an accept before the threader answers 2xx: 0 is off, "auto" is 1
+# while the master reports a connected replica and 0 while it has none.
+ReplicaAcks = int | Literal["auto"]
+
+
 class InfoRefused(Exception):
     """Redis answered INFO with an error (an ACL without +info, a renamed command): the store
     works, but ``durability`` cannot verify its persistence settings."""
@@ -171,7 +182,9 @@ class ThreadStore(Protocol):
     consumer until its lease runs out.
     """
 
-    kind: str  # "memory", "sqlite" or "redis": for /health, /stats and the log
+    # "memory", "sqlite", "redis", "redis-sentinel", "redis-cluster" or "postgresql": for
+    # /health, /stats and the log.
+    kind: str
 
     async def accept(self, acceptances: Sequence[Acceptance]) -> list[Disposition]:
         """Accept one notification's alerts, all or nothing; their dispositions, in order.
