@@ -4,14 +4,15 @@ Run: ``.venv/bin/python bench/store_failover.py [--runs NAME,…] [--lag SECONDS
 
 Per run: 2,000 Alertmanager notifications of one new alert each, sent at a fixed 100 a second,
 each to one of two ``lumen-threader`` processes (consumers ``r0`` and ``r1``, one store, one key
-prefix) chosen round-robin, in front of the Slack double (no rate limit; ``--channel-interval 0``
-so one channel can take them all). The sender behaves like Alertmanager: a non-2xx answer or a
-connection error is sent again (backoff from 50 ms doubling to 1 s; the retry goes to the other
-replica, as through a Service) for up to 2 minutes; the ledger notes, per alert, whether and when
-it got a 2xx ("acknowledged"). Once half the alerts are sent the fault is injected while the
-sender keeps its pace. When every alert is acknowledged or given up on and the shared outbox is
-empty, the Slack double's parents are counted per alert: an acknowledged alert without a parent
-is **lost**, an alert with more than one parent is a **duplicate**.
+prefix) chosen round-robin, in front of the Slack double (no rate limit; ``--channel-interval
+0`` so one channel can take them all). The sender behaves like Alertmanager: a non-2xx answer or
+a connection error is sent again (Alertmanager's backoff: 0.5 s, x1.5, +-50 % jitter, here
+capped at 5 s; the retry goes to the other replica, as through a Service) for up to 2 minutes;
+the ledger notes, per alert, whether and when it got a 2xx ("acknowledged"). Once half the
+alerts are sent the fault is injected while the sender keeps its pace. When every alert is
+acknowledged or given up on and the shared outbox is empty, the Slack double's parents are
+counted per alert: an acknowledged alert without a parent is **lost**, an alert with more than
+one parent is a **duplicate**.
 
 Runs:
 
@@ -19,11 +20,20 @@ Runs:
   started with ``--allow-volatile-store``), killed -9 and started again empty while the Slack
   double is down, so the acknowledged alerts still in the outbox are gone and must be counted.
 - ``sentinel-wait`` / ``sentinel-nowait``: a Sentinel set (master, replica, 3 sentinels), the
-  master killed -9, Sentinel promotes the replica; ``--replica-acks 1`` / ``0``.
-- ``sentinel-wait-lag`` / ``sentinel-nowait-lag``: the same with the replication stream delayed
-  by ``--lag`` seconds (default 0.15) by a TCP proxy between the replica and the master
-  (:class:`LagProxy`), as replication is over a real network: on loopback a replica is
-  microseconds behind and a kill rarely catches a write that only the master had.
+  master killed -9, Sentinel promotes the replica; ``--replica-acks 1`` / ``0``. Once the
+  replica is promoted the old master is started again (as Kubernetes restarts the pod) and
+  Sentinel makes it the new master's replica: until then no replica can confirm a write, so
+  with ``--replica-acks 1`` every notification is answered 503 and sent again.
+- ``sentinel-wait-lag`` / ``sentinel-nowait-lag`` / ``sentinel-auto-lag``: the same with the
+  replication stream delayed by ``--lag`` seconds (default 0.15) by a TCP proxy between the
+  replica and the master (:class:`LagProxy`), as replication is over a real network: on
+  loopback a replica is microseconds behind and a kill rarely catches a write that only the
+  master had. ``auto`` (the default) waits for one replica while the master has one connected.
+- ``sentinel-wait-lag-outage`` / ``sentinel-nowait-lag-outage``: the same, lag on, with Slack
+  down from a second before the kill until the promotion. The delivery workers take every entry
+  within a millisecond of its acceptance and deliver what they hold from memory even when the
+  store is gone; so an alert the replica never got is lost only if no worker holds it, as
+  when a failing delivery puts it back into the store (postponed). The outage makes that so.
 - ``postgresql-restart``: a private PostgreSQL, killed -9 and started again on its data.
 
 The numbers go to docs/PERFORMANCE.md ("Failover"); tests/threader/test_store_failover.py runs
@@ -37,6 +47,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -57,7 +68,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.background_loop import BackgroundLoop  # noqa: E402
 from tests.support.polling import eventually, free_port  # noqa: E402
-from tests.support.slack_api import SlackDouble  # noqa: E402
+from tests.support.slack_api import SlackDouble, StoredMessage  # noqa: E402
 from tests.support.threader_run import (  # noqa: E402
     SLACK_TOKEN,
     WEBHOOK_TOKEN,
@@ -72,12 +83,17 @@ ALERTS = 2000
 RATE = 100.0  # notifications a second
 RETRY_FOR = 120.0  # seconds Alertmanager keeps sending one notification again
 REQUEST_TIMEOUT = 10.0
-BACKOFF_START = 0.05
-BACKOFF_CAP = 1.0
+# Alertmanager's retry backoff (cenkalti/backoff's defaults: 0.5 s, x1.5, +-50 % jitter), capped
+# at 5 s instead of its 60 s to keep a run short.
+BACKOFF_START = 0.5
+BACKOFF_FACTOR = 1.5
+BACKOFF_JITTER = 0.5
+BACKOFF_CAP = 5.0
 DRAIN_TIMEOUT = 300.0  # seconds for the outbox to empty after the last acknowledgement
 CHANNEL = "#alerts"
 MASTER_NAME = "lumen-master"
 DEFAULT_LAG = 0.15
+SLACK_OUTAGE = 1.0  # seconds of Slack outage before the kill (the -outage runs)
 
 Fault = Callable[[], None]
 
@@ -263,7 +279,7 @@ class LaggedSentinelSet:
                 except redis.RedisError:
                     continue
                 votes += bool(address) and _text(address[1]) == replica_port
-            return votes >= 2
+            return votes >= 2 and _info(int(replica_port)).get("role") == "master"
 
         eventually(promoted, timeout, "the sentinels to promote the replica")
 
@@ -345,6 +361,7 @@ async def _send_one(
     first = loop.time()
     ledger.first_sent[n] = first - started
     backoff = BACKOFF_START
+    jitter = random.Random(n)  # the same waits every run
     while True:
         ledger.attempts[n] += 1
         try:
@@ -361,8 +378,8 @@ async def _send_one(
         ledger.refusals.append((now - started, outcome))
         if now - first >= retry_for:
             return
-        await asyncio.sleep(backoff)
-        backoff = min(2 * backoff, BACKOFF_CAP)
+        await asyncio.sleep(backoff * jitter.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER))
+        backoff = min(BACKOFF_FACTOR * backoff, BACKOFF_CAP)
         replica = (replica + 1) % len(urls)  # as through a Service: maybe the other one
 
 
@@ -427,6 +444,8 @@ class Outcome:
     fault_seconds: float  # how long the fault took (kill, restart or promotion)
     max_ack_wait: float  # the longest time from first send to 2xx
     ledger: Ledger = field(repr=False, compare=False)
+    logs: list[str] = field(default_factory=list, repr=False, compare=False)  # the replicas'
+    parents: list[StoredMessage] = field(default_factory=list, repr=False, compare=False)
 
     def row(self) -> str:
         return (
@@ -467,7 +486,8 @@ def reconcile(
     outbox_left: int | None,
     seconds: float,
 ) -> Outcome:
-    parents = Counter(alert_number(thread_key(p)) for p in slack.parents(CHANNEL))
+    messages = slack.parents(CHANNEL)
+    parents = Counter(alert_number(thread_key(p)) for p in messages)
     acknowledged = [n for n in range(ledger.count) if ledger.acknowledged[n] is not None]
     waits = [
         ack - sent
@@ -496,6 +516,7 @@ def reconcile(
         ),
         max_ack_wait=max(waits, default=0.0),
         ledger=ledger,
+        parents=messages,
     )
 
 
@@ -553,7 +574,10 @@ def run(
                 break
             time.sleep(0.2)
         seconds = time.monotonic() - started
-        return reconcile(name, ledger, slack, left, seconds)
+        outcome = reconcile(name, ledger, slack, left, seconds)
+        for replica in replicas:
+            outcome.logs.append(replica.log.read_text(errors="replace"))
+        return outcome
     finally:
         for replica in replicas:
             if replica.process is not None:
@@ -620,36 +644,48 @@ def redis_restart_empty(**options: Any) -> Outcome:
         server.remove()
 
 
-def sentinel(replica_acks: str, lag: float = 0.0, **options: Any) -> Outcome:
-    """A Sentinel set, its master killed -9 half-way; ``lag``: the replica that far behind."""
-    name = f"sentinel-{'wait' if replica_acks != '0' else 'nowait'}" + ("-lag" if lag else "")
+def sentinel(
+    replica_acks: str, lag: float = 0.0, slack_outage: float = 0.0, **options: Any
+) -> Outcome:
+    """A Sentinel set, its master killed -9 half-way. ``lag``: the replica that far behind.
+    ``slack_outage``: Slack down from that many seconds before the kill until the promotion,
+    so that the workers put what they took back into the store (postponed) instead of holding
+    it until it is delivered: the alerts acknowledged but not yet replicated are then nowhere
+    else."""
+    kind = {"0": "nowait", "auto": "auto"}.get(replica_acks, "wait")
+    name = f"sentinel-{kind}" + ("-lag" if lag else "") + ("-outage" if slack_outage else "")
     topology: Any
-    check: Callable[[], None] | None = None
     if lag:
         topology = LaggedSentinelSet(lag).start()
-
-        def through_proxy() -> None:
-            if not topology.replicating_through_proxy():
-                raise AssertionError("the replica no longer replicates through the lag proxy")
-
-        check = through_proxy
     else:
         from tests.support.redis_topologies import RedisSentinelSet
 
         topology = RedisSentinelSet().start()
-
-    def fault() -> None:
-        topology.master.kill()
-        topology.wait_for_promotion(90)
-
     try:
         with SlackDouble(rate_limit=False) as slack:
+
+            def before_fault() -> None:
+                if lag and not topology.replicating_through_proxy():
+                    raise AssertionError("the replica no longer replicates through the lag proxy")
+                if slack_outage:
+                    slack.go_down(3600)
+                    time.sleep(slack_outage)
+
+            def fault() -> None:
+                topology.master.kill()
+                topology.wait_for_promotion(90)
+                slack.go_down(0)
+                # As Kubernetes restarts the pod: Sentinel makes it a replica of the new
+                # master, so that a replica can confirm writes again (the set has one replica,
+                # now the master).
+                topology.master.start()
+
             return run(
                 name,
                 topology.url,
                 fault,
                 slack=slack,
-                before_fault=check,
+                before_fault=before_fault,
                 replica_acks=replica_acks,
                 **options,
             )
@@ -680,6 +716,9 @@ RUNS: dict[str, Callable[..., Outcome]] = {
     "sentinel-nowait": lambda lag, **o: sentinel("0", **o),
     "sentinel-wait-lag": lambda lag, **o: sentinel("1", lag, **o),
     "sentinel-nowait-lag": lambda lag, **o: sentinel("0", lag, **o),
+    "sentinel-auto-lag": lambda lag, **o: sentinel("auto", lag, **o),
+    "sentinel-wait-lag-outage": lambda lag, **o: sentinel("1", lag, SLACK_OUTAGE, **o),
+    "sentinel-nowait-lag-outage": lambda lag, **o: sentinel("0", lag, SLACK_OUTAGE, **o),
     "postgresql-restart": postgresql_restart,
 }
 
