@@ -7,10 +7,10 @@ Run: ``make bench-threader`` (or ``.venv/bin/python bench/threader.py [--notific
 master, replica and three sentinels; the threader waits for the replica, its default there),
 ``redis-cluster`` (three private masters), ``postgresql`` (a new database on the machine's
 PostgreSQL) and ``sqlite``, against a zero-latency Slack double. A load generator (this
-process, aiohttp client) posts Alertmanager notifications of one new alert each, from 1 and from 16 concurrent senders, and
-times every answer: the threader answers only once the alert is durably in the outbox. The floor
-is the same stack doing the least work: an aiohttp handler that does one write per request to
-the same store (``bench/floor_server.py``), measured the same way in the same run.
+process, aiohttp client) posts Alertmanager notifications of one new alert each, from 1 and
+from 16 concurrent senders, and times every answer: the threader answers only once the alert
+is durably in the outbox. The floor is the same stack doing the least work: an aiohttp handler
+that does one write per request to the same store (``bench/floor_server.py``), measured the same way in the same run.
 Targets (issue 4): at least 500 notifications/s, p99 under 50 ms, within 3x of the floor.
 """
 
