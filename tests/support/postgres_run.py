@@ -60,13 +60,13 @@ class PostgresServer:
                  "--no-sync", "-E", "UTF8", "--locale=C"],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, user=self._user,
             )  # fmt: skip
-        self.process = subprocess.Popen(
-            [f"{BIN}/postgres", "-D", self._data, "-p", str(self.port), "-h", "127.0.0.1",
-             "-k", self._dir, "-c", "fsync=on", "-c", "max_connections=100",
-             *(arg for option in self._options for arg in ("-c", option))],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self._dir, "log"), "ab"),  # noqa: SIM115
-            user=self._user,
-        )  # fmt: skip
+        with open(os.path.join(self._dir, "log"), "ab") as log:  # the server keeps its copy
+            self.process = subprocess.Popen(
+                [f"{BIN}/postgres", "-D", self._data, "-p", str(self.port), "-h", "127.0.0.1",
+                 "-k", self._dir, "-c", "fsync=on", "-c", "max_connections=100",
+                 *(arg for option in self._options for arg in ("-c", option))],
+                stdout=subprocess.DEVNULL, stderr=log, user=self._user,
+            )  # fmt: skip
         eventually(self._up, 60, f"postgres on port {self.port}")
         return self
 
