@@ -77,42 +77,42 @@ _LOCK_SCOPE = sa.text("SELECT entries, bytes FROM threader_scopes WHERE scope = 
 _ADD_SCOPE = sa.text(
     "INSERT INTO threader_scopes (scope) VALUES (:scope) ON CONFLICT (scope) DO NOTHING"
 )
-# The keys of this notification that are new (never seen, or expired): they are written, and
-# returned; a key seen and still valid is left as it is, and not returned (a duplicate).
-_CLAIM_KEYS = sa.text(
-    "INSERT INTO threader_idempotency (scope, delivery_id, expires_at) "
+# The notification's keys that are new (never seen, or expired) are written and returned as
+# ("key", id); one seen and still valid is left as it is, and not returned (a duplicate). With
+# them, the rows of the notification's threads, locked, as ("thread", key, generation, ...).
+# FOR NO KEY UPDATE: clear_threads and the expiry wait for this accept (and it for them); a
+# parent being recorded (a foreign key's KEY SHARE lock) does not. One statement, one round trip.
+_CLAIM = sa.text(
+    "WITH claimed AS (INSERT INTO threader_idempotency (scope, delivery_id, expires_at) "
     "SELECT :scope, id, :expires FROM unnest(CAST(:ids AS text[])) AS id "
     "ON CONFLICT (scope, delivery_id) DO UPDATE SET expires_at = excluded.expires_at "
-    "WHERE threader_idempotency.expires_at <= :now "
-    "RETURNING delivery_id"
-)
-# FOR NO KEY UPDATE: clear_threads and the expiry wait for this accept (and it for them); a
-# parent being recorded (a foreign key's KEY SHARE lock) does not.
-_LOCK_THREADS = sa.text(
-    "SELECT thread_key, generation, state, channel, touched_at FROM threader_threads "
-    "WHERE scope = :scope AND thread_key = ANY(CAST(:keys AS text[])) FOR NO KEY UPDATE"
+    "WHERE threader_idempotency.expires_at <= :now RETURNING delivery_id), "
+    "locked AS MATERIALIZED (SELECT thread_key, generation, state, channel, touched_at "
+    "FROM threader_threads WHERE scope = :scope AND thread_key = ANY(CAST(:keys AS text[])) "
+    "FOR NO KEY UPDATE) "
+    "SELECT 'key', delivery_id, NULL, NULL, NULL, CAST(NULL AS double precision) FROM claimed "
+    "UNION ALL SELECT 'thread', thread_key, generation, state, channel, touched_at FROM locked"
 )
 _DROP_THREADS = sa.text(
     "DELETE FROM threader_threads WHERE scope = :scope AND thread_key = ANY(CAST(:keys AS text[]))"
 )
-_WRITE_THREADS = sa.text(
-    "INSERT INTO threader_threads (scope, thread_key, generation, state, channel, touched_at) "
-    "SELECT :scope, * FROM unnest(CAST(:keys AS text[]), CAST(:generations AS integer[]), "
-    "CAST(:states AS text[]), CAST(:channels AS text[]), CAST(:touched AS double precision[])) "
+# The threads changed, the entries queued and their count, in one statement.
+_WRITE = sa.text(
+    "WITH threads AS (INSERT INTO threader_threads "
+    "(scope, thread_key, generation, state, channel, touched_at) "
+    "SELECT :scope, * FROM unnest(CAST(:thread_keys AS text[]), "
+    "CAST(:thread_generations AS integer[]), CAST(:thread_states AS text[]), "
+    "CAST(:thread_channels AS text[]), CAST(:thread_touched AS double precision[])) "
     "ON CONFLICT (scope, thread_key) DO UPDATE SET generation = excluded.generation, "
-    "state = excluded.state, channel = excluded.channel, touched_at = excluded.touched_at"
-)
-_QUEUE = sa.text(
-    "INSERT INTO threader_outbox (scope, delivery_id, kind, thread_key, generation, channel, "
-    "alert, bytes, accepted_at) "
+    "state = excluded.state, channel = excluded.channel, touched_at = excluded.touched_at), "
+    "queued AS (INSERT INTO threader_outbox (scope, delivery_id, kind, thread_key, generation, "
+    "channel, alert, bytes, accepted_at) "
     "SELECT :scope, d, k, t, g, c, a, b, :now FROM unnest(CAST(:ids AS text[]), "
     "CAST(:kinds AS text[]), CAST(:keys AS text[]), CAST(:generations AS integer[]), "
     "CAST(:channels AS text[]), CAST(:alerts AS text[]), CAST(:sizes AS integer[])) "
-    "WITH ORDINALITY AS n (d, k, t, g, c, a, b, i) ORDER BY i"
-)
-_COUNT_IN = sa.text(
+    "WITH ORDINALITY AS n (d, k, t, g, c, a, b, i) ORDER BY i) "
     "UPDATE threader_scopes SET entries = entries + :entries, bytes = bytes + :bytes "
-    "WHERE scope = :scope"
+    "WHERE scope = :scope AND CAST(:entries AS integer) > 0"
 )
 _RELEASE_OWN = sa.text(
     "UPDATE threader_outbox SET holder = NULL, leased_at = NULL "
@@ -359,10 +359,25 @@ class PostgreSQLStore:
                 counts = (await tx.execute(_LOCK_SCOPE, {"scope": scope})).one()
             entries, size = counts
             claimed = await tx.execute(
-                _CLAIM_KEYS,
-                {"scope": scope, "ids": ids, "expires": now + self._idempotency_ttl, "now": now},
+                _CLAIM,
+                {
+                    "scope": scope,
+                    "ids": ids,
+                    "keys": list(dict.fromkeys(item.thread_key for item in acceptances)),
+                    "expires": now + self._idempotency_ttl,
+                    "now": now,
+                },
             )
-            new = set(claimed.scalars())
+            new: set[str] = set()
+            threads: dict[str, _Thread | None] = {item.thread_key: None for item in acceptances}
+            expired = []
+            for what, key, generation, state, channel, touched_at in claimed:
+                if what == "key":
+                    new.add(key)
+                elif touched_at + self._thread_ttl <= now:
+                    expired.append(key)  # gone, as MemoryStore's expiry would have it
+                else:
+                    threads[key] = [generation, state, channel, touched_at, False]
             firsts: list[int] = []  # the acceptances that are new: first of their id, unseen
             for index, item in enumerate(acceptances):
                 if item.delivery_id in new:
@@ -370,7 +385,8 @@ class PostgreSQLStore:
                     firsts.append(index)
             # Raises OutboxFull: the transaction is rolled back, keys included.
             self._limits.check(entries, size, len(firsts), sum(sizes[i] for i in firsts))
-            threads = await self._threads_of(tx, [acceptances[i] for i in firsts], now)
+            if expired and firsts:  # its parents go with it (a new thread starts afresh)
+                await tx.execute(_DROP_THREADS, {"scope": scope, "keys": expired})
             queued: list[tuple[int, DeliveryKind, int]] = []
             decided: dict[int, Disposition] = {}
             for index in firsts:
@@ -380,25 +396,18 @@ class PostgreSQLStore:
                 else:
                     decided[index] = "queued"
                     queued.append((index, kind, generation))
-            changed = [key for key, record in threads.items() if record is not None and record[4]]
+            changed = {key: row for key, row in threads.items() if row is not None and row[4]}
             if changed:
                 await tx.execute(
-                    _WRITE_THREADS,
-                    {
-                        "scope": scope,
-                        "keys": changed,
-                        "generations": [_record(threads, key)[0] for key in changed],
-                        "states": [_record(threads, key)[1] for key in changed],
-                        "channels": [_record(threads, key)[2] for key in changed],
-                        "touched": [_record(threads, key)[3] for key in changed],
-                    },
-                )
-            if queued:
-                await tx.execute(
-                    _QUEUE,
+                    _WRITE,
                     {
                         "scope": scope,
                         "now": now,
+                        "thread_keys": list(changed),
+                        "thread_generations": [row[0] for row in changed.values()],
+                        "thread_states": [row[1] for row in changed.values()],
+                        "thread_channels": [row[2] for row in changed.values()],
+                        "thread_touched": [row[3] for row in changed.values()],
                         "ids": [acceptances[i].delivery_id for i, _k, _g in queued],
                         "kinds": [kind for _i, kind, _g in queued],
                         "keys": [acceptances[i].thread_key for i, _k, _g in queued],
@@ -406,12 +415,6 @@ class PostgreSQLStore:
                         "channels": [acceptances[i].channel for i, _k, _g in queued],
                         "alerts": [texts[i] for i, _k, _g in queued],
                         "sizes": [sizes[i] for i, _k, _g in queued],
-                    },
-                )
-                await tx.execute(
-                    _COUNT_IN,
-                    {
-                        "scope": scope,
                         "entries": len(queued),
                         "bytes": sum(sizes[i] for i, _k, _g in queued),
                     },
@@ -421,26 +424,6 @@ class PostgreSQLStore:
         if queued:
             self._changed.set()
         return results
-
-    async def _threads_of(
-        self, tx: AsyncConnection, items: list[Acceptance], now: float
-    ) -> dict[str, _Thread | None]:
-        """The locked thread rows of these alerts, None for a thread that does not exist or has
-        expired (an expired one is deleted, parents and all, as MemoryStore's expiry would)."""
-        keys = list(dict.fromkeys(item.thread_key for item in items))
-        threads: dict[str, _Thread | None] = dict.fromkeys(keys)
-        if not keys:
-            return threads
-        rows = await tx.execute(_LOCK_THREADS, {"scope": self._scope, "keys": keys})
-        expired = []
-        for key, generation, state, channel, touched_at in rows:
-            if touched_at + self._thread_ttl <= now:
-                expired.append(key)
-            else:
-                threads[key] = [generation, state, channel, touched_at, False]
-        if expired:
-            await tx.execute(_DROP_THREADS, {"scope": self._scope, "keys": expired})
-        return threads
 
     # --- the delivery side ----------------------------------------------------------------------
 
@@ -623,12 +606,6 @@ class PostgreSQLStore:
 
 # A thread as the accept sees it: generation, state, channel, touched_at, changed (to write).
 _Thread = list[Any]
-
-
-def _record(threads: dict[str, _Thread | None], key: str) -> _Thread:
-    record = threads[key]
-    assert record is not None
-    return record
 
 
 def _claim(
