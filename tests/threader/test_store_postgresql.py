@@ -277,3 +277,50 @@ def test_replicas_starting_together_migrate_once(empty_database: str, scope: str
             await store.close()
 
     run(scenario())
+
+
+def test_no_answer_in_time_is_unavailable_and_the_store_goes_on(database: str, scope: str) -> None:
+    """An accept that waits longer than the timeout (here for a lock another session holds) is
+    StoreUnavailable and leaves nothing behind; once the lock is free the store works again."""
+
+    async def scenario() -> None:
+        store = PostgreSQLStore(database, scope=scope, timeout=1.0)
+        await store.accept([acceptance(1)])
+        plain = database.replace("postgresql+psycopg://", "postgresql://")
+        async with await psycopg.AsyncConnection.connect(plain) as blocker:
+            await blocker.execute(
+                "SELECT 1 FROM threader_scopes WHERE scope = %s FOR UPDATE", (scope,)
+            )
+            with pytest.raises(StoreUnavailable, match="no answer within 1 s"):
+                await store.accept([acceptance(2)])
+            await blocker.rollback()
+        assert await store.accept([acceptance(2)]) == ["queued"], "nothing of it was kept"
+        assert (await store.outbox()).entries == 2
+        await store.close()
+
+    run(scenario())
+
+
+def test_the_newest_dead_letters_are_kept(
+    database: str, scope: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgresql_store, "DEAD_LETTERS_KEPT", 3)
+    monkeypatch.setattr(postgresql_store, "EXPIRY_BATCH", 1)
+
+    async def scenario() -> None:
+        store = PostgreSQLStore(database, scope=scope)
+        await store.accept([acceptance(n) for n in range(5)])
+        for entry in await store.take("w1", 10, 0.05):
+            await store.dead_letter(entry, f"reason {entry.delivery.delivery_id}")
+        assert (await store.stats())["dead_letters"] == 5
+        assert (await store.expire())["dead letters"] == 2
+        assert (await store.stats())["dead_letters"] == 3
+        plain = database.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(plain) as connection:
+            kept = connection.execute(
+                "SELECT reason FROM threader_dead_letters WHERE scope = %s ORDER BY id", (scope,)
+            ).fetchall()
+        assert [reason for (reason,) in kept] == [f"reason d{n}-firing" for n in (2, 3, 4)]
+        await store.close()
+
+    run(scenario())

@@ -222,7 +222,7 @@ _EXPIRE = {
     ),
     "dead letters": sa.text(
         "DELETE FROM threader_dead_letters WHERE id IN (SELECT id FROM threader_dead_letters "
-        "WHERE scope = :scope AND id < (SELECT id FROM threader_dead_letters WHERE scope = :scope "
+        "WHERE scope = :scope AND id <= (SELECT id FROM threader_dead_letters WHERE scope = :scope "
         "ORDER BY id DESC OFFSET :kept LIMIT 1) ORDER BY id LIMIT :batch)"
     ),
 }
