@@ -324,3 +324,35 @@ def test_the_newest_dead_letters_are_kept(
         await store.close()
 
     run(scenario())
+
+
+def test_notifications_written_in_one_batch_are_decided_in_order(database: str, scope: str) -> None:
+    """Notifications that arrive together share one transaction; each is decided as if alone,
+    in the order they came: a repeat, a resolution and a re-fire of one thread included."""
+
+    async def scenario() -> None:
+        store = PostgreSQLStore(database, scope=scope)
+        key = "A|critical|db|prod|prod"
+        steps = [
+            acceptance(1, key=key, delivery_id="first"),
+            acceptance(1, key=key, delivery_id="again"),
+            acceptance(1, "resolved", key=key, delivery_id="resolved"),
+            acceptance(1, "resolved", key=key, delivery_id="resolved-again"),
+            acceptance(1, key=key, delivery_id="refire"),
+            acceptance(1, key=key, delivery_id="first"),
+        ]
+        results = await asyncio.gather(*(store.accept([step]) for step in steps))
+        assert results == [
+            ["queued"],
+            ["queued"],
+            ["queued"],
+            ["skipped"],
+            ["queued"],
+            ["duplicate"],
+        ]
+        kinds = [(d.kind, d.generation) for d in await drain(store)]
+        assert kinds == [("parent", 1), ("repeat", 1), ("resolve", 1), ("parent", 2)]
+        assert (await store.threads())[key]["generation"] == 2
+        await store.close()
+
+    run(scenario())

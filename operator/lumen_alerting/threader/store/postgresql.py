@@ -7,12 +7,15 @@ tables in the same database).
   starting together migrate one at a time.
 - Every row carries ``scope`` (the threader's ``--key-prefix``): threaders of several policies
   share one database and never see each other's threads or outbox.
-- ``accept`` is one transaction per notification. It first locks the scope's row in
+- ``accept`` is all or nothing per notification. Notifications arriving while a transaction is
+  under way share the next one (group commit, as the SQLite store does: one lock, one commit,
+  one fsync for many), each decided on its own. The transaction first locks the scope's row in
   ``threader_scopes``, which holds the outbox's entry count and bytes: accepts of one scope run
-  one after the other (whichever replica they come through), so the bound is checked in O(1)
+  one after the other, whichever replica they come through, so the bound is checked in O(1)
   and exactly, a notification past it is refused alone, and the thread decision
   (``MemoryStore._claim``, in Python over the locked thread rows) claims each occurrence once.
-  Idempotency keys are ``INSERT … ON CONFLICT``; an expired key is overwritten as if new.
+  Then one statement reads the seen keys and locks the threads, one writes everything (keys
+  ``INSERT … ON CONFLICT``, an expired key overwritten as if new; threads; entries; count).
 - The outbox is taken with ``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED) RETURNING``:
   consumers never wait for each other nor get the same entry. A lease is (holder, leased_at);
   lease and due times are the database's clock, the one clock every replica shares.
@@ -32,6 +35,7 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,6 +52,7 @@ from .contract import (
     DeliveryKind,
     Disposition,
     OutboxEntry,
+    OutboxFull,
     OutboxLimits,
     OutboxSize,
     StoreStats,
@@ -57,9 +62,25 @@ from .contract import (
 )
 from .postgresql_migrations import upgrade
 
+# A queued alert: the acceptance, its delivery's kind and generation, its JSON and bytes.
+_Queued = tuple[Acceptance, DeliveryKind, int, str, int]
+
+
+@dataclass
+class _Pending:
+    """A notification waiting for the next batch, and where its outcome goes."""
+
+    acceptances: list[Acceptance]
+    texts: list[str]  # each alert's JSON
+    sizes: list[int]  # and its bytes
+    outcome: asyncio.Future[list[Disposition]]
+    queued: list[_Queued] = field(default_factory=list)  # what the batch queues of it
+
+
 _DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
 _MIGRATION_LOCK = 0x6C756D656E5448  # advisory lock key ("lumenTH"): one replica migrates at once
 DEAD_LETTERS_KEPT = 10_000
+BATCH = 100  # notifications written in one transaction at most
 EXPIRE_EVERY = 30.0  # seconds between two rounds of deleting expired rows
 EXPIRY_BATCH = 500  # rows per DELETE: short transactions, short locks
 EXPIRY_BATCHES = 20  # per table and round at most; what is left waits for the next round
@@ -77,28 +98,30 @@ _LOCK_SCOPE = sa.text("SELECT entries, bytes FROM threader_scopes WHERE scope = 
 _ADD_SCOPE = sa.text(
     "INSERT INTO threader_scopes (scope) VALUES (:scope) ON CONFLICT (scope) DO NOTHING"
 )
-# The notification's keys that are new (never seen, or expired) are written and returned as
-# ("key", id); one seen and still valid is left as it is, and not returned (a duplicate). With
-# them, the rows of the notification's threads, locked, as ("thread", key, generation, ...).
+# Of a batch's delivery ids, those seen and still valid, as ("key", id); with them the rows of
+# the batch's threads, locked, as ("thread", key, generation, state, channel, touched_at).
 # FOR NO KEY UPDATE: clear_threads and the expiry wait for this accept (and it for them); a
-# parent being recorded (a foreign key's KEY SHARE lock) does not. One statement, one round trip.
-_CLAIM = sa.text(
-    "WITH claimed AS (INSERT INTO threader_idempotency (scope, delivery_id, expires_at) "
-    "SELECT :scope, id, :expires FROM unnest(CAST(:ids AS text[])) AS id "
-    "ON CONFLICT (scope, delivery_id) DO UPDATE SET expires_at = excluded.expires_at "
-    "WHERE threader_idempotency.expires_at <= :now RETURNING delivery_id), "
-    "locked AS MATERIALIZED (SELECT thread_key, generation, state, channel, touched_at "
+# parent being recorded (a foreign key's KEY SHARE lock) does not.
+_LOOK = sa.text(
+    "WITH locked AS MATERIALIZED (SELECT thread_key, generation, state, channel, touched_at "
     "FROM threader_threads WHERE scope = :scope AND thread_key = ANY(CAST(:keys AS text[])) "
     "FOR NO KEY UPDATE) "
-    "SELECT 'key', delivery_id, NULL, NULL, NULL, CAST(NULL AS double precision) FROM claimed "
+    "SELECT 'key', delivery_id, NULL, NULL, NULL, CAST(NULL AS double precision) "
+    "FROM threader_idempotency WHERE scope = :scope "
+    "AND delivery_id = ANY(CAST(:ids AS text[])) AND expires_at > :now "
     "UNION ALL SELECT 'thread', thread_key, generation, state, channel, touched_at FROM locked"
 )
 _DROP_THREADS = sa.text(
     "DELETE FROM threader_threads WHERE scope = :scope AND thread_key = ANY(CAST(:keys AS text[]))"
 )
-# The threads changed, the entries queued and their count, in one statement.
+# What a batch accepted, in one statement: its idempotency keys (an expired one is overwritten),
+# the threads it changed, the entries it queued and their count.
 _WRITE = sa.text(
-    "WITH threads AS (INSERT INTO threader_threads "
+    "WITH claimed AS (INSERT INTO threader_idempotency (scope, delivery_id, expires_at) "
+    "SELECT :scope, id, :expires FROM unnest(CAST(:claimed AS text[])) AS id "
+    "ON CONFLICT (scope, delivery_id) DO UPDATE SET expires_at = excluded.expires_at "
+    "WHERE threader_idempotency.expires_at <= :now), "
+    "threads AS (INSERT INTO threader_threads "
     "(scope, thread_key, generation, state, channel, touched_at) "
     "SELECT :scope, * FROM unnest(CAST(:thread_keys AS text[]), "
     "CAST(:thread_generations AS integer[]), CAST(:thread_states AS text[]), "
@@ -272,6 +295,8 @@ class PostgreSQLStore:
         self._expired_at = -math.inf  # monotonic time of the last expiry round
         self._recovered: set[str] = set()  # consumers whose earlier leases were released
         self._changed = asyncio.Event()  # set by this process's accepts, to wake its takers
+        self._pending: list[_Pending] = []  # notifications waiting for the next batch
+        self._committer: asyncio.Task[None] | None = None
         connect_args = {"connect_timeout": max(2, math.ceil(timeout))}
         self._migrate(connect_args)
         self._engine: AsyncEngine = create_async_engine(
@@ -344,85 +369,160 @@ class PostgreSQLStore:
     # --- the request side -----------------------------------------------------------------------
 
     async def accept(self, acceptances: Sequence[Acceptance]) -> list[Disposition]:
+        """Accept one notification. Notifications that arrive while a batch is being written
+        are written together in the next transaction (one lock of the scope, one commit and
+        one fsync for many; ``_write_batch``); each is decided on its own, so one refused
+        (outbox full) leaves the others accepted."""
         if not acceptances:
             return []
         texts = [alert_bytes(item.alert) for item in acceptances]
-        sizes = [len(text.encode()) for text in texts]
-        ids = list(dict.fromkeys(item.delivery_id for item in acceptances))
+        pending = _Pending(
+            list(acceptances),
+            texts,
+            [len(text.encode()) for text in texts],
+            asyncio.get_running_loop().create_future(),
+        )
+        self._pending.append(pending)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_pending())
+        return await pending.outcome
+
+    async def _commit_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+            outcomes: list[list[Disposition] | BaseException]
+            try:
+                outcomes = await self._write_batch(batch)
+            except Exception as error:  # nothing of the batch was committed (or known)
+                outcomes = [error] * len(batch)
+            except BaseException:  # cancelled (shutdown): the batch's outcome is unknown
+                for pending in batch + self._pending:
+                    if not pending.outcome.done():
+                        pending.outcome.set_exception(StoreUnavailable("shutting down"))
+                self._pending = []
+                raise
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                if pending.outcome.done():  # the request went away; its alerts may be in
+                    continue
+                if isinstance(outcome, BaseException):
+                    pending.outcome.set_exception(outcome)
+                else:
+                    pending.outcome.set_result(outcome)
+                    if "queued" in outcome:
+                        self._changed.set()
+
+    async def _write_batch(self, batch: list[_Pending]) -> list[list[Disposition] | BaseException]:
+        """One transaction for the batch: lock the scope's row (and with it every accept of the
+        scope, whichever replica it comes through), read which keys are seen and the threads,
+        decide every notification in order here (the bound, the keys, ``_claim``), then write
+        all that was accepted in one statement."""
         now = time.time()
         scope = self._scope
-        results: list[Disposition] = []
+        items = [item for pending in batch for item in pending.acceptances]
         async with self._transaction() as tx:
             counts = (await tx.execute(_LOCK_SCOPE, {"scope": scope})).first()
             if counts is None:  # the row went away (a hand-made cleanup): make it again
                 await tx.execute(_ADD_SCOPE, {"scope": scope})
                 counts = (await tx.execute(_LOCK_SCOPE, {"scope": scope})).one()
-            entries, size = counts
-            claimed = await tx.execute(
-                _CLAIM,
+            entries, size = int(counts[0]), int(counts[1])
+            looked = await tx.execute(
+                _LOOK,
                 {
                     "scope": scope,
-                    "ids": ids,
-                    "keys": list(dict.fromkeys(item.thread_key for item in acceptances)),
-                    "expires": now + self._idempotency_ttl,
+                    "ids": list(dict.fromkeys(item.delivery_id for item in items)),
+                    "keys": list(dict.fromkeys(item.thread_key for item in items)),
                     "now": now,
                 },
             )
-            new: set[str] = set()
-            threads: dict[str, _Thread | None] = {item.thread_key: None for item in acceptances}
+            seen: set[str] = set()
+            threads: dict[str, _Thread | None] = {item.thread_key: None for item in items}
             expired = []
-            for what, key, generation, state, channel, touched_at in claimed:
+            for what, key, generation, state, channel, touched_at in looked:
                 if what == "key":
-                    new.add(key)
+                    seen.add(key)
                 elif touched_at + self._thread_ttl <= now:
                     expired.append(key)  # gone, as MemoryStore's expiry would have it
                 else:
                     threads[key] = [generation, state, channel, touched_at, False]
-            firsts: list[int] = []  # the acceptances that are new: first of their id, unseen
-            for index, item in enumerate(acceptances):
-                if item.delivery_id in new:
-                    new.discard(item.delivery_id)
-                    firsts.append(index)
-            # Raises OutboxFull: the transaction is rolled back, keys included.
-            self._limits.check(entries, size, len(firsts), sum(sizes[i] for i in firsts))
-            if expired and firsts:  # its parents go with it (a new thread starts afresh)
-                await tx.execute(_DROP_THREADS, {"scope": scope, "keys": expired})
-            queued: list[tuple[int, DeliveryKind, int]] = []
-            decided: dict[int, Disposition] = {}
-            for index in firsts:
-                kind, generation = _claim(threads, acceptances[index], now)
-                if kind is None:
-                    decided[index] = "skipped"
-                else:
-                    decided[index] = "queued"
-                    queued.append((index, kind, generation))
+            outcomes: list[list[Disposition] | BaseException] = []
+            claimed: list[str] = []
+            queued: list[_Queued] = []
+            for pending in batch:
+                try:
+                    results = self._decide(pending, seen, claimed, threads, entries, size, now)
+                except OutboxFull as full:
+                    outcomes.append(full)
+                    continue
+                outcomes.append(results)
+                for index, result in enumerate(results):
+                    if result == "queued":
+                        entries, size = entries + 1, size + pending.sizes[index]
+                queued += pending.queued
             changed = {key: row for key, row in threads.items() if row is not None and row[4]}
-            if changed:
+            if claimed:
+                if expired:  # parents and all: a thread made again starts afresh
+                    await tx.execute(_DROP_THREADS, {"scope": scope, "keys": expired})
                 await tx.execute(
                     _WRITE,
                     {
                         "scope": scope,
                         "now": now,
+                        "expires": now + self._idempotency_ttl,
+                        "claimed": claimed,
                         "thread_keys": list(changed),
                         "thread_generations": [row[0] for row in changed.values()],
                         "thread_states": [row[1] for row in changed.values()],
                         "thread_channels": [row[2] for row in changed.values()],
                         "thread_touched": [row[3] for row in changed.values()],
-                        "ids": [acceptances[i].delivery_id for i, _k, _g in queued],
-                        "kinds": [kind for _i, kind, _g in queued],
-                        "keys": [acceptances[i].thread_key for i, _k, _g in queued],
-                        "generations": [generation for _i, _k, generation in queued],
-                        "channels": [acceptances[i].channel for i, _k, _g in queued],
-                        "alerts": [texts[i] for i, _k, _g in queued],
-                        "sizes": [sizes[i] for i, _k, _g in queued],
+                        "ids": [item.delivery_id for item, *_ in queued],
+                        "kinds": [kind for _i, kind, *_ in queued],
+                        "keys": [item.thread_key for item, *_ in queued],
+                        "generations": [generation for _i, _k, generation, *_ in queued],
+                        "channels": [item.channel for item, *_ in queued],
+                        "alerts": [text for *_, text, _n in queued],
+                        "sizes": [n for *_, n in queued],
                         "entries": len(queued),
-                        "bytes": sum(sizes[i] for i, _k, _g in queued),
+                        "bytes": sum(n for *_, n in queued),
                     },
                 )
-        for index in range(len(acceptances)):
-            results.append(decided.get(index, "duplicate"))
-        if queued:
-            self._changed.set()
+        return outcomes
+
+    def _decide(
+        self,
+        pending: _Pending,
+        seen: set[str],
+        claimed: list[str],
+        threads: dict[str, _Thread | None],
+        entries: int,
+        size: int,
+        now: float,
+    ) -> list[Disposition]:
+        """One notification of a batch, as MemoryStore.accept decides it: ``seen`` holds the
+        keys already accepted (before or earlier in the batch), ``threads`` the threads as the
+        batch left them so far, ``entries`` and ``size`` the outbox so far. Raises
+        ``OutboxFull`` before changing anything; else adds to ``seen``, ``claimed``,
+        ``threads`` and ``pending.queued``."""
+        items = pending.acceptances
+        firsts: list[int] = []  # the acceptances that are new: first of their id, unseen
+        fresh: set[str] = set()
+        for index, item in enumerate(items):
+            if item.delivery_id not in seen and item.delivery_id not in fresh:
+                fresh.add(item.delivery_id)
+                firsts.append(index)
+        self._limits.check(entries, size, len(firsts), sum(pending.sizes[i] for i in firsts))
+        results: list[Disposition] = ["duplicate"] * len(items)
+        for index in firsts:
+            item = items[index]
+            seen.add(item.delivery_id)
+            claimed.append(item.delivery_id)
+            kind, generation = _claim(threads, item, now)
+            if kind is None:
+                results[index] = "skipped"
+                continue
+            results[index] = "queued"
+            pending.queued.append(
+                (item, kind, generation, pending.texts[index], pending.sizes[index])
+            )
         return results
 
     # --- the delivery side ----------------------------------------------------------------------
@@ -600,6 +700,8 @@ class PostgreSQLStore:
         return await self._write(_CLEAR_THREADS)
 
     async def close(self) -> None:
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._engine.dispose()
 
