@@ -225,28 +225,31 @@ _PARENTS = sa.text(
 )
 _CLEAR_THREADS = sa.text("DELETE FROM threader_threads WHERE scope = :scope")  # parents cascade
 # Expiry, a batch at a time; the condition is repeated outside the batch so that a row made
-# young again meanwhile (a concurrent accept) stays.
+# young again meanwhile (a concurrent accept) stays. SKIP LOCKED: rows an accept holds, or
+# another replica's expiry is deleting, are left to the next round instead of waited for.
 _EXPIRE = {
     "idempotency keys": sa.text(
         "DELETE FROM threader_idempotency WHERE scope = :scope AND expires_at <= :now "
         "AND delivery_id IN (SELECT delivery_id FROM threader_idempotency "
-        "WHERE scope = :scope AND expires_at <= :now LIMIT :batch)"
+        "WHERE scope = :scope AND expires_at <= :now LIMIT :batch FOR UPDATE SKIP LOCKED)"
     ),
     "threads": sa.text(
         "DELETE FROM threader_threads WHERE scope = :scope AND touched_at <= :now - :thread_ttl "
         "AND thread_key IN (SELECT thread_key FROM threader_threads "
-        "WHERE scope = :scope AND touched_at <= :now - :thread_ttl LIMIT :batch)"
+        "WHERE scope = :scope AND touched_at <= :now - :thread_ttl LIMIT :batch "
+        "FOR UPDATE SKIP LOCKED)"
     ),
     # Notes of replies are never completed by their own id: they age out like Redis keys.
     "sending notes": sa.text(
         "DELETE FROM threader_sending WHERE scope = :scope AND marked_at <= :now - :sending_ttl "
         "AND delivery_id IN (SELECT delivery_id FROM threader_sending "
-        "WHERE scope = :scope AND marked_at <= :now - :sending_ttl LIMIT :batch)"
+        "WHERE scope = :scope AND marked_at <= :now - :sending_ttl LIMIT :batch "
+        "FOR UPDATE SKIP LOCKED)"
     ),
     "dead letters": sa.text(
         "DELETE FROM threader_dead_letters WHERE id IN (SELECT id FROM threader_dead_letters "
         "WHERE scope = :scope AND id <= (SELECT id FROM threader_dead_letters WHERE scope = :scope "
-        "ORDER BY id DESC OFFSET :kept LIMIT 1) ORDER BY id LIMIT :batch)"
+        "ORDER BY id DESC OFFSET :kept LIMIT 1) ORDER BY id LIMIT :batch FOR UPDATE SKIP LOCKED)"
     ),
 }
 
