@@ -158,7 +158,9 @@ def test_store_urls_with_a_password_come_from_files(
     error = capsys.readouterr().err
     assert "is not memory" in error and "hunter2" not in error
     with pytest.raises(SystemExit):
-        parse_config([*webhook, "--store", "memory", "--store-file", str(secrets_dir / "store")], {})
+        parse_config(
+            [*webhook, "--store", "memory", "--store-file", str(secrets_dir / "store")], {}
+        )
     assert "give one" in capsys.readouterr().err
 
 

@@ -208,7 +208,9 @@ class _Endpoints:
             self._metrics.notifications.labels("replica_timeout").inc()
             log.warning("Refused a notification, no replica confirmed it: %s", error)
             return json_error(
-                503, "no store replica confirmed the write; retry later", headers={"Retry-After": "5"}
+                503,
+                "no store replica confirmed the write; retry later",
+                headers={"Retry-After": "5"},
             )
         except StoreUnavailable as error:
             self._metrics.notifications.labels("unavailable").inc()

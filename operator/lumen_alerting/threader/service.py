@@ -19,7 +19,7 @@ from .app import make_app
 from .config import DEFAULT_KEY_PREFIX, POSTGRESQL_SCHEMES, ThreaderConfig
 from .connections import ConnectionLimits, GuardedAppRunner
 from .delivery import DeliveryWorker
-from .durability import DurabilityCheck
+from .durability import DurabilityCheck, postgresql_durability
 from .incident_runtime import IncidentStoreStartupError, open_incidents
 from .metrics import ThreaderMetrics
 from .slack import SlackClient
@@ -61,9 +61,7 @@ def open_store(
         path = spec.partition(":")[2]
         return SQLiteStore(path, idempotency_ttl=dedupe_window, limits=limits)
     if spec.startswith(POSTGRESQL_SCHEMES):
-        return PostgreSQLStore(
-            spec, scope=key_prefix, idempotency_ttl=dedupe_window, limits=limits
-        )
+        return PostgreSQLStore(spec, scope=key_prefix, idempotency_ttl=dedupe_window, limits=limits)
     try:
         return RedisStore(
             spec,
@@ -76,6 +74,18 @@ def open_store(
         )
     except ValueError as error:  # a URL it cannot use; the message never holds the password
         raise StoreUnavailable(str(error)) from None
+
+
+def store_durability(store: Store, *, allow_volatile: bool) -> DurabilityCheck | None:
+    """The check that the store keeps acknowledged alerts: Redis and PostgreSQL have settings
+    that would lose them; SQLite is always opened durably, memory never is (and says so)."""
+    if isinstance(store, RedisStore):
+        return DurabilityCheck(store.persistence_info, allow_volatile=allow_volatile)
+    if isinstance(store, PostgreSQLStore):
+        return DurabilityCheck(
+            store.persistence_info, allow_volatile=allow_volatile, verdict=postgresql_durability
+        )
+    return None
 
 
 async def serve(
@@ -124,11 +134,7 @@ async def serve(
         unknown_outcome_wait=3 * config.slack_timeout,
         parent_hooks=incidents.parents if incidents is not None else None,
     )
-    durability = (
-        DurabilityCheck(store.persistence_info, allow_volatile=config.allow_volatile_store)
-        if isinstance(store, RedisStore)
-        else None
-    )
+    durability = store_durability(store, allow_volatile=config.allow_volatile_store)
     limits = ConnectionLimits(
         header_timeout=config.header_timeout,
         body_timeout=config.body_timeout,

@@ -659,6 +659,12 @@ class PostgreSQLStore:
     async def ping(self) -> None:
         await self._one(sa.text("SELECT 1"))
 
+    async def persistence_info(self) -> dict[str, str]:
+        """The server's ``fsync`` and ``synchronous_commit``, for the durability check."""
+        async with self._transaction() as tx:
+            rows = await tx.execute(_PERSISTENCE_SETTINGS)
+        return {str(name): str(setting) for name, setting in rows}
+
     async def outbox(self) -> OutboxSize:
         async with self._transaction() as tx:
             row = (await tx.execute(_OUTBOX_SIZE, {"scope": self._scope})).first()
@@ -708,6 +714,10 @@ class PostgreSQLStore:
         with contextlib.suppress(Exception):
             await self._engine.dispose()
 
+
+_PERSISTENCE_SETTINGS = sa.text(
+    "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')"
+)
 
 # A thread as the accept sees it: generation, state, channel, touched_at, changed (to write).
 _Thread = list[Any]
