@@ -10,7 +10,8 @@ PostgreSQL) and ``sqlite``, against a zero-latency Slack double. A load generato
 process, aiohttp client) posts Alertmanager notifications of one new alert each, from 1 and
 from 16 concurrent senders, and times every answer: the threader answers only once the alert
 is durably in the outbox. The floor is the same stack doing the least work: an aiohttp handler
-that does one write per request to the same store (``bench/floor_server.py``), measured the same way in the same run.
+that does one write per request to the same store (``bench/floor_server.py``), measured the
+same way in the same run.
 Targets (issue 4): at least 500 notifications/s, p99 under 50 ms, within 3x of the floor.
 """
 

@@ -285,7 +285,7 @@ def test_the_postgresql_store_reads_the_servers_settings_and_the_check_follows_t
         with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = off')
 
-        async def after_the_change() -> Any:
+        async def after_the_change(url: str) -> Any:
             fresh = PostgreSQLStore(url, scope="durability:")  # new sessions see the setting
             try:
                 return await DurabilityCheck(
@@ -294,7 +294,7 @@ def test_the_postgresql_store_reads_the_servers_settings_and_the_check_follows_t
             finally:
                 await fresh.close()
 
-        readiness = run(after_the_change())
+        readiness = run(after_the_change(url))
         assert not readiness.ready
         assert "synchronous_commit is off" in readiness.message
         assert "--allow-volatile-store" in readiness.message

@@ -18,7 +18,6 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from ..policy.durations import parse_duration
-from .store.contract import ReplicaAcks
 from ..settings import (
     Setting,
     add_version_flag,
@@ -31,6 +30,7 @@ from ..settings import (
     true_or_false,
     whole_number,
 )
+from .store.contract import ReplicaAcks
 
 ENV_PREFIX = "LUMEN_THREADER_"
 DEFAULT_SLACK_API = "https://slack.com/api"
