@@ -487,6 +487,7 @@ class ThreaderStore:
         "unready on a Redis without it.",
         default="",
         pattern=REDIS_URL,
+        max_length=2048,  # bounds the CEL rule's cost too
         rules=(
             Cel(
                 rule=f"!self.matches('{URL_PASSWORD}')",
@@ -523,12 +524,14 @@ class ThreaderStore:
         "retries. `type: redis` only.",
         default=DEFAULT_REPLICA_ACKS,
         pattern=REPLICA_ACKS,
+        max_length=4,
     )
     replica_ack_timeout: str = spec_field(
         "How long an accept waits for `replicaAcks` replicas before it answers 503, more than "
         "0. `type: redis` only.",
         default=DEFAULT_REPLICA_ACK_TIMEOUT,
         pattern=DURATION_PATTERN,
+        max_length=32,
         rules=(
             Cel(
                 rule="self.matches('[1-9]')",
