@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from lumen_alerting.policy.document import policy_from_manifest
+from lumen_alerting.policy.durations import parse_duration
 from lumen_alerting.policy.loading import InvalidPolicy
+from lumen_alerting.render.threader import seconds_arg
 from tests.chart.helm import run_helm
 from tests.chart_standalone.generator import (
     SCRIPT,
@@ -681,3 +683,23 @@ def test_subchart_values_are_checked_by_their_schema(umbrella: Path) -> None:
     )  # fmt: skip
     assert proc.returncode != 0
     assert "at '/replicas': got string, want integer" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "timeout", ["1s", "1000ms", "1500ms", "250ms", "1m30s", "2h", "1d1ms", "01s", "1w", "10s"]
+)
+def test_replica_ack_timeout_is_the_operators_seconds(timeout: str) -> None:
+    """The template's duration arithmetic gives the renderer's text (render/threader.py
+    seconds_arg), and leaves the flag out for the threader's default, however written."""
+    values = {"store": {"type": "redis", "url": "redis://r:6379/0", "replicaAckTimeout": timeout}}
+    args = template_args(THREADER.directory, (), ())
+    args += ["--set-json", f"store={json.dumps(values['store'])}"]
+    proc = run_helm(*args)
+    assert proc.returncode == 0, proc.stderr
+    (deployment,) = [d for d in documents(proc.stdout) if d["kind"] == "Deployment"]
+    chart_args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    if parse_duration(timeout) == 1:
+        assert "--replica-ack-timeout" not in chart_args
+    else:
+        flag = chart_args.index("--replica-ack-timeout")
+        assert chart_args[flag + 1] == seconds_arg(timeout)
