@@ -61,7 +61,7 @@ bench-render: setup ## render throughput (bench/render.py)
 bench-operator: setup ## 200 policies at once, then 1,000 over 42 s, until Ready; CPU per policy (bench/operator.py)
 	$(VPY) bench/operator.py --scale
 
-bench-threader: setup ## webhook acknowledgements/s and latency vs a floor, Redis and SQLite (bench/threader.py)
+bench-threader: setup ## webhook acknowledgements/s and latency vs a one-write floor, every store side by side (bench/threader.py)
 	$(VPY) bench/threader.py
 
 bench-incidents: setup ## webhook acks/s with vs without the incident store; list p99 over 100,000 incidents on PostgreSQL (bench/incidents.py)

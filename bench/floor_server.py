@@ -1,9 +1,16 @@
 """The floor of bench/threader.py: the same stack as the threader (aiohttp server, asyncio)
 doing the least a durable acknowledgement can do, one write per request to the same kind of
-store: one Redis ``SET``, or one SQLite insert committed in WAL mode on a worker thread.
+store, through the same client library the threader's store uses:
 
-Run by bench/threader.py: ``floor_server.py PORT redis://HOST:PORT/DB`` or
-``floor_server.py PORT sqlite:PATH``.
+- Redis: one ``SET``; on Sentinel one ``SET`` then ``WAIT 1`` on the same connection (the
+  threader's default there: an acknowledged write is on a replica too); on Cluster one ``SET``
+  through the cluster client.
+- SQLite: one insert committed in WAL mode on a worker thread.
+- PostgreSQL: one insert committed, through SQLAlchemy's async engine on psycopg 3.
+
+Run by bench/threader.py: ``floor_server.py PORT STORE`` with STORE a ``redis://``,
+``redis+sentinel://HOST:PORT/MASTER``, ``redis+cluster://HOST:PORT``, ``postgresql://`` URL or
+``sqlite:PATH``.
 """
 
 from __future__ import annotations
@@ -14,15 +21,57 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+import sqlalchemy as sa
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
+from sqlalchemy.ext.asyncio import create_async_engine
 
 Write = Callable[[bytes], Awaitable[None]]
 
 
 def redis_write(url: str) -> Write:
     store = aioredis.Redis.from_url(url)
+
+    async def write(body: bytes) -> None:
+        await store.set(f"floor:{uuid.uuid4().hex}", body, ex=60)
+
+    return write
+
+
+def _addresses(url: str) -> tuple[list[tuple[str, int]], list[str]]:
+    """The HOST:PORT list and the path parts of a ``redis+sentinel://`` or ``redis+cluster://``
+    URL (no password: the bench's servers have none)."""
+    parts = urlsplit(url)
+    hosts = []
+    for address in parts.netloc.split(","):
+        host, _, port = address.rpartition(":")
+        hosts.append((host, int(port)))
+    return hosts, [p for p in parts.path.split("/") if p]
+
+
+def sentinel_write(url: str) -> Write:
+    sentinels, (master, *_db) = _addresses(url)
+    store = Sentinel(sentinels).master_for(master)
+
+    async def write(body: bytes) -> None:
+        # One connection for both, as WAIT counts the writes of its own connection.
+        async with store.pipeline(transaction=False) as pipe:
+            pipe.set(f"floor:{uuid.uuid4().hex}", body, ex=60)
+            pipe.execute_command("WAIT", 1, 1000)
+            _ok, replicas = await pipe.execute()
+        if replicas < 1:
+            raise RuntimeError("no replica confirmed the floor's write")
+
+    return write
+
+
+def cluster_write(url: str) -> Write:
+    (host, port), *_rest = _addresses(url)[0]
+    store = RedisCluster(host=host, port=port)
 
     async def write(body: bytes) -> None:
         await store.set(f"floor:{uuid.uuid4().hex}", body, ex=60)
@@ -48,13 +97,47 @@ def sqlite_write(path: str) -> Write:
     return write
 
 
+def postgresql_write(url: str) -> Write:
+    engine = create_async_engine(
+        "postgresql+psycopg://" + url.split("://", 1)[1], pool_size=16, max_overflow=0
+    )
+    table = sa.table("floor", sa.column("id"), sa.column("body"))
+    ready = asyncio.Lock()
+    created = False
+
+    async def write(body: bytes) -> None:
+        nonlocal created
+        if not created:
+            async with ready:
+                if not created:
+                    async with engine.begin() as connection:
+                        await connection.execute(
+                            sa.text(
+                                "CREATE TABLE IF NOT EXISTS floor (id TEXT PRIMARY KEY, body BYTEA)"
+                            )
+                        )
+                    created = True
+        async with engine.begin() as connection:
+            await connection.execute(sa.insert(table).values(id=uuid.uuid4().hex, body=body))
+
+    return write
+
+
+def floor_write(store: str) -> Write:
+    if store.startswith("sqlite:"):
+        return sqlite_write(store.removeprefix("sqlite:"))
+    if store.startswith("redis+sentinel://"):
+        return sentinel_write(store)
+    if store.startswith("redis+cluster://"):
+        return cluster_write(store)
+    if store.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        return postgresql_write(store)
+    return redis_write(store)
+
+
 def main() -> None:
     port, store = int(sys.argv[1]), sys.argv[2]
-    write = (
-        sqlite_write(store.removeprefix("sqlite:"))
-        if store.startswith("sqlite:")
-        else (redis_write(store))
-    )
+    write = floor_write(store)
 
     async def accept(request: web.Request) -> web.Response:
         await write(await request.read())

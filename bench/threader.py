@@ -2,13 +2,16 @@
 
 Run: ``make bench-threader`` (or ``.venv/bin/python bench/threader.py [--notifications N]``).
 
-``lumen-threader`` runs as its own process, once with the Redis store (a private redis-server
-with AOF, started for the run) and once with the SQLite store (``--store redis|sqlite|all``),
-against a zero-latency Slack double. A load generator (this process, aiohttp client) posts
-Alertmanager notifications of one new alert each, from 1 and from 16 concurrent senders, and
-times every answer: the threader answers only once the alert is durably in the outbox. The floor
-is the same stack doing the least work: an aiohttp handler that does one write per request to
-the same kind of store (``bench/floor_server.py``), measured the same way in the same run.
+``lumen-threader`` runs as its own process once per store (``--store KIND``, default all):
+``redis`` (a private redis-server with AOF, started for the run), ``redis-sentinel`` (a private
+master, replica and three sentinels; the threader waits for the replica, its default there),
+``redis-cluster`` (three private masters), ``postgresql`` (a new database on the machine's
+PostgreSQL) and ``sqlite``, against a zero-latency Slack double. A load generator (this
+process, aiohttp client) posts Alertmanager notifications of one new alert each, from 1 and
+from 16 concurrent senders, and times every answer: the threader answers only once the alert
+is durably in the outbox. The floor is the same stack doing the least work: an aiohttp handler
+that does one write per request to the same store (``bench/floor_server.py``), measured the
+same way in the same run.
 Targets (issue 4): at least 500 notifications/s, p99 under 50 ms, within 3x of the floor.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +37,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.support.polling import free_port  # noqa: E402
+from tests.support.postgres_run import fresh_database  # noqa: E402
+from tests.support.redis_topologies import RedisClusterServers, RedisSentinelSet  # noqa: E402
 from tests.support.slack_api import SlackDouble  # noqa: E402
 from tests.support.threader_run import (  # noqa: E402
     WEBHOOK_TOKEN,
@@ -104,18 +111,44 @@ def start_floor(store: str) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the floor server did not start")
 
 
-def run_store(kind: str, notifications: int, directory: str) -> dict[str, dict[str, float]]:
-    """Threader and floor on one kind of store (``redis`` or ``sqlite``), 1 and 16 senders."""
-    redis_server = None
+KINDS = ("redis", "redis-sentinel", "redis-cluster", "postgresql", "sqlite")
+
+
+@contextlib.contextmanager
+def store_servers(kind: str, directory: str) -> Iterator[tuple[str, str]]:
+    """The ``--store`` of the threader and the floor's store, on servers of the run's own."""
     if kind == "redis":
-        # A private server: the bench never touches data it does not own.
-        redis_server = RedisServer().start()
-        threader_store = floor_store = redis_server.url
+        server = RedisServer().start()
+        try:
+            yield server.url, server.url
+        finally:
+            server.remove()
+    elif kind == "redis-sentinel":
+        sentinels = RedisSentinelSet().start()
+        try:
+            yield sentinels.url, sentinels.url
+        finally:
+            sentinels.remove()
+    elif kind == "redis-cluster":
+        cluster = RedisClusterServers(masters=3).start()
+        try:
+            yield cluster.url, cluster.url
+        finally:
+            cluster.remove()
+    elif kind == "postgresql":
+        for url in fresh_database():
+            yield url, url
     else:
-        threader_store = f"sqlite:{directory}/threader.db"
-        floor_store = f"sqlite:{directory}/floor.db"
+        yield f"sqlite:{directory}/threader.db", f"sqlite:{directory}/floor.db"
+
+
+def run_store(kind: str, notifications: int, directory: str) -> dict[str, dict[str, float]]:
+    """Threader and floor on one kind of store (``KINDS``), 1 and 16 senders."""
     results: dict[str, dict[str, float]] = {}
-    with SlackDouble(rate_limit=False) as slack:
+    with (
+        store_servers(kind, directory) as (threader_store, floor_store),
+        SlackDouble(rate_limit=False) as slack,
+    ):
         # Every alert goes to one channel, which Slack's pace empties at one message a second:
         # the outbox grows by every notification, past the default bound of 10,000 entries.
         # This measures acknowledgements, so the bound is raised above what the run queues.
@@ -139,8 +172,6 @@ def run_store(kind: str, notifications: int, directory: str) -> dict[str, dict[s
             threader.stop()
             floor.terminate()
             floor.wait(10)
-            if redis_server is not None:
-                redis_server.remove()
     return results
 
 
@@ -168,19 +199,35 @@ def report(kind: str, notifications: int, results: dict[str, dict[str, float]]) 
     return ok
 
 
+def side_by_side(notifications: int, every: dict[str, dict[str, dict[str, float]]]) -> None:
+    """One table of every store, for docs/PERFORMANCE.md."""
+    print(f"All stores, {notifications} notifications per run (Markdown):")
+    print("| store | senders | threader/s | floor/s | floor/threader | threader p99 | floor p99 |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for kind, results in every.items():
+        for senders in (1, 16):
+            mine = results[f"threader, {senders} sender(s)"]
+            floor = results[f"floor, {senders} sender(s)"]
+            print(
+                f"| {kind} | {senders} | {mine['per_second']:.0f} | {floor['per_second']:.0f} | "
+                f"{floor['per_second'] / mine['per_second']:.2f}x | {mine['p99_ms']:.2f} ms | "
+                f"{floor['p99_ms']:.2f} ms |"
+            )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notifications", type=int, default=5000)
-    parser.add_argument(
-        "--store", choices=("redis", "sqlite", "all"), default="all", help="default: all"
-    )
+    parser.add_argument("--store", choices=(*KINDS, "all"), default="all", help="default: all")
     args = parser.parse_args()
-    kinds = ("redis", "sqlite") if args.store == "all" else (args.store,)
+    kinds = KINDS if args.store == "all" else (args.store,)
     ok = True
+    every: dict[str, dict[str, dict[str, float]]] = {}
     for kind in kinds:
         with tempfile.TemporaryDirectory(prefix="bench-threader-") as directory:
-            results = run_store(kind, args.notifications, directory)
-        ok &= report(kind, args.notifications, results)
+            every[kind] = run_store(kind, args.notifications, directory)
+        ok &= report(kind, args.notifications, every[kind])
+    side_by_side(args.notifications, every)
     return 0 if ok else 1
 
 

@@ -60,11 +60,18 @@ QUANTITY = (
 TEMPLATE_RULES = {
     "lumen-threader": (
         "allowVolatile only applies to store.type redis",
-        "more than one replica needs store.type redis",
+        "store.url must not hold a password: put it in store.passwordSecret",
+        "replicaAckTimeout must be more than 0",
+        "passwordSecret only applies to store.type redis",
+        "databaseURL only applies to store.type postgresql (a Redis store takes url)",
+        "store.type postgresql needs store.databaseURL (a Secret key holding the URL)",
+        "replicaAcks and replicaAckTimeout only apply to store.type redis",
+        "more than one replica needs store.type redis or postgresql",
         "store.type redis needs store.url",
-        "more than one replica needs incidents.databaseURL (a shared PostgreSQL or MySQL/MariaDB)",
+        "more than one replica needs incidents.databaseURL (a shared PostgreSQL or MySQL/MariaDB) "
+        "or store.type postgresql",
         "persistence needs replicas 1 (several replicas share state through store.type redis "
-        "and incidents.databaseURL instead)",
+        "and incidents.databaseURL, or store.type postgresql, instead)",
     ),
     "lumen-exporter": (
         "pipeline.enabled needs pipeline.token",
@@ -440,10 +447,13 @@ def threader_values() -> Schema:
             },
         },
         "keyPrefix": {
-            "description": "Redis key prefix with `store.type: redis`; give each threader "
-            "sharing a Redis its own. Empty: `lumen:<namespace>:<full name>:`.",
+            "description": "Redis key prefix with `store.type: redis`, the rows' scope with "
+            "`store.type: postgresql`; give each threader sharing a Redis or a database its "
+            "own. No `{` or `}`: on a Redis Cluster the whole prefix is the keys' hash tag. "
+            "Empty: `lumen:<namespace>:<full name>:`.",
             "type": "string",
             "maxLength": 253,
+            "pattern": "^[^{}]*$",
         },
         "networkPolicy": {
             "description": "A NetworkPolicy admitting only Alertmanager and Prometheus to the "

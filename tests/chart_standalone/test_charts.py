@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from lumen_alerting.policy.document import policy_from_manifest
+from lumen_alerting.policy.durations import parse_duration
 from lumen_alerting.policy.loading import InvalidPolicy
+from lumen_alerting.render.threader import seconds_arg
 from tests.chart.helm import run_helm
 from tests.chart_standalone.generator import (
     SCRIPT,
@@ -384,6 +386,19 @@ def test_readme_documents_every_value(chart: Chart) -> None:
         ("threader", ["incidents.publicURL=ftp://x"], "at '/incidents/publicURL'"),
         ("threader", ["incidents.rawAlertRetention=1 day"], "at '/incidents/rawAlertRetention'"),
         ("threader", ["incidents.signingSecret.name=slack"], "missing property 'key'"),
+        ("threader", ["store.type=postgres"], "at '/store/type': value must be one of"),
+        ("threader", ["store.url=postgresql://pg/lumen"], "at '/store/url'"),
+        ("threader", ["store.url=redis+ha://r:6379"], "at '/store/url'"),
+        ("threader", ["store.replicaAcks=0"], "at '/store/replicaAcks': got number, want string"),
+        ("threader", ["store.replicaAcks=all"], "at '/store/replicaAcks'"),
+        ("threader", ["store.replicaAckTimeout=1.5s"], "at '/store/replicaAckTimeout'"),
+        ("threader", ["store.passwordSecret.name=redis"], "missing property 'key'"),
+        (
+            "threader",
+            ["store.databaseURL.name=Bad_Name", "store.databaseURL.key=url"],
+            "at '/store/databaseURL/name'",
+        ),
+        ("threader", ["keyPrefix=lumen:{team}:"], "at '/keyPrefix'"),  # Cluster hash tag
     ],
 )
 def test_schema_refuses_bad_values(field: str, sets: list[str], message: str) -> None:
@@ -518,16 +533,36 @@ def test_schema_refuses_labels_and_annotations_the_api_server_refuses(chart: Cha
 
 # Values breaking each CEL rule of the CRD that the templates check (TEMPLATE_RULES of the
 # generator).
+PG_URL = {"name": "lumen-postgres", "key": "url"}
 RULE_BREAKERS: dict[str, dict[str, Any]] = {
     "allowVolatile only applies to store.type redis": {"store": {"allowVolatile": True}},
-    "more than one replica needs store.type redis": {"replicas": 2},
+    "store.url must not hold a password: put it in store.passwordSecret": {
+        "store": {"type": "redis", "url": "redis+sentinel://lumen:pw@s-0:26379/m"}
+    },
+    "replicaAckTimeout must be more than 0": {
+        "store": {"type": "redis", "url": "redis://r:6379/0", "replicaAckTimeout": "0ms"}
+    },
+    "passwordSecret only applies to store.type redis": {
+        "store": {"passwordSecret": {"name": "redis", "key": "password"}}
+    },
+    "databaseURL only applies to store.type postgresql (a Redis store takes url)": {
+        "store": {"type": "redis", "url": "redis://r:6379/0", "databaseURL": PG_URL}
+    },
+    "store.type postgresql needs store.databaseURL (a Secret key holding the URL)": {
+        "store": {"type": "postgresql"}
+    },
+    "replicaAcks and replicaAckTimeout only apply to store.type redis": {
+        "store": {"type": "postgresql", "databaseURL": PG_URL, "replicaAcks": "0"}
+    },
+    "more than one replica needs store.type redis or postgresql": {"replicas": 2},
     "store.type redis needs store.url": {"store": {"type": "redis"}},
-    "more than one replica needs incidents.databaseURL (a shared PostgreSQL or MySQL/MariaDB)": {
+    "more than one replica needs incidents.databaseURL (a shared PostgreSQL or MySQL/MariaDB) or "
+    "store.type postgresql": {
         "replicas": 2,
         "store": {"type": "redis", "url": "redis://r:6379/0"},
     },
     "persistence needs replicas 1 (several replicas share state through store.type redis and "
-    "incidents.databaseURL instead)": {
+    "incidents.databaseURL, or store.type postgresql, instead)": {
         "replicas": 2,
         "store": {"type": "redis", "url": "redis://r:6379/0"},
         "incidents": {"databaseURL": {"name": "pg", "key": "url"}},
@@ -648,3 +683,23 @@ def test_subchart_values_are_checked_by_their_schema(umbrella: Path) -> None:
     )  # fmt: skip
     assert proc.returncode != 0
     assert "at '/replicas': got string, want integer" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "timeout", ["1s", "1000ms", "1500ms", "250ms", "1m30s", "2h", "1d1ms", "01s", "1w", "10s"]
+)
+def test_replica_ack_timeout_is_the_operators_seconds(timeout: str) -> None:
+    """The template's duration arithmetic gives the renderer's text (render/threader.py
+    seconds_arg), and leaves the flag out for the threader's default, however written."""
+    values = {"store": {"type": "redis", "url": "redis://r:6379/0", "replicaAckTimeout": timeout}}
+    args = template_args(THREADER.directory, (), ())
+    args += ["--set-json", f"store={json.dumps(values['store'])}"]
+    proc = run_helm(*args)
+    assert proc.returncode == 0, proc.stderr
+    (deployment,) = [d for d in documents(proc.stdout) if d["kind"] == "Deployment"]
+    chart_args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    if parse_duration(timeout) == 1:
+        assert "--replica-ack-timeout" not in chart_args
+    else:
+        flag = chart_args.index("--replica-ack-timeout")
+        assert chart_args[flag + 1] == seconds_arg(timeout)

@@ -166,6 +166,13 @@ def _probe(**changes: Any) -> dict[str, Any]:
     return _policy(exporter={"probes": [{**_PROBE, **changes}]})
 
 
+_PG = {"name": "lumen-postgres", "key": "url"}
+
+
+def _redis(url: str, **store: Any) -> dict[str, Any]:
+    return _policy(threader={"store": {"type": "redis", "url": url, **store}})
+
+
 # Policies both the API server (schema + CEL) and the loader must reject.
 REJECTED = {
     "value map of no field": _probe(valueMaps={"t": {"up": 1}}),
@@ -238,6 +245,33 @@ REJECTED = {
     "fractional size": _policy(threader={"persistence": {"size": "1.5Gi"}}),
     "zero size": _policy(exporter={"persistence": {"size": "0"}}),
     "unknown store type": _policy(threader={"store": {"type": "postgres"}}),
+    "two replicas on a SQLite store with a shared incident database": _policy(
+        threader={"replicas": 2, "incidents": {"databaseURL": _PG}}
+    ),
+    "postgresql store without its URL": _policy(threader={"store": {"type": "postgresql"}}),
+    "postgresql store with its URL inline": _policy(
+        threader={"store": {"type": "postgresql", "databaseURL": "postgresql://pg/lumen"}}
+    ),
+    "postgresql URL in store.url": _policy(
+        threader={"store": {"type": "redis", "url": "postgresql://pg:5432/lumen"}}
+    ),
+    "unknown redis scheme": _policy(threader={"store": {"type": "redis", "url": "redis+ha://r"}}),
+    "password in a redis URL": _redis("redis://:pw@r:6379/0"),
+    "user and password in a rediss URL": _redis("rediss://lumen:pw@r:6380/0"),
+    "password in a sentinel URL": _redis("redis+sentinel://:pw@s-0:26379,s-1:26379/m/0"),
+    "password in a cluster URL's query": _redis("redis+cluster://c-0:6379?password=pw"),
+    "redis password on a SQLite store": _policy(
+        threader={"store": {"passwordSecret": {"name": "redis", "key": "password"}}}
+    ),
+    "database URL on a redis store": _redis("redis://r:6379/0", databaseURL=_PG),
+    "replica acks that are no count": _redis("redis://r:6379/0", replicaAcks="all"),
+    "replica acks as a number": _redis("redis://r:6379/0", replicaAcks=1),
+    "negative replica acks": _redis("redis://r:6379/0", replicaAcks="-1"),
+    "zero replica-ack timeout": _redis("redis://r:6379/0", replicaAckTimeout="0s"),
+    "replica-ack timeout that is no duration": _redis("redis://r:6379/0", replicaAckTimeout="1"),
+    "replica wait on a postgresql store": _policy(
+        threader={"store": {"type": "postgresql", "databaseURL": _PG, "replicaAckTimeout": "5s"}}
+    ),
     "pipeline without token": _policy(exporter={"pipeline": {"enabled": True}}),
     "bad label key": _policy(labels={"team-name": "x"}),
     "bad duration": _policy(rules=[{"alert": "A", "expr": "up == 0", "for": "5 min"}]),
@@ -271,6 +305,34 @@ ACCEPTED = {
         threader={
             "store": {"type": "redis", "url": "redis://r:6379/0"},
             "persistence": {"enabled": True, "accessModes": ["ReadWriteOncePod"]},
+        }
+    ),
+    "sentinel store with a password and no replica wait, two replicas": _policy(
+        threader={
+            "store": {
+                "type": "redis",
+                "url": "redis+sentinel://s-0:26379,s-1:26379,s-2:26379/lumen-master/0",
+                "passwordSecret": {"name": "redis", "key": "password"},
+                "replicaAcks": "0",
+            },
+            "incidents": {"databaseURL": _PG},
+            "replicas": 2,
+        }
+    ),
+    "cluster store with a user name and a replica wait": _redis(
+        "redis+cluster://lumen@c-0:6379,c-1:6379,c-2:6379",
+        replicaAcks="2",
+        replicaAckTimeout="250ms",
+    ),
+    "TLS redis with a user name": _redis("rediss://lumen@r:6380/1", replicaAckTimeout="1m30s"),
+    "postgresql store for threads and incidents, three replicas": _policy(
+        threader={"store": {"type": "postgresql", "databaseURL": _PG}, "replicas": 3}
+    ),
+    "postgresql store beside a MariaDB incident database": _policy(
+        threader={
+            "store": {"type": "postgresql", "databaseURL": _PG},
+            "incidents": {"databaseURL": {"name": "lumen-mariadb", "key": "url"}},
+            "replicas": 2,
         }
     ),
     "every probe feature": _policy(
@@ -311,3 +373,16 @@ def test_sqlite_is_the_default_store_for_both():
     assert store["properties"]["type"]["default"] == "sqlite"
     assert "file" in store["properties"]["type"]["enum"]  # the deprecated alias stays valid
     assert store["properties"]["allowVolatile"]["default"] is False
+
+
+def test_the_replica_wait_defaults_to_auto_within_a_second():
+    policy = policy_from_manifest(_redis("redis+sentinel://s-0:26379/m"))
+    assert policy.spec.threader is not None
+    store = policy.spec.threader.store
+    assert (store.replica_acks, store.replica_ack_timeout) == ("auto", "1s")
+    assert (store.password_secret, store.database_url) == (None, None)
+    schema = _root_schema()["properties"]["spec"]["properties"]["threader"]["properties"]
+    properties = schema["store"]["properties"]
+    assert properties["replicaAcks"]["default"] == "auto"
+    assert properties["replicaAckTimeout"]["default"] == "1s"
+    assert "postgresql" in properties["type"]["enum"]

@@ -65,6 +65,8 @@ def changed(path: str, value: Any, base: dict[str, Any] = VALID) -> dict[str, An
 
 
 # (what is wrong, manifest, the exact line after "<file>: ")
+PG_SECRET = {"name": "lumen-postgres", "key": "url"}
+
 INVALID = [
     ("service missing", changed("spec.service", ...), "spec.service: required"),
     (
@@ -227,7 +229,95 @@ INVALID = [
             {"store": {"type": "redis", "url": "redis://r:6379/0"}, "replicas": 2},
         ),
         "spec.threader: more than one replica needs incidents.databaseURL (a shared PostgreSQL or "
-        "MySQL/MariaDB)",
+        "MySQL/MariaDB) or store.type postgresql",
+    ),
+    (
+        "threader replicas on a SQLite store",
+        changed("spec.threader", {"replicas": 2, "incidents": {"databaseURL": PG_SECRET}}),
+        "spec.threader: more than one replica needs store.type redis or postgresql",
+    ),
+    (
+        "a PostgreSQL store without its URL",
+        changed("spec.threader", {"store": {"type": "postgresql"}}),
+        "spec.threader.store: store.type postgresql needs store.databaseURL (a Secret key "
+        "holding the URL)",
+    ),
+    (
+        "a PostgreSQL URL in store.url",
+        changed("spec.threader", {"store": {"type": "redis", "url": "postgresql://pg/lumen"}}),
+        "spec.threader.store.url: 'postgresql://pg/lumen' is not a Redis URL (redis://, "
+        "rediss://, redis+sentinel:// or redis+cluster://; a PostgreSQL store's URL goes in "
+        "store.databaseURL, a Secret)",
+    ),
+    (
+        "a password in the Redis URL",
+        changed("spec.threader", {"store": {"type": "redis", "url": "redis://:hunter2@r:6379"}}),
+        "spec.threader.store.url: store.url must not hold a password: put it in "
+        "store.passwordSecret",
+    ),
+    (
+        "a Redis password for a PostgreSQL store",
+        changed(
+            "spec.threader",
+            {
+                "store": {
+                    "type": "postgresql",
+                    "databaseURL": PG_SECRET,
+                    "passwordSecret": {"name": "redis", "key": "password"},
+                }
+            },
+        ),
+        "spec.threader.store: passwordSecret only applies to store.type redis",
+    ),
+    (
+        "a database URL for a Redis store",
+        changed(
+            "spec.threader",
+            {"store": {"type": "redis", "url": "redis://r:6379", "databaseURL": PG_SECRET}},
+        ),
+        "spec.threader.store: databaseURL only applies to store.type postgresql (a Redis store "
+        "takes url)",
+    ),
+    (
+        "replica acknowledgements unquoted",
+        changed(
+            "spec.threader", {"store": {"type": "redis", "url": "redis://r", "replicaAcks": 0}}
+        ),
+        'spec.threader.store.replicaAcks: must be a string, not a number (quote it: "0")',
+    ),
+    (
+        "replica acknowledgements that are no count",
+        changed(
+            "spec.threader",
+            {"store": {"type": "redis", "url": "redis://r:6379", "replicaAcks": "all"}},
+        ),
+        "spec.threader.store.replicaAcks: 'all' is not `auto` nor a whole number of replicas "
+        "(`0` turns the wait off)",
+    ),
+    (
+        "a replica wait of no time",
+        changed(
+            "spec.threader",
+            {"store": {"type": "redis", "url": "redis://r:6379", "replicaAckTimeout": "0ms"}},
+        ),
+        "spec.threader.store.replicaAckTimeout: replicaAckTimeout must be more than 0",
+    ),
+    (
+        "a replica wait that is no duration",
+        changed(
+            "spec.threader",
+            {"store": {"type": "redis", "url": "redis://r:6379", "replicaAckTimeout": "1.5s"}},
+        ),
+        "spec.threader.store.replicaAckTimeout: '1.5s' is not a duration (use e.g. 30s, 5m, "
+        "1h30m, 7d)",
+    ),
+    (
+        "a replica wait on a PostgreSQL store",
+        changed(
+            "spec.threader",
+            {"store": {"type": "postgresql", "databaseURL": PG_SECRET, "replicaAcks": "0"}},
+        ),
+        "spec.threader.store: replicaAcks and replicaAckTimeout only apply to store.type redis",
     ),
     (
         "incidents grouped by something that is no label name",

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from lumen_alerting.policy.document import policy_from_manifest
-from lumen_alerting.policy.model import Policy
+from lumen_alerting.policy.model import Policy, SecretKeyRef
 from lumen_alerting.render.exporter import CONFIG_HASH_ANNOTATION, exporter_objects
 from lumen_alerting.render.objects import (
     EXPORTER_PORT,
@@ -73,6 +73,8 @@ def test_policy_files_cover_the_cases() -> None:
     assert any(t.store.type == "redis" and t.replicas == 3 for t in threaders)
     assert any(t.store.type == "file" for t in threaders)
     assert any(t.store.type == "sqlite" and t.persistence.enabled for t in threaders)
+    assert any(t.store.type == "postgresql" and t.replicas > 1 for t in threaders)
+    assert any(t.store.url.startswith("redis+sentinel://") for t in threaders)
     assert any(e.persistence.enabled for e in exporters)
     assert any(t.incidents.database_url for t in threaders)
     assert any(len(e.probes) > 1 and e.pipeline.enabled for e in exporters)
@@ -373,6 +375,115 @@ def test_threader_arguments() -> None:
         one(threader_objects(load("workloads-memory-both.yaml"), OPTIONS), "Deployment")
     )
     assert memory["args"][3] == "memory"
+
+
+def test_postgresql_store_arguments_and_secret_files() -> None:
+    """The URL (with its password) is a file; the key prefix scopes the rows; incidents go to
+    the store's database, the threader's default with a postgresql store: no database flag."""
+    policy = load("workloads-postgresql.yaml")
+    deployment = one(threader_objects(policy, OPTIONS), "Deployment")
+    (main,) = containers(deployment)
+    assert main["args"] == [
+        "--listen", "0.0.0.0:8080",
+        "--store-file", "/etc/lumen/threader/store-url",
+        "--key-prefix", "lumen:lumen:gateway-pg:",
+        "--webhook-token-file", "/etc/lumen/threader/webhook-token",
+        "--admin-token-file", "/etc/lumen/threader/admin-token",
+        "--thread-key", "occurrence",
+        "--slack-token-file", "/etc/lumen/threader/slack-token",
+    ]  # fmt: skip
+    env, sources = env_and_volume_secret_refs(deployment)
+    assert env == []
+    assert {"name": "lumen-postgres", "items": [{"key": "url", "path": "store-url"}]} in sources
+    assert not any(item["path"] == "database-url" for s in sources for item in s["items"])
+
+
+def test_postgresql_store_with_its_own_incident_database() -> None:
+    policy = load("workloads-postgresql.yaml")
+    threader = policy.spec.threader
+    assert threader is not None
+    mariadb = SecretKeyRef(name="lumen-mariadb", key="url")
+    split = with_threader(
+        policy, incidents=dataclasses.replace(threader.incidents, database_url=mariadb)
+    )
+    args = threader_container(split)["args"]
+    assert flag(args, "--store-file") == "/etc/lumen/threader/store-url"
+    assert flag(args, "--database-url-file") == "/etc/lumen/threader/database-url"
+    assert "--database-url" not in args
+    _, sources = env_and_volume_secret_refs(one(threader_objects(split, OPTIONS), "Deployment"))
+    paths = [(s["name"], item["path"]) for s in sources for item in s["items"]]
+    assert ("lumen-postgres", "store-url") in paths
+    assert ("lumen-mariadb", "database-url") in paths
+
+
+def test_postgresql_store_rolls_spread_replicas() -> None:
+    deployment = one(threader_objects(load("workloads-postgresql.yaml"), OPTIONS), "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+
+
+def test_sentinel_store_arguments_and_password_file() -> None:
+    policy = load("workloads-redis-sentinel.yaml")
+    deployment = one(threader_objects(policy, OPTIONS), "Deployment")
+    (main,) = containers(deployment)
+    assert main["args"][:14] == [
+        "--listen", "0.0.0.0:8080",
+        "--store",
+        "redis+sentinel://redis-sentinel-0.data:26379,redis-sentinel-1.data:26379/lumen-master/0",
+        "--key-prefix", "lumen:lumen:gateway-sentinel:",
+        "--store-password-file", "/etc/lumen/threader/store-password",
+        "--replica-acks", "2",
+        "--replica-ack-timeout", "1.5",
+        "--webhook-token-file", "/etc/lumen/threader/webhook-token",
+    ]  # fmt: skip
+    assert flag(main["args"], "--database-url-file") == "/etc/lumen/threader/database-url"
+    _, sources = env_and_volume_secret_refs(deployment)
+    assert {"name": "redis-auth", "items": [{"key": "password", "path": "store-password"}]} in (
+        sources
+    )
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+@pytest.mark.parametrize(
+    ("acks", "timeout", "flags"),
+    [
+        ("auto", "1s", []),
+        ("auto", "1000ms", []),  # the default, however written
+        ("0", "1s", ["--replica-acks", "0"]),
+        ("auto", "250ms", ["--replica-ack-timeout", "0.25"]),
+        ("1", "2m", ["--replica-acks", "1", "--replica-ack-timeout", "120"]),
+        ("auto", "1s1ms", ["--replica-ack-timeout", "1.001"]),
+        ("auto", "10s", ["--replica-ack-timeout", "10"]),
+    ],
+)
+def test_replica_wait_flags_only_when_not_the_default(
+    acks: str, timeout: str, flags: list[str]
+) -> None:
+    ha = with_store(load("workloads-redis-ha.yaml"), replica_acks=acks, replica_ack_timeout=timeout)
+    args = threader_container(ha)["args"]
+    found = [a for a in args if a.startswith("--replica-ack")]
+    assert found == flags[::2]
+    for name, value in zip(flags[::2], flags[1::2], strict=True):
+        assert flag(args, name) == value
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://redis:6379/0",
+        "rediss://lumen@redis:6380/1",
+        "redis+sentinel://s-0:26379,s-1:26379,s-2:26379/lumen-master/0",
+        "redis+cluster://c-0:6379,c-1:6379,c-2:6379",
+    ],
+)
+def test_every_redis_url_is_passed_as_it_is_with_the_key_prefix(url: str) -> None:
+    args = threader_container(with_store(load("workloads-redis-ha.yaml"), url=url))["args"]
+    assert flag(args, "--store") == url
+    assert flag(args, "--key-prefix") == "lumen:lumen:gateway-ha:"
+    assert "--store-password-file" not in args  # no passwordSecret in that policy
+    assert "--store-file" not in args
 
 
 def test_exporter_arguments_and_pipeline_token() -> None:

@@ -86,7 +86,19 @@ def test_environment_forms(secrets_dir: Path) -> None:
         ([], "--webhook-token-file: required"),
         (["--webhook-token-file", "/nonexistent"], "cannot read /nonexistent"),
         (["--listen", "8080"], "--listen: '8080' is not HOST:PORT"),
-        (["--store", "postgres://x"], "--store: 'postgres://x' is not memory"),
+        (["--store", "mongodb://x"], "--store: 'mongodb://x' is not memory"),
+        (["--store", "mongodb://u:hunter2@x"], "--store: the URL is not memory"),
+        (["--store", "redis://:hunter2@x:6379/0"], "--store: the URL holds a password"),
+        (["--store", "postgresql://u:hunter2@db/lumen"], "put the URL in a file (--store-file)"),
+        (["--store", "file:"], "--store: file: needs a path"),
+        (["--replica-acks", "some"], "--replica-acks: 'some' is not a whole number"),
+        (["--replica-acks", "-1"], "--replica-acks: must be between 0 and 16"),
+        (["--replica-ack-timeout", "0"], "--replica-ack-timeout: must be between 0.01 and 60"),
+        (["--store-password-file", "/nonexistent"], "--store-password-file: only for a Redis"),
+        (
+            ["--store", "redis+cluster://h:7000", "--key-prefix", "lumen:{a}:"],
+            "--key-prefix: a Redis Cluster store needs a prefix without { or }",
+        ),
         (["--default-channel", "alerts"], "--default-channel: 'alerts' is not #name"),
         (["--default-channel", "#ops\n"], "--default-channel: '#ops\\n' is not #name"),
         (["--thread-key", "hash"], "--thread-key: 'hash' is not occurrence or labels"),
@@ -112,6 +124,44 @@ def test_bad_settings_name_the_flag(
         parse_config(argv, {})
     assert exit_info.value.code == 2
     assert complaint in capsys.readouterr().err
+
+
+def test_store_urls_with_a_password_come_from_files(
+    secrets_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    webhook = ["--webhook-token-file", str(secrets_dir / "webhook-token")]
+    url = "postgresql://lumen:hunter2@db:5432/lumen"
+    (secrets_dir / "store").write_text(url + "\n")
+    (secrets_dir / "redis-password").write_text("s3cret\n")
+    config = parse_config([*webhook, "--store-file", str(secrets_dir / "store")], {})
+    assert config.store == url
+    assert config.incident_database_url == url, "incidents default to the store's database"
+    assert (config.replica_acks, config.replica_ack_timeout) == ("auto", 1.0)
+    sentinel = "redis+sentinel://s1:26379,s2:26379/lumen-master/0"
+    config = parse_config(
+        [
+            *webhook,
+            *("--store", sentinel),
+            *("--store-password-file", str(secrets_dir / "redis-password")),
+            *("--replica-acks", "2", "--replica-ack-timeout", "0.5"),
+        ],
+        {},
+    )
+    assert (config.store, config.store_password) == (sentinel, "s3cret")
+    assert (config.replica_acks, config.replica_ack_timeout) == (2, 0.5)
+    assert config.incident_database_url is None, "Redis: no incident store unless named"
+    assert parse_config([*webhook, "--replica-acks", "0"], {}).replica_acks == 0
+    # The file's URL is never echoed, even when it is not a store URL at all.
+    (secrets_dir / "store").write_text("mongodb://u:hunter2@x/db")
+    with pytest.raises(SystemExit):
+        parse_config([*webhook, "--store-file", str(secrets_dir / "store")], {})
+    error = capsys.readouterr().err
+    assert "is not memory" in error and "hunter2" not in error
+    with pytest.raises(SystemExit):
+        parse_config(
+            [*webhook, "--store", "memory", "--store-file", str(secrets_dir / "store")], {}
+        )
+    assert "give one" in capsys.readouterr().err
 
 
 def test_connection_limits_and_the_slack_token_file(secrets_dir: Path) -> None:

@@ -1,5 +1,5 @@
-"""The threader's check of Redis persistence: its verdict on INFO, its cache, and that the
-verdict matches what a crashed private redis-server really keeps."""
+"""The threader's check of the store's persistence: its verdict on Redis' INFO, its cache, that
+the verdict matches what a crashed private redis-server really keeps, and PostgreSQL's settings."""
 
 from __future__ import annotations
 
@@ -7,13 +7,20 @@ import asyncio
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 
-from lumen_alerting.threader.durability import DurabilityCheck, redis_durability
+from lumen_alerting.threader.durability import (
+    DurabilityCheck,
+    postgresql_durability,
+    redis_durability,
+)
 from lumen_alerting.threader.store import Acceptance, InfoRefused, StoreUnavailable
+from lumen_alerting.threader.store.postgresql import PostgreSQLStore
 from lumen_alerting.threader.store.redis import RedisStore
 from tests.support.polling import eventually
+from tests.support.postgres_run import fresh_database
 from tests.support.threader_run import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -244,3 +251,51 @@ def test_clearing_threads_a_user_may_not_delete_is_unavailable_not_a_crash(
             await store.close()
 
     run(scenario())
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "durable", "named"),
+    [
+        ({"fsync": "on", "synchronous_commit": "on"}, True, "fsync on"),
+        ({"fsync": "on", "synchronous_commit": "remote_apply"}, True, "fsync on"),
+        ({"fsync": "on", "synchronous_commit": "local"}, True, "fsync on"),
+        ({"fsync": "off", "synchronous_commit": "on"}, False, "fsync is off"),
+        ({"fsync": "on", "synchronous_commit": "off"}, False, "synchronous_commit is off"),
+    ],
+)
+def test_the_postgresql_verdict(settings: dict[str, str], durable: bool, named: str) -> None:
+    verdict = postgresql_durability(settings)
+    assert verdict.durable is durable
+    assert named in verdict.detail
+
+
+def test_the_postgresql_store_reads_the_servers_settings_and_the_check_follows_them() -> None:
+    """The machine's PostgreSQL commits durably; a role with ``synchronous_commit off`` (what a
+    tuning guide might set for speed) makes the threader unready, with the reason."""
+    for url in fresh_database():
+        store = PostgreSQLStore(url, scope="durability:")
+        check = DurabilityCheck(
+            store.persistence_info, allow_volatile=False, verdict=postgresql_durability
+        )
+        assert run(check.readiness()).ready
+        database = url.rsplit("/", 1)[1]
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = off')
+
+        async def after_the_change(url: str) -> Any:
+            fresh = PostgreSQLStore(url, scope="durability:")  # new sessions see the setting
+            try:
+                return await DurabilityCheck(
+                    fresh.persistence_info, allow_volatile=False, verdict=postgresql_durability
+                ).readiness()
+            finally:
+                await fresh.close()
+
+        readiness = run(after_the_change(url))
+        assert not readiness.ready
+        assert "synchronous_commit is off" in readiness.message
+        assert "--allow-volatile-store" in readiness.message
+        run(store.close())

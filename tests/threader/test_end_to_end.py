@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any, TypedDict
 
 import httpx
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from tests.support.document_mutation import mutations
 from tests.support.polling import eventually
+from tests.support.postgres_run import fresh_database
 from tests.support.raw_http import post_with_raw_header
 from tests.support.slack_api import SlackDouble
 from tests.support.threader_run import (
@@ -48,6 +50,31 @@ def redis_db() -> Iterator[str]:
     server = RedisServer().start()
     yield server.url
     server.remove()
+
+
+def empty_store(kind: str, directory: Path) -> Iterator[str]:
+    """A store of ``kind``, empty and the calling test's own: a private redis-server, a SQLite
+    file, or a new database on the machine's PostgreSQL (the threader's whole store, no Redis)."""
+    if kind == "redis":
+        server = RedisServer().start()
+        yield server.url
+        server.remove()
+    elif kind == "sqlite":
+        yield f"sqlite:{directory}/threads.db"
+    else:
+        yield from fresh_database()
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store several replicas share."""
+    yield from empty_store(request.param, tmp_path)
+
+
+@pytest.fixture(params=["redis", "sqlite", "postgresql"])
+def durable_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store that keeps the outbox across a restart."""
+    yield from empty_store(request.param, tmp_path)
 
 
 @pytest.fixture()
@@ -154,9 +181,11 @@ def test_one_alert_routed_to_two_channels_gets_a_thread_in_each(
 
 
 def test_same_notification_ten_times_to_two_replicas_gives_one_parent_per_alert(
-    slack: SlackDouble, redis_db: str
+    slack: SlackDouble, shared_store: str
 ) -> None:
-    replicas = [ThreaderProcess(slack.url, redis_db, consumer=f"r{i}").start() for i in range(2)]
+    replicas = [
+        ThreaderProcess(slack.url, shared_store, consumer=f"r{i}").start() for i in range(2)
+    ]
     try:
         batch = notification([alert(n) for n in range(5)])
         with ThreadPoolExecutor(10) as pool:
@@ -416,11 +445,10 @@ def test_thirty_seconds_of_429_lose_nothing(threader: ThreaderProcess, slack: Sl
     assert slack.rejected_429("#alerts") <= 40, "Retry-After was honoured"
 
 
-@pytest.mark.parametrize("store", ["redis", "sqlite"])
 def test_sigkill_with_a_full_outbox_then_restart_delivers_each_message_once(
-    slack: SlackDouble, redis_db: str, tmp_path: Any, store: str
+    slack: SlackDouble, durable_store: str
 ) -> None:
-    spec = redis_db if store == "redis" else f"sqlite:{tmp_path}/threads.db"
+    spec = durable_store
     first = ThreaderProcess(slack.url, spec, consumer="replica-0").start()
     first.notify(notification([alert(100)]))  # the channel has been used before: its id is known
     eventually(lambda: slack.parents("#alerts"), what="warm-up message")

@@ -1,5 +1,7 @@
-"""The store contract, run against every store: memory, SQLite, and the machine's real Redis
-(each test under its own key prefix, removed afterwards)."""
+"""The store contract, run against every store: memory, SQLite, the machine's real Redis (each
+test under its own key prefix, removed afterwards) and the machine's PostgreSQL (one database for
+the session, migrated once, each test under its own scope: a fresh database per test would cost a
+CREATE DATABASE each, and sharing one also runs every test beside the rows of the others)."""
 
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ from lumen_alerting.threader.store import (
     ThreadStore,
     alert_bytes,
 )
+from lumen_alerting.threader.store.postgresql import PostgreSQLStore
 from lumen_alerting.threader.store.redis import RedisStore
 from lumen_alerting.threader.store.sqlite import SQLiteStore
+from tests.support.postgres_run import fresh_database
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-STORES = ("memory", "sqlite", "redis")
+STORES = ("memory", "sqlite", "redis", "postgresql")
 
 
 def run(coroutine: Any) -> Any:
@@ -44,6 +48,12 @@ def prefix() -> Iterator[str]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One database on the machine's PostgreSQL for the session's PostgreSQL stores."""
+    yield from fresh_database()
+
+
 @pytest.fixture(params=STORES)
 def make_store(
     request: pytest.FixtureRequest, tmp_path: Path, prefix: str
@@ -55,6 +65,8 @@ def make_store(
             return MemoryStore(**options)
         if request.param == "sqlite":
             return SQLiteStore(str(tmp_path / "state" / "threads.db"), **options)
+        if request.param == "postgresql":
+            return PostgreSQLStore(request.getfixturevalue("postgres_url"), scope=prefix, **options)
         return RedisStore(REDIS_URL, prefix=prefix, **options)
 
     make.kind = request.param  # type: ignore[attr-defined]

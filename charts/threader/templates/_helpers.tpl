@@ -55,6 +55,28 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- .Values.keyPrefix | default (printf "lumen:%s:%s:" .Release.Namespace (include "lumen-threader.fullname" .)) -}}
 {{- end -}}
 
+{{/*
+Milliseconds in a Prometheus duration (`1s`, `1500ms`, `1m30s`), the schema's pattern: each unit at
+most once, in order. `ms` is read as `x` first, so that `m` (minutes) is one letter.
+*/}}
+{{- define "lumen-threader.durationMillis" -}}
+{{- $duration := replace "ms" "x" . -}}
+{{- $millis := 0 -}}
+{{- range list "y:31536000000" "w:604800000" "d:86400000" "h:3600000" "m:60000" "s:1000" "x:1" -}}
+{{- $unit := splitList ":" . -}}
+{{- $found := regexFind (printf "[0-9]+%s" (first $unit)) $duration -}}
+{{- if $found -}}
+{{- $millis = add $millis (mul (atoi (trimSuffix (first $unit) $found)) (atoi (last $unit))) -}}
+{{- end -}}
+{{- end -}}
+{{- $millis -}}
+{{- end -}}
+
+{{/* Milliseconds as the seconds a flag takes: 1500 -> 1.5, 120000 -> 120 (the operator's text). */}}
+{{- define "lumen-threader.seconds" -}}
+{{- regexReplaceAll "\\.?0+$" (printf "%d.%03d" (div . 1000) (mod . 1000)) "" -}}
+{{- end -}}
+
 {{- define "lumen-threader.claim" -}}
 {{- printf "%s-state" (include "lumen-threader.fullname" .) -}}
 {{- end -}}
@@ -73,16 +95,36 @@ with the CRD's messages: the chart refuses what the API server would refuse in a
 {{- if and $v.store.allowVolatile (ne $v.store.type "redis") -}}
 {{- fail "store: allowVolatile only applies to store.type redis" -}}
 {{- end -}}
-{{- if and (ne $v.store.type "redis") (ne (int $v.replicas) 1) -}}
-{{- fail "more than one replica needs store.type redis" -}}
+{{- $store := $v.store -}}
+{{- /* policy/store_patterns.py URL_PASSWORD: user info with a password, or ?password= */ -}}
+{{- if regexMatch "^[a-z+]+://[^/@?]*:[^/@?]*@|[?&]password=" $store.url -}}
+{{- fail "store.url: store.url must not hold a password: put it in store.passwordSecret" -}}
 {{- end -}}
-{{- if and (eq $v.store.type "redis") (eq $v.store.url "") -}}
+{{- if not (regexMatch "[1-9]" ($store.replicaAckTimeout | default "1s")) -}}
+{{- fail "store.replicaAckTimeout: replicaAckTimeout must be more than 0" -}}
+{{- end -}}
+{{- if and $store.passwordSecret (ne $store.type "redis") -}}
+{{- fail "store: passwordSecret only applies to store.type redis" -}}
+{{- end -}}
+{{- if and $store.databaseURL (ne $store.type "postgresql") -}}
+{{- fail "store: databaseURL only applies to store.type postgresql (a Redis store takes url)" -}}
+{{- end -}}
+{{- if and (eq $store.type "postgresql") (not $store.databaseURL) -}}
+{{- fail "store: store.type postgresql needs store.databaseURL (a Secret key holding the URL)" -}}
+{{- end -}}
+{{- if and (ne $store.type "redis") (or (ne (toString ($store.replicaAcks | default "auto")) "auto") (ne ($store.replicaAckTimeout | default "1s") "1s")) -}}
+{{- fail "store: replicaAcks and replicaAckTimeout only apply to store.type redis" -}}
+{{- end -}}
+{{- if and (not (has $store.type (list "redis" "postgresql"))) (ne (int $v.replicas) 1) -}}
+{{- fail "more than one replica needs store.type redis or postgresql" -}}
+{{- end -}}
+{{- if and (eq $store.type "redis") (eq $store.url "") -}}
 {{- fail "store.type redis needs store.url" -}}
 {{- end -}}
-{{- if and (ne (int $v.replicas) 1) (not ($v.incidents | default dict).databaseURL) -}}
-{{- fail "more than one replica needs incidents.databaseURL (a shared PostgreSQL or MySQL/MariaDB)" -}}
+{{- if and (ne (int $v.replicas) 1) (not ($v.incidents | default dict).databaseURL) (ne $store.type "postgresql") -}}
+{{- fail "more than one replica needs incidents.databaseURL (a shared PostgreSQL or MySQL/MariaDB) or store.type postgresql" -}}
 {{- end -}}
 {{- if and $v.persistence.enabled (ne (int $v.replicas) 1) -}}
-{{- fail "persistence needs replicas 1 (several replicas share state through store.type redis and incidents.databaseURL instead)" -}}
+{{- fail "persistence needs replicas 1 (several replicas share state through store.type redis and incidents.databaseURL, or store.type postgresql, instead)" -}}
 {{- end -}}
 {{- end -}}

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 
 from .durations import DURATION_HINT, DURATION_PATTERN
 from .fields import FieldDoc, field_doc, field_key
+from .store_patterns import REDIS_URL, REDIS_URL_HINT, REPLICA_ACKS, REPLICA_ACKS_HINT
 
 T = TypeVar("T")
 
@@ -42,7 +43,11 @@ class InvalidPolicy(ValueError):
 
 
 # Patterns whose failure is said in words: what a valid value looks like, not the expression.
-PATTERN_HINTS = {DURATION_PATTERN: DURATION_HINT}
+PATTERN_HINTS = {
+    DURATION_PATTERN: DURATION_HINT,
+    REDIS_URL: REDIS_URL_HINT,
+    REPLICA_ACKS: REPLICA_ACKS_HINT,
+}
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
 
@@ -325,7 +330,10 @@ def _load_scalar(tp: type, data: Any, path: str, doc: FieldDoc, loading: _Loadin
     if tp is float and isinstance(data, int) and not isinstance(data, bool):
         data, ok = float(data), True
     if not ok:
-        loading.add(path, f"must be {_TYPE_NAMES[tp]}, not {_describe(data)}")
+        reason = f"must be {_TYPE_NAMES[tp]}, not {_describe(data)}"
+        if tp is str and isinstance(data, int | float) and not isinstance(data, bool):
+            reason += f' (quote it: "{data}")'  # YAML reads `replicaAcks: 0` as a number
+        loading.add(path, reason)
         return _BROKEN
     if isinstance(data, float) and not math.isfinite(data):
         # YAML has .nan and .inf; JSON (and so the API server) has neither.

@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 from ..presets import DEFAULT_SEVERITIES
 from .durations import DURATION_PATTERN
 from .fields import Cel, contains, one_of, spec_field
+from .store_patterns import REDIS_URL, REPLICA_ACKS, URL_PASSWORD
 
 API_GROUP = "lumen.dev"
 API_VERSION = "v1alpha1"
@@ -424,6 +425,17 @@ class Routing:
     )
 
 
+DEFAULT_REPLICA_ACKS = "auto"
+DEFAULT_REPLICA_ACK_TIMEOUT = "1s"
+
+
+def _replica_wait_is_default(store: ThreaderStore) -> bool:
+    return (
+        store.replica_acks == DEFAULT_REPLICA_ACKS
+        and store.replica_ack_timeout == DEFAULT_REPLICA_ACK_TIMEOUT
+    )
+
+
 @dataclass(frozen=True)
 class ThreaderStore:
     __rules__: ClassVar[tuple[Cel, ...]] = (
@@ -432,25 +444,101 @@ class ThreaderStore:
             message="allowVolatile only applies to store.type redis",
             check=lambda s: not s.allow_volatile or s.type == "redis",
         ),
+        Cel(
+            rule="!has(self.passwordSecret) || self.type == 'redis'",
+            message="passwordSecret only applies to store.type redis",
+            check=lambda s: s.password_secret is None or s.type == "redis",
+        ),
+        Cel(
+            rule="!has(self.databaseURL) || self.type == 'postgresql'",
+            message="databaseURL only applies to store.type postgresql (a Redis store takes url)",
+            check=lambda s: s.database_url is None or s.type == "postgresql",
+        ),
+        Cel(
+            rule="self.type != 'postgresql' || has(self.databaseURL)",
+            message="store.type postgresql needs store.databaseURL (a Secret key holding the URL)",
+            check=lambda s: s.type != "postgresql" or s.database_url is not None,
+        ),
+        Cel(
+            rule=f"self.type == 'redis' || (self.replicaAcks == '{DEFAULT_REPLICA_ACKS}' && "
+            f"self.replicaAckTimeout == '{DEFAULT_REPLICA_ACK_TIMEOUT}')",
+            message="replicaAcks and replicaAckTimeout only apply to store.type redis",
+            check=lambda s: s.type == "redis" or _replica_wait_is_default(s),
+        ),
     )
 
-    type: Literal["sqlite", "redis", "memory", "file"] = spec_field(
-        "Where thread state lives: `sqlite` (one replica, a SQLite file in the pod's state "
-        "directory; set `persistence` to keep it across pod moves), `redis` (several replicas; "
-        "each policy gets its own key prefix `lumen:<namespace>:<policy>:`), `memory` (tests "
-        "only; lost on restart). `file` is a deprecated alias of `sqlite`.",
+    type: Literal["sqlite", "redis", "postgresql", "memory", "file"] = spec_field(
+        "Where thread state lives (the thread map, idempotency keys and the Slack outbox): "
+        "`sqlite` (one replica, a SQLite file in the pod's state directory; set `persistence` "
+        "to keep it across pod moves), `redis` (several replicas on one Redis, a Sentinel set "
+        "or a Redis Cluster, see `url`; each policy gets its own key prefix "
+        "`lumen:<namespace>:<policy>:`), `postgresql` (several replicas on one PostgreSQL "
+        "database, `databaseURL`, which also holds the incidents unless "
+        "`incidents.databaseURL` is set), `memory` (tests only; lost on restart). `file` is a "
+        "deprecated alias of `sqlite`. Which to pick for which scale: docs/threader-stores.md.",
         default="sqlite",
     )
     url: str = spec_field(
-        "Redis URL for `type: redis`, e.g. `redis://redis:6379/0`. The Redis must persist "
-        "(`appendonly yes`): the threader stays unready on a Redis without it.",
+        "Redis URL for `type: redis`: `redis://redis:6379/0` (one server), `rediss://…` (TLS), "
+        "`redis+sentinel://sentinel-0:26379,sentinel-1:26379/MASTER/0` (Sentinel: the "
+        "threader follows failovers), `redis+cluster://node-0:6379,node-1:6379` (Redis "
+        "Cluster: one threader's keys share one hash slot). No password in it: put that in "
+        "`passwordSecret`. The Redis must persist (`appendonly yes`): the threader stays "
+        "unready on a Redis without it.",
         default="",
-        pattern=r"^(rediss?://\S+)?$",
+        pattern=REDIS_URL,
+        max_length=2048,  # bounds the CEL rule's cost too
+        rules=(
+            Cel(
+                rule=f"!self.matches('{URL_PASSWORD}')",
+                message="store.url must not hold a password: put it in store.passwordSecret",
+                check=lambda url: re.search(URL_PASSWORD, url) is None,
+            ),
+        ),
+    )
+    password_secret: SecretKeyRef | None = spec_field(
+        "Secret key holding the Redis password (`AUTH`), for `type: redis`; used for the data "
+        "nodes and, with `redis+sentinel://`, the sentinels too. Mounted as a file, never in "
+        "the pod spec.",
+        default=None,
+    )
+    database_url: SecretKeyRef | None = spec_field(
+        "Secret key holding the PostgreSQL URL for `type: postgresql`, e.g. "
+        "`postgresql://lumen:password@postgres:5432/lumen`. Threads, idempotency keys and the "
+        "outbox live in `threader_*` tables, each policy's rows apart (its key prefix); the "
+        "incidents go to the same database unless `incidents.databaseURL` is set.",
+        default=None,
+        key="databaseURL",
     )
     allow_volatile: bool = spec_field(
         "Let the threader run on a Redis without persistence (no AOF). Only for a Redis whose "
         "restart you accept to lose acknowledged alerts and their threads with.",
         default=False,
+    )
+    replica_acks: str = spec_field(
+        "Redis replicas that must have an accepted alert before the threader answers "
+        "Alertmanager 2xx (`WAIT`), so a failover loses no acknowledged alert: `auto` (1 while "
+        "the master has a connected replica, else 0), a whole number, or `0` (off: faster, but "
+        'a failover may lose what was just acknowledged). Quote it in YAML (`"0"`). When '
+        "no replica confirms in `replicaAckTimeout`, the webhook answers 503 and Alertmanager "
+        "retries. `type: redis` only.",
+        default=DEFAULT_REPLICA_ACKS,
+        pattern=REPLICA_ACKS,
+        max_length=4,
+    )
+    replica_ack_timeout: str = spec_field(
+        "How long an accept waits for `replicaAcks` replicas before it answers 503, more than "
+        "0. `type: redis` only.",
+        default=DEFAULT_REPLICA_ACK_TIMEOUT,
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        rules=(
+            Cel(
+                rule="self.matches('[1-9]')",
+                message="replicaAckTimeout must be more than 0",
+                check=lambda timeout: re.search("[1-9]", timeout) is not None,
+            ),
+        ),
     )
 
 
@@ -494,7 +582,8 @@ class Incidents:
         "Secret key holding the URL of the incident database: PostgreSQL "
         "(`postgresql://user:password@host:5432/lumen`) or MySQL/MariaDB "
         "(`mysql://user:password@host:3306/lumen`), shared by every replica. Unset: SQLite at "
-        "`/var/lib/lumen/incidents.db` on the pod's state volume.",
+        "`/var/lib/lumen/incidents.db` on the pod's state volume, or, with `store.type: "
+        "postgresql`, the store's database.",
         default=None,
         key="databaseURL",
     )
@@ -555,9 +644,9 @@ class Incidents:
 class Threader:
     __rules__: ClassVar[tuple[Cel, ...]] = (
         Cel(
-            rule="self.store.type == 'redis' || self.replicas == 1",
-            message="more than one replica needs store.type redis",
-            check=lambda t: t.store.type == "redis" or t.replicas == 1,
+            rule="self.store.type in ['redis', 'postgresql'] || self.replicas == 1",
+            message="more than one replica needs store.type redis or postgresql",
+            check=lambda t: t.store.type in ("redis", "postgresql") or t.replicas == 1,
         ),
         Cel(
             rule="self.store.type != 'redis' || self.store.url != ''",
@@ -565,17 +654,23 @@ class Threader:
             check=lambda t: t.store.type != "redis" or t.store.url != "",
         ),
         # Each replica would otherwise keep its own SQLite file and see a part of the incidents.
+        # A PostgreSQL store holds them too unless incidents.databaseURL says otherwise.
         Cel(
-            rule="self.replicas == 1 || has(self.incidents.databaseURL)",
+            rule="self.replicas == 1 || has(self.incidents.databaseURL) || "
+            "self.store.type == 'postgresql'",
             message="more than one replica needs incidents.databaseURL (a shared PostgreSQL or "
-            "MySQL/MariaDB)",
-            check=lambda t: t.replicas == 1 or t.incidents.database_url is not None,
+            "MySQL/MariaDB) or store.type postgresql",
+            check=lambda t: (
+                t.replicas == 1
+                or t.incidents.database_url is not None
+                or t.store.type == "postgresql"
+            ),
         ),
         # The volume is mounted by one pod at a time (and SQLite wants one writer anyway).
         Cel(
             rule="!self.persistence.enabled || self.replicas == 1",
             message="persistence needs replicas 1 (several replicas share state through "
-            "store.type redis and incidents.databaseURL instead)",
+            "store.type redis and incidents.databaseURL, or store.type postgresql, instead)",
             check=lambda t: not t.persistence.enabled or t.replicas == 1,
         ),
     )

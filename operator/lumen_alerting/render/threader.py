@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..policy.model import Policy, Threader
+from ..policy.durations import parse_duration
+from ..policy.model import DEFAULT_REPLICA_ACK_TIMEOUT, DEFAULT_REPLICA_ACKS, Policy, Threader
 from .network_policies import threader_network_policy
 from .objects import (
     ADMIN_TOKEN_KEY,
@@ -43,6 +44,8 @@ DATABASE_URL_FILE = "database-url"
 SLACK_TOKEN_FILE = "slack-token"
 SIGNING_SECRET_FILE = "slack-signing-secret"
 API_TOKEN_FILE = "api-token"
+STORE_URL_FILE = "store-url"  # store.databaseURL (type postgresql): `--store-file`
+STORE_PASSWORD_FILE = "store-password"  # store.passwordSecret (type redis)
 # The threader's own default (--raw-alert-retention); the flag is left out while the policy
 # keeps it, so the pod spec names only what the policy changed.
 DEFAULT_RAW_ALERT_RETENTION = "30d"
@@ -72,18 +75,52 @@ def threader_secret(policy: Policy) -> SecretRequest | None:
 
 
 def key_prefix(policy: Policy) -> str:
-    """Redis keys of this policy's threader: two policies on one Redis never share an outbox."""
+    """Redis keys (the PostgreSQL store's scope) of this policy's threader: two policies on one
+    Redis or database never share an outbox."""
     return f"lumen:{policy.namespace}:{policy.name}:"
+
+
+def seconds_arg(duration: str) -> str:
+    """A duration as the seconds a flag takes, to the millisecond: ``1500ms`` -> ``1.5``,
+    ``2m`` -> ``120`` (the standalone chart's template computes the same text)."""
+    millis = round(parse_duration(duration) * 1000)
+    whole, fraction = divmod(millis, 1000)
+    return f"{whole}.{fraction:03d}".rstrip("0").rstrip(".")
 
 
 def store_args(policy: Policy, threader: Threader) -> list[str]:
     store = threader.store
     if store.type == "redis":
         args = ["--store", store.url, "--key-prefix", key_prefix(policy)]
-        return args + (["--allow-volatile-store"] if store.allow_volatile else [])
+        if store.allow_volatile:
+            args.append("--allow-volatile-store")
+        if store.password_secret is not None:
+            args += ["--store-password-file", f"{THREADER_DIR}/{STORE_PASSWORD_FILE}"]
+        # The threader's own defaults are left out, so the pod spec names only what changed.
+        if store.replica_acks != DEFAULT_REPLICA_ACKS:
+            args += ["--replica-acks", store.replica_acks]
+        if parse_duration(store.replica_ack_timeout) != parse_duration(DEFAULT_REPLICA_ACK_TIMEOUT):
+            args += ["--replica-ack-timeout", seconds_arg(store.replica_ack_timeout)]
+        return args
+    if store.type == "postgresql":
+        # The URL holds a password: a file, never a flag. The prefix scopes the rows.
+        return [
+            "--store-file", f"{THREADER_DIR}/{STORE_URL_FILE}",
+            "--key-prefix", key_prefix(policy),
+        ]  # fmt: skip
     if store.type in ("sqlite", "file"):  # `file` is the deprecated name of the SQLite store
         return ["--store", SQLITE_STORE]
     return ["--store", "memory"]
+
+
+def database_args(threader: Threader) -> list[str]:
+    """Where incidents go: incidents.databaseURL; else the PostgreSQL store's database (the
+    threader's default with a postgresql store: no flag); else SQLite on the state volume."""
+    if threader.incidents.database_url is not None:
+        return ["--database-url-file", f"{THREADER_DIR}/{DATABASE_URL_FILE}"]
+    if threader.store.type == "postgresql":
+        return []
+    return ["--database-url", DEFAULT_DATABASE_URL]
 
 
 def threader_args(policy: Policy, threader: Threader) -> list[str]:
@@ -96,10 +133,7 @@ def threader_args(policy: Policy, threader: Threader) -> list[str]:
     ]  # fmt: skip
     if not threader.reply_on_repeat:
         args.append("--no-reply-on-repeat")
-    if threader.incidents.database_url is not None:
-        args += ["--database-url-file", f"{THREADER_DIR}/{DATABASE_URL_FILE}"]
-    else:
-        args += ["--database-url", DEFAULT_DATABASE_URL]
+    args += database_args(threader)
     if threader.bot_token is not None:
         # A file rather than an environment variable: not in `kubectl describe`, nor inherited.
         args += ["--slack-token-file", f"{THREADER_DIR}/{SLACK_TOKEN_FILE}"]
@@ -139,6 +173,14 @@ def state_claim(policy: Policy, threader: Threader) -> str | None:
 def threader_volumes(policy: Policy, threader: Threader) -> list[dict[str, Any]]:
     tokens = ChildNames.of(policy).threader_secret
     sources = [secret_source(tokens, [(key, key) for key in (ADMIN_TOKEN_KEY, WEBHOOK_TOKEN_KEY)])]
+    store_url = threader.store.database_url
+    if store_url is not None:
+        sources.append(secret_source(store_url.name, [(store_url.key, STORE_URL_FILE)]))
+    store_password = threader.store.password_secret
+    if store_password is not None:
+        sources.append(
+            secret_source(store_password.name, [(store_password.key, STORE_PASSWORD_FILE)])
+        )
     database = threader.incidents.database_url
     if database is not None:
         sources.append(secret_source(database.name, [(database.key, DATABASE_URL_FILE)]))
@@ -205,6 +247,7 @@ def threader_objects(policy: Policy, options: RenderOptions) -> list[Manifest]:
             labels=labels,
             replicas=replicas,
             # A SQLite store or a ReadWriteOnce claim: the old pod must let go before the new one.
+            # Redis and PostgreSQL stores take several writers: a rolling update.
             single_writer=threader.store.type in ("sqlite", "file") or threader.persistence.enabled,
             pod=pod,
         ),

@@ -37,7 +37,14 @@ from .incidents.store import IncidentStore
 from .interactions import PATH as INTERACTIONS_PATH
 from .interactions import SlackInteractions
 from .metrics import ThreaderMetrics
-from .store.contract import Acceptance, OutboxFull, StoreAdmin, StoreUnavailable, ThreadStore
+from .store.contract import (
+    Acceptance,
+    OutboxFull,
+    ReplicaAckTimeout,
+    StoreAdmin,
+    StoreUnavailable,
+    ThreadStore,
+)
 from .webhook import (
     ALERTMANAGER_PATH,
     GRAFANA_PATH,
@@ -194,6 +201,16 @@ class _Endpoints:
                 503,
                 f"{error}; retry later",
                 headers={"Retry-After": str(OUTBOX_FULL_RETRY_AFTER)},
+            )
+        except ReplicaAckTimeout as error:
+            # Written on the master, not yet on a replica: were the master lost now, so would the
+            # alerts be. Alertmanager's retry is a duplicate that waits for the replicas again.
+            self._metrics.notifications.labels("replica_timeout").inc()
+            log.warning("Refused a notification, no replica confirmed it: %s", error)
+            return json_error(
+                503,
+                "no store replica confirmed the write; retry later",
+                headers={"Retry-After": "5"},
             )
         except StoreUnavailable as error:
             self._metrics.notifications.labels("unavailable").inc()

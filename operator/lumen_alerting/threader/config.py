@@ -30,6 +30,7 @@ from ..settings import (
     true_or_false,
     whole_number,
 )
+from .store.contract import ReplicaAcks
 
 ENV_PREFIX = "LUMEN_THREADER_"
 DEFAULT_SLACK_API = "https://slack.com/api"
@@ -49,13 +50,23 @@ DEFAULT_STATE_DIR = "/var/lib/lumen"
 # in-memory database for the whole process: the incident store opens it with a single shared
 # connection (SQLAlchemy's StaticPool), else each connection would see an empty database.
 MEMORY_DATABASE_URL = "sqlite:///:memory:"
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "redis+cluster://")
+POSTGRESQL_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+STORE_FORMS = (
+    "memory, sqlite:PATH, file:PATH, redis://, rediss://, redis+sentinel://, redis+cluster:// "
+    "or postgresql:// URL"
+)
 
 
 @dataclass(frozen=True)
 class ThreaderConfig:
     host: str = "0.0.0.0"
     port: int = 8080
-    store: str = "memory"  # memory | sqlite:PATH (file:PATH alias) | redis://HOST:PORT/DB
+    # memory | sqlite:PATH (file:PATH alias) | a Redis URL (REDIS_SCHEMES) | a PostgreSQL URL
+    store: str = "memory"
+    store_password: str = ""  # Redis AUTH, for the data nodes and the sentinels (never logged)
+    replica_acks: ReplicaAcks = "auto"
+    replica_ack_timeout: float = 1.0
     slack_api_url: str = DEFAULT_SLACK_API
     slack_token: str = ""
     default_channel: str | None = None
@@ -96,8 +107,11 @@ class ThreaderConfig:
 def default_database_url(store: str) -> str | None:
     """The incident database when none is given: SQLite next to a SQLite store's file
     (``sqlite:/var/lib/lumen/threader.db`` -> ``sqlite:////var/lib/lumen/incidents.db``), in
-    memory with the memory store, and none with a Redis store: its replicas would each keep a
+    memory with the memory store, the store's own database with a PostgreSQL store (one database
+    for threads and incidents), and none with a Redis store: its replicas would each keep a
     file of their own (the renderer always names the database)."""
+    if store.startswith(POSTGRESQL_SCHEMES):
+        return store
     if store == "memory":
         return MEMORY_DATABASE_URL
     if store.startswith(("sqlite:", "file:")):
@@ -127,9 +141,28 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--store",
         metavar="STORE",
-        help="memory, sqlite:PATH (file:PATH is an alias) or redis://HOST:PORT/DB "
-        "(default: memory)",
+        help="memory, sqlite:PATH (file:PATH is an alias), redis://HOST:PORT/DB, "
+        "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB], "
+        "redis+cluster://HOST:PORT[,HOST:PORT...] or postgresql://USER@HOST:PORT/DB; without a "
+        "password (see --store-file, --store-password-file) (default: memory)",
     )
+    add(
+        "--store-file", metavar="FILE",
+        help="file holding the store URL, for a URL with a password (not with --store)",
+    )  # fmt: skip
+    add(
+        "--store-password-file", metavar="FILE",
+        help="file holding the Redis password, for the Redis servers and the sentinels",
+    )  # fmt: skip
+    add(
+        "--replica-acks", metavar="auto|N",
+        help="Redis replicas that must have an accepted alert before POST /alert answers 200 "
+        "(WAIT); 0 is off; auto: 1 while the master has a replica, else 0 (default: auto)",
+    )  # fmt: skip
+    add(
+        "--replica-ack-timeout", metavar="SECONDS",
+        help="how long to wait for the replicas; past it POST /alert answers 503 (default: 1)",
+    )  # fmt: skip
     add("--slack-api-url", metavar="URL", help=f"Slack Web API base (default: {DEFAULT_SLACK_API})")
     add("--default-channel", metavar="CHANNEL", help="channel when a request names none")
     add("--webhook-token-file", metavar="FILE", help="bearer token Alertmanager must present")
@@ -256,13 +289,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
     host, port = listen_address(setting("listen") or "0.0.0.0:8080")
-    store = setting("store") or "memory"
-    if not (store == "memory" or store.startswith(("sqlite:", "file:", "redis://", "rediss://"))):
-        raise ValueError(
-            f"--store: {store!r} is not memory, sqlite:PATH, file:PATH or redis://HOST:PORT/DB"
-        )
-    if store.startswith(("sqlite:", "file:")) and not store.partition(":")[2]:
-        raise ValueError(f"--store: {store.partition(':')[0]}: needs a path")
+    store = _store(setting("store"), setting("store-file"))
+    key_prefix = _key_prefix(setting("key-prefix"))
+    if store.startswith("redis+cluster://") and ("{" in key_prefix or "}" in key_prefix):
+        # The prefix becomes the hash tag of every key: a brace in it would cut the tag short.
+        raise ValueError("--key-prefix: a Redis Cluster store needs a prefix without { or }")
     channel = setting("default-channel") or None
     if channel is not None and not CHANNEL.fullmatch(channel):
         raise ValueError(f"--default-channel: {channel!r} is not #name or a channel id")
@@ -311,7 +342,12 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
         max_outbox_entries=max_outbox_entries,
         max_outbox_bytes=max_outbox_bytes,
         consumer=setting("consumer") or socket.gethostname(),
-        key_prefix=_key_prefix(setting("key-prefix")),
+        key_prefix=key_prefix,
+        store_password=_store_password(setting("store-password-file"), store),
+        replica_acks=_replica_acks(setting("replica-acks")),
+        replica_ack_timeout=seconds(
+            "replica-ack-timeout", setting("replica-ack-timeout"), 1.0, low=0.01, high=60
+        ),
         allow_volatile_store=_switch(setting, "allow-volatile-store"),
         database_url=database_url,
         slack_signing_secret=_signing_secret(setting("slack-signing-secret-file")),
@@ -332,6 +368,51 @@ def _config(setting: Setting, environ: Mapping[str, str]) -> ThreaderConfig:
             "max-connections", setting("max-connections"), 1000, low=1, high=1_000_000
         ),
     )
+
+
+def _store(spec: str | None, path: str | None) -> str:
+    """``--store``, or the URL in ``--store-file`` (never both); checked for its form only: the
+    store itself says at start whether it can be reached."""
+    if spec and path:
+        raise ValueError("--store and --store-file: give one (the file for a URL with a password)")
+    if path:
+        store = secret_file("--store-file", path)
+        if not store:
+            raise ValueError(f"--store-file: {path} is empty")
+        where = f"--store-file: {path}"  # never the URL itself: it may hold a password
+    else:
+        store = spec or "memory"
+        where = "--store: the URL" if _has_password(store) else f"--store: {store!r}"
+    if not (
+        store == "memory"
+        or store.startswith(("sqlite:", "file:", *REDIS_SCHEMES, *POSTGRESQL_SCHEMES))
+    ):
+        raise ValueError(f"{where} is not {STORE_FORMS}")
+    if store.startswith(("sqlite:", "file:")) and not store.partition(":")[2]:
+        raise ValueError(f"{where.partition(':')[0]}: {store.partition(':')[0]}: needs a path")
+    if not path and _has_password(store):
+        raise ValueError(
+            "--store: the URL holds a password; put the URL in a file (--store-file), or the "
+            "Redis password in one (--store-password-file)"
+        )
+    return store
+
+
+def _store_password(path: str | None, store: str) -> str:
+    if not path:
+        return ""
+    if not store.startswith(REDIS_SCHEMES):
+        raise ValueError("--store-password-file: only for a Redis store")
+    password = secret_file("--store-password-file", path)
+    if not password:
+        raise ValueError(f"--store-password-file: {path} is empty")
+    return password
+
+
+def _replica_acks(value: str | None) -> ReplicaAcks:
+    if not value or value.strip().lower() == "auto":
+        return "auto"
+    return whole_number("replica-acks", value, 0, low=0, high=16)
 
 
 def _slack_token(path: str | None, environ: Mapping[str, str]) -> str:

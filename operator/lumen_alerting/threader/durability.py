@@ -1,10 +1,13 @@
-"""Whether Redis keeps what the threader acknowledged: ``INFO persistence`` and ``INFO memory``.
+"""Whether the store keeps what the threader acknowledged: Redis' ``INFO persistence`` and
+``INFO memory``, PostgreSQL's ``fsync`` and ``synchronous_commit``.
 
 A 200 to Alertmanager promises the alert is kept. Redis keeps it across a crash only with the
 append-only file on (RDB snapshots alone lose everything since the last snapshot, minutes of
 alerts), and only while it never evicts keys (an evicted outbox entry is an alert
-silently dropped, an evicted idempotency or thread key a duplicate message). Without those the
-threader is not ready, unless ``--allow-volatile-store`` accepts the loss.
+silently dropped, an evicted idempotency or thread key a duplicate message). PostgreSQL keeps it
+only when a commit is flushed before it returns (``synchronous_commit`` not ``off``) and flushes
+reach the disk (``fsync`` on). Without those the threader is not ready, unless
+``--allow-volatile-store`` accepts the loss.
 """
 
 from __future__ import annotations
@@ -61,6 +64,21 @@ def redis_durability(info: Mapping[str, Any]) -> Durability:
     return Durability(True, "Redis persistence: AOF on, no eviction")
 
 
+def postgresql_durability(settings: Mapping[str, Any]) -> Durability:
+    """The verdict on PostgreSQL's ``fsync`` and ``synchronous_commit`` settings."""
+    problems = []
+    if str(settings.get("fsync", "on")) != "on":
+        problems.append("fsync is off: a crash of the server's machine can lose any commit")
+    if str(settings.get("synchronous_commit", "on")) == "off":
+        problems.append(
+            "synchronous_commit is off: a crash loses the commits of the last moments, "
+            "acknowledged alerts among them; set synchronous_commit on for the threader's user"
+        )
+    if problems:
+        return Durability(False, "PostgreSQL durability: " + "; ".join(problems))
+    return Durability(True, "PostgreSQL durability: fsync on, synchronous_commit on")
+
+
 class DurabilityCheck:
     """The store's durability for ``/ready`` and the start-up log, cached for a few seconds."""
 
@@ -69,10 +87,12 @@ class DurabilityCheck:
         read_info: Callable[[], Awaitable[Mapping[str, Any]]],
         *,
         allow_volatile: bool,
+        verdict: Callable[[Mapping[str, Any]], Durability] = redis_durability,
         cache_seconds: float = CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._read_info = read_info
+        self._verdict = verdict
         self._allow_volatile = allow_volatile
         self._cache_seconds = cache_seconds
         self._clock = clock
@@ -84,7 +104,7 @@ class DurabilityCheck:
         if self._cached is not None and now - self._cached[0] < self._cache_seconds:
             return self._cached[1]
         try:
-            verdict = redis_durability(await self._read_info())
+            verdict = self._verdict(await self._read_info())
         except InfoRefused as refused:
             verdict = Durability(
                 False,
@@ -113,7 +133,7 @@ class DurabilityCheck:
             readiness = await self.readiness()
             durable = (await self.durability()).durable
         except StoreUnavailable as error:
-            log.warning("Cannot check Redis persistence yet, /ready will: %s", error)
+            log.warning("Cannot check the store's persistence yet, /ready will: %s", error)
             return
         if durable:
             log.info("%s.", readiness.message)

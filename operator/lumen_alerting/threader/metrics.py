@@ -44,7 +44,7 @@ class ThreaderMetrics:
         self.notifications = Counter(
             "lumen_threader_notifications",
             "Webhook requests by result: accepted, invalid, unauthorized, too_large, unavailable, "
-            "outbox_full.",
+            "replica_timeout, outbox_full.",
             ["result"],
             registry=self.registry,
         )

@@ -16,15 +16,16 @@ from aiohttp import web
 
 from ..service_http import cannot_listen
 from .app import make_app
-from .config import DEFAULT_KEY_PREFIX, ThreaderConfig
+from .config import DEFAULT_KEY_PREFIX, POSTGRESQL_SCHEMES, ThreaderConfig
 from .connections import ConnectionLimits, GuardedAppRunner
 from .delivery import DeliveryWorker
-from .durability import DurabilityCheck
+from .durability import DurabilityCheck, postgresql_durability
 from .incident_runtime import IncidentStoreStartupError, open_incidents
 from .metrics import ThreaderMetrics
 from .slack import SlackClient
-from .store.contract import DEFAULT_LIMITS, OutboxLimits, StoreUnavailable
+from .store.contract import DEFAULT_LIMITS, OutboxLimits, ReplicaAcks, StoreUnavailable
 from .store.memory import MemoryStore
+from .store.postgresql import PostgreSQLStore
 from .store.redis import RedisStore
 from .store.sqlite import SQLiteStore
 
@@ -38,20 +39,53 @@ class StartupError(Exception):
         super().__init__(f"{flag}: {message}")
 
 
+Store = MemoryStore | SQLiteStore | RedisStore | PostgreSQLStore
+
+
 def open_store(
     spec: str,
     dedupe_window: float,
     limits: OutboxLimits = DEFAULT_LIMITS,
     key_prefix: str = DEFAULT_KEY_PREFIX,
-) -> MemoryStore | SQLiteStore | RedisStore:
-    """The store named by ``--store``: memory, sqlite:PATH (file:PATH is an alias) or
-    redis://HOST:PORT/DB (its keys under ``key_prefix``)."""
+    *,
+    password: str = "",
+    replica_acks: ReplicaAcks = "auto",
+    replica_ack_timeout: float = 1.0,
+) -> Store:
+    """The store named by ``--store``: memory, sqlite:PATH (file:PATH is an alias), a Redis URL
+    (standalone, Sentinel or Cluster; its keys under ``key_prefix``) or a PostgreSQL URL (its
+    rows under ``key_prefix``)."""
     if spec == "memory":
         return MemoryStore(idempotency_ttl=dedupe_window, limits=limits)
     if spec.startswith(("sqlite:", "file:")):
         path = spec.partition(":")[2]
         return SQLiteStore(path, idempotency_ttl=dedupe_window, limits=limits)
-    return RedisStore(spec, prefix=key_prefix, idempotency_ttl=dedupe_window, limits=limits)
+    if spec.startswith(POSTGRESQL_SCHEMES):
+        return PostgreSQLStore(spec, scope=key_prefix, idempotency_ttl=dedupe_window, limits=limits)
+    try:
+        return RedisStore(
+            spec,
+            prefix=key_prefix,
+            idempotency_ttl=dedupe_window,
+            limits=limits,
+            password=password or None,
+            replica_acks=replica_acks,
+            replica_ack_timeout=replica_ack_timeout,
+        )
+    except ValueError as error:  # a URL it cannot use; the message never holds the password
+        raise StoreUnavailable(str(error)) from None
+
+
+def store_durability(store: Store, *, allow_volatile: bool) -> DurabilityCheck | None:
+    """The check that the store keeps acknowledged alerts: Redis and PostgreSQL have settings
+    that would lose them; SQLite is always opened durably, memory never is (and says so)."""
+    if isinstance(store, RedisStore):
+        return DurabilityCheck(store.persistence_info, allow_volatile=allow_volatile)
+    if isinstance(store, PostgreSQLStore):
+        return DurabilityCheck(
+            store.persistence_info, allow_volatile=allow_volatile, verdict=postgresql_durability
+        )
+    return None
 
 
 async def serve(
@@ -66,7 +100,15 @@ async def serve(
     metrics = metrics or ThreaderMetrics()
     outbox_limits = OutboxLimits(config.max_outbox_entries, config.max_outbox_bytes)
     try:
-        store = open_store(config.store, config.dedupe_window, outbox_limits, config.key_prefix)
+        store = open_store(
+            config.store,
+            config.dedupe_window,
+            outbox_limits,
+            config.key_prefix,
+            password=config.store_password,
+            replica_acks=config.replica_acks,
+            replica_ack_timeout=config.replica_ack_timeout,
+        )
     except StoreUnavailable as error:
         # What a store raises when it cannot be opened already says why (and names the flag).
         raise StartupError("--store", str(error).removeprefix("--store: ")) from None
@@ -92,11 +134,7 @@ async def serve(
         unknown_outcome_wait=3 * config.slack_timeout,
         parent_hooks=incidents.parents if incidents is not None else None,
     )
-    durability = (
-        DurabilityCheck(store.persistence_info, allow_volatile=config.allow_volatile_store)
-        if isinstance(store, RedisStore)
-        else None
-    )
+    durability = store_durability(store, allow_volatile=config.allow_volatile_store)
     limits = ConnectionLimits(
         header_timeout=config.header_timeout,
         body_timeout=config.body_timeout,

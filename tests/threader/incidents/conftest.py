@@ -9,25 +9,17 @@ import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 
-POSTGRES = "127.0.0.1:5432"
+from tests.support.postgres_run import fresh_database
+
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
 DATABASES = ("sqlite", "postgresql", "mariadb")
 
-
-def postgres_database() -> Generator[str, None, None]:
-    name = f"lumen_t_{uuid.uuid4().hex[:12]}"
-    dsn = f"postgresql://postgres@{POSTGRES}/postgres"
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@{POSTGRES}/{name}"
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+# A new database on the machine's PostgreSQL (tests.support.postgres_run), under the name the
+# incident tests import.
+postgres_database = fresh_database
 
 
 def mariadb_database() -> Generator[str, None, None]:

@@ -4,8 +4,12 @@
   Tests, and the reference semantics every other store follows.
 - ``SQLiteStore`` (``--store sqlite:PATH``; ``store.sqlite``): one replica, on a persistent
   volume. One file, one fsync per group of notifications.
-- ``RedisStore`` (``--store redis://HOST:PORT/DB``; ``store.redis``): several replicas sharing
-  one Redis (with AOF and ``noeviction``), each threader under its own key prefix.
+- ``RedisStore`` (``--store redis://HOST:PORT/DB``, ``redis+sentinel://…``, ``redis+cluster://…``;
+  ``store.redis``): several replicas sharing one Redis (with AOF and ``noeviction``), each
+  threader under its own key prefix; with Sentinel or replicas, each accept waits for a replica.
+- ``PostgreSQLStore`` (``--store postgresql://…``; ``store.postgresql``): several replicas
+  sharing one PostgreSQL database, which also holds their incidents; each threader's rows under
+  its own scope (the key prefix).
 
 The contract they share (``ThreadStore`` for the request handler and the delivery worker,
 ``StoreAdmin`` for ``/stats`` and ``/cache``, the records and errors) is in ``store.contract``.
