@@ -68,6 +68,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.background_loop import BackgroundLoop  # noqa: E402
 from tests.support.polling import eventually, free_port  # noqa: E402
+from tests.support.postgres_run import PostgresServer  # noqa: E402
 from tests.support.slack_api import SlackDouble, StoredMessage  # noqa: E402
 from tests.support.threader_run import (  # noqa: E402
     SLACK_TOKEN,
@@ -589,7 +590,20 @@ def describe(outcome: Outcome) -> str:
     if outcome.lost:
         lines.append(f"  lost: {_ranges(outcome.lost)}")
     if outcome.duplicates:
-        lines.append(f"  duplicates: {_ranges(outcome.duplicates)}")
+        fault = outcome.ledger.fault_started
+        before = [
+            n for n in outcome.duplicates if fault and (outcome.ledger.first_sent[n] or 0) < fault
+        ]
+        deliveries: dict[int, set[str]] = {}
+        for parent in outcome.parents:
+            assert parent.metadata is not None
+            n = alert_number(thread_key(parent))
+            deliveries.setdefault(n, set()).add(parent.metadata["event_payload"]["delivery_id"])
+        same = sum(len(deliveries[n]) == 1 for n in outcome.duplicates)
+        lines.append(
+            f"  duplicates: {_ranges(outcome.duplicates)} ({len(before)} of them sent before "
+            f"the fault; {same} posted twice under one delivery id)"
+        )
     if outcome.never_acknowledged:
         lines.append(f"  never acknowledged: {_ranges(outcome.never_acknowledged)}")
     if outcome.outbox_left:
@@ -695,8 +709,6 @@ def sentinel(
 
 def postgresql_restart(**options: Any) -> Outcome:
     """A private PostgreSQL killed -9 half-way and started again on its data."""
-    from tests.support.postgres_run import PostgresServer
-
     server = PostgresServer().start()
 
     def fault() -> None:
