@@ -1,5 +1,6 @@
-"""The store contract, run against every store: memory, SQLite, and the machine's real Redis
-(each test under its own key prefix, removed afterwards)."""
+"""The store contract, run against every store: memory, SQLite, the machine's real Redis, and
+private Redis Cluster (3 masters) and Sentinel (master, replica, 3 sentinels) set-ups started once
+per session (each test under its own key prefix, removed afterwards)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ from lumen_alerting.threader.store import (
 )
 from lumen_alerting.threader.store.redis import RedisStore
 from lumen_alerting.threader.store.sqlite import SQLiteStore
+from tests.support.redis_topologies import RedisClusterServers, RedisSentinelSet
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-STORES = ("memory", "sqlite", "redis")
+STORES = ("memory", "sqlite", "redis", "redis-cluster", "redis-sentinel")
 
 
 def run(coroutine: Any) -> Any:
@@ -44,18 +46,39 @@ def prefix() -> Iterator[str]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    servers = RedisClusterServers(masters=3).start()
+    yield servers
+    servers.remove()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinelSet]:
+    servers = RedisSentinelSet().start()
+    yield servers
+    servers.remove()
+
+
 @pytest.fixture(params=STORES)
 def make_store(
     request: pytest.FixtureRequest, tmp_path: Path, prefix: str
 ) -> Callable[..., ThreadStore]:
     """A factory, so a test can open the same store twice (a restart, a second replica)."""
+    url = REDIS_URL
+    if request.param in ("redis-cluster", "redis-sentinel"):
+        # Started once for the session, on first use; this test's keys removed after it.
+        servers = request.getfixturevalue(request.param.replace("-", "_"))
+        url = servers.url
+        pattern = ("{" + prefix + "}*") if request.param == "redis-cluster" else prefix + "*"
+        request.addfinalizer(lambda: servers.delete(pattern))
 
     def make(**options: Any) -> ThreadStore:
         if request.param == "memory":
             return MemoryStore(**options)
         if request.param == "sqlite":
             return SQLiteStore(str(tmp_path / "state" / "threads.db"), **options)
-        return RedisStore(REDIS_URL, prefix=prefix, **options)
+        return RedisStore(url, prefix=prefix, **options)
 
     make.kind = request.param  # type: ignore[attr-defined]
     return make

@@ -342,7 +342,8 @@ class RedisStore:
         on_master = await self._on_master()
         for attempt in (1, 2):
             pipe = self._redis.pipeline(transaction=False)
-            pipe.evalsha(self._accept.sha, len(keys), *keys, *args)
+            # As a command: the cluster pipeline blocks its evalsha method, not the command.
+            pipe.execute_command("EVALSHA", self._accept.sha, len(keys), *keys, *args)
             if acks:
                 pipe.execute_command("WAIT", acks, self._ack_timeout_ms, **on_master)
             replies = await pipe.execute(raise_on_error=False)
