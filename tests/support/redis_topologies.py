@@ -26,13 +26,9 @@ class RedisClusterServers:
     with ``redis-cli --cluster create``; ``url`` is ``redis+cluster://`` with every node."""
 
     def __init__(self, masters: int = 3) -> None:
-        self.nodes = [
-            RedisServer(
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "5000", "--appendfsync", "everysec",
-            )  # fmt: skip
-            for _ in range(masters)
-        ]
+        options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        options += ["--cluster-node-timeout", "5000", "--appendfsync", "everysec"]
+        self.nodes = [RedisServer(*options) for _ in range(masters)]
         for node in self.nodes:
             node.port = _cluster_port()
             node.url = f"redis://127.0.0.1:{node.port}/0"
@@ -87,7 +83,7 @@ def _cluster_port() -> int:
 def _cluster_ok(port: int) -> bool:
     client = redis.Redis(port=port, socket_timeout=5)
     try:
-        info = client.execute_command("CLUSTER INFO")  # parsed into a dict by redis-py
+        info = client.cluster("INFO")  # parsed into a dict by redis-py
         return bool(info.get("cluster_state") in ("ok", b"ok"))
     except redis.RedisError:
         return False
@@ -177,7 +173,8 @@ class RedisSentinelSet:
     def _sentinel_master(self, port: int) -> dict[str, Any]:
         client = self.client(port, decode_responses=True)
         try:
-            return dict(client.sentinel_master(MASTER_NAME))
+            master = client.sentinel_master(MASTER_NAME)
+            return master if isinstance(master, dict) else {}
         except redis.RedisError:
             return {}
         finally:
@@ -195,12 +192,12 @@ class RedisSentinelSet:
         for port in self.sentinel_ports:
             client = self.client(port, decode_responses=True)
             try:
-                address = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+                address = client.sentinel_get_master_addr_by_name(MASTER_NAME)
             except redis.RedisError:
                 continue
             finally:
                 client.close()
-            if address:
+            if isinstance(address, tuple):
                 return int(address[1])
         return None
 
