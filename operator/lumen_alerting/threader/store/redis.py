@@ -199,7 +199,8 @@ class RedisStore:
     ``redis+sentinel://host:port,…/MASTER/db`` or ``redis+cluster://host:port,…``
     (``redis_topology``). ``password`` (from a file) is used for the data nodes and the
     sentinels, and wins over one in the URL. A prefix holding ``{`` or ``}`` is refused in
-    cluster mode (``ValueError``): the prefix is the keys' hash tag."""
+    cluster mode (``ValueError``): the prefix is the keys' hash tag. ``timeout`` bounds a connect
+    and a reply; with replica acks on, a reply may take ``replica_ack_timeout`` longer (WAIT)."""
 
     kind = "redis"
 
@@ -235,7 +236,12 @@ class RedisStore:
         self.kind = KINDS[topology.mode]
         self._redis: aioredis.Redis | RedisCluster
         self._sentinel: Sentinel | None = None
-        self._redis, self._sentinel = _client(topology, password or topology.password, timeout)
+        # The accept's WAIT holds its reply up to the ack timeout: a read may take that long on
+        # top of the usual timeout (a stalled server is noticed after both).
+        read_timeout = timeout + (replica_ack_timeout if replica_acks != 0 else 0.0)
+        self._redis, self._sentinel = _client(
+            topology, password or topology.password, timeout, read_timeout
+        )
         self._prefix = prefix
         self._idempotency_ms = int(idempotency_ttl * 1000)
         self._thread_ms = int(thread_ttl * 1000)
@@ -249,6 +255,7 @@ class RedisStore:
         self._replica_acks = replica_acks
         self._ack_timeout_ms = max(1, int(replica_ack_timeout * 1000))
         self._auto_acks = 0
+        self._info_refused = False
         self._replicas_checked_until = 0.0  # monotonic; 0: look again on the next accept
 
     def _unavailable(self, error: Exception) -> StoreUnavailable:
@@ -287,10 +294,12 @@ class RedisStore:
             try:
                 info = await self._redis.info("replication", **await self._on_master())
                 replicas = int(info.get("connected_slaves", 0))
+                self._info_refused = False
             except ResponseError:
                 # INFO refused (an ACL without +info): assume a replica rather than accept
                 # unreplicated writes silently; --replica-acks 0 says there is none.
                 replicas = 1
+                self._info_refused = True
             self._auto_acks = 1 if replicas >= 1 else 0
             self._replicas_checked_until = now + REPLICAS_CHECKED_FOR
         return self._auto_acks
@@ -326,9 +335,12 @@ class RedisStore:
         if acked < acks:
             # The replica may be gone for good: "auto" looks at the master again.
             self._replicas_checked_until = 0.0
+            hint = ""
+            if self._replica_acks == "auto" and self._info_refused:
+                hint = "; INFO is refused, so 'auto' assumes a replica: --replica-acks 0 if none"
             raise ReplicaAckTimeout(
                 f"{self.kind}: {acked} of {acks} replicas confirmed the write within "
-                f"{self._ack_timeout_ms} ms (--replica-ack-timeout)"
+                f"{self._ack_timeout_ms} ms (--replica-ack-timeout){hint}"
             )
         return ["duplicate" if r == "duplicate" else "skipped" if r == "skipped" else "queued"
                 for r in results]  # fmt: skip
@@ -590,11 +602,11 @@ class RedisStore:
 
 
 def _client(
-    topology: RedisTopology, password: str | None, timeout: float
+    topology: RedisTopology, password: str | None, timeout: float, read_timeout: float
 ) -> tuple[aioredis.Redis | RedisCluster, Sentinel | None]:
     """The client of the topology, and the Sentinel manager (to close its connections)."""
     options: dict[str, Any] = {
-        "socket_timeout": timeout,
+        "socket_timeout": read_timeout,
         "socket_connect_timeout": timeout,
         "decode_responses": True,
         "username": topology.username,
