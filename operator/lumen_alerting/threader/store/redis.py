@@ -224,8 +224,7 @@ class RedisStore:
             raise ValueError("replica acks must be 'auto' or a whole number (0 is off)")
         if replica_ack_timeout <= 0:
             raise ValueError("the replica ack timeout must be more than 0 seconds")
-        self._cluster = topology.mode == "cluster"
-        if self._cluster:
+        if topology.mode == "cluster":
             if "{" in prefix or "}" in prefix:
                 raise ValueError(
                     "redis+cluster: the key prefix must not hold { or } (it becomes the keys' "
