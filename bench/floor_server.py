@@ -55,7 +55,7 @@ def _addresses(url: str) -> tuple[list[tuple[str, int]], list[str]]:
 
 def sentinel_write(url: str) -> Write:
     sentinels, (master, *_db) = _addresses(url)
-    store = Sentinel(sentinels).master_for(master)
+    store = Sentinel(sentinels).master_for(master)  # type: ignore[no-untyped-call]
 
     async def write(body: bytes) -> None:
         # One connection for both, as WAIT counts the writes of its own connection.

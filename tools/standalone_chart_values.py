@@ -59,7 +59,7 @@ QUANTITY = (
 # compare two fields, nor keep list entries unique by a key.
 TEMPLATE_RULES = {
     "lumen-threader": (
-        "allowVolatile only applies to store.type redis",
+        "allowVolatile only applies to store.type redis or postgresql",
         "store.url must not hold a password: put it in store.passwordSecret",
         "replicaAckTimeout must be more than 0",
         "passwordSecret only applies to store.type redis",

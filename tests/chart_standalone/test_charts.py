@@ -535,7 +535,9 @@ def test_schema_refuses_labels_and_annotations_the_api_server_refuses(chart: Cha
 # generator).
 PG_URL = {"name": "lumen-postgres", "key": "url"}
 RULE_BREAKERS: dict[str, dict[str, Any]] = {
-    "allowVolatile only applies to store.type redis": {"store": {"allowVolatile": True}},
+    "allowVolatile only applies to store.type redis or postgresql": {
+        "store": {"allowVolatile": True}
+    },
     "store.url must not hold a password: put it in store.passwordSecret": {
         "store": {"type": "redis", "url": "redis+sentinel://lumen:pw@s-0:26379/m"}
     },

@@ -10,7 +10,7 @@ import yaml
 
 from lumen_alerting.policy.document import policy_from_manifest
 from lumen_alerting.policy.durations import parse_duration
-from lumen_alerting.policy.model import Incidents
+from lumen_alerting.policy.model import Incidents, ThreaderStore
 from lumen_alerting.render.threader import (
     DEFAULT_RAW_ALERT_RETENTION,
     THREADER_DIR,
@@ -20,6 +20,7 @@ from lumen_alerting.render.threader import (
 from lumen_alerting.threader.config import (
     ThreaderConfig,
     _parser,
+    _replica_acks,
     default_database_url,
     parse_config,
 )
@@ -485,3 +486,40 @@ def test_the_policy_and_the_threader_agree_on_the_retention_default(secrets_dir:
     default = Incidents().raw_alert_retention
     assert default == DEFAULT_RAW_ALERT_RETENTION
     assert parse_config(token, {}).raw_alert_retention == parse_duration(default)
+
+
+@pytest.mark.parametrize("name", ["workloads-postgresql", "workloads-redis-sentinel"])
+def test_the_threader_takes_what_the_operator_renders_for_each_store(
+    name: str, secrets_dir: Path
+) -> None:
+    """The rendered container's flags, with its mounted Secret files put in a directory of the
+    test's own, parse as the policy says; the model's defaults are the threader's."""
+    manifest = yaml.safe_load((REPO / "tests" / "policies" / f"{name}.yaml").read_text())
+    policy = policy_from_manifest(manifest)
+    threader = policy.spec.threader
+    assert threader is not None
+    files = {
+        "webhook-token": "webhook-token-0123456789abcdef",
+        "admin-token": "admin-token-0123456789abcdef",
+        "store-url": "postgresql://lumen:hunter2@postgres:5432/lumen",
+        "store-password": "s3cret",
+        "database-url": "postgresql://lumen:hunter2@postgres:5432/incidents",
+        "slack-token": "xoxb-rendered",
+    }
+    for file, content in files.items():
+        (secrets_dir / file).write_text(content + "\n")
+    argv = [arg.replace(THREADER_DIR, str(secrets_dir)) for arg in threader_args(policy, threader)]
+    config = parse_config(argv, {})
+    if name == "workloads-postgresql":
+        assert config.store == files["store-url"]
+        assert config.incident_database_url == files["store-url"], "one database for both"
+        assert (config.replica_acks, config.replica_ack_timeout) == ("auto", 1.0)
+    else:
+        assert config.store == threader.store.url
+        assert config.store_password == "s3cret"
+        assert (config.replica_acks, config.replica_ack_timeout) == (2, 1.5)
+        assert config.incident_database_url == files["database-url"]
+    assert config.key_prefix == f"lumen:{policy.namespace}:{policy.name}:"
+    defaults = ThreaderStore()
+    assert _replica_acks(defaults.replica_acks) == ThreaderConfig().replica_acks
+    assert parse_duration(defaults.replica_ack_timeout) == ThreaderConfig().replica_ack_timeout

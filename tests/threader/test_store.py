@@ -1,7 +1,9 @@
-"""The store contract, run against every store: memory, SQLite, the machine's real Redis (each
-test under its own key prefix, removed afterwards) and the machine's PostgreSQL (one database for
-the session, migrated once, each test under its own scope: a fresh database per test would cost a
-CREATE DATABASE each, and sharing one also runs every test beside the rows of the others)."""
+"""The store contract, run against every store: memory, SQLite, the machine's real Redis,
+private Redis Cluster (3 masters) and Sentinel (master, replica, 3 sentinels) set-ups started once
+per session (each test under its own key prefix, removed afterwards), and the machine's PostgreSQL
+(one database for the session, migrated once, each test under its own scope: a fresh database per
+test would cost a CREATE DATABASE each, and sharing one also runs every test beside the rows of
+the others)."""
 
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ from lumen_alerting.threader.store.postgresql import PostgreSQLStore
 from lumen_alerting.threader.store.redis import RedisStore
 from lumen_alerting.threader.store.sqlite import SQLiteStore
 from tests.support.postgres_run import fresh_database
+from tests.support.redis_topologies import RedisClusterServers, RedisSentinelSet
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-STORES = ("memory", "sqlite", "redis", "postgresql")
+STORES = ("memory", "sqlite", "redis", "redis-cluster", "redis-sentinel", "postgresql")
 
 
 def run(coroutine: Any) -> Any:
@@ -54,11 +57,32 @@ def postgres_url() -> Iterator[str]:
     yield from fresh_database()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    servers = RedisClusterServers(masters=3).start()
+    yield servers
+    servers.remove()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinelSet]:
+    servers = RedisSentinelSet().start()
+    yield servers
+    servers.remove()
+
+
 @pytest.fixture(params=STORES)
 def make_store(
     request: pytest.FixtureRequest, tmp_path: Path, prefix: str
 ) -> Callable[..., ThreadStore]:
     """A factory, so a test can open the same store twice (a restart, a second replica)."""
+    url = REDIS_URL
+    if request.param in ("redis-cluster", "redis-sentinel"):
+        # Started once for the session, on first use; this test's keys removed after it.
+        servers = request.getfixturevalue(request.param.replace("-", "_"))
+        url = servers.url
+        pattern = ("{" + prefix + "}*") if request.param == "redis-cluster" else prefix + "*"
+        request.addfinalizer(lambda: servers.delete(pattern))
 
     def make(**options: Any) -> ThreadStore:
         if request.param == "memory":
@@ -67,7 +91,7 @@ def make_store(
             return SQLiteStore(str(tmp_path / "state" / "threads.db"), **options)
         if request.param == "postgresql":
             return PostgreSQLStore(request.getfixturevalue("postgres_url"), scope=prefix, **options)
-        return RedisStore(REDIS_URL, prefix=prefix, **options)
+        return RedisStore(url, prefix=prefix, **options)
 
     make.kind = request.param  # type: ignore[attr-defined]
     return make

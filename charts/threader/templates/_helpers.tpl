@@ -92,8 +92,8 @@ with the CRD's messages: the chart refuses what the API server would refuse in a
 {{- fail (printf "the objects' name %q is not a Service name (lowercase letters, digits and '-', starting with a letter): set fullnameOverride" $fullname) -}}
 {{- end -}}
 {{- $v := .Values -}}
-{{- if and $v.store.allowVolatile (ne $v.store.type "redis") -}}
-{{- fail "store: allowVolatile only applies to store.type redis" -}}
+{{- if and $v.store.allowVolatile (not (has $v.store.type (list "redis" "postgresql"))) -}}
+{{- fail "store: allowVolatile only applies to store.type redis or postgresql" -}}
 {{- end -}}
 {{- $store := $v.store -}}
 {{- /* policy/store_patterns.py URL_PASSWORD: user info with a password, or ?password= */ -}}

@@ -440,9 +440,9 @@ def _replica_wait_is_default(store: ThreaderStore) -> bool:
 class ThreaderStore:
     __rules__: ClassVar[tuple[Cel, ...]] = (
         Cel(
-            rule="!self.allowVolatile || self.type == 'redis'",
-            message="allowVolatile only applies to store.type redis",
-            check=lambda s: not s.allow_volatile or s.type == "redis",
+            rule="!self.allowVolatile || self.type in ['redis', 'postgresql']",
+            message="allowVolatile only applies to store.type redis or postgresql",
+            check=lambda s: not s.allow_volatile or s.type in ("redis", "postgresql"),
         ),
         Cel(
             rule="!has(self.passwordSecret) || self.type == 'redis'",
@@ -511,8 +511,10 @@ class ThreaderStore:
         key="databaseURL",
     )
     allow_volatile: bool = spec_field(
-        "Let the threader run on a Redis without persistence (no AOF). Only for a Redis whose "
-        "restart you accept to lose acknowledged alerts and their threads with.",
+        "Let the threader run on a store that may lose acknowledged alerts: a Redis without "
+        "persistence (no AOF, eviction on), a PostgreSQL with `fsync` or `synchronous_commit` "
+        "off. Only for a store whose crash you accept to lose acknowledged alerts and their "
+        "threads with.",
         default=False,
     )
     replica_acks: str = spec_field(

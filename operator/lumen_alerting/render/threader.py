@@ -104,10 +104,11 @@ def store_args(policy: Policy, threader: Threader) -> list[str]:
         return args
     if store.type == "postgresql":
         # The URL holds a password: a file, never a flag. The prefix scopes the rows.
-        return [
+        args = [
             "--store-file", f"{THREADER_DIR}/{STORE_URL_FILE}",
             "--key-prefix", key_prefix(policy),
         ]  # fmt: skip
+        return args + (["--allow-volatile-store"] if store.allow_volatile else [])
     if store.type in ("sqlite", "file"):  # `file` is the deprecated name of the SQLite store
         return ["--store", SQLITE_STORE]
     return ["--store", "memory"]

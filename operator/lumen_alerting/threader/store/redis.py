@@ -1,10 +1,35 @@
-"""The threader's store in Redis, shared by every replica.
+"""The threader's store in Redis, shared by every replica: one server (``redis://``), a master
+that Sentinel watches (``redis+sentinel://``) or a Redis Cluster (``redis+cluster://``).
 
 Each acceptance is one Lua script, so the idempotency key, the thread claim and the outbox entry
 are written together (Redis runs a script atomically). The outbox is a stream with one consumer
 group: an entry stays pending until the worker that took it acknowledges it, and entries of a
 worker that died are claimed by another after a while. Postponed entries wait in a sorted set
 until they are due.
+
+Topologies. Every mode runs the same commands; only the client differs:
+
+- Sentinel: the client asks the sentinels for the master on every new connection, so after a
+  failover the next calls reach the new master without a restart. A call during the switch
+  fails (``StoreUnavailable``, 503) within the timeout; it never waits for the promotion.
+- Cluster: every key is ``{prefix}rest``: the whole prefix is the hash tag, so every key of one
+  threader is in one slot, on one node, and the scripts, the transactions and XREADGROUP see all
+  their keys there. Keys on a single server keep their old names (``prefix`` + rest).
+
+Replica acknowledgement (``replica_acks``). A write Redis acknowledged is on the master only;
+were the master to die before a replica has it, Sentinel would promote a replica without it and
+an alert Alertmanager saw answered 2xx would be lost. So after the accept script, on the same
+connection, the store sends ``WAIT n timeout`` and answers 503 (``ReplicaAckTimeout``) when
+fewer than ``n`` replicas confirm in time: Alertmanager sends again. The script always writes
+(a duplicate too), and replication keeps order, so a duplicate's 2xx also waits until the
+replica has the first acceptance. ``0`` turns it off. ``"auto"`` is 1 while the master's
+``INFO replication`` counts a connected replica (read every few seconds, and again after an
+error or a replica timeout), else 0. The trade-off of "auto": with no replica connected (the
+replica is down, or never was) alerts are accepted on the master alone, available rather than
+refused; a replica that is stalled but still counted as connected (up to its ``repl-timeout``)
+makes accepts answer 503 until the master drops it. A fixed ``N`` never accepts with fewer.
+WAIT is not a consensus: a replica that has a write may still lose the election, but Sentinel
+prefers the most up-to-date replica, which is the one that confirmed.
 """
 
 from __future__ import annotations
@@ -16,10 +41,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.typing import XReadGroupResponse
 
 from .contract import (
@@ -34,19 +61,28 @@ from .contract import (
     OutboxFull,
     OutboxLimits,
     OutboxSize,
+    ReplicaAcks,
+    ReplicaAckTimeout,
     StoreStats,
     StoreUnavailable,
     ThreadListing,
     alert_bytes,
 )
+from .redis_topology import RedisTopology, parse_redis_url
 
 GROUP = "delivery"
+KINDS = {"standalone": "redis", "sentinel": "redis-sentinel", "cluster": "redis-cluster"}
+# How long "auto" trusts its last look at the master's replicas.
+REPLICAS_CHECKED_FOR = 5.0
+# What a cluster client raises besides RedisError (no reachable node, a slot not covered).
+ERRORS = (RedisError, RedisClusterException)
 
 # One call per notification, so that the bound is checked and the alerts are accepted atomically
 # (all or nothing).
 # KEYS: outbox stream, delayed zset, outbox size hash, then per alert: idempotency key, thread key.
 # ARGV: max entries, max bytes, idempotency ttl ms, thread ttl ms, now (s), then per alert:
 #       status, channel, reply_on_repeat (1/0), delivery id, thread key, alert JSON.
+# Writes the size hash's accepted_at every time (see WAIT below).
 # Returns {"full", entries, bytes, new entries, new bytes} when the notification's new alerts
 # would pass the bound (nothing written), else per alert "duplicate", "skipped" or the stream id
 # of the queued entry. The thread decision is MemoryStore._claim, line for line.
@@ -72,6 +108,9 @@ if entries > 0 and new > 0 and
     (entries + new > tonumber(ARGV[1]) or size + new_bytes > tonumber(ARGV[2])) then
   return {'full', tostring(entries), tostring(size), tostring(new), tostring(new_bytes)}
 end
+-- Always a write, a duplicate notification's too: the WAIT after this script then waits until
+-- the replicas are past this write, and so past the earlier acceptance (replication is in order).
+redis.call('HSET', KEYS[3], 'accepted_at', ARGV[5])
 local results = {}
 for i = 0, alerts - 1 do
   local idem, thread = KEYS[4 + i * 2], KEYS[5 + i * 2]
@@ -156,7 +195,12 @@ return #due
 
 
 class RedisStore:
-    """ThreadStore on a Redis server (``redis://host:port/db``)."""
+    """ThreadStore on Redis: ``redis://host:port/db``, ``rediss://…``,
+    ``redis+sentinel://host:port,…/MASTER/db`` or ``redis+cluster://host:port,…``
+    (``redis_topology``). ``password`` (from a file) is used for the data nodes and the
+    sentinels, and wins over one in the URL. A prefix holding ``{`` or ``}`` is refused in
+    cluster mode (``ValueError``): the prefix is the keys' hash tag. ``timeout`` bounds a connect
+    and a reply; with replica acks on, a reply may take ``replica_ack_timeout`` longer (WAIT)."""
 
     kind = "redis"
 
@@ -169,15 +213,33 @@ class RedisStore:
         thread_ttl: float = THREAD_TTL,
         limits: OutboxLimits = DEFAULT_LIMITS,
         timeout: float = 2.0,
+        password: str | None = None,
+        replica_acks: ReplicaAcks = "auto",
+        replica_ack_timeout: float = 1.0,
     ) -> None:
-        self._redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            decode_responses=True,
-            # A pooled connection the server closed (it restarted) is retried on a fresh one.
-            retry=Retry(NoBackoff(), 1),
-            retry_on_error=[RedisConnectionError],
+        topology = parse_redis_url(url)
+        if replica_acks != "auto" and (
+            isinstance(replica_acks, bool) or not isinstance(replica_acks, int) or replica_acks < 0
+        ):
+            raise ValueError("replica acks must be 'auto' or a whole number (0 is off)")
+        if replica_ack_timeout <= 0:
+            raise ValueError("the replica ack timeout must be more than 0 seconds")
+        if topology.mode == "cluster":
+            if "{" in prefix or "}" in prefix:
+                raise ValueError(
+                    "redis+cluster: the key prefix must not hold { or } (it becomes the keys' "
+                    "hash tag)"
+                )
+            # The whole prefix is the hash tag: every key of this threader in one slot.
+            prefix = "{" + prefix + "}"
+        self.kind = KINDS[topology.mode]
+        self._redis: aioredis.Redis | RedisCluster
+        self._sentinel: Sentinel | None = None
+        # The accept's WAIT holds its reply up to the ack timeout: a read may take that long on
+        # top of the usual timeout (a stalled server is noticed after both).
+        read_timeout = timeout + (replica_ack_timeout if replica_acks != 0 else 0.0)
+        self._redis, self._sentinel = _client(
+            topology, password or topology.password, timeout, read_timeout
         )
         self._prefix = prefix
         self._idempotency_ms = int(idempotency_ttl * 1000)
@@ -189,12 +251,19 @@ class RedisStore:
         self._promote = self._redis.register_script(PROMOTE_DUE)
         self._group_ready = False
         self._recovered: set[str] = set()
+        self._replica_acks = replica_acks
+        self._ack_timeout_ms = max(1, int(replica_ack_timeout * 1000))
+        self._auto_acks = 0
+        self._info_refused = False
+        self._replicas_checked_until = 0.0  # monotonic; 0: look again on the next accept
 
-    def _unavailable(self, error: RedisError) -> StoreUnavailable:
+    def _unavailable(self, error: Exception) -> StoreUnavailable:
         # Whatever a worker had taken may not have been finished: read the pending entries again
         # once the server answers.
         self._recovered.clear()
-        return StoreUnavailable(f"redis: {error}")
+        # The master may have changed (a failover) or lost its replica: look at it again.
+        self._replicas_checked_until = 0.0
+        return StoreUnavailable(f"{self.kind}: {error}")
 
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
@@ -202,6 +271,37 @@ class RedisStore:
     @property
     def _outbox(self) -> str:
         return self._key("outbox")
+
+    async def _on_master(self) -> dict[str, Any]:
+        """Options that send a keyless command (PING, INFO, SCAN, WAIT) to the node holding this
+        threader's keys: on a cluster the node of the prefix's slot, elsewhere the one master."""
+        if not isinstance(self._redis, RedisCluster):
+            return {}
+        await self._redis.initialize()  # the slot map, once
+        node = self._redis.get_node_from_key(self._outbox)
+        if node is None:
+            raise RedisClusterException(f"no node serves the slot of {self._outbox}")
+        return {"target_nodes": node}
+
+    async def _acks_wanted(self) -> int:
+        """How many replicas must confirm this accept: the fixed number, or for "auto" 1 while
+        the master counts a connected replica (looked at every few seconds)."""
+        if self._replica_acks != "auto":
+            return self._replica_acks
+        now = time.monotonic()
+        if now >= self._replicas_checked_until:
+            try:
+                info = await self._redis.info("replication", **await self._on_master())
+                replicas = int(info.get("connected_slaves", 0))
+                self._info_refused = False
+            except ResponseError:
+                # INFO refused (an ACL without +info): assume a replica rather than accept
+                # unreplicated writes silently; --replica-acks 0 says there is none.
+                replicas = 1
+                self._info_refused = True
+            self._auto_acks = 1 if replicas >= 1 else 0
+            self._replicas_checked_until = now + REPLICAS_CHECKED_FOR
+        return self._auto_acks
 
     async def accept(self, acceptances: Sequence[Acceptance]) -> list[Disposition]:
         keys = [self._outbox, self._key("delayed"), self._key("outbox-size")]
@@ -223,14 +323,54 @@ class RedisStore:
                 alert_bytes(item.alert),
             ]
         try:
-            results = await self._accept(keys=keys, args=args)
-        except RedisError as error:
+            acks = await self._acks_wanted()
+            results, acked = await self._accept_and_wait(keys, args, acks)
+        except ERRORS as error:
             raise self._unavailable(error) from error
         if results and results[0] == "full":
             entries, size, new, new_bytes = (int(n) for n in results[1:])
             self._limits.check(entries, size, new, new_bytes)  # raises, with the numbers
             raise OutboxFull(f"outbox full: {entries} entries ({size} bytes) queued")
-        return [r if r in ("duplicate", "skipped") else "queued" for r in results]
+        if acked < acks:
+            # The replica may be gone for good: "auto" looks at the master again.
+            self._replicas_checked_until = 0.0
+            hint = ""
+            if self._replica_acks == "auto" and self._info_refused:
+                hint = "; INFO is refused, so 'auto' assumes a replica: --replica-acks 0 if none"
+            raise ReplicaAckTimeout(
+                f"{self.kind}: {acked} of {acks} replicas confirmed the write within "
+                f"{self._ack_timeout_ms} ms (--replica-ack-timeout){hint}"
+            )
+        return ["duplicate" if r == "duplicate" else "skipped" if r == "skipped" else "queued"
+                for r in results]  # fmt: skip
+
+    async def _accept_and_wait(
+        self, keys: list[str], args: list[Any], acks: int
+    ) -> tuple[list[str], int]:
+        """The accept script, then ``WAIT acks timeout`` on the same connection (WAIT counts the
+        replicas past the last write of its own connection): one non-transactional pipeline,
+        sent to the master (on a cluster, both to the node of the keys' slot)."""
+        on_master = await self._on_master()
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            # As a command: the cluster pipeline blocks its evalsha method, not the command.
+            pipe.execute_command("EVALSHA", self._accept.sha, len(keys), *keys, *args)
+            if acks:
+                pipe.execute_command("WAIT", acks, self._ack_timeout_ms, **on_master)
+            replies = await pipe.execute(raise_on_error=False)
+            if isinstance(replies[0], NoScriptError) and attempt == 1:
+                # A new master (a failover, a restart): load the script and send both again.
+                await self._redis.script_load(ACCEPT)
+                continue
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            break
+        if on_master and on_master != await self._on_master():
+            # The slot moved meanwhile (a resharding, a cluster failover): the script may have
+            # run on another node than the WAIT. Alertmanager's retry is a duplicate and waits.
+            raise RedisClusterException("the slot moved during the accept")
+        return replies[0], int(replies[1]) if acks else 0
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
@@ -265,7 +405,7 @@ class RedisStore:
                         block=max(1, int(wait * 1000)),
                     )
                 )
-        except RedisError as error:
+        except ERRORS as error:
             if "NOGROUP" in str(error) or "no longer exists" in str(error):
                 # The stream went away (a Redis restart without persistence, a flush): the
                 # group is made again on the next call.
@@ -280,7 +420,7 @@ class RedisStore:
             _next, messages, _deleted = await self._redis.xautoclaim(
                 self._outbox, GROUP, consumer, min_idle_time=int(idle * 1000), count=limit
             )
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
         return [_entry(entry_id, fields) for entry_id, fields in messages if fields]
 
@@ -293,7 +433,7 @@ class RedisStore:
                 self._outbox, GROUP, consumer, min_idle_time=0, message_ids=list(entry_ids),
                 justid=True,
             )  # fmt: skip
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
 
     async def complete(self, entry: OutboxEntry) -> None:
@@ -304,7 +444,7 @@ class RedisStore:
         ]
         try:
             await self._complete(keys=keys, args=[GROUP, entry.entry_id, entry.size])
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
 
     async def postpone(self, entry: OutboxEntry, delay: float) -> None:
@@ -321,7 +461,7 @@ class RedisStore:
                 keys=[self._outbox, self._key("delayed")],
                 args=[GROUP, entry.entry_id, member, int((time.time() + delay) * 1000)],
             )
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
 
     async def parent(self, thread_key: str, generation: int) -> str | None:
@@ -329,7 +469,7 @@ class RedisStore:
             message = await self._redis.hget(
                 self._key("thread", thread_key), f"parent:{generation}"
             )
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
         return None if message is None else _text(message)
 
@@ -341,20 +481,20 @@ class RedisStore:
                 # Never a key without expiry, even if the thread was cleared meanwhile.
                 pipe.pexpire(key, self._thread_ms)
                 await pipe.execute()
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
 
     async def channel_id(self, channel: str) -> str | None:
         try:
             channel_id = await self._redis.hget(self._key("channels"), channel)
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
         return None if channel_id is None else _text(channel_id)
 
     async def remember_channel(self, channel: str, channel_id: str) -> None:
         try:
             await self._redis.hset(self._key("channels"), channel, channel_id)
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
 
     async def mark_sending(self, delivery_id: str) -> bool:
@@ -362,14 +502,14 @@ class RedisStore:
             first = await self._redis.set(
                 self._key("sending", delivery_id), "1", nx=True, px=self._idempotency_ms
             )
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
         return bool(first)
 
     async def forget_sending(self, delivery_id: str) -> None:
         try:
             await self._redis.delete(self._key("sending", delivery_id))
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
 
     async def dead_letter(self, entry: OutboxEntry, reason: str) -> None:
@@ -380,14 +520,14 @@ class RedisStore:
                 maxlen=10_000,
                 approximate=True,
             )
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
         await self.complete(entry)
 
     async def ping(self) -> None:
         try:
-            await self._redis.ping()
-        except RedisError as error:
+            await self._redis.execute_command("PING", **await self._on_master())
+        except ERRORS as error:
             raise self._unavailable(error) from error
 
     async def outbox(self) -> OutboxSize:
@@ -401,20 +541,22 @@ class RedisStore:
                 pipe.xrange(self._outbox, count=1)
                 pipe.zrange(self._key("delayed"), 0, 99)
                 streamed, delayed, size, first, waiting = await pipe.execute()
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
         accepted = [Delivery.from_json(fields["delivery"]).accepted_at for _id, fields in first]
         accepted += [Delivery.from_json(json.loads(m)["delivery"]).accepted_at for m in waiting]
         return OutboxSize(streamed + delayed, int(size or 0), min(accepted, default=None))
 
     async def persistence_info(self) -> dict[str, Any]:
-        """``INFO persistence`` and ``INFO memory``, merged; InfoRefused when INFO is an error."""
+        """``INFO persistence`` and ``INFO memory`` of the master (on a cluster, the node of this
+        threader's slot), merged; InfoRefused when INFO is an error."""
         try:
-            info = dict(await self._redis.info("persistence"))
-            info.update(await self._redis.info("memory"))
+            on_master = await self._on_master()
+            info = dict(await self._redis.info("persistence", **on_master))
+            info.update(await self._redis.info("memory", **on_master))
         except ResponseError as error:  # NOPERM, a renamed or disabled command
             raise InfoRefused(str(error)) from error
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
         return info
 
@@ -423,7 +565,7 @@ class RedisStore:
             outbox = await self._redis.xlen(self._outbox)
             delayed = await self._redis.zcard(self._key("delayed"))
             dead = await self._redis.xlen(self._key("dead"))
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
         return {"store": self.kind, "outbox": outbox + delayed, "dead_letters": dead}
 
@@ -433,10 +575,12 @@ class RedisStore:
         # A prefix is taken literally: its glob characters must not match another's keys.
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
         try:
-            async for key in self._redis.scan_iter(match=pattern, count=500):
+            # On a cluster, SCAN only the node of the prefix's slot: every key is there.
+            on_master = await self._on_master()
+            async for key in self._redis.scan_iter(match=pattern, count=500, **on_master):
                 fields = await self._redis.hgetall(key)
                 found[_text(key)[len(prefix) :]] = {_text(k): _text(v) for k, v in fields.items()}
-        except RedisError as error:
+        except ERRORS as error:
             raise self._unavailable(error) from error
         return found
 
@@ -445,12 +589,55 @@ class RedisStore:
         if keys:
             try:
                 await self._redis.delete(*(self._key("thread", key) for key in keys))
-            except RedisError as error:
+            except ERRORS as error:
                 raise self._unavailable(error) from error
         return len(keys)
 
     async def close(self) -> None:
         await self._redis.aclose()
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                await sentinel.aclose()
+
+
+def _client(
+    topology: RedisTopology, password: str | None, timeout: float, read_timeout: float
+) -> tuple[aioredis.Redis | RedisCluster, Sentinel | None]:
+    """The client of the topology, and the Sentinel manager (to close its connections)."""
+    options: dict[str, Any] = {
+        "socket_timeout": read_timeout,
+        "socket_connect_timeout": timeout,
+        "decode_responses": True,
+        "username": topology.username,
+        "password": password,
+        # A pooled connection the server closed (it restarted, the master moved) is retried once
+        # on a fresh one; with Sentinel a fresh connection asks the sentinels for the master.
+        "retry": Retry(NoBackoff(), 1),
+        "retry_on_error": [RedisConnectionError],
+    }
+    if topology.tls:
+        options["ssl"] = True
+    if topology.mode == "cluster":
+        nodes = [ClusterNode(host, port) for host, port in topology.nodes]
+        return RedisCluster(startup_nodes=nodes, **options), None
+    if topology.mode == "sentinel":
+        assert topology.master is not None
+        # redis-py's Sentinel has no annotations.
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(topology.nodes),
+            sentinel_kwargs={
+                "socket_timeout": timeout,
+                "socket_connect_timeout": timeout,
+                "username": topology.username,
+                "password": password,
+                **({"ssl": True} if topology.tls else {}),
+            },
+            db=topology.db,
+            **options,
+        )
+        return sentinel.master_for(topology.master, redis_class=aioredis.Redis), sentinel
+    [(host, port)] = topology.nodes
+    return aioredis.Redis(host=host, port=port, db=topology.db, **options), None
 
 
 def _text(reply: bytes | str) -> str:
