@@ -69,6 +69,7 @@ sys.path.insert(0, str(REPO))
 from tests.support.background_loop import BackgroundLoop  # noqa: E402
 from tests.support.polling import eventually, free_port  # noqa: E402
 from tests.support.postgres_run import PostgresServer  # noqa: E402
+from tests.support.redis_topologies import RedisSentinelSet  # noqa: E402
 from tests.support.slack_api import SlackDouble, StoredMessage  # noqa: E402
 from tests.support.threader_run import (  # noqa: E402
     SLACK_TOKEN,
@@ -668,13 +669,8 @@ def sentinel(
     else."""
     kind = {"0": "nowait", "auto": "auto"}.get(replica_acks, "wait")
     name = f"sentinel-{kind}" + ("-lag" if lag else "") + ("-outage" if slack_outage else "")
-    topology: Any
-    if lag:
-        topology = LaggedSentinelSet(lag).start()
-    else:
-        from tests.support.redis_topologies import RedisSentinelSet
-
-        topology = RedisSentinelSet().start()
+    # Same interface: .url, .master (kill, start), .wait_for_promotion(), .remove().
+    topology: Any = LaggedSentinelSet(lag).start() if lag else RedisSentinelSet().start()
     try:
         with SlackDouble(rate_limit=False) as slack:
 
