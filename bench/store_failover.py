@@ -107,7 +107,12 @@ class LagProxy(BackgroundLoop):
     """A TCP proxy on a free port of 127.0.0.1 to ``upstream_port``, in a thread of its own. What
     the upstream sends (the master's replication stream) reaches the client ``delay`` seconds
     later, in order; what the client sends goes through at once. When one side closes or fails,
-    both are closed; a connection the upstream refuses is closed at once."""
+    both are closed; a connection the upstream refuses is closed at once.
+
+    When the upstream goes away, what it sent in the last ``delay`` seconds is dropped, not
+    delivered: the master's host (or the network to it) failed with that much replication in
+    flight. A master process killed alone would have its last bytes, already in the kernel's
+    socket buffers, reach the replica; a lost node would not."""
 
     thread_name = "lag-proxy"
     title = "The lag proxy"
@@ -179,6 +184,8 @@ class LagProxy(BackgroundLoop):
                     data = await reader.read(65536)
                 except OSError:
                     data = b""
+                if not data and delay:
+                    return  # what is still in flight is lost with the master's host
                 queue.put_nowait((loop.time() + delay, data))
                 if not data:
                     break
