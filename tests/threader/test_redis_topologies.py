@@ -289,6 +289,37 @@ def test_accept_waits_for_the_replica(pair: Pair) -> None:
         client.close()
 
 
+def test_a_completion_after_a_postpone_keeps_the_sending_note(pair: Pair) -> None:
+    """A worker whose store call failed hands the entry back (postpone: a new entry) while the
+    same entry, read again from the pending list, is delivered and completed. The completion
+    must not drop the "sending" note the new entry needs to look in Slack before posting: it
+    did, and the failover bench saw alerts posted twice under one delivery id."""
+    prefix = new_prefix()
+
+    async def scenario() -> None:
+        store = RedisStore(pair.master.url, prefix=prefix, replica_acks=0)
+        assert await store.accept([acceptance(1)]) == ["queued"]
+        [entry] = await store.take("w1", 10, 0.1)
+        assert await store.mark_sending("d1-firing")  # posted next
+        await store.postpone(entry, 0)  # the hand-back
+        await store.complete(entry)  # the retake's completion: the entry is gone already
+        [again] = await store.take("w2", 10, 0.5)
+        assert again.delivery.delivery_id == "d1-firing" and again.attempts == 1
+        assert not await store.mark_sending("d1-firing"), "look in Slack first"
+        await store.complete(again)
+        assert await store.mark_sending("d1-firing"), "this completion removed its entry"
+        assert (await store.outbox()).entries == 0
+        await store.close()
+
+    try:
+        run(scenario())
+    finally:
+        client = redis.Redis(port=pair.master.port)
+        for key in client.scan_iter(match=prefix + "*"):
+            client.delete(key)
+        client.close()
+
+
 def test_auto_without_a_replica_accepts_on_the_master_alone() -> None:
     servers = Pair().start()
     server, replica = servers.master, servers.replica
@@ -385,6 +416,73 @@ def test_a_sentinel_failover_is_followed_without_a_restart() -> None:
         for entry in entries:
             await store.complete(entry)
         assert (await store.outbox()).entries == 0
+        await store.close()
+
+    try:
+        run(scenario())
+    finally:
+        servers.remove()
+
+
+def test_without_a_replica_in_sync_accepts_are_refused_at_once() -> None:
+    """After a failover the promoted replica has no replica of its own until the old master
+    resyncs: a WAIT can only time out. Accepts are refused at once, nothing written, instead of
+    each holding a pooled connection for the whole ack timeout (a storm of them ran the pool out,
+    "Too many connections", and the delivery worker's calls failed with them). They resume once
+    a replica is in sync again."""
+    servers = RedisSentinelSet().start()
+    prefix = new_prefix()
+    storm = 150  # more than the connection pool's 100
+
+    async def scenario() -> None:
+        store = RedisStore(servers.url, prefix=prefix, replica_acks=1, replica_ack_timeout=3.0)
+        assert await store.accept([acceptance(0)]) == ["queued"]  # WAITed for the replica
+        servers.replica.kill()
+        master = servers.client(servers.master.port)
+        eventually(
+            lambda: master.info("replication")["connected_slaves"] == 0, 60, "the replica gone"
+        )
+        await store.take("w1", 10, 0.1)  # the worker has its entry (and the group)
+        # The first accept after the loss still trusts the last look and waits the timeout out;
+        # then the store looks at the master again.
+        with pytest.raises(ReplicaAckTimeout, match="0 of 1 replicas confirmed"):
+            await store.accept([acceptance(storm + 1)])
+
+        async def refused(n: int) -> type[Exception] | None:
+            try:
+                await store.accept([acceptance(n)])
+            except StoreUnavailable as error:
+                return type(error)
+            return None
+
+        started = time.monotonic()
+        # The delivery worker, meanwhile: its calls get connections.
+        worker = asyncio.gather(store.take("w1", 10, 0.1), store.mark_sending("d0-firing"))
+        results = await asyncio.gather(*(refused(n) for n in range(1, storm + 1)))
+        taken, first = await worker
+        elapsed = time.monotonic() - started
+        assert results == [ReplicaAckTimeout] * storm, set(results)
+        assert [entry.delivery.delivery_id for entry in taken] == [f"d{storm + 1}-firing"]
+        assert first is True
+        assert elapsed < 2.0, f"{elapsed:.1f} s: refused without waiting for the 3 s timeout"
+        keys = [key.decode() for key in master.scan_iter(match=prefix + "*")]
+        assert sorted(key for key in keys if ":idem:" in key) == [
+            f"{prefix}idem:d0-firing",
+            f"{prefix}idem:d{storm + 1}-firing",
+        ], "nothing of a refusal without a WAIT written"
+        with pytest.raises(ReplicaAckTimeout, match="0 of 1 replicas in sync"):
+            await store.accept([acceptance(1)])
+        # A replica back in sync: accepts resume within a look or two.
+        servers.replica.start()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert await store.accept([acceptance(1)]) == ["queued"]
+                break
+            except ReplicaAckTimeout:
+                assert time.monotonic() < deadline, "accepts never resumed"
+                await asyncio.sleep(0.1)
+        master.close()
         await store.close()
 
     try:

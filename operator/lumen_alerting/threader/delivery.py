@@ -134,7 +134,10 @@ class DeliveryWorker:
                 await _sleep_or_stop(stop, 1.0)
                 continue
             for entry in entries:
-                if entry.entry_id not in self._in_hand:
+                # An unfinished entry comes back from the store's pending list too (Redis reads
+                # it again after an error) but is the hand-back's: delivered now as well, its
+                # completion would race the hand-back's postpone, which makes a new entry of it.
+                if entry.entry_id not in self._in_hand and entry.entry_id not in self._unfinished:
                     self._in_hand.add(entry.entry_id)
                     self._queue(entry.delivery.channel).put_nowait(entry)
         await self._drain(timeout=5.0)

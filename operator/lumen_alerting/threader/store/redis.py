@@ -24,7 +24,13 @@ fewer than ``n`` replicas confirm in time: Alertmanager sends again. The script 
 (a duplicate too), and replication keeps order, so a duplicate's 2xx also waits until the
 replica has the first acceptance. ``0`` turns it off. ``"auto"`` is 1 while the master's
 ``INFO replication`` counts a connected replica (read every few seconds, and again after an
-error or a replica timeout), else 0. The trade-off of "auto": with no replica connected (the
+error or a replica timeout), else 0. When that INFO shows fewer replicas in sync ("online") than
+an accept needs (after a failover, the promoted replica has none until another resyncs), the
+accept is refused at once, nothing written: a WAIT could only time out, and a thousand of them
+would each hold a connection for the whole timeout. The INFO is then read again every quarter
+second, so accepts resume as soon as a replica is back. Accepts have their own connection pool
+(not on a cluster, whose pools are per node and unbounded): a storm of them never takes the
+connections the delivery worker needs. The trade-off of "auto": with no replica connected (the
 replica is down, or never was) alerts are accepted on the master alone, available rather than
 refused; a replica that is stalled but still counted as connected (up to its ``repl-timeout``)
 makes accepts answer 503 until the master drops it. A fixed ``N`` never accepts with fewer.
@@ -34,6 +40,7 @@ prefers the most up-to-date replica, which is the one that confirmed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -72,8 +79,10 @@ from .redis_topology import RedisTopology, parse_redis_url
 
 GROUP = "delivery"
 KINDS = {"standalone": "redis", "sentinel": "redis-sentinel", "cluster": "redis-cluster"}
-# How long "auto" trusts its last look at the master's replicas.
+# How long the store trusts its last look at the master's replicas ("auto", and the refusal
+# without a WAIT); while the master has fewer than an accept needs, it looks again this soon.
 REPLICAS_CHECKED_FOR = 5.0
+REPLICAS_RECHECKED_WHILE_SHORT = 0.25
 # What a cluster client raises besides RedisError (no reachable node, a slot not covered).
 ERRORS = (RedisError, RedisClusterException)
 
@@ -161,13 +170,16 @@ return results
 """
 
 # KEYS: outbox stream, outbox size hash, sending key. ARGV: group, entry id, bytes.
-# The size goes down only if this call removed the entry (a second completion changes nothing).
+# Only if this call removed the entry do the size and the "sending" note go: an entry already
+# gone was completed before, or postponed meanwhile (a hand-back racing its own retake, another
+# replica's claim), and then lives on as a new entry that must still find the note and look in
+# Slack before posting (without it, it was posted twice).
 COMPLETE = """
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 if redis.call('XDEL', KEYS[1], ARGV[2]) == 1 then
   redis.call('HINCRBY', KEYS[2], 'bytes', -tonumber(ARGV[3]))
+  redis.call('DEL', KEYS[3])
 end
-redis.call('DEL', KEYS[3])
 return 1
 """
 
@@ -241,6 +253,14 @@ class RedisStore:
         self._redis, self._sentinel = _client(
             topology, password or topology.password, timeout, read_timeout
         )
+        # Accepts (their WAIT may hold a connection up to the ack timeout) on a pool of their
+        # own, so that a storm of them cannot starve the delivery worker. A cluster's pools are
+        # per node and unbounded, and its node objects belong to one client: one client there.
+        self._accepts = self._redis
+        if topology.mode != "cluster":
+            self._accepts, _ = _client(
+                topology, password or topology.password, timeout, read_timeout, self._sentinel
+            )
         self._prefix = prefix
         self._idempotency_ms = int(idempotency_ttl * 1000)
         self._thread_ms = int(thread_ttl * 1000)
@@ -255,7 +275,12 @@ class RedisStore:
         self._ack_timeout_ms = max(1, int(replica_ack_timeout * 1000))
         self._auto_acks = 0
         self._info_refused = False
+        # Replicas in sync with the master at the last look; None: unknown (INFO refused).
+        self._online_replicas: int | None = None
         self._replicas_checked_until = 0.0  # monotonic; 0: look again on the next accept
+        # The look in progress: accepts arriving meanwhile wait for it rather than each send
+        # its own INFO.
+        self._looking: asyncio.Task[None] | None = None
 
     def _unavailable(self, error: Exception) -> StoreUnavailable:
         # Whatever a worker had taken may not have been finished: read the pending entries again
@@ -285,23 +310,57 @@ class RedisStore:
 
     async def _acks_wanted(self) -> int:
         """How many replicas must confirm this accept: the fixed number, or for "auto" 1 while
-        the master counts a connected replica (looked at every few seconds)."""
-        if self._replica_acks != "auto":
-            return self._replica_acks
-        now = time.monotonic()
-        if now >= self._replicas_checked_until:
-            try:
-                info = await self._redis.info("replication", **await self._on_master())
-                replicas = int(info.get("connected_slaves", 0))
-                self._info_refused = False
-            except ResponseError:
-                # INFO refused (an ACL without +info): assume a replica rather than accept
-                # unreplicated writes silently; --replica-acks 0 says there is none.
-                replicas = 1
-                self._info_refused = True
-            self._auto_acks = 1 if replicas >= 1 else 0
-            self._replicas_checked_until = now + REPLICAS_CHECKED_FOR
-        return self._auto_acks
+        the master counts a connected replica. Raises ``ReplicaAckTimeout`` without writing
+        when the master has fewer replicas in sync than that (looked at every few seconds, every
+        quarter second while short)."""
+        if self._replica_acks == 0:
+            return 0
+        if time.monotonic() >= self._replicas_checked_until:
+            task = self._looking
+            if task is None or task.done():
+                task = self._looking = asyncio.get_running_loop().create_task(
+                    self._look_at_replicas()
+                )
+                # Its error reaches the accepts waiting for it; none may be left to read it.
+                task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            await asyncio.shield(task)  # a caller cancelled does not cancel the others' look
+        acks = self._auto_acks if self._replica_acks == "auto" else self._replica_acks
+        online = self._online_replicas
+        if acks and online is not None and online < acks:
+            raise ReplicaAckTimeout(
+                f"{self.kind}: the master has {online} of {acks} replicas in sync; nothing "
+                f"accepted (--replica-acks)"
+            )
+        return acks
+
+    async def _look_at_replicas(self) -> None:
+        """Read the master's ``INFO replication``: connected replicas (for "auto") and those in
+        sync (state online: a replica still loading the master's snapshot confirms nothing)."""
+        try:
+            info = await self._accepts.info("replication", **await self._on_master())
+        except ResponseError:
+            # INFO refused (an ACL without +info): assume a replica rather than accept
+            # unreplicated writes silently; --replica-acks 0 says there is none. Whether one is
+            # in sync is unknown: the WAIT tells.
+            self._info_refused = True
+            self._auto_acks = 1
+            self._online_replicas = None
+            self._replicas_checked_until = time.monotonic() + REPLICAS_CHECKED_FOR
+            return
+        self._info_refused = False
+        self._auto_acks = 1 if int(info.get("connected_slaves", 0)) >= 1 else 0
+        self._online_replicas = sum(
+            1
+            for name, replica in info.items()
+            if re.fullmatch(r"slave\d+", name)
+            and isinstance(replica, dict)
+            and replica.get("state") == "online"
+        )
+        acks = self._auto_acks if self._replica_acks == "auto" else self._replica_acks
+        short = self._online_replicas < acks
+        self._replicas_checked_until = time.monotonic() + (
+            REPLICAS_RECHECKED_WHILE_SHORT if short else REPLICAS_CHECKED_FOR
+        )
 
     async def accept(self, acceptances: Sequence[Acceptance]) -> list[Disposition]:
         keys = [self._outbox, self._key("delayed"), self._key("outbox-size")]
@@ -323,7 +382,7 @@ class RedisStore:
                 alert_bytes(item.alert),
             ]
         try:
-            acks = await self._acks_wanted()
+            acks = await self._acks_wanted()  # ReplicaAckTimeout here: nothing written
             results, acked = await self._accept_and_wait(keys, args, acks)
         except ERRORS as error:
             raise self._unavailable(error) from error
@@ -352,7 +411,7 @@ class RedisStore:
         sent to the master (on a cluster, both to the node of the keys' slot)."""
         on_master = await self._on_master()
         for attempt in (1, 2):
-            pipe = self._redis.pipeline(transaction=False)
+            pipe = self._accepts.pipeline(transaction=False)
             # As a command: the cluster pipeline blocks its evalsha method, not the command.
             pipe.execute_command("EVALSHA", self._accept.sha, len(keys), *keys, *args)
             if acks:
@@ -360,7 +419,7 @@ class RedisStore:
             replies = await pipe.execute(raise_on_error=False)
             if isinstance(replies[0], NoScriptError) and attempt == 1:
                 # A new master (a failover, a restart): load the script and send both again.
-                await self._redis.script_load(ACCEPT)
+                await self._accepts.script_load(ACCEPT)
                 continue
             for reply in replies:
                 if isinstance(reply, Exception):
@@ -594,16 +653,25 @@ class RedisStore:
         return len(keys)
 
     async def close(self) -> None:
+        if self._looking is not None:
+            self._looking.cancel()
         await self._redis.aclose()
+        if self._accepts is not self._redis:
+            await self._accepts.aclose()
         if self._sentinel is not None:
             for sentinel in self._sentinel.sentinels:
                 await sentinel.aclose()
 
 
 def _client(
-    topology: RedisTopology, password: str | None, timeout: float, read_timeout: float
+    topology: RedisTopology,
+    password: str | None,
+    timeout: float,
+    read_timeout: float,
+    sentinel: Sentinel | None = None,
 ) -> tuple[aioredis.Redis | RedisCluster, Sentinel | None]:
-    """The client of the topology, and the Sentinel manager (to close its connections)."""
+    """The client of the topology, and the Sentinel manager (to close its connections); a
+    second client of a Sentinel topology shares the first one's ``sentinel``."""
     options: dict[str, Any] = {
         "socket_timeout": read_timeout,
         "socket_connect_timeout": timeout,
@@ -622,6 +690,8 @@ def _client(
         return RedisCluster(startup_nodes=nodes, **options), None
     if topology.mode == "sentinel":
         assert topology.master is not None
+        if sentinel is not None:
+            return sentinel.master_for(topology.master, redis_class=aioredis.Redis), sentinel
         # redis-py's Sentinel has no annotations.
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             list(topology.nodes),
