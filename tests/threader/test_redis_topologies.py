@@ -18,7 +18,7 @@ import redis
 from lumen_alerting.threader.store import Acceptance, ReplicaAckTimeout, StoreUnavailable
 from lumen_alerting.threader.store.redis import RedisStore
 from lumen_alerting.threader.store.redis_topology import RedisTopology, parse_redis_url
-from tests.support.polling import eventually
+from tests.support.polling import eventually, free_port
 from tests.support.redis_topologies import RedisClusterServers, RedisSentinelSet
 from tests.support.threader_run import RedisServer
 
@@ -123,6 +123,26 @@ def test_store_options_are_checked() -> None:
         RedisStore("redis://127.0.0.1:1", replica_acks=-1)
     with pytest.raises(ValueError, match="replica acks"):
         RedisStore("redis://127.0.0.1:1", replica_acks="all")  # type: ignore[arg-type]
+
+
+def test_no_sentinel_to_ask_is_one_short_line() -> None:
+    """What /ready and the log say when no sentinel answers: the master's name, in one line,
+    not redis-py's repr of every sentinel client."""
+    port = free_port()
+
+    async def scenario() -> str:
+        store = RedisStore(f"redis+sentinel://127.0.0.1:{port},127.0.0.1:{port}/lumen-m/0")
+        try:
+            with pytest.raises(StoreUnavailable) as refused:
+                await store.ping()
+            return str(refused.value)
+        finally:
+            await store.close()
+
+    message = asyncio.run(scenario())
+    assert message.startswith("redis-sentinel: No master found for 'lumen-m'"), message
+    assert "\n" not in message and len(message) < 200, message
+    assert "<redis" not in message
 
 
 # Redis Cluster

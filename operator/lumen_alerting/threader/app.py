@@ -45,6 +45,7 @@ from .store.contract import (
     StoreUnavailable,
     ThreadStore,
 )
+from .warning_throttle import WarningThrottle, left_out_note
 from .webhook import (
     ALERTMANAGER_PATH,
     GRAFANA_PATH,
@@ -66,6 +67,7 @@ MAX_BODY = 16 * 1024 * 1024
 # A full outbox empties at Slack's pace (about a message a second per channel): worth a wait.
 OUTBOX_FULL_RETRY_AFTER = 30
 FULL_LOG_INTERVAL = 10.0  # seconds between two "outbox full" warnings
+REFUSAL_LOG_INTERVAL = 5.0  # seconds between two warnings of one kind of 503
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class _Endpoints:
         self._durability = durability
         self._started = time.time()
         self._full_logged = 0.0
+        self._refusal_warnings = WarningThrottle(REFUSAL_LOG_INTERVAL)
 
     async def notify(self, parse: Parser, request: web.Request) -> web.Response:
         """A notification in, parsed by ``parse`` (Alertmanager's or Grafana's)."""
@@ -188,6 +191,13 @@ class _Endpoints:
             response.force_close()  # what is left of the body is not worth reading
             return response
 
+    def _warn(self, kind: str, message: str, error: Exception) -> None:
+        """A refusal's warning, one line per kind every few seconds: an outage of the store
+        would otherwise log every notification and every retry of it."""
+        left_out = self._refusal_warnings.allow(("refusal", kind))
+        if left_out is not None:
+            log.warning(message + "%s", error, left_out_note(left_out))
+
     async def _accept(self, accepted: list[Acceptance]) -> web.Response:
         """Hand the alerts to the store; 200 with their dispositions, or 503 to be sent again."""
         try:
@@ -203,10 +213,10 @@ class _Endpoints:
                 headers={"Retry-After": str(OUTBOX_FULL_RETRY_AFTER)},
             )
         except ReplicaAckTimeout as error:
-            # Written on the master, not yet on a replica: were the master lost now, so would the
-            # alerts be. Alertmanager's retry is a duplicate that waits for the replicas again.
+            # Not (yet) on a replica: were the master lost now, so would the alerts be.
+            # Alertmanager's retry waits for the replicas again.
             self._metrics.notifications.labels("replica_timeout").inc()
-            log.warning("Refused a notification, no replica confirmed it: %s", error)
+            self._warn("replica", "Refused a notification, no replica confirmed it: %s", error)
             return json_error(
                 503,
                 "no store replica confirmed the write; retry later",
@@ -214,7 +224,7 @@ class _Endpoints:
             )
         except StoreUnavailable as error:
             self._metrics.notifications.labels("unavailable").inc()
-            log.warning("Refused a notification, the store is unavailable: %s", error)
+            self._warn("unavailable", "Refused a notification, the store is unavailable: %s", error)
             return json_error(503, "store unavailable; retry later", headers={"Retry-After": "5"})
         counts = {d: dispositions.count(d) for d in ("queued", "duplicate", "skipped")}
         for disposition, count in counts.items():

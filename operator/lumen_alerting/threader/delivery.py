@@ -37,6 +37,7 @@ from .metrics import ThreaderMetrics
 from .pacing import ChannelPace
 from .slack import MessageRef, SlackClient, SlackError
 from .store.contract import Delivery, OutboxEntry, StoreUnavailable, ThreadStore
+from .warning_throttle import WarningThrottle, left_out_note
 from .webhook import Alert, alert_from_json
 
 log = logging.getLogger("lumen.threader.delivery")
@@ -311,7 +312,7 @@ class DeliveryWorker:
                     channel,
                     error.describe(),
                     retry,
-                    _left_out(left_out),
+                    left_out_note(left_out),
                 )
             channel_id = None
         else:
@@ -362,7 +363,7 @@ class DeliveryWorker:
                 error.describe(),
                 retry_at.isoformat(timespec="seconds"),
                 delay,
-                _left_out(left_out),
+                left_out_note(left_out),
             )
         self._metrics.deliveries.labels(delivery.kind, "retry").inc()
         await self._store.postpone(entry, delay)
@@ -375,30 +376,6 @@ class DeliveryWorker:
             return
         self._metrics.deliveries.labels(entry.delivery.kind, "waiting_for_parent").inc()
         await self._store.postpone(entry, min(5.0, 0.2 * (entry.attempts + 1)))
-
-
-class WarningThrottle:
-    """Lets one log line per key through every ``interval`` seconds and counts the others, so
-    a Slack outage is visible without a line per message."""
-
-    def __init__(self, interval: float, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = interval
-        self._clock = clock
-        self._last: dict[tuple[str, str], float] = {}
-        self._left_out: dict[tuple[str, str], int] = {}
-
-    def allow(self, key: tuple[str, str]) -> int | None:
-        """None to stay quiet; else how many lines for ``key`` were left out since the last."""
-        now = self._clock()
-        if now - self._last.get(key, float("-inf")) < self._interval:
-            self._left_out[key] = self._left_out.get(key, 0) + 1
-            return None
-        self._last[key] = now
-        return self._left_out.pop(key, 0)
-
-
-def _left_out(count: int) -> str:
-    return f" ({count} more like it since the last such line.)" if count else ""
 
 
 def _message(delivery: Delivery, alert: Alert, thread_ts: str | None) -> dict[str, Any]:

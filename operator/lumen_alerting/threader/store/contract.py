@@ -54,9 +54,10 @@ class OutboxFull(StoreUnavailable):
 
 
 class ReplicaAckTimeout(StoreUnavailable):
-    """The write was made on the master but no replica confirmed it in time (``WAIT``): were the
-    master to die now, the alerts would be gone. Answer 503: Alertmanager sends again, and the
-    retry, a duplicate by then, waits for the replicas again before its 2xx."""
+    """Not enough replicas have the accept: none confirmed the write in time (``WAIT``), or the
+    master has fewer replicas in sync than required and nothing was written. Were the master to
+    die now, the alerts would be gone. Answer 503: Alertmanager sends again, and the retry (a
+    duplicate if the first was written) waits for the replicas again before its 2xx."""
 
 
 # Replicas that must confirm an accept before the threader answers 2xx: 0 is off, "auto" is 1

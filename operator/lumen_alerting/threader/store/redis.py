@@ -50,7 +50,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
@@ -288,7 +288,7 @@ class RedisStore:
         self._recovered.clear()
         # The master may have changed (a failover) or lost its replica: look at it again.
         self._replicas_checked_until = 0.0
-        return StoreUnavailable(f"{self.kind}: {error}")
+        return StoreUnavailable(f"{self.kind}: {_reason(error)}")
 
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
@@ -708,6 +708,16 @@ def _client(
         return sentinel.master_for(topology.master, redis_class=aioredis.Redis), sentinel
     [(host, port)] = topology.nodes
     return aioredis.Redis(host=host, port=port, db=topology.db, **options), None
+
+
+def _reason(error: Exception) -> str:
+    """The error in one short line, for /ready and the log."""
+    if isinstance(error, MasterNotFoundError):
+        # redis-py appends the repr of every sentinel's client: the master's name is what helps.
+        named = str(error).split(" : ", 1)[0]
+        return f"{named} (no sentinel answered, or none knows a master by that name)"
+    text = (str(error).strip().splitlines() or [""])[0].strip() or type(error).__name__
+    return text if len(text) <= 300 else text[:300] + "…"
 
 
 def _text(reply: bytes | str) -> str:
