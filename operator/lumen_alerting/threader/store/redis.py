@@ -409,13 +409,16 @@ class RedisStore:
         """The accept script, then ``WAIT acks timeout`` on the same connection (WAIT counts the
         replicas past the last write of its own connection): one non-transactional pipeline,
         sent to the master (on a cluster, both to the node of the keys' slot)."""
+        if not acks:
+            # Without a wait, the script alone: a pipeline costs more than the script itself on
+            # a single alert (bench/threader.py), and the Script object reloads it on NOSCRIPT.
+            return await self._accept(keys=keys, args=args, client=self._accepts), 0
         on_master = await self._on_master()
         for attempt in (1, 2):
             pipe = self._accepts.pipeline(transaction=False)
             # As a command: the cluster pipeline blocks its evalsha method, not the command.
             pipe.execute_command("EVALSHA", self._accept.sha, len(keys), *keys, *args)
-            if acks:
-                pipe.execute_command("WAIT", acks, self._ack_timeout_ms, **on_master)
+            pipe.execute_command("WAIT", acks, self._ack_timeout_ms, **on_master)
             replies = await pipe.execute(raise_on_error=False)
             if isinstance(replies[0], NoScriptError) and attempt == 1:
                 # A new master (a failover, a restart): load the script and send both again.
@@ -429,7 +432,7 @@ class RedisStore:
             # The slot moved meanwhile (a resharding, a cluster failover): the script may have
             # run on another node than the WAIT. Alertmanager's retry is a duplicate and waits.
             raise RedisClusterException("the slot moved during the accept")
-        return replies[0], int(replies[1]) if acks else 0
+        return replies[0], int(replies[1])
 
     async def _ensure_group(self) -> None:
         if self._group_ready:
