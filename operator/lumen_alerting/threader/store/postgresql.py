@@ -58,12 +58,33 @@ from .contract import (
     StoreStats,
     StoreUnavailable,
     ThreadListing,
+    ThreadState,
     alert_bytes,
 )
 from .postgresql_migrations import upgrade
 
-# A queued alert: the acceptance, its delivery's kind and generation, its JSON and bytes.
-_Queued = tuple[Acceptance, DeliveryKind, int, str, int]
+
+@dataclass(frozen=True)
+class _Queued:
+    """An alert a batch queues: its acceptance, its delivery's kind and generation, its JSON
+    and that JSON's bytes."""
+
+    acceptance: Acceptance
+    kind: DeliveryKind
+    generation: int
+    text: str
+    size: int
+
+
+@dataclass
+class _LockedThread:
+    """A thread as the accept sees it under the scope's lock, and whether to write it back."""
+
+    generation: int
+    state: ThreadState
+    channel: str
+    touched_at: float
+    changed: bool = False
 
 
 @dataclass
@@ -438,7 +459,7 @@ class PostgreSQLStore:
                 },
             )
             seen: set[str] = set()
-            threads: dict[str, _Thread | None] = {item.thread_key: None for item in items}
+            threads: dict[str, _LockedThread | None] = {item.thread_key: None for item in items}
             expired = []
             for what, key, generation, state, channel, touched_at in looked:
                 if what == "key":
@@ -446,7 +467,7 @@ class PostgreSQLStore:
                 elif touched_at + self._thread_ttl <= now:
                     expired.append(key)  # gone, as MemoryStore's expiry would have it
                 else:
-                    threads[key] = [generation, state, channel, touched_at, False]
+                    threads[key] = _LockedThread(generation, state, channel, touched_at)
             outcomes: list[list[Disposition] | BaseException] = []
             claimed: list[str] = []
             queued: list[_Queued] = []
@@ -461,7 +482,7 @@ class PostgreSQLStore:
                     if result == "queued":
                         entries, size = entries + 1, size + pending.sizes[index]
                 queued += pending.queued
-            changed = {key: row for key, row in threads.items() if row is not None and row[4]}
+            changed = [(key, row) for key, row in threads.items() if row and row.changed]
             if claimed:
                 if expired:  # parents and all: a thread made again starts afresh
                     await tx.execute(_DROP_THREADS, {"scope": scope, "keys": expired})
@@ -472,20 +493,20 @@ class PostgreSQLStore:
                         "now": now,
                         "expires": now + self._idempotency_ttl,
                         "claimed": claimed,
-                        "thread_keys": list(changed),
-                        "thread_generations": [row[0] for row in changed.values()],
-                        "thread_states": [row[1] for row in changed.values()],
-                        "thread_channels": [row[2] for row in changed.values()],
-                        "thread_touched": [row[3] for row in changed.values()],
-                        "ids": [item.delivery_id for item, *_ in queued],
-                        "kinds": [kind for _i, kind, *_ in queued],
-                        "keys": [item.thread_key for item, *_ in queued],
-                        "generations": [generation for _i, _k, generation, *_ in queued],
-                        "channels": [item.channel for item, *_ in queued],
-                        "alerts": [text for *_, text, _n in queued],
-                        "sizes": [n for *_, n in queued],
+                        "thread_keys": [key for key, _row in changed],
+                        "thread_generations": [row.generation for _key, row in changed],
+                        "thread_states": [row.state for _key, row in changed],
+                        "thread_channels": [row.channel for _key, row in changed],
+                        "thread_touched": [row.touched_at for _key, row in changed],
+                        "ids": [q.acceptance.delivery_id for q in queued],
+                        "kinds": [q.kind for q in queued],
+                        "keys": [q.acceptance.thread_key for q in queued],
+                        "generations": [q.generation for q in queued],
+                        "channels": [q.acceptance.channel for q in queued],
+                        "alerts": [q.text for q in queued],
+                        "sizes": [q.size for q in queued],
                         "entries": len(queued),
-                        "bytes": sum(n for *_, n in queued),
+                        "bytes": sum(q.size for q in queued),
                     },
                 )
         return outcomes
@@ -495,7 +516,7 @@ class PostgreSQLStore:
         pending: _Pending,
         seen: set[str],
         claimed: list[str],
-        threads: dict[str, _Thread | None],
+        threads: dict[str, _LockedThread | None],
         entries: int,
         size: int,
         now: float,
@@ -524,7 +545,7 @@ class PostgreSQLStore:
                 continue
             results[index] = "queued"
             pending.queued.append(
-                (item, kind, generation, pending.texts[index], pending.sizes[index])
+                _Queued(item, kind, generation, pending.texts[index], pending.sizes[index])
             )
         return results
 
@@ -719,31 +740,28 @@ _PERSISTENCE_SETTINGS = sa.text(
     "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')"
 )
 
-# A thread as the accept sees it: generation, state, channel, touched_at, changed (to write).
-_Thread = list[Any]
-
 
 def _claim(
-    threads: dict[str, _Thread | None], item: Acceptance, now: float
+    threads: dict[str, _LockedThread | None], item: Acceptance, now: float
 ) -> tuple[DeliveryKind | None, int]:
     """The thread decision: MemoryStore._claim, line for line, over the locked rows (kept
     parents of earlier generations stay in their table)."""
     record = threads[item.thread_key]
     if item.status == "firing":
-        if record is None or record[1] == "resolving":
-            generation = record[0] + 1 if record else 1
-            threads[item.thread_key] = [generation, "open", item.channel, now, True]
+        if record is None or record.state == "resolving":
+            generation = record.generation + 1 if record else 1
+            threads[item.thread_key] = _LockedThread(generation, "open", item.channel, now, True)
             return "parent", generation
-        record[3], record[4] = now, True
-        return ("repeat" if item.reply_on_repeat else None), record[0]
+        record.touched_at, record.changed = now, True
+        return ("repeat" if item.reply_on_repeat else None), record.generation
     if record is None:
         # Resolved without a thread we know of: say so in a message of its own.
-        threads[item.thread_key] = [1, "resolving", item.channel, now, True]
+        threads[item.thread_key] = _LockedThread(1, "resolving", item.channel, now, True)
         return "resolved_alone", 1
-    if record[1] == "resolving":
-        return None, record[0]
-    record[1], record[3], record[4] = "resolving", now, True
-    return "resolve", record[0]
+    if record.state == "resolving":
+        return None, record.generation
+    record.state, record.touched_at, record.changed = "resolving", now, True
+    return "resolve", record.generation
 
 
 def _entries(rows: sa.CursorResult[Any]) -> list[OutboxEntry]:
