@@ -48,10 +48,7 @@ import contextlib
 import json
 import os
 import random
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -61,13 +58,12 @@ from typing import Any
 
 import aiohttp
 import httpx
-import redis
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.support.background_loop import BackgroundLoop  # noqa: E402
-from tests.support.polling import eventually, free_port  # noqa: E402
+from tests.support.polling import eventually  # noqa: E402
 from tests.support.postgres_run import PostgresServer  # noqa: E402
 from tests.support.redis_topologies import RedisSentinelSet  # noqa: E402
 from tests.support.slack_api import SlackDouble, StoredMessage  # noqa: E402
@@ -93,7 +89,6 @@ BACKOFF_JITTER = 0.5
 BACKOFF_CAP = 5.0
 DRAIN_TIMEOUT = 300.0  # seconds for the outbox to empty after the last acknowledgement
 CHANNEL = "#alerts"
-MASTER_NAME = "lumen-master"
 DEFAULT_LAG = 0.15
 SLACK_OUTAGE = 1.0  # seconds of Slack outage before the kill (the -outage runs)
 
@@ -197,136 +192,40 @@ class LagProxy(BackgroundLoop):
                 other.close()
 
 
-class LaggedSentinelSet:
-    """A master, one replica and three sentinels on private ports, AOF on, like
-    ``tests.support.redis_topologies.RedisSentinelSet``, but the replica replicates through a
-    :class:`LagProxy` (``replicaof 127.0.0.1 <proxy port>``), ``lag`` seconds behind.
+class LaggedSentinelSet(RedisSentinelSet):
+    """``RedisSentinelSet`` whose replica, once in sync, replicates through a :class:`LagProxy`
+    (``REPLICAOF 127.0.0.1 <proxy port>``), ``lag`` seconds behind.
 
-    Sentinel notices that the replica names another master address than its own (the proxy's)
-    and points it at the master directly once ``failover-timeout`` has passed, so that is a
-    minute here, well past a run's fault; :meth:`replicating_through_proxy` checks."""
+    Sentinel notices that the replica follows another address than the master's and points it
+    at the master directly once ``failover-timeout`` has passed, so that is a minute here, well
+    past a run's fault; :meth:`replicating_through_proxy` checks."""
 
-    def __init__(self, lag: float = DEFAULT_LAG, *, down_after_ms: int = 1000) -> None:
+    def __init__(self, lag: float = DEFAULT_LAG) -> None:
+        super().__init__(failover_timeout_ms=60_000)
         self.lag = lag
-        self.down_after_ms = down_after_ms
-        self.master = RedisServer()
         self.proxy = LagProxy(self.master.port, lag)
-        self.replica: RedisServer | None = None
-        self.sentinel_ports = [free_port() for _ in range(3)]
-        self._sentinels: list[subprocess.Popen[bytes]] = []
-        self._dir = Path(tempfile.mkdtemp(prefix="sentinels-"))
-        nodes = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
-        self.url = f"redis+sentinel://{nodes}/{MASTER_NAME}/0"
 
     def start(self) -> LaggedSentinelSet:
-        self.master.start()
-        self.proxy.start()
-        self.replica = RedisServer("--replicaof", "127.0.0.1", str(self.proxy.port)).start()
-        eventually(self._replica_in_sync, 60, "the replica in sync with the master")
-        for index, port in enumerate(self.sentinel_ports):
-            directory = self._dir / f"sentinel-{index}"
-            directory.mkdir()
-            config = directory / "sentinel.conf"
-            config.write_text(
-                f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
-                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} 2\n"
-                f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}\n"
-                f"sentinel failover-timeout {MASTER_NAME} 60000\n"
-                f"sentinel parallel-syncs {MASTER_NAME} 1\n"
-            )
-            self._sentinels.append(
-                subprocess.Popen(
-                    ["redis-server", str(config), "--sentinel"], stdout=subprocess.DEVNULL
-                )
-            )
-        eventually(self._sentinels_see_replica, 60, "three sentinels that know the replica")
+        super().start()
+        try:
+            self.proxy.start()
+            with self.client(self.replica.port) as replica:
+                replica.replicaof("127.0.0.1", self.proxy.port)
+            eventually(self.replicating_through_proxy, 60, "the replica in sync through the proxy")
+        except BaseException:
+            self.remove()
+            raise
         return self
-
-    def _replica_in_sync(self) -> bool:
-        assert self.replica is not None
-        info = _info(self.replica.port)
-        return info.get("master_link_status") == "up"
-
-    def _sentinels_see_replica(self) -> bool:
-        assert self.replica is not None
-        for port in self.sentinel_ports:
-            try:
-                with redis.Redis(port=port, socket_timeout=2) as client:
-                    replicas = client.execute_command("SENTINEL", "REPLICAS", MASTER_NAME)
-                    others = client.execute_command("SENTINEL", "SENTINELS", MASTER_NAME)
-            except redis.RedisError:
-                return False
-            if not any(_field(r, "port") == str(self.replica.port) for r in replicas):
-                return False
-            if len(others) < 2:
-                return False
-        return True
 
     def replicating_through_proxy(self) -> bool:
         """The replica still takes its stream through the proxy (Sentinel has not re-pointed
         it), with the link up."""
-        assert self.replica is not None
-        info = _info(self.replica.port)
-        return (
-            info.get("master_port") == str(self.proxy.port)
-            and info.get("master_link_status") == "up"
-        )
-
-    def wait_for_promotion(self, timeout: float = 60) -> None:
-        """Return once a majority of the sentinels name the replica as the master."""
-        assert self.replica is not None
-        replica_port = str(self.replica.port)
-
-        def promoted() -> bool:
-            votes = 0
-            for port in self.sentinel_ports:
-                try:
-                    with redis.Redis(port=port, socket_timeout=2) as client:
-                        address = client.execute_command(
-                            "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME
-                        )
-                except redis.RedisError:
-                    continue
-                votes += bool(address) and _text(address[1]) == replica_port
-            return votes >= 2 and _info(int(replica_port)).get("role") == "master"
-
-        eventually(promoted, timeout, "the sentinels to promote the replica")
+        info = self._info(self.replica.port, "replication")
+        return info.get("master_port") == self.proxy.port and info.get("master_link_status") == "up"
 
     def remove(self) -> None:
-        for process in self._sentinels:
-            process.terminate()
-        for process in self._sentinels:
-            process.wait(10)
+        super().remove()
         self.proxy.stop()
-        if self.replica is not None:
-            self.replica.remove()
-        self.master.remove()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _field(pairs: Any, name: str) -> str | None:
-    """A field of a SENTINEL REPLICAS entry (a flat list of names and values, or a dict)."""
-    if isinstance(pairs, dict):
-        value = pairs.get(name, pairs.get(name.encode()))
-        return None if value is None else _text(value)
-    items = [_text(item) for item in pairs]
-    for index in range(0, len(items) - 1, 2):
-        if items[index] == name:
-            return items[index + 1]
-    return None
-
-
-def _info(port: int) -> dict[str, str]:
-    try:
-        with redis.Redis(port=port, socket_timeout=2) as client:
-            info = client.info("replication")
-    except redis.RedisError:
-        return {}
-    return {key: str(value) for key, value in info.items()}
 
 
 # --- the load and the ledger --------------------------------------------------------------------
@@ -676,13 +575,14 @@ def sentinel(
     else."""
     kind = {"0": "nowait", "auto": "auto"}.get(replica_acks, "wait")
     name = f"sentinel-{kind}" + ("-lag" if lag else "") + ("-outage" if slack_outage else "")
-    # Same interface: .url, .master (kill, start), .wait_for_promotion(), .remove().
-    topology: Any = LaggedSentinelSet(lag).start() if lag else RedisSentinelSet().start()
+    topology = LaggedSentinelSet(lag).start() if lag else RedisSentinelSet().start()
     try:
         with SlackDouble(rate_limit=False) as slack:
 
             def before_fault() -> None:
-                if lag and not topology.replicating_through_proxy():
+                if isinstance(topology, LaggedSentinelSet) and not (
+                    topology.replicating_through_proxy()
+                ):
                     raise AssertionError("the replica no longer replicates through the lag proxy")
                 if slack_outage:
                     slack.go_down(3600)

@@ -55,7 +55,7 @@ class RedisClusterServers:
         return RedisCluster(host="127.0.0.1", port=self.nodes[0].port, decode_responses=True)
 
     def delete(self, pattern: str) -> None:
-        """Delete the keys matching ``pattern`` on every node (a test's prefix; never FLUSHALL)."""
+        """Delete the keys matching ``pattern`` on every node (a test's prefix), and no other."""
         for node in self.nodes:
             client = redis.Redis(port=node.port)
             try:
@@ -94,10 +94,19 @@ def _cluster_ok(port: int) -> bool:
 class RedisSentinelSet:
     """A master, one replica and three sentinels watching the master as ``lumen-master``
     (quorum 2, down after 1 s, so a failover takes a few seconds). AOF on. With ``password``,
-    the servers require it (``requirepass``, ``masterauth``) and so do the sentinels."""
+    the servers require it (``requirepass``, ``masterauth``) and so do the sentinels.
+    ``failover_timeout_ms`` is also how long the sentinels leave a replica that follows another
+    address than the master's (a proxy in between) before they point it at the master."""
 
-    def __init__(self, password: str | None = None, master_options: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        password: str | None = None,
+        master_options: tuple[str, ...] = (),
+        *,
+        failover_timeout_ms: int = 5000,
+    ) -> None:
         self.password = password
+        self.failover_timeout_ms = failover_timeout_ms
         auth = ("--requirepass", password, "--masterauth", password) if password else ()
         self.master = RedisServer(*auth, *master_options)
         self.replica = RedisServer(
@@ -136,7 +145,7 @@ class RedisSentinelSet:
             f'dir "{directory}"',
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master.port} 2",
             f"sentinel down-after-milliseconds {MASTER_NAME} 1000",
-            f"sentinel failover-timeout {MASTER_NAME} 5000",
+            f"sentinel failover-timeout {MASTER_NAME} {self.failover_timeout_ms}",
             f"sentinel parallel-syncs {MASTER_NAME} 1",
         ]
         if self.password:
@@ -213,7 +222,7 @@ class RedisSentinelSet:
         eventually(promoted, timeout, f"the sentinels to promote {self.replica.port}")
 
     def delete(self, pattern: str) -> None:
-        """Delete the keys matching ``pattern`` on the current master (never FLUSHALL)."""
+        """Delete the keys matching ``pattern`` on the current master, and no other."""
         port = self.master_port()
         if port is None:
             return
