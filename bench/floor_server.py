@@ -21,7 +21,6 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
@@ -29,6 +28,8 @@ from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from lumen_alerting.threader.store.redis_topology import parse_redis_url
 
 Write = Callable[[bytes], Awaitable[None]]
 
@@ -42,20 +43,11 @@ def redis_write(url: str) -> Write:
     return write
 
 
-def _addresses(url: str) -> tuple[list[tuple[str, int]], list[str]]:
-    """The HOST:PORT list and the path parts of a ``redis+sentinel://`` or ``redis+cluster://``
-    URL (no password: the bench's servers have none)."""
-    parts = urlsplit(url)
-    hosts = []
-    for address in parts.netloc.split(","):
-        host, _, port = address.rpartition(":")
-        hosts.append((host, int(port)))
-    return hosts, [p for p in parts.path.split("/") if p]
-
-
 def sentinel_write(url: str) -> Write:
-    sentinels, (master, *_db) = _addresses(url)
-    store = Sentinel(sentinels).master_for(master)  # type: ignore[no-untyped-call]
+    topology = parse_redis_url(url)  # the threader's own reading of the URL
+    assert topology.master is not None  # a sentinel URL always names its master
+    sentinels = Sentinel(list(topology.nodes))  # type: ignore[no-untyped-call]
+    store = sentinels.master_for(topology.master)
 
     async def write(body: bytes) -> None:
         # One connection for both, as WAIT counts the writes of its own connection.
@@ -70,7 +62,7 @@ def sentinel_write(url: str) -> Write:
 
 
 def cluster_write(url: str) -> Write:
-    (host, port), *_rest = _addresses(url)[0]
+    (host, port), *_rest = parse_redis_url(url).nodes
     store = RedisCluster(host=host, port=port)
 
     async def write(body: bytes) -> None:
