@@ -324,7 +324,7 @@ class RedisStore:
                 # Its error reaches the accepts waiting for it; none may be left to read it.
                 task.add_done_callback(lambda done: done.cancelled() or done.exception())
             await asyncio.shield(task)  # a caller cancelled does not cancel the others' look
-        acks = self._auto_acks if self._replica_acks == "auto" else self._replica_acks
+        acks = self._acks_required
         online = self._online_replicas
         if acks and online is not None and online < acks:
             raise ReplicaAckTimeout(
@@ -332,6 +332,11 @@ class RedisStore:
                 f"accepted (--replica-acks)"
             )
         return acks
+
+    @property
+    def _acks_required(self) -> int:
+        """Replicas an accept needs now: the fixed number, or what "auto" last found."""
+        return self._auto_acks if self._replica_acks == "auto" else self._replica_acks
 
     async def _look_at_replicas(self) -> None:
         """Read the master's ``INFO replication``: connected replicas (for "auto") and those in
@@ -356,8 +361,7 @@ class RedisStore:
             and isinstance(replica, dict)
             and replica.get("state") == "online"
         )
-        acks = self._auto_acks if self._replica_acks == "auto" else self._replica_acks
-        short = self._online_replicas < acks
+        short = self._online_replicas < self._acks_required
         self._replicas_checked_until = time.monotonic() + (
             REPLICAS_RECHECKED_WHILE_SHORT if short else REPLICAS_CHECKED_FOR
         )
