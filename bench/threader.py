@@ -112,29 +112,23 @@ def start_floor(store: str) -> tuple[subprocess.Popen[bytes], str]:
 
 
 KINDS = ("redis", "redis-sentinel", "redis-cluster", "postgresql", "sqlite")
+# Private servers, AOF on: one Redis, a Sentinel set (master, replica, 3 sentinels), 3 masters.
+REDIS_SERVERS: dict[str, type[RedisServer | RedisSentinelSet | RedisClusterServers]] = {
+    "redis": RedisServer,
+    "redis-sentinel": RedisSentinelSet,
+    "redis-cluster": RedisClusterServers,
+}
 
 
 @contextlib.contextmanager
 def store_servers(kind: str, directory: str) -> Iterator[tuple[str, str]]:
     """The ``--store`` of the threader and the floor's store, on servers of the run's own."""
-    if kind == "redis":
-        server = RedisServer().start()
+    if kind in REDIS_SERVERS:
+        servers = REDIS_SERVERS[kind]().start()
         try:
-            yield server.url, server.url
+            yield servers.url, servers.url
         finally:
-            server.remove()
-    elif kind == "redis-sentinel":
-        sentinels = RedisSentinelSet().start()
-        try:
-            yield sentinels.url, sentinels.url
-        finally:
-            sentinels.remove()
-    elif kind == "redis-cluster":
-        cluster = RedisClusterServers(masters=3).start()
-        try:
-            yield cluster.url, cluster.url
-        finally:
-            cluster.remove()
+            servers.remove()
     elif kind == "postgresql":
         for url in fresh_database():
             yield url, url
